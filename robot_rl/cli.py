@@ -1,0 +1,91 @@
+"""`robot-rl` command line: one subcommand per stage, each a Hydra config from `configs/`.
+
+    robot-rl <command> [positional ...] [key=value ...]
+    robot-rl <command> --help     config groups and defaults of that command
+
+Each command lives in `robot_rl/commands/<command>.py` as `run(cfg, args) -> int`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, str] = {
+    "collect": "record scripted-teleop (or device) episodes in the twin into an episode store",
+    "data": "inspect and convert episode stores: info | validate | recover | view | export | import",
+    "train": "train a policy from a store (algo=bc: diffusion policy by imitation)",
+    "finetune": "improve a policy with RL (algo=offline | residual | ppo | dsrl)",
+    "distill": "distill a policy into a one-step student",
+    "eval": "evaluate a policy checkpoint in the twin",
+    "deploy": "run a policy through the runtime and the 1 kHz impedance loop (twin=true or a real rig)",
+    "calibrate": "calibrate cameras and latencies: intrinsics | handeye | latency",
+    "bench": "run a benchmark: store | twin | policy | finetune | all",
+    "pipeline": "run the whole pipeline on the twin and write report.md + results.json",
+}
+
+USAGE = "usage: robot-rl <command> [positional ...] [key=value ...] [--help]\n\ncommands:\n" + "\n".join(
+    f"  {name:10s} {text}" for name, text in COMMANDS.items()
+)
+
+
+def _command_help(name: str) -> str:
+    from omegaconf import OmegaConf
+
+    from robot_rl.core.config import compose, config_groups
+
+    lines = [f"usage: robot-rl {name} [positional ...] [key=value ...]", "", COMMANDS[name]]
+    module = _load(name)
+    if module is not None and module.__doc__:
+        lines += ["", module.__doc__.strip()]
+    lines += ["", "config groups (choose with group=option):"]
+    lines += [f"  {group}: {', '.join(opts)}" for group, opts in config_groups().items() if opts]
+    lines += ["", f"defaults (configs/{name}.yaml, override with key=value):", ""]
+    lines.append(OmegaConf.to_yaml(compose(name)).rstrip())
+    return "\n".join(lines)
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"robot_rl.commands.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"robot_rl.commands.{name}":
+            return None
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    from robot_rl.core.errors import RobotRLError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"robot-rl: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        if "-h" in rest or "--help" in rest:
+            print(_command_help(name))
+            return 0
+        module = _load(name)
+        if module is None:
+            print(f"robot-rl {name}: not implemented yet in this version of robot_rl", file=sys.stderr)
+            return 2
+        from robot_rl.core.config import compose
+
+        overrides = [a for a in rest if "=" in a and not a.startswith("-")]
+        positional = [a for a in rest if a not in overrides]
+        cfg = compose(name, overrides)
+        return int(module.run(cfg, positional) or 0)
+    except RobotRLError as e:
+        print(f"robot-rl {name}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"robot-rl {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

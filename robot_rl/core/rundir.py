@@ -1,0 +1,20 @@
+"""Run output directories: every run writes its resolved config beside its results."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+from robot_rl.core.config import save_yaml, to_plain
+
+
+def make_run_dir(cfg, command: str) -> Path:
+    """`cfg.out` if set, else `runs/<command>/<UTC timestamp>`; saves the resolved `config.yaml` there."""
+    out = cfg.get("out") if hasattr(cfg, "get") else None
+    if not out:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / command / stamp
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_yaml(to_plain(cfg), out / "config.yaml")
+    return out
