@@ -1,0 +1,73 @@
+"""The arm's 1 kHz hardware interface: what a backend reports each tick and what it accepts.
+
+Implemented by the MuJoCo twin (`robot_rl.sim.twin_arm.TwinArm`) and, later, by real arms
+(e.g. pylibfranka) behind the same two calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class ArmState:
+    """One sample of the arm, all in the robot base frame.
+
+    t: sample time in seconds on the controller's clock (host monotonic for real arms and the
+       wall-clock loop; simulation time for the synchronous twin);
+    q, dq: (7,) joint positions (rad) and velocities (rad/s);
+    ee_pos: (3,) tool-centre-point position (m); ee_quat: (4,) orientation (w, x, y, z);
+    J: (6, 7) TCP Jacobian, linear rows then angular rows, base frame;
+    M: (7, 7) joint-space inertia (kg m^2); coriolis: (7,) Coriolis/centrifugal torques (Nm);
+    gravity: (7,) gravity torques g(q) (Nm) — informational when the backend compensates gravity;
+    tau_measured: (7,) measured joint torques without gravity (Nm);
+    f_ext: (6,) estimated external wrench at the TCP (N, Nm), force then torque, base frame;
+    gripper_width: finger opening (m, sum of both fingers).
+    Backends may reuse the arrays of one ArmState between ticks; copy to keep a sample.
+    """
+
+    t: float
+    q: np.ndarray
+    dq: np.ndarray
+    ee_pos: np.ndarray
+    ee_quat: np.ndarray
+    J: np.ndarray
+    M: np.ndarray
+    coriolis: np.ndarray
+    gravity: np.ndarray
+    tau_measured: np.ndarray
+    f_ext: np.ndarray
+    gripper_width: float = 0.0
+
+    def copy(self) -> "ArmState":
+        return ArmState(
+            self.t, self.q.copy(), self.dq.copy(), self.ee_pos.copy(), self.ee_quat.copy(), self.J.copy(),
+            self.M.copy(), self.coriolis.copy(), self.gravity.copy(), self.tau_measured.copy(),
+            self.f_ext.copy(), float(self.gripper_width),
+        )
+
+
+@runtime_checkable
+class ArmBackend(Protocol):
+    """A torque-controlled 7-DoF arm.
+
+    `read_state()` returns the latest sample; `write_torque(tau)` commands (7,) joint torques in Nm,
+    excluding gravity when `gravity_compensated` is True (Franka firmware and the twin add it).
+    On the twin, `write_torque` advances physics by one 1 ms tick.
+    """
+
+    gravity_compensated: bool
+
+    def read_state(self) -> ArmState: ...
+
+    def write_torque(self, tau: np.ndarray) -> None: ...
+
+
+@runtime_checkable
+class GripperBackend(Protocol):
+    """A parallel gripper. `command(closure)`: 0 = fully open, 1 = fully closed (force limited)."""
+
+    def command(self, closure: float) -> None: ...

@@ -1,0 +1,272 @@
+"""Training windows over committed episodes, on the policy grid.
+
+The grid of an episode is the timestamps of its grid stream (the store's index stream, normally
+`action`, recorded at the policy rate). Every other stream a PolicySpec reads is aligned to the grid
+once, when the sampler is built:
+  - image streams (and any `hold` stream read as an image) become a row map: for each grid time the
+    row of the latest frame at or before it (searchsorted), so a frame is fetched by row and decoded
+    only when a window needs it;
+  - low-dim streams are sampled at the grid times with their declared interp (hold / linear / slerp)
+    and kept in memory as float32 (they are small once on the grid).
+A sample older than the staleness bound raises StaleDataError: a stale observation is never used.
+
+Windows follow diffusion_policy: length `horizon`, pad_before = n_obs_steps - 1, pad_after =
+n_action_steps - 1, positions outside the episode replicate the first/last step (edge padding), and
+no window crosses an episode border. Validation takes whole episodes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from robot_rl.core.errors import ConfigError, StaleDataError, StoreError
+from robot_rl.core.spec import FeatureSpec, PolicySpec
+from robot_rl.data.align import sample_at
+from robot_rl.data.store import EpisodeStore
+
+STALENESS_PERIODS = 2.0  # default bound: a stream may miss one sample, not two
+
+
+def feature_streams(feature: FeatureSpec) -> list[str]:
+    """Streams a feature reads: FeatureSpec.stream may join several with '+' (concatenated on the last axis)."""
+    streams = [s.strip() for s in feature.stream.split("+")]
+    if not all(streams):
+        raise ConfigError(f"spec {feature.key}.stream={feature.stream!r}: empty stream name in '+' list")
+    if feature.kind != "low_dim" and len(streams) != 1:
+        raise ConfigError(f"spec {feature.key}.stream={feature.stream!r}: an image feature reads exactly one stream")
+    return streams
+
+
+# -- episode selection ---------------------------------------------------------------------------
+def select_episodes(metas: list[dict], success: bool | None = None, sources=None, tasks=None) -> np.ndarray:
+    """Indices of episodes whose metadata match: `success` True/False (None: any; an unknown success
+    never matches True/False), `sources`/`tasks`: collections of allowed values (None: any)."""
+    keep = []
+    for i, meta in enumerate(metas):
+        if success is not None and meta.get("success") is not bool(success):
+            continue
+        if sources is not None and meta.get("source") not in set(sources):
+            continue
+        if tasks is not None and meta.get("task") not in set(tasks):
+            continue
+        keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def split_episodes(episodes: np.ndarray, val_ratio: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) episode indices; val holds round(n * val_ratio) whole episodes (at least 1 and
+    leaving at least 1 for training when val_ratio > 0), drawn with `seed`."""
+    episodes = np.asarray(episodes, dtype=np.int64)
+    if not 0.0 <= val_ratio < 1.0:
+        raise ConfigError(f"val_ratio must be in [0, 1), got {val_ratio}")
+    n = len(episodes)
+    n_val = 0 if val_ratio == 0 or n < 2 else min(max(1, round(n * val_ratio)), n - 1)
+    val_mask = np.zeros(n, dtype=bool)
+    val_mask[np.random.default_rng(seed).choice(n, size=n_val, replace=False)] = True
+    return episodes[~val_mask], episodes[val_mask]
+
+
+# -- alignment to the grid -----------------------------------------------------------------------
+@dataclass
+class GridData:
+    """Streams of selected episodes aligned to the policy grid, all episodes concatenated.
+
+    episodes: (E,) store episode indices; offsets: (E + 1,) grid row offset of each episode;
+    times: (N,) grid timestamps in seconds; low_dim: stream -> (N, D) float32 values at grid times
+    (multi-dimensional samples flattened); image_rows: stream -> (N,) int64 rows of data/<stream>.
+    """
+
+    episodes: np.ndarray
+    offsets: np.ndarray
+    times: np.ndarray
+    low_dim: dict[str, np.ndarray]
+    image_rows: dict[str, np.ndarray]
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def _staleness(store: EpisodeStore, stream: str, max_staleness) -> float:
+    if isinstance(max_staleness, dict):
+        if stream in max_staleness:
+            return float(max_staleness[stream])
+    elif max_staleness is not None:
+        return float(max_staleness)
+    return STALENESS_PERIODS / store.streams[stream].rate_hz
+
+
+def _hold_rows(times: np.ndarray, grid: np.ndarray, bound: float, name: str) -> np.ndarray:
+    """Index of the latest sample at or before each grid time; raises when none or too old."""
+    idx = np.searchsorted(times, grid, side="right") - 1
+    if len(times) == 0 or np.any(idx < 0):
+        first = times[0] if len(times) else float("nan")
+        k = int(np.argmax(idx < 0))
+        raise StaleDataError(f"{name}: grid time {grid[k]:.6f} s is before the first sample ({first:.6f} s)")
+    age = grid - times[idx]
+    if np.any(age > bound):
+        k = int(np.argmax(age))
+        raise StaleDataError(f"{name}: frame at {times[idx[k]]:.6f} s is {age[k] * 1e3:.1f} ms old at grid time "
+                             f"{grid[k]:.6f} s (max staleness {bound * 1e3:.1f} ms)")
+    return idx
+
+
+def align_to_grid(store: EpisodeStore, episodes, low_dim: list[str], images: list[str],
+                  grid_stream: str | None = None, max_staleness: float | dict | None = None,
+                  on_stale: str = "raise") -> GridData:
+    """Align `low_dim` and `images` streams of `episodes` to the grid of `grid_stream` (default: the
+    store's index stream). max_staleness: seconds, per stream dict, or None (2 sample periods).
+    on_stale: 'raise' (default) or 'skip' (drop that episode with a warning)."""
+    grid_stream = grid_stream or store.index_stream
+    for name in [grid_stream, *low_dim, *images]:
+        store._check_stream(name)
+    if on_stale not in ("raise", "skip"):
+        raise ConfigError(f"on_stale must be 'raise' or 'skip', got {on_stale!r}")
+    kept, times, lows, rows = [], [], {s: [] for s in low_dim}, {s: [] for s in images}
+    for ep in np.asarray(episodes, dtype=np.int64):
+        lo, hi = store.episode_rows(int(ep), grid_stream)
+        grid = np.asarray(store.times(grid_stream)[lo:hi], dtype=np.float64)
+        if len(grid) == 0:
+            continue
+        try:
+            ep_low = {}
+            for s in low_dim:
+                if s == grid_stream:
+                    v = np.asarray(store.values(s)[lo:hi])
+                else:
+                    v, t = store.read(s, int(ep))
+                    v = sample_at(v, t, grid, store.streams[s].interp, _staleness(store, s, max_staleness),
+                                  name=f"{store.path}:{s}[episode {ep}]")
+                ep_low[s] = np.asarray(v, dtype=np.float32).reshape(len(grid), -1)
+            ep_rows = {}
+            for s in images:
+                s_lo, s_hi = store.episode_rows(int(ep), s)
+                t = np.asarray(store.times(s)[s_lo:s_hi], dtype=np.float64)
+                ep_rows[s] = s_lo + _hold_rows(t, grid, _staleness(store, s, max_staleness),
+                                               f"{store.path}:{s}[episode {ep}]")
+        except StaleDataError as e:
+            if on_stale == "raise":
+                raise
+            warnings.warn(f"skipping episode {ep}: {e}")
+            continue
+        kept.append(int(ep))
+        times.append(grid)
+        for s in low_dim:
+            lows[s].append(ep_low[s])
+        for s in images:
+            rows[s].append(ep_rows[s])
+    lengths = [len(t) for t in times]
+    cat = lambda xs, empty: np.concatenate(xs) if xs else empty  # noqa: E731
+    return GridData(
+        episodes=np.asarray(kept, dtype=np.int64),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        times=cat(times, np.zeros(0)),
+        low_dim={s: cat(v, np.zeros((0, int(np.prod(store.streams[s].shape))), np.float32)) for s, v in lows.items()},
+        image_rows={s: cat(v, np.zeros(0, np.int64)) for s, v in rows.items()},
+    )
+
+
+# -- windows -------------------------------------------------------------------------------------
+def window_starts(length: int, horizon: int, pad_before: int, pad_after: int) -> np.ndarray:
+    """Start steps (relative to the episode, may be negative) of every window of an episode of
+    `length` grid steps; diffusion_policy's range(-pad_before, length - horizon + pad_after + 1)."""
+    return np.arange(-pad_before, length - horizon + pad_after + 1, dtype=np.int64)
+
+
+def window_steps(start: int | np.ndarray, length: int | np.ndarray, horizon: int) -> np.ndarray:
+    """Episode steps of windows starting at `start`, edge-replicated at both borders: (..., horizon)."""
+    start = np.asarray(start)[..., None]
+    length = np.asarray(length)[..., None]
+    return np.clip(start + np.arange(horizon), 0, length - 1)
+
+
+class WindowSampler:
+    """Window index of a PolicySpec over an episode store.
+
+    `len(sampler)` windows; `sampler.rows(i)` gives the (horizon,) grid rows of window i (the first
+    n_obs_steps are the observation steps). `features[key]` is the (N, D) float32 grid data of each
+    low-dim feature and of the action; `image_rows[key]` the (N,) store rows of each image feature.
+    """
+
+    def __init__(self, store: EpisodeStore | str | Path, spec: PolicySpec, episodes=None, *,
+                 success: bool | None = None, sources=None, tasks=None, grid_stream: str | None = None,
+                 max_staleness: float | dict | None = None, on_stale: str = "raise",
+                 storage_options: dict | None = None) -> None:
+        if not isinstance(store, EpisodeStore):
+            store = EpisodeStore.open(store, storage_options=storage_options)
+        self.path = store.path
+        self.storage_options = storage_options
+        self.spec = spec
+        if episodes is None:
+            episodes = select_episodes(store.meta_list(), success, sources, tasks)
+        low_features = [*spec.low_dim, spec.action]
+        low_streams = sorted({s for f in low_features for s in feature_streams(f)})
+        image_streams = sorted({feature_streams(f)[0] for f in spec.images})
+        self.grid = align_to_grid(store, episodes, low_streams, image_streams, grid_stream, max_staleness, on_stale)
+        self.streams = {name: store.streams[name] for name in low_streams + image_streams}
+        self.features: dict[str, np.ndarray] = {}
+        for f in low_features:
+            parts = [self.grid.low_dim[s] for s in feature_streams(f)]
+            data = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+            if data.shape[1] != f.shape[0]:
+                dims = {s: self.grid.low_dim[s].shape[1] for s in feature_streams(f)}
+                raise ConfigError(f"{self.path}: spec {f.key} has shape {f.shape} but stream(s) {dims} "
+                                  f"give {data.shape[1]} values per step")
+            self.features[f.key] = np.ascontiguousarray(data)
+        self.image_rows = {f.key: self.grid.image_rows[f.stream] for f in spec.images}
+        self.image_streams = {f.key: f.stream for f in spec.images}
+        self._set_windows(np.arange(len(self.grid.episodes)))
+
+    def _set_windows(self, positions: np.ndarray) -> None:
+        """Index the windows of the episodes at `positions` in self.grid."""
+        spec, lengths = self.spec, self.grid.lengths()
+        pos, starts = [], []
+        for p in positions:
+            s = window_starts(int(lengths[p]), spec.horizon, spec.n_obs_steps - 1, spec.n_action_steps - 1)
+            pos.append(np.full(len(s), p, dtype=np.int64))
+            starts.append(s)
+        self.positions = np.asarray(positions, dtype=np.int64)
+        self._win_pos = np.concatenate(pos) if pos else np.zeros(0, np.int64)
+        self._win_start = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+
+    @property
+    def episodes(self) -> np.ndarray:
+        """Store indices of the episodes this sampler draws windows from."""
+        return self.grid.episodes[self.positions]
+
+    def __len__(self) -> int:
+        return len(self._win_start)
+
+    def rows(self, index) -> np.ndarray:
+        """Grid rows of window(s) `index` (int or int array): (horizon,) or (B, horizon)."""
+        p = self._win_pos[index]
+        steps = window_steps(self._win_start[index], self.grid.lengths()[p], self.spec.horizon)
+        return self.grid.offsets[p][..., None] + steps
+
+    def window_episode(self, index: int) -> int:
+        """Store episode index of window `index`."""
+        return int(self.grid.episodes[self._win_pos[index]])
+
+    def subset(self, episodes) -> "WindowSampler":
+        """A sampler over some of this sampler's episodes (store indices), sharing its grid data."""
+        episodes = np.asarray(episodes, dtype=np.int64)
+        where = {int(e): i for i, e in enumerate(self.grid.episodes)}
+        missing = [int(e) for e in episodes if int(e) not in where]
+        if missing:
+            raise StoreError(f"{self.path}: episodes {missing} are not in this sampler")
+        other = object.__new__(WindowSampler)
+        other.__dict__.update(self.__dict__)
+        other._set_windows(np.asarray([where[int(e)] for e in episodes], dtype=np.int64))
+        return other
+
+    def split(self, val_ratio: float, seed: int = 0) -> tuple["WindowSampler", "WindowSampler"]:
+        """(train, val) samplers holding whole episodes; see split_episodes."""
+        train, val = split_episodes(self.episodes, val_ratio, seed)
+        return self.subset(train), self.subset(val)
+
+
+__all__ = ["GridData", "WindowSampler", "align_to_grid", "feature_streams", "select_episodes",
+           "split_episodes", "window_starts", "window_steps"]

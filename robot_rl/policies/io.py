@@ -1,0 +1,58 @@
+"""Save and load policies as robot_rl checkpoints (safetensors + YAML; never pickle).
+
+config.yaml holds {"policy": {"type", "spec", "model"}} plus whatever the caller adds (e.g. the
+training config); normalizer.safetensors holds "<key>.scale" / "<key>.offset".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint, save_checkpoint
+from robot_rl.core.config import to_plain
+from robot_rl.core.errors import CheckpointError, ConfigError
+from robot_rl.core.spec import PolicySpec
+from robot_rl.policies.base import ChunkPolicy
+from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.device import resolve_device
+from robot_rl.policies.diffusion_policy import DiffusionPolicy
+from robot_rl.policies.normalizer import Normalizer
+from robot_rl.policies.one_step import OneStepPolicy
+
+POLICY_TYPES: dict[str, type[ChunkPolicy]] = {"diffusion": DiffusionPolicy, "one_step": OneStepPolicy}
+
+
+def save_policy(policy: ChunkPolicy, path: str | Path, config: Mapping[str, Any] | None = None,
+                meta: Mapping[str, Any] | None = None) -> Path:
+    """Write `policy` (weights, spec, model config, normalizer) to the checkpoint directory `path`."""
+    extra = dict(to_plain(dict(config or {})))
+    extra.pop("policy", None)
+    full = {"policy": {"type": policy.kind, "spec": policy.spec.to_dict(), "model": policy.cfg.to_dict()}, **extra}
+    return save_checkpoint(path, policy.state_dict(), full, policy.normalizer.flat(), meta)
+
+
+def load_policy(path: str | Path, device: str | torch.device = "auto") -> ChunkPolicy:
+    """Checkpoint directory -> DiffusionPolicy or OneStepPolicy in eval mode on `device`.
+    Raises CheckpointError naming the file and the mismatching field/tensor."""
+    ckpt = load_checkpoint(path)
+    config_file = Path(path) / "config.yaml"
+    section = ckpt.config.get("policy")
+    if not isinstance(section, dict) or not {"type", "spec", "model"} <= set(section):
+        raise CheckpointError(f"{config_file}: no 'policy' section with type, spec and model; not a policy checkpoint")
+    cls = POLICY_TYPES.get(section["type"])
+    if cls is None:
+        raise CheckpointError(f"{config_file}: policy.type={section['type']!r}, expected one of {sorted(POLICY_TYPES)}")
+    try:
+        spec = PolicySpec.from_dict(section["spec"])
+        cfg = PolicyConfig.from_dict(section["model"])
+    except ConfigError as e:
+        raise CheckpointError(f"{config_file}: {e}") from None
+    normalizer = Normalizer.from_flat(spec, ckpt.normalizer, source=str(Path(path) / "normalizer.safetensors"))
+    policy = cls(spec, cfg, normalizer)
+    expected = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
+    check_shapes(expected, ckpt.weights, str(Path(path) / WEIGHTS))
+    policy.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in ckpt.weights.items()})
+    return policy.to(resolve_device(device)).eval()

@@ -1,0 +1,116 @@
+"""TwinArm: the MuJoCo twin behind the same ArmBackend interface a real arm implements.
+
+Physics is split around the control law exactly like a real 1 kHz torque interface:
+`read_state()` reports the state that `mj_step1` prepared (kinematics, inertia, bias forces at the
+current q, dq); `write_torque(tau)` applies the command, runs `mj_step2` (dynamics + integration,
+one 1 ms tick) and `mj_step1` for the next sample. No quantity is computed twice per tick.
+
+Gravity is compensated by the model itself (gravcomp bodies, actuatorgravcomp joints), like Franka
+firmware, so `gravity_compensated` is True and commanded torques exclude gravity.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import mujoco
+import numpy as np
+
+from robot_rl.control.state import ArmState
+
+ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
+GRIPPER_MAX_WIDTH = 0.08  # m, both fingers (Franka Hand stroke)
+
+
+class TwinArm:
+    """ArmBackend + GripperBackend over an MjModel built from hardware/panda/panda_cell.xml.
+
+    clock: returns the time stamped on each ArmState (seconds). None -> simulation time (data.time),
+    used by the synchronous twin; the wall-clock loop passes the monotonic clock.
+    """
+
+    gravity_compensated = True
+
+    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, ee_site: str = "ee",
+                 clock: Callable[[], float] | None = None) -> None:
+        self.model, self.data = model, data
+        self.clock = clock
+        self.site = model.site(ee_site).id
+        self.qadr = np.array([model.joint(j).qposadr[0] for j in ARM_JOINTS])
+        self.dadr = np.array([model.joint(j).dofadr[0] for j in ARM_JOINTS])
+        if not (np.all(np.diff(self.qadr) == 1) and np.all(np.diff(self.dadr) == 1)):
+            raise ValueError("TwinArm: arm joints must be consecutive in the model")
+        self._q0, self._d0 = int(self.qadr[0]), int(self.dadr[0])
+        self.act = np.array([model.actuator(j).id for j in ARM_JOINTS])
+        self._a0 = int(self.act[0])
+        self.gripper_act = model.actuator("gripper").id
+        self.finger_adr = [model.joint(j).qposadr[0] for j in ("finger_left", "finger_right")]
+        nv = model.nv
+        self._jacp = np.zeros((3, nv))
+        self._jacr = np.zeros((3, nv))
+        self._M = np.zeros((nv, nv))
+        self._xquat = np.zeros(4)
+        self.state = ArmState(0.0, np.zeros(7), np.zeros(7), np.zeros(3), np.zeros(4), np.zeros((6, 7)),
+                              np.zeros((7, 7)), np.zeros(7), np.zeros(7), np.zeros(7), np.zeros(6), 0.0)
+        self.ticks = 0
+        self.after_tick: list[Callable[[], None]] = []   # e.g. camera schedulers; run after each step
+        mujoco.mj_forward(model, data)
+        mujoco.mj_step1(model, data)
+
+    def prepare(self) -> None:
+        """Recompute the sample after the data was edited (reset, randomization)."""
+        mujoco.mj_forward(self.model, self.data)
+        mujoco.mj_step1(self.model, self.data)
+
+    def read_state(self) -> ArmState:
+        m, d, s = self.model, self.data, self.state
+        q0, d0 = self._q0, self._d0
+        s.t = d.time if self.clock is None else self.clock()
+        s.q[:] = d.qpos[q0:q0 + 7]
+        s.dq[:] = d.qvel[d0:d0 + 7]
+        s.ee_pos[:] = d.site_xpos[self.site]
+        mujoco.mju_mat2Quat(s.ee_quat, d.site_xmat[self.site])
+        mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self.site)
+        s.J[:3] = self._jacp[:, d0:d0 + 7]
+        s.J[3:] = self._jacr[:, d0:d0 + 7]
+        mujoco.mj_fullM(m, d, self._M)
+        s.M[:] = self._M[d0:d0 + 7, d0:d0 + 7]
+        s.gravity[:] = d.qfrc_gravcomp[d0:d0 + 7]
+        np.subtract(d.qfrc_bias[d0:d0 + 7], s.gravity, out=s.coriolis)
+        np.subtract(d.qfrc_actuator[d0:d0 + 7], s.gravity, out=s.tau_measured)
+        tau_ext = d.qfrc_constraint[d0:d0 + 7]
+        if tau_ext.any():
+            # wrench the environment applies at the TCP: J^T F = tau_ext, least squares (J J^T) F = J tau_ext
+            J = s.J
+            s.f_ext[:] = np.linalg.solve(J @ J.T + 1e-6 * np.eye(6), J @ tau_ext)
+        else:
+            s.f_ext[:] = 0.0
+        s.gripper_width = float(d.qpos[self.finger_adr[0]] + d.qpos[self.finger_adr[1]])
+        return s
+
+    def write_torque(self, tau: np.ndarray) -> None:
+        """Apply (7,) joint torques (Nm, without gravity) for one tick and advance physics 1 ms."""
+        m, d = self.model, self.data
+        d.ctrl[self._a0:self._a0 + 7] = tau
+        mujoco.mj_step2(m, d)
+        mujoco.mj_step1(m, d)
+        self.ticks += 1
+        for hook in self.after_tick:
+            hook()
+
+    def command(self, closure: float) -> None:
+        """Gripper: closure 0 = open (80 mm), 1 = closed; the servo is force-limited to 70 N."""
+        c = min(max(float(closure), 0.0), 1.0)
+        self.data.ctrl[self.gripper_act] = 0.5 * GRIPPER_MAX_WIDTH * (1.0 - c)
+
+    def set_joint_positions(self, q: np.ndarray, gripper_closure: float = 0.0) -> None:
+        """Teleport the arm (reset only): q (7,) rad, zero velocity."""
+        d = self.data
+        d.qpos[self._q0:self._q0 + 7] = q
+        d.qvel[self._d0:self._d0 + 7] = 0.0
+        w = 0.5 * GRIPPER_MAX_WIDTH * (1.0 - gripper_closure)
+        for a in self.finger_adr:
+            d.qpos[a] = w
+        d.ctrl[:] = 0.0
+        self.command(gripper_closure)
+        self.prepare()
