@@ -90,8 +90,8 @@ def render_episode(store: EpisodeStore, episode: int, out: str | Path, fps: floa
                 cx = x_of(t)
                 cv2.line(canvas, (cx, tiles_h), (cx, canvas.shape[0] - 1), (220, 30, 30), 1)
             cv2.putText(canvas, f"ep {episode}  t={t - t0:6.2f}s", (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
-            h2, w2 = canvas.shape[0] // 2 * 2, canvas.shape[1] // 2 * 2  # even sizes for h264
-            writer.append_data(canvas[:h2, :w2])
+            pad_h, pad_w = -canvas.shape[0] % 16, -canvas.shape[1] % 16  # h264 macro blocks
+            writer.append_data(np.pad(canvas, ((0, pad_h), (0, pad_w), (0, 0))))
     finally:
         writer.close()
     return out

@@ -237,7 +237,7 @@ class RealSenseCamera(Camera):
         if self.expect_both and not (color_f and depth_f):
             self.incomplete_framesets += 1
         for kind, f in (("color", color_f), ("depth", depth_f)):
-            if f and kind not in self._profiles:
+            if f:
                 self._profiles[kind] = f.get_profile().as_video_stream_profile()
         device_t = main.get_timestamp() / 1e3
         t = self.clock.update(device_t, receive_t)

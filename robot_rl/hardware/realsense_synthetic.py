@@ -29,6 +29,13 @@ DEPTH_OPTIONS = (
 )
 
 
+def _option_range(rs, lo, hi, step, default):
+    # Set by attribute: pyrealsense2 2.59's 4-argument constructor stores step and default swapped.
+    r = rs.option_range()
+    r.min, r.max, r.step, r.default = float(lo), float(hi), float(step), float(default)
+    return r
+
+
 def _intrinsics(rs, width: int, height: int, fx: float, fy: float):
     i = rs.intrinsics()
     i.width, i.height, i.ppx, i.ppy, i.fx, i.fy = width, height, width / 2, height / 2, fx, fy
@@ -62,12 +69,13 @@ class SyntheticRealSense:
         self.depth_sensor.add_read_only_option(rs.option.depth_units, depth_units_m)
         for sensor, options in ((self.color_sensor, COLOR_OPTIONS), (self.depth_sensor, DEPTH_OPTIONS)):
             for name, lo, hi, step, default in options:
-                sensor.add_option(getattr(rs.option, name), rs.option_range(lo, hi, step, default), True)
+                sensor.add_option(getattr(rs.option, name), _option_range(rs, lo, hi, step, default), True)
         ex = rs.extrinsics()
         ex.rotation, ex.translation = [1, 0, 0, 0, 1, 0, 0, 0, 1], list(map(float, depth_to_color_m))
         self.depth_profile.register_extrinsics_to(self.color_profile, ex)
         self.plugged = True
         self.started = threading.Event()  # set while streaming; tests await it after a replug
+        self.stopped = threading.Event()  # set once stop() ran; tests await the watchdog noticing a drop
         self.start_count = 0
         self._syncer = None
         self._thread: threading.Thread | None = None
@@ -95,6 +103,7 @@ class SyntheticRealSense:
         self._thread = threading.Thread(target=self._pump, args=(on_frameset,), name=f"rs-synthetic {self.serial}", daemon=True)
         self._thread.start()
         self.start_count += 1
+        self.stopped.clear()
         self.started.set()
 
     def stop(self) -> None:
@@ -109,6 +118,7 @@ class SyntheticRealSense:
                 sensor.close()
             except RuntimeError:  # already stopped (e.g. after a simulated unplug)
                 pass
+        self.stopped.set()
 
     def options_device(self):
         return self.device

@@ -16,7 +16,7 @@ def to_chw(feature: FeatureSpec, x: torch.Tensor) -> torch.Tensor:
     if tuple(x.shape[-3:]) == (C, H, W):
         return x
     if tuple(x.shape[-3:]) == (H, W, C):
-        return x.movedim(-1, -3)
+        return x.movedim(-1, -3).contiguous()  # NCHW-contiguous convs are faster than permuted views
     raise ValueError(f"observation {feature.key!r}: image shape {tuple(x.shape)} ends in neither (C, H, W) = "
                      f"{(C, H, W)} nor (H, W, C) = {(H, W, C)}")
 

@@ -1,0 +1,134 @@
+"""Cameras of the twin: geometry from calibration files, headless rendering at each camera's own rate.
+
+Calibration files (calibration/<rig>/cameras.yaml) give OpenCV pinhole intrinsics and the pose of the
+optical frame (x right, y down, z forward) in a parent frame ("base" or "hand"). MuJoCo cameras look
+along -z with y up, so the optical frame is turned by diag(1, -1, -1) when the camera is added.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from robot_rl.core.config import load_yaml
+from robot_rl.core.errors import ConfigError
+from robot_rl.core.rotations import quat_mul, quat_normalize
+
+_PARENT_BODY = {"base": None, "hand": "hand"}
+# optical (OpenCV) frame -> MuJoCo camera frame: rotate pi about x
+_CV_TO_MJ = np.array([0.0, 1.0, 0.0, 0.0])
+_PIXEL_PITCH = 3e-6  # m; only the ratio focal/pitch matters, MuJoCo needs a physical sensor size
+
+
+@dataclass(frozen=True)
+class CameraCalibration:
+    """One camera: resolution (px), intrinsics (px), optical-frame pose in `parent` (m, quat w,x,y,z)."""
+
+    name: str
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    parent: str
+    position: tuple
+    quat: tuple
+
+    def mujoco_quat(self) -> np.ndarray:
+        return quat_mul(quat_normalize(np.array(self.quat)), _CV_TO_MJ)
+
+
+def load_camera_calibration(path: str | Path) -> tuple[str, dict[str, CameraCalibration]]:
+    """(calibration_id, {name: CameraCalibration}) from a calibration YAML; errors name the field."""
+    path = Path(path)
+    d = load_yaml(path) or {}
+    cams = {}
+    for name, c in dict(d.get("cameras") or {}).items():
+        where = f"{path}: cameras.{name}"
+        try:
+            intr, ext = c["intrinsics"], c["extrinsics"]
+            cal = CameraCalibration(name, int(c["width"]), int(c["height"]), float(intr["fx"]), float(intr["fy"]),
+                                    float(intr["cx"]), float(intr["cy"]), str(ext["parent"]),
+                                    tuple(float(x) for x in ext["position"]), tuple(float(x) for x in ext["quat"]))
+        except KeyError as e:
+            raise ConfigError(f"{where}: missing field {e}") from None
+        if cal.parent not in _PARENT_BODY:
+            raise ConfigError(f"{where}.extrinsics.parent={cal.parent!r}: expected one of {list(_PARENT_BODY)}")
+        if len(cal.position) != 3 or len(cal.quat) != 4 or np.linalg.norm(cal.quat) < 1e-6:
+            raise ConfigError(f"{where}.extrinsics: position needs 3 values and quat 4 (non-zero), got "
+                              f"{cal.position}, {cal.quat}")
+        if cal.fx <= 0 or cal.fy <= 0 or cal.width <= 0 or cal.height <= 0:
+            raise ConfigError(f"{where}: fx, fy, width, height must be > 0, got {cal}")
+        cams[name] = cal
+    return str(d.get("calibration_id", path.parent.name)), cams
+
+
+def add_cameras(spec, cams: dict[str, CameraCalibration], names=None) -> None:
+    """Add calibrated cameras to an MjSpec (before compile). MuJoCo name = 'cam_<name>'."""
+    for name, c in cams.items():
+        if names is not None and name not in names:
+            continue
+        body = spec.worldbody if _PARENT_BODY[c.parent] is None else spec.body(_PARENT_BODY[c.parent])
+        cam = body.add_camera(name=f"cam_{name}")
+        cam.pos = list(c.position)
+        cam.quat = list(c.mujoco_quat())
+        cam.resolution = [c.width, c.height]
+        cam.sensor_size = [c.width * _PIXEL_PITCH, c.height * _PIXEL_PITCH]
+        cam.focal_pixel = [c.fx, c.fy]
+        cam.principal_pixel = [c.cx - 0.5 * c.width, c.cy - 0.5 * c.height]  # offset from the centre
+
+
+class CameraRig:
+    """Renders each camera headless at its own rate; frames carry their simulation timestamps.
+
+    Call `poll(t)` after physics steps: every camera whose next frame time has come renders once and
+    its latest (t, image) is kept in `frames[name]`. Shadows and reflections are off (5x faster).
+    """
+
+    def __init__(self, model, data, cams: dict[str, CameraCalibration], fps: dict[str, float]) -> None:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        import mujoco
+
+        self._mujoco = mujoco
+        self.model, self.data = model, data
+        self.names = list(cams)
+        self.fps = {n: float(fps.get(n, 30.0)) for n in self.names}
+        self.renderers = {}
+        for n in self.names:
+            c = cams[n]
+            r = mujoco.Renderer(model, height=c.height, width=c.width)
+            r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            self.renderers[n] = r
+        self.cam_ids = {n: model.camera(f"cam_{n}").id for n in self.names}
+        self.frames: dict[str, tuple[float, np.ndarray]] = {}
+        self._next = {n: 0.0 for n in self.names}
+        self.rendered = 0
+
+    def reset(self, t: float) -> None:
+        self.frames.clear()
+        self._next = {n: t for n in self.names}
+        self.poll(t)
+
+    def poll(self, t: float) -> None:
+        for n in self.names:
+            if t + 1e-9 >= self._next[n]:
+                self.frames[n] = (t, self.render(n))
+                self._next[n] += 1.0 / self.fps[n]
+                if self._next[n] <= t:  # fell behind (e.g. after a reset): no burst of catch-up frames
+                    self._next[n] = t + 1.0 / self.fps[n]
+
+    def render(self, name: str) -> np.ndarray:
+        r = self.renderers[name]
+        r.update_scene(self.data, camera=self.cam_ids[name])
+        self.rendered += 1
+        return r.render().copy()
+
+    def close(self) -> None:
+        for r in self.renderers.values():
+            r.close()
+        self.renderers.clear()

@@ -1,0 +1,143 @@
+"""Gymnasium API of the twin: dict observations, end-effector delta actions at the policy rate.
+
+Action (7,) in [-1, 1]: dx, dy, dz (scaled by max_delta_pos, metres per step, robot base frame),
+drx, dry, drz (rotation vector scaled by max_delta_rot, radians per step, base frame, applied about
+the TCP), gripper (-1 open .. +1 closed). Deltas move the commanded target, as a SpaceMouse does;
+the target may lead the measured TCP by at most max_target_lead so it never winds up against contact.
+
+Observation keys (episode-store stream names, so recorded data and live observations match):
+joint_pos (7) rad, joint_vel (7) rad/s, ee_pos (3) m, ee_quat (4) w,x,y,z, gripper_pos (1) m
+finger opening; cam_<name>_rgb (H, W, 3) uint8 when cameras are on; task_state when privileged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from robot_rl.core.rotations import quat_mul, quat_normalize, rotvec_to_quat
+from robot_rl.core.types import EETarget
+from robot_rl.sim.twin import Twin
+
+PROPRIO = {"joint_pos": 7, "joint_vel": 7, "ee_pos": 3, "ee_quat": 4, "gripper_pos": 1}
+
+
+class TwinEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(self, task: str = "reach", rig: str = "panda_twin", policy_hz: float | None = None,
+                 cameras: bool | Sequence[str] = False, privileged: bool = True, task_params: dict | None = None,
+                 randomization: dict | None = None, profile: str | None = None, max_delta_pos: float | None = None,
+                 max_delta_rot: float | None = None, max_target_lead: float = 0.04, reward: str = "dense",
+                 terminate_on_success: bool = True, render_mode: str | None = None, seed: int = 0) -> None:
+        if reward not in ("dense", "sparse"):
+            raise ValueError(f"TwinEnv: reward={reward!r}, expected 'dense' or 'sparse'")
+        self.twin = Twin(rig, task, task_params, cameras, seed, randomization, policy_hz, profile)
+        hz = self.twin.policy_hz
+        self.policy_hz = hz
+        self.max_delta_pos = float(max_delta_pos or 0.4 / hz)      # 0.4 m/s at full deflection
+        self.max_delta_rot = float(max_delta_rot or 1.5 / hz)      # 1.5 rad/s
+        self.max_target_lead = max_target_lead
+        self.reward_type = reward
+        self.terminate_on_success = terminate_on_success
+        self.privileged = privileged
+        self.render_mode = render_mode
+        self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
+        obs = {k: spaces.Box(-np.inf, np.inf, (n,), np.float32) for k, n in PROPRIO.items()}
+        if self.twin.cameras is not None:
+            for n in self.twin.cameras.names:
+                c = self.twin.camera_calibration[n]
+                obs[f"cam_{n}_rgb"] = spaces.Box(0, 255, (c.height, c.width, 3), np.uint8)
+        if privileged:
+            self.twin.reset(seed)
+            k = self.twin.task.privileged_state().shape[0]
+            obs["task_state"] = spaces.Box(-np.inf, np.inf, (k,), np.float32)
+        self.observation_space = spaces.Dict(obs)
+        self.target_pos = np.zeros(3)
+        self.target_quat = np.array([1.0, 0, 0, 0])
+        self.gripper_cmd = 0.0
+        self.last_action = np.zeros(7, np.float32)
+        self._seed = seed
+        self._episodes = 0
+
+    @property
+    def task(self):
+        return self.twin.task
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is None:
+            seed = self._seed * 100003 + self._episodes
+        self._episodes += 1
+        self.twin.reset(seed)
+        s = self.twin.arm.read_state()
+        self.target_pos = s.ee_pos.copy()
+        self.target_quat = s.ee_quat.copy()
+        self.gripper_cmd = self.twin.controller.gripper
+        self.last_action[:] = 0.0
+        self.steps = 0
+        return self._obs(), self._info(False, 0.0)
+
+    def action_to_target(self, action: np.ndarray) -> EETarget:
+        """Integrate a delta action into the next absolute target (reached one policy period from now)."""
+        a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0), -1.0, 1.0)
+        s = self.twin.arm.state
+        pos = self.target_pos + a[:3] * self.max_delta_pos
+        pos = s.ee_pos + np.clip(pos - s.ee_pos, -self.max_target_lead, self.max_target_lead)
+        L = self.twin.controller.limits
+        pos = np.clip(pos, L.workspace_min, L.workspace_max)
+        rv = a[3:6] * self.max_delta_rot
+        quat = quat_normalize(quat_mul(rotvec_to_quat(rv), self.target_quat)) if rv.any() else self.target_quat
+        self.target_pos, self.target_quat = pos, quat
+        self.gripper_cmd = float((a[6] + 1.0) * 0.5)
+        return EETarget(self.twin.now + 1.0 / self.policy_hz, pos, quat, self.gripper_cmd)
+
+    def step(self, action):
+        self.last_action = np.asarray(action, dtype=np.float32).copy()
+        self.twin.push(self.action_to_target(action))
+        self.twin.step()
+        self.steps += 1
+        s = self.twin.arm.read_state()
+        dense, success = self.twin.task.evaluate(s.ee_pos, s.gripper_width)
+        reward = dense if self.reward_type == "dense" else float(success)
+        terminated = bool(success and self.terminate_on_success)
+        truncated = self.twin.time >= self.twin.task.p.time_limit - 1e-9
+        return self._obs(), float(reward), terminated, bool(truncated and not terminated), self._info(success, dense)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        s = self.twin.arm.state
+        o = {"joint_pos": s.q.astype(np.float32), "joint_vel": s.dq.astype(np.float32),
+             "ee_pos": s.ee_pos.astype(np.float32), "ee_quat": s.ee_quat.astype(np.float32),
+             "gripper_pos": np.array([s.gripper_width], np.float32)}
+        cams = self.twin.cameras
+        if cams is not None:
+            for n in cams.names:
+                o[f"cam_{n}_rgb"] = cams.frames[n][1]
+        if self.privileged:
+            o["task_state"] = self.twin.task.privileged_state()
+        return o
+
+    def _info(self, success: bool, dense: float) -> dict[str, Any]:
+        c = self.twin.controller
+        return {"is_success": bool(success), "success": bool(success), "dense_reward": float(dense),
+                "sparse_reward": float(success), "time": self.twin.time, "controller_mode": int(c.mode),
+                "safety_counts": c.counts.copy()}
+
+    def render(self):
+        cams = self.twin.cameras
+        if cams is None:
+            return None
+        return cams.render(cams.names[0])
+
+    def close(self):
+        self.twin.close()
+
+
+def quat_yaw(q: np.ndarray) -> float:
+    """Heading (rad) of the frame's x axis projected on the base xy plane."""
+    w, x, y, z = q
+    return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))

@@ -1,0 +1,96 @@
+"""Domain randomization hooks of the twin, applied at every reset from the episode's generator.
+
+Each hook scales or jitters a nominal value saved at construction, so randomization never drifts
+across episodes. Ranges are (low, high); zero-width ranges switch a hook off.
+Object poses are randomized by the task's reset distribution; `object_pos_jitter` widens it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+import mujoco
+import numpy as np
+
+from robot_rl.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RandomizationParams:
+    friction_scale: tuple = (1.0, 1.0)        # multiplies sliding friction of every non-arm geom
+    mass_scale: tuple = (1.0, 1.0)            # multiplies the mass of free (object) bodies
+    light_scale: tuple = (1.0, 1.0)           # multiplies light diffuse intensity
+    light_pos_jitter: float = 0.0             # m, uniform per axis
+    camera_pos_jitter: float = 0.0            # m, uniform per axis
+    camera_rot_jitter: float = 0.0            # rad, uniform rotation vector per axis
+    object_pos_jitter: float = 0.0            # m, extra xy jitter of free bodies after the task reset
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any] | None) -> "RandomizationParams":
+        d = dict(d or {})
+        known = {f.name for f in fields(RandomizationParams)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ConfigError(f"randomization: unknown field(s) {bad}; known: {sorted(known)}")
+        return RandomizationParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    @staticmethod
+    def default_on() -> "RandomizationParams":
+        """Moderate ranges for sim-to-real training data."""
+        return RandomizationParams((0.7, 1.3), (0.7, 1.5), (0.6, 1.4), 0.2, 0.01, 0.02, 0.0)
+
+
+class DomainRandomizer:
+    def __init__(self, model: mujoco.MjModel, params: RandomizationParams | None = None) -> None:
+        self.model = model
+        self.p = params or RandomizationParams()
+        arm_bodies = {model.body(n).id for n in ("link0", "link1", "link2", "link3", "link4", "link5", "link6",
+                                                  "link7", "hand", "finger_left", "finger_right")}
+        self.object_geoms = [g for g in range(model.ngeom) if model.geom_bodyid[g] not in arm_bodies]
+        self.free_bodies = [model.jnt_bodyid[j] for j in range(model.njnt)
+                            if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+        self.free_joints = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+        self._friction = model.geom_friction.copy()
+        self._mass = model.body_mass.copy()
+        self._inertia = model.body_inertia.copy()
+        self._light_diffuse = model.light_diffuse.copy()
+        self._light_pos = model.light_pos.copy()
+        self._cam_pos = model.cam_pos.copy()
+        self._cam_quat = model.cam_quat.copy()
+
+    def apply(self, rng: np.random.Generator) -> dict:
+        """Draw and apply the model-level randomization; returns what was drawn (episode metadata)."""
+        m, p = self.model, self.p
+        drawn = {}
+        f = rng.uniform(*p.friction_scale)
+        m.geom_friction[:] = self._friction
+        m.geom_friction[self.object_geoms, 0] *= f
+        s = rng.uniform(*p.mass_scale)
+        m.body_mass[:] = self._mass
+        m.body_inertia[:] = self._inertia
+        m.body_mass[self.free_bodies] *= s
+        m.body_inertia[self.free_bodies] *= s
+        ls = rng.uniform(*p.light_scale)
+        m.light_diffuse[:] = self._light_diffuse * ls
+        m.light_pos[:] = self._light_pos + rng.uniform(-p.light_pos_jitter, p.light_pos_jitter, self._light_pos.shape)
+        m.cam_pos[:] = self._cam_pos + rng.uniform(-p.camera_pos_jitter, p.camera_pos_jitter, self._cam_pos.shape)
+        for i in range(m.ncam):
+            rv = rng.uniform(-p.camera_rot_jitter, p.camera_rot_jitter, 3)
+            dq = np.zeros(4)
+            mujoco.mju_axisAngle2Quat(dq, rv / (np.linalg.norm(rv) or 1.0), float(np.linalg.norm(rv)))
+            q = np.zeros(4)
+            mujoco.mju_mulQuat(q, dq, self._cam_quat[i])
+            m.cam_quat[i] = q
+        drawn.update(friction_scale=f, mass_scale=s, light_scale=ls)
+        return drawn
+
+    def jitter_objects(self, rng: np.random.Generator, data: mujoco.MjData, skip: tuple = ()) -> None:
+        """Extra xy jitter of free bodies (after the task placed them); `skip`: free-joint names."""
+        if self.p.object_pos_jitter <= 0:
+            return
+        for j in self.free_joints:
+            if self.model.joint(j).name in skip:
+                continue
+            a = self.model.jnt_qposadr[j]
+            data.qpos[a:a + 2] += rng.uniform(-self.p.object_pos_jitter, self.p.object_pos_jitter, 2)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh) and run every test tier: unit, slow end-to-end, and ROS2 (real rclpy
+# from PyPI wheels, when installed). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+# The package must also byte-compile on Python 3.12 (the system Python of ROS2 Jazzy robots).
+PY312="$(command -v python3.12 || ls "$HOME"/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | head -n1 || true)"
+if [ -n "$PY312" ]; then
+  "$PY312" -m compileall -q robot_rl tests
+  echo "byte-compiled robot_rl with $("$PY312" --version)"
+else
+  echo "python3.12 not found: skipping the 3.12 byte-compile check"
+fi
+
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" = 5 ]; then
+  echo "pytest collected no tests"
+  exit 0
+fi
+exit "$status"
