@@ -1,0 +1,128 @@
+"""Policy runner timing rules: stale observations hold, past actions drop, chunks blend smoothly."""
+
+import numpy as np
+import pytest
+
+from robot_rl.core.errors import StaleDataError
+from robot_rl.core.types import ActionChunk
+from robot_rl.runtime.observations import ObservationAssembler, SensorSpec
+from robot_rl.runtime.runner import PolicyRunner
+from robot_rl.runtime.scheduler import ActionScheduler
+
+
+class FakeClock:
+    def __init__(self, t=100.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+class LinearPolicy:
+    """Plans a ramp a(t) = t from the observation time; optionally takes `latency` of clock time."""
+
+    def __init__(self, clock, latency=0.0, horizon=8, rate=10.0, offset=0.0):
+        self.clock, self.latency, self.horizon, self.rate, self.offset = clock, latency, horizon, rate, offset
+        self.calls = 0
+
+    def reset(self):
+        pass
+
+    def act(self, obs):
+        self.calls += 1
+        self.clock.t += self.latency
+        t = obs["t"] + np.arange(1, self.horizon + 1) / self.rate
+        return ActionChunk(actions=(t[:, None] + self.offset), t=t)
+
+
+def make_runner(clock, policy, staleness=0.05, latency=0.0, mode="crossfade"):
+    sent = []
+    asm = ObservationAssembler([SensorSpec("state", latency_s=latency, max_staleness_s=staleness)], 2, 10.0)
+    runner = PolicyRunner(policy, asm, ActionScheduler(mode=mode), sent.append, clock=clock)
+    return runner, asm, sent
+
+
+def test_stale_observation_holds_without_calling_the_policy():
+    clock = FakeClock()
+    policy = LinearPolicy(clock)
+    runner, asm, sent = make_runner(clock, policy)
+    asm.push("state", np.zeros(3), clock.t - 0.2)
+    log = runner.cycle()
+    assert log.held and "200.0 ms old" in log.reason
+    assert policy.calls == 0 and sent[-1] == []
+
+
+def test_no_sample_yet_is_stale():
+    clock = FakeClock()
+    runner, _, _ = make_runner(clock, LinearPolicy(clock))
+    assert runner.cycle().held
+
+
+def test_latency_compensation_anchors_actions_at_capture_time():
+    clock = FakeClock()
+    runner, asm, sent = make_runner(clock, LinearPolicy(clock), latency=0.03)
+    asm.push("state", np.zeros(3), clock.t)
+    runner.cycle()
+    assert sent[-1][0].t == pytest.approx(clock.t - 0.03 + 0.1)
+
+
+def test_actions_already_past_when_inference_returns_are_dropped():
+    clock = FakeClock()
+    runner, asm, sent = make_runner(clock, LinearPolicy(clock, latency=0.25), staleness=1.0)
+    asm.push("state", np.zeros(3), clock.t)
+    log = runner.cycle()
+    assert log.dropped == 2  # actions at +0.1 and +0.2 s were in the past after 0.25 s of inference
+    assert all(a.t >= clock.t for a in sent[-1])
+    assert log.inference_s == pytest.approx(0.25)
+
+
+def test_crossfade_makes_chunk_boundary_continuous():
+    clock = FakeClock()
+    policy = LinearPolicy(clock, offset=0.0)
+    runner, asm, sent = make_runner(clock, policy, staleness=1.0)
+    asm.push("state", np.zeros(3), clock.t)
+    runner.cycle()
+    first = {round(a.t, 6): a.action[0] for a in sent[-1]}
+    clock.t += 0.2
+    asm.push("state", np.zeros(3), clock.t)
+    policy.offset = 1.0  # the new chunk disagrees by 1.0
+    runner.cycle()
+    second = sent[-1]
+    old_first = first[round(second[0].t, 6)]
+    assert abs(second[0].action[0] - old_first) < 0.5  # no full jump at the boundary
+    assert second[-1].action[0] == pytest.approx(second[-1].t + 1.0)  # converges to the new plan
+    jumps = np.abs(np.diff([a.action[0] - a.t for a in second]))
+    assert jumps.max() <= 0.26
+
+
+def test_ensemble_averages_overlapping_predictions():
+    sched = ActionScheduler(mode="ensemble", ensemble_k=0.0)
+    t = np.array([1.0, 1.1, 1.2])
+    sched.add(ActionChunk(np.zeros((3, 1)), t), 0.9)
+    sched.add(ActionChunk(np.ones((3, 1)), t), 0.9)
+    np.testing.assert_allclose([a.action[0] for a in sched.pending(0.9)], [0.5, 0.5, 0.5])
+
+
+def test_runner_stats_summarise_rate_and_latency():
+    clock = FakeClock()
+    runner, asm, _ = make_runner(clock, LinearPolicy(clock, latency=0.01), staleness=1.0)
+    for _ in range(5):
+        asm.push("state", np.zeros(3), clock.t)
+        runner.cycle()
+        clock.t += 0.09
+    s = runner.stats.summary()
+    assert s["cycles"] == 5 and s["held_cycles"] == 0
+    assert s["achieved_hz"] == pytest.approx(10.0)
+    assert s["inference_ms_p50"] == pytest.approx(10.0)
+
+
+def test_observation_history_is_spaced_at_the_policy_period():
+    asm = ObservationAssembler([SensorSpec("x", max_staleness_s=1.0)], n_obs_steps=3, rate_hz=10.0)
+    for k in range(30):
+        asm.push("x", np.array([k]), k * 0.02)
+    obs = asm.assemble(0.6)
+    np.testing.assert_allclose(obs["x"][:, 0], [19, 24, 29])
+    with pytest.raises(KeyError, match="not configured"):
+        asm.push("y", 1, 0.0)
+    with pytest.raises(StaleDataError):
+        asm.assemble(5.0)
