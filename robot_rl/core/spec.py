@@ -45,6 +45,25 @@ class FeatureSpec:
             raise ConfigError(f"spec {self.key}.normalize={self.normalize!r}: expected one of {NORMALIZATIONS}")
         if self.kind != "low_dim" and len(self.shape) != 3:
             raise ConfigError(f"spec {self.key}: image shape must be (C, H, W), got {self.shape}")
+        if not all(self.streams):
+            raise ConfigError(f"spec {self.key}.stream={self.stream!r}: empty stream name in '+' list")
+        if self.kind != "low_dim" and len(self.streams) != 1:
+            raise ConfigError(f"spec {self.key}.stream={self.stream!r}: an image feature reads exactly one stream")
+
+    @property
+    def streams(self) -> list[str]:
+        """Store streams this feature reads; several joined with '+' are concatenated on the last axis."""
+        return [s.strip() for s in self.stream.split("+")]
+
+    def from_streams(self, sample: Mapping[str, Any]):
+        """This feature's value from a {stream name: array} sample (an env observation, a store row)."""
+        import numpy as np
+
+        try:
+            parts = [np.asarray(sample[s]) for s in self.streams]
+        except KeyError as e:
+            raise ConfigError(f"spec {self.key}: stream {e} missing from observation with keys {sorted(sample)}") from None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,10 @@ class PolicySpec:
     @property
     def images(self) -> tuple[FeatureSpec, ...]:
         return tuple(f for f in self.obs if f.kind != "low_dim")
+
+    def obs_from_streams(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        """Policy observation {key: value} from a {stream name: array} sample."""
+        return {f.key: f.from_streams(sample) for f in self.obs}
 
     @property
     def action_dim(self) -> int:

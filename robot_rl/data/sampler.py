@@ -9,6 +9,8 @@ once, when the sampler is built:
   - low-dim streams are sampled at the grid times with their declared interp (hold / linear / slerp)
     and kept in memory as float32 (they are small once on the grid).
 A sample older than the staleness bound raises StaleDataError: a stale observation is never used.
+Grid steps before some stream's first sample (or past an interpolated stream's end) are dropped,
+with a warning when that is more than the stream's staleness bound (the exporter's rule).
 
 Windows follow diffusion_policy: length `horizon`, pad_before = n_obs_steps - 1, pad_after =
 n_action_steps - 1, positions outside the episode replicate the first/last step (edge padding), and
@@ -28,17 +30,12 @@ from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.align import sample_at
 from robot_rl.data.store import EpisodeStore
 
-STALENESS_PERIODS = 2.0  # default bound: a stream may miss one sample, not two
+STALENESS_PERIODS = 3.0  # default bound: a dropped sample or two is tolerated, a dead sensor is not
 
 
 def feature_streams(feature: FeatureSpec) -> list[str]:
-    """Streams a feature reads: FeatureSpec.stream may join several with '+' (concatenated on the last axis)."""
-    streams = [s.strip() for s in feature.stream.split("+")]
-    if not all(streams):
-        raise ConfigError(f"spec {feature.key}.stream={feature.stream!r}: empty stream name in '+' list")
-    if feature.kind != "low_dim" and len(streams) != 1:
-        raise ConfigError(f"spec {feature.key}.stream={feature.stream!r}: an image feature reads exactly one stream")
-    return streams
+    """Streams a feature reads (FeatureSpec.stream may join several with '+')."""
+    return feature.streams
 
 
 # -- episode selection ---------------------------------------------------------------------------
@@ -114,11 +111,30 @@ def _hold_rows(times: np.ndarray, grid: np.ndarray, bound: float, name: str) -> 
     return idx
 
 
+def _trim(store: EpisodeStore, ep: int, grid: np.ndarray, streams: dict[str, np.ndarray], max_staleness,
+          name: str) -> tuple[int, int]:
+    """[head, stop) of the grid steps every stream covers: not before any stream's first sample, not
+    past the last sample of an interpolated stream (no extrapolation); the same rule as the
+    diffusion_policy exporter. Warns when a stream starts or ends more than its staleness bound away."""
+    first = max(float(t[0]) for t in streams.values())
+    interpolated = [s for s in streams if store.streams[s].interp != "hold" and not store.streams[s].is_image]
+    last = min([float(streams[s][-1]) for s in interpolated] or [np.inf])
+    head = int(np.searchsorted(grid, first, side="left"))
+    stop = max(head, int(np.searchsorted(grid, last + 1e-9, side="right")))
+    late = [s for s, t in streams.items() if t[0] - grid[0] > _staleness(store, s, max_staleness)]
+    early = [s for s in interpolated if grid[-1] - streams[s][-1] > _staleness(store, s, max_staleness)]
+    if late or early:
+        warnings.warn(f"{name}: episode {ep}: dropped {head} grid steps before streams {late} start and "
+                      f"{len(grid) - stop} after streams {early} end")
+    return head, stop
+
+
 def align_to_grid(store: EpisodeStore, episodes, low_dim: list[str], images: list[str],
                   grid_stream: str | None = None, max_staleness: float | dict | None = None,
                   on_stale: str = "raise") -> GridData:
     """Align `low_dim` and `images` streams of `episodes` to the grid of `grid_stream` (default: the
-    store's index stream). max_staleness: seconds, per stream dict, or None (2 sample periods).
+    store's index stream), trimmed to the steps every stream covers (see _trim).
+    max_staleness: seconds, per stream dict, or None (STALENESS_PERIODS sample periods).
     on_stale: 'raise' (default) or 'skip' (drop that episode with a warning)."""
     grid_stream = grid_stream or store.index_stream
     for name in [grid_stream, *low_dim, *images]:
@@ -127,32 +143,36 @@ def align_to_grid(store: EpisodeStore, episodes, low_dim: list[str], images: lis
         raise ConfigError(f"on_stale must be 'raise' or 'skip', got {on_stale!r}")
     kept, times, lows, rows = [], [], {s: [] for s in low_dim}, {s: [] for s in images}
     for ep in np.asarray(episodes, dtype=np.int64):
-        lo, hi = store.episode_rows(int(ep), grid_stream)
+        ep = int(ep)
+        lo, hi = store.episode_rows(ep, grid_stream)
         grid = np.asarray(store.times(grid_stream)[lo:hi], dtype=np.float64)
-        if len(grid) == 0:
+        low = {s: store.read(s, ep) for s in low_dim if s != grid_stream}
+        image_lo = {s: store.episode_rows(ep, s)[0] for s in images}
+        image_t = {s: np.asarray(store.times(s)[image_lo[s]:store.episode_rows(ep, s)[1]]) for s in images}
+        covered = {s: np.asarray(t) for s, (_, t) in low.items()} | image_t
+        if len(grid) == 0 or any(len(t) == 0 for t in covered.values()):
+            empty = [s for s, t in covered.items() if len(t) == 0]
+            warnings.warn(f"{store.path}: skipping episode {ep}: no samples in {empty or [grid_stream]}")
             continue
+        head, stop = _trim(store, ep, grid, covered, max_staleness, str(store.path)) if covered else (0, len(grid))
+        grid = grid[head:stop]
         try:
             ep_low = {}
             for s in low_dim:
                 if s == grid_stream:
-                    v = np.asarray(store.values(s)[lo:hi])
+                    v = np.asarray(store.values(s)[lo + head:lo + stop])
                 else:
-                    v, t = store.read(s, int(ep))
-                    v = sample_at(v, t, grid, store.streams[s].interp, _staleness(store, s, max_staleness),
+                    v = sample_at(*low[s], grid, store.streams[s].interp, _staleness(store, s, max_staleness),
                                   name=f"{store.path}:{s}[episode {ep}]")
                 ep_low[s] = np.asarray(v, dtype=np.float32).reshape(len(grid), -1)
-            ep_rows = {}
-            for s in images:
-                s_lo, s_hi = store.episode_rows(int(ep), s)
-                t = np.asarray(store.times(s)[s_lo:s_hi], dtype=np.float64)
-                ep_rows[s] = s_lo + _hold_rows(t, grid, _staleness(store, s, max_staleness),
-                                               f"{store.path}:{s}[episode {ep}]")
+            ep_rows = {s: image_lo[s] + _hold_rows(image_t[s], grid, _staleness(store, s, max_staleness),
+                                                   f"{store.path}:{s}[episode {ep}]") for s in images}
         except StaleDataError as e:
             if on_stale == "raise":
                 raise
             warnings.warn(f"skipping episode {ep}: {e}")
             continue
-        kept.append(int(ep))
+        kept.append(ep)
         times.append(grid)
         for s in low_dim:
             lows[s].append(ep_low[s])
@@ -222,9 +242,12 @@ class WindowSampler:
 
     def _set_windows(self, positions: np.ndarray) -> None:
         """Index the windows of the episodes at `positions` in self.grid."""
-        spec, lengths = self.spec, self.grid.lengths()
+        spec = self.spec
+        lengths = self._lengths = self.grid.lengths()
         pos, starts = [], []
         for p in positions:
+            if lengths[p] == 0:  # every grid step was trimmed away
+                continue
             s = window_starts(int(lengths[p]), spec.horizon, spec.n_obs_steps - 1, spec.n_action_steps - 1)
             pos.append(np.full(len(s), p, dtype=np.int64))
             starts.append(s)
@@ -243,7 +266,7 @@ class WindowSampler:
     def rows(self, index) -> np.ndarray:
         """Grid rows of window(s) `index` (int or int array): (horizon,) or (B, horizon)."""
         p = self._win_pos[index]
-        steps = window_steps(self._win_start[index], self.grid.lengths()[p], self.spec.horizon)
+        steps = window_steps(self._win_start[index], self._lengths[p], self.spec.horizon)
         return self.grid.offsets[p][..., None] + steps
 
     def window_episode(self, index: int) -> int:

@@ -1,6 +1,6 @@
 """Model configuration of a chunked diffusion policy (denoiser, observation encoder, diffusion process).
 
-One flat dataclass so every default is visible here and overridable from `configs/policy/*.yaml`.
+One flat dataclass so every default is visible here and overridable from `configs/model/*.yaml`.
 """
 
 from __future__ import annotations

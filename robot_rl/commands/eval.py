@@ -1,0 +1,43 @@
+"""Evaluate a policy checkpoint in the twin on fixed seeds: success rate, time to success and
+per-step latency, written to results.json; optionally records the episodes into a store."""
+
+from __future__ import annotations
+
+from robot_rl.core.config import to_plain
+from robot_rl.core.errors import ConfigError
+from robot_rl.core.results import write_results
+from robot_rl.core.rundir import make_run_dir
+
+
+def run(cfg, args: list[str]) -> int:
+    from robot_rl.commands.train import twin_env_factory
+    from robot_rl.learning.evaluate import evaluate
+    from robot_rl.policies.io import load_policy
+
+    if args or not cfg.policy:
+        raise ConfigError("usage: robot-rl eval policy=<checkpoint dir> task=<twin task> episodes=<n>")
+    policy = load_policy(cfg.policy, device=cfg.device)
+    task_cfg = to_plain(cfg.task)
+    task = task_cfg["name"]
+    make_env = twin_env_factory(task_cfg, policy.spec, cfg.seed)
+    out = make_run_dir(cfg, "eval")
+    writer = None
+    if cfg.record:
+        from robot_rl.data.store import EpisodeStore
+        from robot_rl.sim.recording import twin_stream_specs
+
+        probe = make_env()
+        store = EpisodeStore.create(cfg.record, twin_stream_specs(probe), exist_ok=True)
+        probe.close()
+        writer = store.writer()
+    try:
+        result = evaluate(policy, make_env, policy.spec, int(cfg.episodes), seed=int(cfg.seed_offset), writer=writer,
+                          meta={"task": task, "rig": "twin", "notes": f"eval of {cfg.policy}"})
+    finally:
+        if writer is not None:
+            writer.close()
+    write_results(out / "results.json", stage="eval", policy=str(cfg.policy), task=task,
+                  **result.to_dict())
+    print(f"{task}: success {result.success_rate:.0%} over {result.episodes} episodes; "
+          f"latency p50 {result.latency_ms_p50:.2f} ms p99 {result.latency_ms_p99:.2f} ms -> {out / 'results.json'}")
+    return 0

@@ -1,0 +1,59 @@
+"""Train a policy from an episode store. algo=bc: diffusion policy by imitation (see
+robot_rl/learning/bc.py). Evaluates in the twin every train.eval_every steps and keeps the best
+checkpoint by success rate. Multi-GPU/multi-node: launch with
+`torchrun --nproc_per_node=N -m robot_rl.cli train ...`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from robot_rl.core.config import to_plain
+from robot_rl.core.errors import ConfigError
+from robot_rl.core.rundir import make_run_dir
+
+
+def twin_env_factory(task_cfg, spec, seed: int = 0):
+    """A TwinEnv factory for a task config {name, params} matching the spec (cameras iff it has images)."""
+    from robot_rl.sim.env import TwinEnv
+
+    cams = [f.stream[len("cam_"):-len("_rgb")] for f in spec.images]
+    return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
+                   cameras=cams or False, privileged=True, seed=seed)
+
+
+def resolve_task(task_cfg, store) -> dict | None:
+    """The chosen task config, else the store's task when all its episodes come from one twin task."""
+    from robot_rl.sim.tasks import TASKS
+
+    if task_cfg:
+        return to_plain(task_cfg)
+    tasks = {m.get("task") for m in store.meta_list()}
+    name = tasks.pop() if len(tasks) == 1 else None
+    return {"name": name, "params": {}} if name in TASKS else None
+
+
+def run(cfg, args: list[str]) -> int:
+    from robot_rl.data.store import EpisodeStore
+    from robot_rl.learning.bc import BCConfig, train_bc
+    from robot_rl.learning.spec_builder import build_spec
+    from robot_rl.policies.config import PolicyConfig
+
+    if args:
+        raise ConfigError(f"robot-rl train takes key=value options only, got {args}")
+    if cfg.algo != "bc":
+        raise ConfigError(f"algo={cfg.algo!r}: `robot-rl train` does imitation (algo=bc); RL is `robot-rl finetune`")
+    if not cfg.store:
+        raise ConfigError("store=<path> is required (an episode store, e.g. from `robot-rl collect`)")
+    store = EpisodeStore.open(cfg.store)
+    spec = build_spec(to_plain(cfg.spec), store)
+    train_cfg = BCConfig.from_dict(to_plain(cfg.train) | {"seed": cfg.seed})
+    task = resolve_task(cfg.get("task"), store)
+    make_env = twin_env_factory(task, spec, cfg.seed) if task else None
+    out = make_run_dir(cfg, "train")
+    print(f"training {cfg.algo} on {cfg.store} ({store.n_episodes} episodes) -> {out}"
+          + (f"; evaluating on twin task {task['name']}" if task else "; no twin evaluation"))
+    result = train_bc(cfg.store, spec, PolicyConfig.from_dict(to_plain(cfg.model)), train_cfg, out, make_env,
+                      run_config=to_plain(cfg))
+    print(f"best checkpoint: {result.best}")
+    return 0

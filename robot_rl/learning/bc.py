@@ -1,0 +1,265 @@
+"""Imitation: train a diffusion policy on windows of an episode store (diffusion_policy recipe).
+
+AdamW (lr 1e-4, betas 0.95/0.999, wd 1e-6), cosine schedule with warm-up, EMA weights, periodic
+rollouts in the twin that select the best checkpoint by success rate (validation loss does not
+track success), TensorBoard scalars, resume from `train_state/`, DistributedDataParallel when
+launched with torchrun (gloo on CPU, nccl on GPU).
+
+Output directory:
+    checkpoints/latest, checkpoints/best   policy checkpoints (EMA weights)
+    train_state/                           optimizer/EMA/RNG to resume
+    tb/                                    TensorBoard scalars
+    curves.png, results.json               learning curves and final numbers
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from robot_rl.core.errors import ConfigError
+from robot_rl.core.results import write_results
+from robot_rl.core.spec import PolicySpec
+from robot_rl.data.dataset import make_datasets
+from robot_rl.data.normalizer import compute_stats
+from robot_rl.data.store import EpisodeStore
+from robot_rl.learning.evaluate import EvalResult, evaluate
+from robot_rl.learning.train_state import load_train_state, save_train_state
+from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.device import resolve_device
+from robot_rl.policies.diffusion_policy import DiffusionPolicy
+from robot_rl.policies.ema import EMA
+from robot_rl.policies.io import save_policy
+from robot_rl.policies.normalizer import Normalizer
+
+
+@dataclass
+class BCConfig:
+    steps: int = 20_000
+    batch_size: int = 256
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.95, 0.999)
+    weight_decay: float = 1e-6
+    warmup_steps: int = 500
+    grad_clip: float = 1.0            # max gradient norm; 0 disables
+    ema: bool = True
+    ema_power: float = 0.75
+    ema_max_decay: float = 0.9999
+    val_ratio: float = 0.1            # whole episodes held out for validation loss
+    success_only: bool = False        # train on successful episodes only
+    num_workers: int = 2
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    eval_every: int = 2000            # rollouts in the twin; 0 disables
+    eval_episodes: int = 10
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = True               # continue from out/train_state if present
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> "BCConfig":
+        known = {f.name for f in fields(BCConfig)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"train: unknown fields {unknown}; known fields are {sorted(known)}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return BCConfig(**d)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    best: Path | None
+    steps: int
+    evals: list[dict] = field(default_factory=list)
+
+
+def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _loader(dataset, cfg: BCConfig, rank: int, world: int, epoch: int) -> DataLoader:
+    if world > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed + epoch))
+    batch = BatchSampler(sampler, min(cfg.batch_size, len(dataset)), drop_last=True)
+    return DataLoader(dataset, batch_size=None, sampler=batch, num_workers=cfg.num_workers,
+                      persistent_workers=False)
+
+
+def _plot_curves(out: Path, losses: list[tuple[int, float]], evals: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    if losses:
+        s, l = zip(*losses)
+        axes[0].semilogy(s, l)
+    axes[0].set(xlabel="step", ylabel="train loss", title="diffusion loss")
+    if evals:
+        axes[1].plot([e["step"] for e in evals], [e["success_rate"] for e in evals], marker="o")
+    axes[1].set(xlabel="step", ylabel="success rate", ylim=(-0.05, 1.05), title="twin rollouts")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+
+
+def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BCConfig, out: Path,
+             make_env: Callable[[], Any] | None = None, run_config: Mapping[str, Any] | None = None) -> TrainResult:
+    """Train; `make_env` (a twin env factory) enables rollout evaluation and best-checkpoint selection."""
+    rank, world = _distributed()
+    main = rank == 0
+    torch.manual_seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    device = resolve_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    store = EpisodeStore.open(store_path)
+    success = True if cfg.success_only else None
+    train_set, val_set = make_datasets(store, spec, val_ratio=cfg.val_ratio, seed=cfg.seed, success=success)
+    if len(train_set) == 0:
+        raise ConfigError(f"{store_path}: no training windows (episodes: {store.n_episodes}, success_only={cfg.success_only})")
+    stats = compute_stats(store, spec, episodes=train_set.sampler.episodes)
+    normalizer = Normalizer.from_stats(spec, stats.stats)
+    policy = DiffusionPolicy(spec, model_cfg, normalizer).to(device)
+    ema = EMA(policy, cfg.ema_power, cfg.ema_max_decay) if cfg.ema else None
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(cfg.warmup_steps, cfg.steps))
+    model = torch.nn.parallel.DistributedDataParallel(policy) if world > 1 else policy
+
+    out = Path(out)
+    step, evals, best_success, losses = 0, [], -1.0, []
+    state_dir = out / "train_state"
+    modules = {"policy": policy} | ({"ema": ema.model} if ema else {})
+    if cfg.resume and (state_dir / "train_state.safetensors").exists():
+        header = load_train_state(state_dir, optimizer, modules)
+        step = int(header["step"])
+        extra = header["extra"]
+        evals, best_success = extra.get("evals", []), float(extra.get("best_success", -1.0))
+        if ema:
+            ema.updates = int(extra.get("ema_updates", step))
+        schedule.last_epoch = step - 1
+        schedule.step()
+        if main:
+            print(f"resumed from {state_dir} at step {step}")
+
+    tb = None
+    if main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(str(out / "tb"))
+    export = lambda: ema.model if ema else policy  # noqa: E731
+    best_dir = out / "checkpoints" / "best"
+
+    def checkpoint(name: str) -> Path:
+        return save_policy(export(), out / "checkpoints" / name, config=run_config, meta={"step": step})
+
+    epoch = step // max(1, len(train_set) // cfg.batch_size or 1)
+    bar = tqdm(total=cfg.steps, initial=step, desc="train bc", disable=not main, dynamic_ncols=True)
+    t_last = time.perf_counter()
+    while step < cfg.steps:
+        for batch in _loader(train_set, cfg, rank, world, epoch):
+            policy.train()
+            loss = model({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            optimizer.step()
+            schedule.step()
+            if ema:
+                ema.update(policy)
+            step += 1
+            bar.update(1)
+            if main and step % cfg.log_every == 0:
+                value = float(loss.detach())
+                losses.append((step, value))
+                rate = cfg.log_every / max(1e-9, time.perf_counter() - t_last)
+                t_last = time.perf_counter()
+                tb.add_scalar("train/loss", value, step)
+                tb.add_scalar("train/lr", schedule.get_last_lr()[0], step)
+                tb.add_scalar("train/steps_per_s", rate, step)
+                bar.set_postfix(loss=f"{value:.4f}")
+            last = step >= cfg.steps
+            if main and cfg.eval_every and make_env is not None and (step % cfg.eval_every == 0 or last):
+                result = evaluate(export(), make_env, spec, cfg.eval_episodes, progress=False)
+                evals.append({"step": step, **{k: v for k, v in result.to_dict().items() if k != "per_episode"}})
+                tb.add_scalar("eval/success_rate", result.success_rate, step)
+                if result.latency_ms_p50 is not None:
+                    tb.add_scalar("eval/latency_ms_p50", result.latency_ms_p50, step)
+                if result.success_rate > best_success:
+                    best_success = result.success_rate
+                    save_policy(export(), best_dir, config=run_config,
+                                meta={"step": step, "success_rate": result.success_rate})
+                bar.write(f"step {step}: twin success {result.success_rate:.0%} (best {best_success:.0%})")
+            if main and (step % cfg.checkpoint_every == 0 or last):
+                if val_set is not None and len(val_set) and step % cfg.checkpoint_every == 0:
+                    tb.add_scalar("val/loss", validation_loss(export(), val_set, cfg, device), step)
+                checkpoint("latest")
+                save_train_state(state_dir, step, optimizer, modules,
+                                 {"evals": evals, "best_success": best_success, "ema_updates": ema.updates if ema else 0})
+                _plot_curves(out, losses, evals)
+            if last:
+                break
+        epoch += 1
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    best = None
+    if main:
+        if not best_dir.exists():  # no rollouts: the final EMA weights are the result
+            best = checkpoint("best")
+        else:
+            best = best_dir
+        final = evals[-1] if evals else {}
+        write_results(out / "results.json", stage="bc", steps=step, store=str(store_path),
+                      best_checkpoint=str(best), best_success_rate=best_success if evals else None,
+                      success_rate=final.get("success_rate"), episodes=final.get("episodes"),
+                      env_steps=final.get("env_steps"), latency_ms_p50=final.get("latency_ms_p50"),
+                      latency_ms_p99=final.get("latency_ms_p99"), evals=evals,
+                      train_windows=len(train_set), train_episodes=len(train_set.sampler.episodes))
+        tb.close()
+    return TrainResult(out=out, best=best, steps=step, evals=evals)
+
+
+@torch.no_grad()
+def validation_loss(policy: DiffusionPolicy, val_set, cfg: BCConfig, device, max_batches: int = 8) -> float:
+    policy.eval()
+    gen = torch.Generator().manual_seed(0)
+    loader = DataLoader(val_set, batch_size=None, num_workers=0,
+                        sampler=BatchSampler(RandomSampler(val_set, generator=gen), min(cfg.batch_size, len(val_set)), False))
+    state = torch.get_rng_state()
+    torch.manual_seed(0)  # same noise every time, so validation curves are comparable
+    losses = [float(policy.compute_loss({k: v.to(device) for k, v in b.items()}))
+              for _, b in zip(range(max_batches), loader)]
+    torch.set_rng_state(state)
+    return float(np.mean(losses))
