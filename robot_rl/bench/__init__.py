@@ -1,1 +1,1 @@
-"""Benchmarks run by `robot-rl bench <name>`; each module exposes main(cfg) -> int."""
+"""Benchmarks behind `robot-rl bench <name>`: one module per benchmark, each exposing `main(cfg) -> int`."""

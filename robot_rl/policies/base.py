@@ -48,6 +48,9 @@ class ChunkPolicy(nn.Module):
 
     def __init__(self, spec: PolicySpec, cfg: PolicyConfig | None = None, normalizer: Normalizer | None = None):
         super().__init__()
+        if spec.n_obs_steps - 1 + spec.n_action_steps > spec.horizon:
+            raise ConfigError(f"spec: n_obs_steps - 1 + n_action_steps = {spec.n_obs_steps - 1 + spec.n_action_steps} "
+                              f"exceeds horizon={spec.horizon}; the executable actions must lie inside the chunk")
         self.spec = spec
         self.cfg = cfg or PolicyConfig()
         self.normalizer = normalizer if normalizer is not None else Normalizer(spec)
@@ -82,6 +85,7 @@ class ChunkPolicy(nn.Module):
 
     def check_noise(self, noise: torch.Tensor, batch: int) -> torch.Tensor:
         expected = (batch, self.spec.horizon, self.spec.action_dim)
+        noise = torch.as_tensor(noise)
         if tuple(noise.shape) != expected:
             raise ValueError(f"init_noise shape {tuple(noise.shape)}, expected {expected} (batch, horizon, action_dim)")
         return noise.to(self.device, torch.float32)
@@ -130,7 +134,8 @@ class ChunkPolicy(nn.Module):
                 self._features.clear()
                 self._features.extend(feats.split(1, dim=1))
             cond = torch.cat(list(self._features), dim=1).flatten(1)
-            noise = None if init_noise is None else init_noise.reshape(1, self.spec.horizon, self.spec.action_dim)
+            noise = None if init_noise is None else torch.as_tensor(init_noise).reshape(
+                1, self.spec.horizon, self.spec.action_dim)
             actions = self.unnormalize_action(self.sample_actions(cond, noise))
         finally:
             self.train(was_training)

@@ -45,6 +45,10 @@ class DiffusionPolicy(ChunkPolicy):
         pred = self.denoiser(self.schedule.add_noise(x0, noise, t), t, cond)
         return F.mse_loss(pred, self.schedule.target(x0, noise))
 
+    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The training loss, so that DistributedDataParallel(policy)(batch) synchronizes gradients."""
+        return self.compute_loss(batch)
+
     def sample(self, global_cond: torch.Tensor, init_noise: torch.Tensor | None = None,
                num_inference_steps: int | None = None, eta: float = 0.0, min_std: float = 0.0,
                generator: torch.Generator | None = None, return_chain: bool = False,
@@ -53,7 +57,7 @@ class DiffusionPolicy(ChunkPolicy):
         normalized actions, optionally the chain x_K..x_0 (B, K+1, horizon, Da) and per-step log-probs (B, K).
 
         eta=0, min_std=0: deterministic given init_noise. num_inference_steps=num_train_timesteps with eta=1
-        is DDPM ancestral sampling. Differentiable (no no_grad here).
+        is DDPM ancestral sampling. Differentiable (no no_grad here). A generator must live on the policy's device.
         """
         B = global_cond.shape[0]
         noise = self.make_noise(B, generator) if init_noise is None else self.check_noise(init_noise, B)
@@ -62,9 +66,11 @@ class DiffusionPolicy(ChunkPolicy):
                             return_chain, return_log_probs)
 
     def chain_log_probs(self, global_cond: torch.Tensor, chain: torch.Tensor, num_inference_steps: int,
-                        eta: float, min_std: float) -> torch.Tensor:
-        """(B, K) log-probs of a stored chain (B, K+1, horizon, Da) under the current weights (differentiable)."""
-        return chain_log_probs(self.denoiser, self.schedule, chain, global_cond, num_inference_steps, eta, min_std)
+                        eta: float, min_std: float, steps: slice | None = None) -> torch.Tensor:
+        """(B, K') log-probs of the selected steps (default all) of a stored chain (B, K+1, horizon, Da)
+        under the current weights (differentiable)."""
+        return chain_log_probs(self.denoiser, self.schedule, chain, global_cond, num_inference_steps, eta, min_std,
+                               steps)
 
     def sample_actions(self, global_cond: torch.Tensor, init_noise: torch.Tensor | None = None,
                        generator: torch.Generator | None = None, num_inference_steps: int | None = None,

@@ -7,7 +7,8 @@ and `offset` according to the key's `normalize` mode in the PolicySpec:
     gaussian  (x - mean) / std
     none      identity
     image     uint8 -> x / 255; float images are taken to be in [0, 1] already
-The checkpoint stores the result in normalizer.safetensors as "<key>.scale" / "<key>.offset".
+The checkpoint stores the result in normalizer.safetensors as "<key>.scale" / "<key>.offset"
+("<key>.min/max/mean/std" written by robot_rl.data beside them are accepted and ignored).
 """
 
 from __future__ import annotations
@@ -20,35 +21,8 @@ from torch import nn
 
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
+from robot_rl.data.normalizer import STAT_NAMES, affine_from_stats  # one formula for both layers
 
-RANGE_EPS = 1e-4  # a dimension whose range/std is below this is treated as constant
-
-
-def affine_from_stats(stats: Mapping[str, np.ndarray], mode: str, key: str = "?") -> tuple[np.ndarray, np.ndarray]:
-    """Stats {min, max, mean, std} -> (scale, offset) float32 arrays for `mode` limits | gaussian | none."""
-    def get(name: str) -> np.ndarray:
-        if name not in stats:
-            raise ConfigError(f"normalizer stats for {key!r}: missing {name!r} (have {sorted(stats)})")
-        return np.asarray(stats[name], dtype=np.float64)
-
-    if mode == "limits":
-        lo, hi = get("min"), get("max")
-        span = hi - lo
-        constant = span < RANGE_EPS
-        scale = np.where(constant, 1.0, 2.0 / np.where(constant, 1.0, span))
-        offset = np.where(constant, -(lo + hi) / 2.0, -1.0 - lo * scale)
-    elif mode == "gaussian":
-        mean, std = get("mean"), get("std")
-        scale = 1.0 / np.maximum(std, RANGE_EPS)
-        offset = -mean * scale
-    elif mode in ("none", "image"):
-        shape = np.shape(next(iter(stats.values()))) if stats else ()
-        scale, offset = np.ones(shape), np.zeros(shape)
-    else:
-        raise ConfigError(f"normalizer {key!r}: unknown mode {mode!r}")
-    if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(offset))):
-        raise ConfigError(f"normalizer stats for {key!r} give non-finite scale/offset: {stats}")
-    return scale.astype(np.float32), offset.astype(np.float32)
 
 
 class Normalizer(nn.Module):
@@ -105,6 +79,8 @@ class Normalizer(nn.Module):
         affine: dict[str, list] = {}
         for name, value in flat.items():
             key, _, part = name.rpartition(".")
+            if part in STAT_NAMES and key:  # raw stats the data layer may store beside the affine
+                continue
             if part not in ("scale", "offset") or not key:
                 raise CheckpointError(f"{source}: unexpected tensor {name!r} (expected '<key>.scale'/'<key>.offset')")
             affine.setdefault(key, [None, None])[part == "offset"] = value

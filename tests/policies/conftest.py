@@ -40,6 +40,10 @@ def random_obs(spec: PolicySpec, batch: int = 2, steps: int | None = None, hwc: 
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed_and_one_thread():
+    """Tiny models run fastest on one thread (and do not oversubscribe a busy 2-core CI box)."""
+    threads = torch.get_num_threads()
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -67,3 +67,10 @@ def test_wrong_stats_shape_names_the_key():
 def test_incomplete_flat_form_is_a_checkpoint_error():
     with pytest.raises(CheckpointError, match="lack a scale or an offset"):
         Normalizer.from_flat(make_spec(), {"action.scale": np.ones(3)})
+
+
+def test_flat_form_ignores_raw_stats_stored_beside_the_affine():
+    spec = make_spec()
+    flat = {k: v.numpy() for k, v in Normalizer.from_stats(spec, STATS).flat().items()}
+    flat |= {"action.min": STATS["action"]["min"], "action.std": STATS["action"]["std"]}
+    assert Normalizer.from_flat(spec, flat).keys == ["proprio", "action"]

@@ -108,6 +108,8 @@ def test_chain_returns_states_and_log_probs_that_match_recomputation():
     assert torch.equal(res.chain[:, -1], res.actions)
     again = chain_log_probs(toy_denoiser, s, res.chain, cond, 5, eta=1.0, min_std=0.0067)
     assert torch.allclose(again, res.log_probs, atol=1e-3)
+    last_two = chain_log_probs(toy_denoiser, s, res.chain, cond, 5, eta=1.0, min_std=0.0067, steps=slice(-2, None))
+    assert torch.allclose(last_two, res.log_probs[:, -2:], atol=1e-3)
 
 
 def test_log_probs_without_min_std_are_refused():

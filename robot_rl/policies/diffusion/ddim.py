@@ -122,18 +122,21 @@ def sample_chain(denoise: Denoise, schedule: NoiseSchedule, init_noise: torch.Te
 
 
 def chain_log_probs(denoise: Denoise, schedule: NoiseSchedule, chain: torch.Tensor, cond: torch.Tensor,
-                    num_steps: int, eta: float, min_std: float) -> torch.Tensor:
-    """(B, K) log-probs of a stored chain (B, K+1, T, Da) under the current denoiser, all K steps in one
-    batched forward (differentiable: this is what PPO-over-denoising optimizes)."""
+                    num_steps: int, eta: float, min_std: float, steps: slice | None = None) -> torch.Tensor:
+    """(B, K') log-probs of a stored chain (B, K+1, T, Da) under the current denoiser, the selected steps
+    (default all K; e.g. slice(-5, None) for DPPO's last 5) in one batched forward (differentiable: this is
+    what PPO-over-denoising optimizes)."""
     if min_std <= 0:
         raise ValueError(f"chain log-probs need min_std > 0 (got {min_std})")
     pairs = inference_timesteps(schedule.num_train_timesteps, num_steps)
     B, K1 = chain.shape[:2]
     if K1 != len(pairs) + 1:
         raise ValueError(f"chain has {K1} states, a {num_steps}-step chain has {len(pairs) + 1}")
+    steps = steps or slice(None)
+    pairs = pairs[steps]
     K = len(pairs)
-    x_t = chain[:, :-1].flatten(0, 1)  # (B*K, T, Da), step-major within each sample
-    x_prev = chain[:, 1:].flatten(0, 1)
+    x_t = chain[:, :-1][:, steps].flatten(0, 1)  # (B*K', T, Da), step-major within each sample
+    x_prev = chain[:, 1:][:, steps].flatten(0, 1)
     t = torch.tensor([p[0] for p in pairs], device=chain.device).repeat(B)
     t_prev = torch.tensor([p[1] for p in pairs], device=chain.device).repeat(B)
     out = denoise(x_t, t, cond.repeat_interleave(K, dim=0))

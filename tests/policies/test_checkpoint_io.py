@@ -1,0 +1,93 @@
+"""Policies round-trip through robot_rl checkpoints; bad checkpoints fail loudly."""
+
+import json
+
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+from robot_rl.core.checkpoint import META, _sha256, load_checkpoint
+from robot_rl.core.errors import CheckpointError
+from robot_rl.policies import DiffusionPolicy, Normalizer, OneStepPolicy, load_policy, save_policy
+
+from .conftest import make_spec, random_obs, tiny_config
+from .test_normalizer import STATS
+
+
+def trained_looking_policy(n_cameras=1):
+    spec = make_spec(n_cameras)
+    policy = DiffusionPolicy(spec, tiny_config(), Normalizer.from_stats(spec, STATS))
+    with torch.no_grad():  # move weights away from their init so a load that silently re-inits would show
+        for p in policy.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return policy.eval()
+
+
+def rehash(path, name):
+    meta = json.loads((path / META).read_text())
+    meta["sha256"][name] = _sha256(path / name)
+    (path / META).write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("kind", [DiffusionPolicy, OneStepPolicy])
+def test_save_load_round_trip_gives_identical_actions(tmp_path, kind):
+    teacher = trained_looking_policy()
+    policy = teacher if kind is DiffusionPolicy else OneStepPolicy.from_teacher(teacher).eval()
+    save_policy(policy, tmp_path / "ckpt", config={"train": {"lr": 1e-4}})
+    loaded = load_policy(tmp_path / "ckpt", device="cpu")
+    assert type(loaded) is kind and loaded.spec == policy.spec and loaded.cfg == policy.cfg
+    obs, noise = random_obs(policy.spec), torch.randn(2, 8, 3)
+    assert torch.equal(loaded.predict_action(obs, init_noise=noise), policy.predict_action(obs, init_noise=noise))
+
+
+def test_checkpoint_carries_spec_config_and_normalizer(tmp_path):
+    policy = trained_looking_policy()
+    save_policy(policy, tmp_path / "ckpt", config={"train": {"lr": 1e-4}})
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    assert ckpt.config["policy"]["type"] == "diffusion"
+    assert ckpt.config["policy"]["spec"] == policy.spec.to_dict()
+    assert ckpt.config["train"] == {"lr": 1e-4}
+    assert set(ckpt.normalizer) == {"proprio.scale", "proprio.offset", "action.scale", "action.offset"}
+
+
+def test_tampered_weights_are_rejected(tmp_path):
+    save_policy(trained_looking_policy(), tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors: sha256"):
+        load_policy(tmp_path / "ckpt", device="cpu")
+
+
+def test_mismatched_weights_name_the_tensor(tmp_path):
+    save_policy(trained_looking_policy(), tmp_path / "ckpt")
+    path = tmp_path / "ckpt"
+    weights = load_file(str(path / "model.safetensors"))
+    name = "denoiser.final.1.weight"
+    weights[name] = weights[name][:, :-1]
+    save_file(weights, str(path / "model.safetensors"))
+    rehash(path, "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"shape mismatch denoiser.final.1.weight"):
+        load_policy(path, device="cpu")
+
+
+def test_checkpoint_without_policy_section_is_rejected(tmp_path):
+    from robot_rl.core.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "ckpt", {"w": torch.zeros(1)}, {"something": 1})
+    with pytest.raises(CheckpointError, match="no 'policy' section"):
+        load_policy(tmp_path / "ckpt", device="cpu")
+
+
+def test_bad_spec_in_config_names_the_file(tmp_path):
+    import yaml
+
+    save_policy(trained_looking_policy(), tmp_path / "ckpt")
+    path = tmp_path / "ckpt"
+    cfg = yaml.safe_load((path / "config.yaml").read_text())
+    cfg["policy"]["model"]["down_dims"] = [16, 30]
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rehash(path, "config.yaml")
+    with pytest.raises(CheckpointError, match=r"config.yaml: policy.down_dims=\[16, 30\]"):
+        load_policy(path, device="cpu")
