@@ -28,5 +28,5 @@ def run(cfg, args: list[str]) -> int:
             return 2
         raise
     common = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in BENCHMARKS}
-    section = OmegaConf.to_container(cfg.get(name) or {}, resolve=True)
+    section = OmegaConf.to_container(cfg[name], resolve=True) if name in cfg and cfg[name] is not None else {}
     return int(module.main(OmegaConf.create(common | section)) or 0)

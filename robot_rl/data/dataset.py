@@ -8,6 +8,8 @@ Each item is a dict:
 Low-dim data lives in memory (the sampler's grid arrays, shared with DataLoader workers). Images are
 read per item from the store's zarr arrays, which each worker process opens for itself on first use
 (never shared across a fork); a frame used twice in a window (edge padding) is decoded once.
+`dataset[list_of_indices]` returns a whole batch (leading axis B); `batch_loader()` builds a
+DataLoader that uses it, which is faster than per-item fetching plus collation.
 """
 
 from __future__ import annotations
@@ -18,23 +20,95 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from imagecodecs import jpeg8_decode, png_decode
+from numcodecs.blosc import decompress as blosc_decompress
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ShardingCodecIndexLocation
 
-from robot_rl.core.errors import ConfigError
+from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.data.augment import ImageAugment
+from robot_rl.data.codecs import ImageCodec
 from robot_rl.data.sampler import WindowSampler
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.store import EpisodeStore, _is_url
+
+_MISSING = 2**64 - 1  # shard index entry of a chunk that was never written
 
 
-def read_frames(array, rows: np.ndarray) -> np.ndarray:
-    """Frames at `rows` of a (N, H, W[, C]) zarr array, each distinct row read and decoded once."""
-    unique, inverse = np.unique(rows, return_inverse=True)
-    if unique[-1] - unique[0] + 1 == len(unique):  # consecutive: one slice read
-        frames = array[int(unique[0]): int(unique[-1]) + 1]
-    else:
-        frames = array.get_orthogonal_selection((unique,))
-    return np.asarray(frames)[inverse.reshape(-1)]
+def _frame_decoder(codecs, dtype):
+    """bytes -> flat frame for the inner-chunk codecs the store writes (codecs.value_array_kwargs),
+    or None for anything else (read through zarr)."""
+    if len(codecs) == 1 and isinstance(codecs[0], ImageCodec):
+        return jpeg8_decode if codecs[0].format == "jpeg" else png_decode
+    if (len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
+            and (codecs[0].endian is None or codecs[0].endian.value == "little")):
+        little = np.dtype(dtype).newbyteorder("<")
+        return lambda data: np.frombuffer(blosc_decompress(data), dtype=little)
+    return None
+
+
+class FrameReader:
+    """Reads frames (rows) of one image array; each distinct row of a request is decoded once.
+
+    Fast path for the store's own layout on a local disk (one frame per inner chunk of a shard,
+    encoded by codecs.ImageCodec or Blosc): each shard's index is read once and cached (revalidated by the
+    file's size and mtime, so a shard rewritten by a writer is re-read), then a frame costs one
+    positioned read and one JPEG/PNG decode. Anything else (URLs, other codecs) is read through zarr.
+    """
+
+    def __init__(self, array, local_root: Path | None) -> None:
+        self.array = array
+        self.fast = False
+        codecs = array.metadata.codecs
+        sharding = codecs[0] if len(codecs) == 1 and isinstance(codecs[0], ShardingCodec) else None
+        self.decode = _frame_decoder(sharding.codecs, array.dtype) if sharding is not None else None
+        if (local_root is not None and self.decode is not None and sharding.chunk_shape[0] == 1
+                and tuple(sharding.chunk_shape[1:]) == tuple(array.shape[1:])
+                and sharding.index_location == ShardingCodecIndexLocation.end):
+            self.fast = True
+            self.root = Path(local_root) / array.path
+            self.shard_rows = int(array.metadata.chunk_grid.chunk_shape[0])
+            self.key = array.metadata.chunk_key_encoding.encode_chunk_key
+            self.index_nbytes = 16 * self.shard_rows + 4  # (offset, nbytes) uint64 per chunk + crc32c
+            self.indexes: dict[int, tuple[tuple[int, int], np.ndarray]] = {}
+            self.paths: dict[int, str] = {}
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), H, W[, C]) frames."""
+        unique, inverse = np.unique(rows, return_inverse=True)
+        if self.fast:
+            frames = np.stack([self._read_one(int(r)) for r in unique])
+        elif unique[-1] - unique[0] + 1 == len(unique):  # consecutive: one slice read
+            frames = np.asarray(self.array[int(unique[0]): int(unique[-1]) + 1])
+        else:
+            frames = np.asarray(self.array.get_orthogonal_selection((unique,)))
+        return frames[inverse.reshape(-1)]
+
+    def _read_one(self, row: int) -> np.ndarray:
+        shard, inner = divmod(row, self.shard_rows)
+        path = self.paths.get(shard)
+        if path is None:
+            path = self.paths[shard] = str(self.root / self.key((shard,) + (0,) * (self.array.ndim - 1)))
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                cached = self.indexes.get(shard)
+                if cached is None or cached[0] != (st.st_size, st.st_mtime_ns):
+                    f.seek(st.st_size - self.index_nbytes)
+                    index = np.frombuffer(f.read(self.index_nbytes)[:-4], dtype="<u8").reshape(-1, 2)
+                    cached = self.indexes[shard] = ((st.st_size, st.st_mtime_ns), index)
+                offset, nbytes = (int(x) for x in cached[1][inner])
+                if offset == _MISSING:  # never written: zarr's fill value, as zarr would return
+                    return np.full(self.array.shape[1:], self.array.fill_value, self.array.dtype)
+                f.seek(offset)
+                data = f.read(nbytes)
+            frame = np.asarray(self.decode(data))
+            return frame.reshape(self.array.shape[1:]).astype(self.array.dtype, copy=False)
+        except FileNotFoundError:  # a shard with no chunk written
+            return np.full(self.array.shape[1:], self.array.fill_value, self.array.dtype)
+        except (OSError, ValueError, RuntimeError) as e:  # truncated/corrupt shard, undecodable frame
+            raise StoreError(f"{path}: cannot read frame {row} (chunk {inner} of shard {shard}): {e}; "
+                             f"run `robot-rl data validate`") from None
 
 
 class WindowDataset(Dataset):
@@ -71,25 +145,36 @@ class WindowDataset(Dataset):
 
     def _image_arrays(self) -> dict:
         if self._pid != os.getpid():
-            store = EpisodeStore.open(self.sampler.path, storage_options=self.sampler.storage_options)
-            self._arrays = {key: store.values(stream) for key, stream in self.sampler.image_streams.items()}
+            path = self.sampler.path
+            store = EpisodeStore.open(path, storage_options=self.sampler.storage_options)
+            local = None if _is_url(path) else Path(path)
+            self._arrays = {key: FrameReader(store.values(stream), local)
+                            for key, stream in self.sampler.image_streams.items()}
             self._pid = os.getpid()
         return self._arrays
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        """index: an int -> one item (shapes in the module docstring); a 1-D sequence of ints -> a
+        batch with a leading axis, in which every distinct frame is read and decoded once."""
         spec, sampler = self.spec, self.sampler
-        rows = sampler.rows(int(index))
-        obs_rows = rows[: spec.n_obs_steps]
+        idx = np.asarray(index, dtype=np.int64)
+        if idx.ndim > 1:
+            raise IndexError(f"WindowDataset index must be an int or 1-D, got shape {idx.shape}")
+        rows = sampler.rows(idx)  # (horizon,) or (B, horizon)
+        obs_rows = rows[..., : spec.n_obs_steps]
         item = {f.key: torch.from_numpy(sampler.features[f.key][obs_rows]) for f in spec.low_dim}
         arrays = self._image_arrays() if spec.images else {}
         for f in spec.images:
-            frames = read_frames(arrays[f.key], sampler.image_rows[f.key][obs_rows])
-            item[f.key] = self._to_tensor(frames, f)
+            frames = arrays[f.key].read(sampler.image_rows[f.key][obs_rows].reshape(-1))
+            x = self._to_tensor(frames, f).reshape(*obs_rows.shape, *f.shape)
+            if self.augment is not None:  # one draw per window, shared by its time steps
+                x = torch.stack([self.augment(w) for w in x]) if idx.ndim else self.augment(x)
+            item[f.key] = x
         item["action"] = torch.from_numpy(sampler.features[spec.action.key][rows])
         return item
 
     def _to_tensor(self, frames: np.ndarray, feature) -> torch.Tensor:
-        """(T, H, W[, C]) stored frames -> (T, C, H, W) tensor of the spec's size, augmented."""
+        """(T, H, W[, C]) stored frames -> (T, C, H, W) tensor of the spec's size."""
         if frames.ndim == 3:
             frames = frames[..., None]
         _, h, w = feature.shape
@@ -98,10 +183,17 @@ class WindowDataset(Dataset):
                                for f in frames])
         if feature.kind == "depth":
             frames = frames.astype(np.float32) * np.float32(self.depth_scale)
-        x = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
-        if self.augment is not None:
-            x = self.augment(x)
-        return x
+        return torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
+
+
+def batch_loader(dataset: WindowDataset, batch_size: int, shuffle: bool = True, num_workers: int = 2,
+                 drop_last: bool = False, seed: int | None = None, **kwargs) -> DataLoader:
+    """A DataLoader that asks the dataset for whole batches (dataset[list of indices]), so windows
+    are gathered with vectorized indexing and shared frames are decoded once, in the workers."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last),
+                      num_workers=num_workers, **kwargs)
 
 
 def make_datasets(store: EpisodeStore | str | Path, spec: PolicySpec, val_ratio: float = 0.0, seed: int = 0,

@@ -139,7 +139,8 @@ class NormalizerStats:
         for name, value in flat.items():
             key, _, part = name.rpartition(".")
             if not key or part not in STAT_NAMES + AFFINE_NAMES:
-                raise ConfigError(f"{source}: unexpected array {name!r} (expected '<key>.<{'|'.join(STAT_NAMES + AFFINE_NAMES)}>')")
+                parts = "|".join(STAT_NAMES + AFFINE_NAMES)
+                raise ConfigError(f"{source}: unexpected array {name!r} (expected '<key>.<{parts}>')")
             if part in STAT_NAMES:
                 stats.setdefault(key, {})[part] = np.asarray(value, dtype=np.float32)
         modes = {f.key: f.normalize for f in (*spec.obs, spec.action)}

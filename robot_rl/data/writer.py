@@ -49,7 +49,9 @@ class _Lane(threading.Thread):
         super().__init__(name=f"episode-writer-{spec.name}", daemon=True)
         self.writer = writer
         self.spec = spec
-        self.values = writer.store.group["data"][spec.name]
+        # write_empty_chunks: skip zarr's per-chunk "all fill value?" scan, which costs more than
+        # the JPEG encode of a frame (an all-zero frame is then stored like any other)
+        self.values = writer.store.group["data"][spec.name].with_config({"write_empty_chunks": True})
         self.times = writer.store.group["time"][spec.name]
         self.allocated = int(self.values.shape[0])
         self.block = codecs.block_rows(spec)

@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from robot_rl.core.errors import ConfigError
+from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.augment import ImageAugment
-from robot_rl.data.dataset import WindowDataset, make_datasets
+from robot_rl.data.dataset import FrameReader, WindowDataset, batch_loader, make_datasets
 from robot_rl.data.sampler import WindowSampler
 from robot_rl.data.schema import StreamSpec
 from robot_rl.data.store import EpisodeStore
@@ -111,3 +111,59 @@ def test_channel_mismatch_is_a_clear_error(store):
     bad = PolicySpec(obs=(FeatureSpec("cam0", (1, *HW), kind="rgb"),), action=FeatureSpec("action", (4,)))
     with pytest.raises(ConfigError, match="cam0 wants 1 channels"):
         WindowDataset(WindowSampler(store, bad))
+
+
+def test_batched_indexing_equals_stacked_items(store):
+    ds = WindowDataset(WindowSampler(store, make_spec(cameras=2)))
+    batch = ds[[3, 0, 7, 3]]
+    for key in ("state", "cam0", "cam1", "action"):
+        torch.testing.assert_close(batch[key], torch.stack([ds[i][key] for i in (3, 0, 7, 3)]))
+
+
+def test_batch_loader_with_two_workers_covers_every_window_once(store):
+    ds = WindowDataset(WindowSampler(store, make_spec(cameras=2)), augment=ImageAugment(crop=(8, 8)))
+    batches = list(batch_loader(ds, batch_size=8, shuffle=True, num_workers=2, seed=0))
+    assert sum(len(b["action"]) for b in batches) == len(ds)
+    assert batches[0]["cam0"].shape == (8, 2, 3, 8, 8) and batches[0]["cam0"].dtype == torch.uint8
+    actions = torch.cat([b["action"] for b in batches])
+    expected = torch.stack([ds[i]["action"] for i in range(len(ds))])
+    assert sorted(map(tuple, actions[:, 0].tolist())) == sorted(map(tuple, expected[:, 0].tolist()))
+
+
+@pytest.mark.parametrize("codec,dtype,shape", [("jpeg", "uint8", (12, 16, 3)), ("png", "uint16", (12, 16)),
+                                               ("zstd", "uint16", (12, 16))])
+def test_frame_reader_fast_path_matches_zarr_and_sees_rewritten_shards(tmp_path, codec, dtype, shape):
+    rng = np.random.default_rng(0)
+    store = EpisodeStore.create(tmp_path / "s", [StreamSpec("cam", dtype, shape, 30.0, codec=codec, interp="hold")])
+    frames = (rng.integers(0, 200, size=(100, *shape)) + np.arange(100).reshape(-1, *[1] * len(shape))).astype(dtype)
+    fast = None
+    with store.writer() as writer:
+        for start, n in ((0, 40), (40, 60)):  # the second episode rewrites the first shard (64 frames)
+            writer.begin_episode()
+            for i in range(start, start + n):
+                writer.append("cam", frames[i], i / 30)
+            writer.commit()
+            array = EpisodeStore.open(tmp_path / "s").values("cam")
+            fast = fast or FrameReader(array, tmp_path / "s")  # keeps its cached shard index
+            rows = np.array([0, 5, 5, 39, start + n - 1, 2, 63 if start else 1])
+            assert fast.fast
+            got = fast.read(rows)
+            np.testing.assert_array_equal(got, FrameReader(array, None).read(rows))
+            if codec != "jpeg":
+                np.testing.assert_array_equal(got, frames[rows])
+
+
+def test_corrupt_shard_is_a_clear_error(tmp_path):
+    store = EpisodeStore.create(tmp_path / "s", [StreamSpec("cam", "uint8", (12, 16, 3), 30.0, codec="jpeg")])
+    with store.writer() as writer:
+        writer.begin_episode()
+        for i in range(10):
+            writer.append("cam", np.full((12, 16, 3), i, np.uint8), i / 30)
+        writer.commit()
+    shard = tmp_path / "s" / "data" / "cam" / "c" / "0" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[:64] = bytes(64)  # clobber the first frame's JPEG header
+    shard.write_bytes(bytes(data))
+    reader = FrameReader(EpisodeStore.open(tmp_path / "s").values("cam"), tmp_path / "s")
+    with pytest.raises(StoreError, match=r"cam/c/0/0/0/0: cannot read frame 0"):
+        reader.read(np.array([0]))

@@ -104,14 +104,14 @@ def test_filters_by_success_and_source(tmp_path):
     assert WindowSampler(store, spec(), episodes=[3, 1]).episodes.tolist() == [3, 1]
 
 
-def multirate(path, camera_gap=None):
+def multirate(path, camera_gap=None, camera_start=0.0):
     """Actions at 10 Hz, state at 100 Hz (value = time), camera at 30 Hz (pixel value = frame index)."""
     streams = [StreamSpec("action", "float32", (2,), 10.0),
                StreamSpec("state", "float64", (1,), 100.0),
                StreamSpec("cam", "uint8", (4, 4, 3), 30.0, codec="png", interp="hold")]
     t_act = np.arange(20) / 10.0 + 0.05
     t_state = np.arange(0, 2.1, 0.01)
-    t_cam = np.arange(0, 2.1, 1 / 30)
+    t_cam = np.arange(camera_start, 2.1, 1 / 30)
     if camera_gap is not None:
         t_cam = t_cam[(t_cam < camera_gap[0]) | (t_cam > camera_gap[1])]
     frames = np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(len(t_cam))])
@@ -150,3 +150,13 @@ def test_feature_concatenates_plus_joined_streams(tmp_path):
     np.testing.assert_array_equal(sampler.features["both"][:, 0], sampler.features["both"][:, 1])
     with pytest.raises(ConfigError, match="spec both has shape"):
         WindowSampler(store, spec(obs=(FeatureSpec("both", (3,), stream="state+action"),)))
+
+
+def test_grid_steps_before_a_late_camera_are_dropped_with_a_warning(tmp_path):
+    store, t_act, t_cam = multirate(tmp_path / "s", camera_start=0.31)
+    s = PolicySpec(obs=(FeatureSpec("cam", (3, 4, 4), kind="rgb"),), action=FeatureSpec("action", (2,)),
+                   n_obs_steps=2, horizon=4, n_action_steps=2)
+    with pytest.warns(UserWarning, match=r"dropped 3 grid steps before streams \['cam'\] start"):
+        sampler = WindowSampler(store, s)
+    np.testing.assert_allclose(sampler.grid.times, t_act[3:])
+    np.testing.assert_allclose(sampler.features["action"][:, 0], t_act[3:], atol=1e-6)
