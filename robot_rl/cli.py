@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "pipeline": "run the whole pipeline on the twin and write report.md + results.json",
 }
 
+FREE_FORM = ("options.",)
+
 USAGE = "usage: robot-rl <command> [positional ...] [key=value ...] [--help]\n\ncommands:\n" + "\n".join(
     f"  {name:10s} {text}" for name, text in COMMANDS.items()
 )
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
         overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         positional = [a for a in rest if a not in overrides]
+        # `options.*` holds free-form keys (e.g. converter options) that no config declares
+        overrides = [f"++{a}" if a.startswith(FREE_FORM) else a for a in overrides]
         cfg = compose(name, overrides)
         return int(module.run(cfg, positional) or 0)
     except RobotRLError as e:
