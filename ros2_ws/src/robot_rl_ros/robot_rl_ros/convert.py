@@ -1,0 +1,138 @@
+"""Standard ROS messages <-> robot_rl transport messages (`Sample`s and status dicts).
+
+One pair of functions per message kind (see robot_rl.runtime.transport): `to_sample(kind, msg)` and
+`to_msg(kind, sample)`. Header stamps map to `Sample.t` through a `StampMapping`; `header.frame_id`
+to `Sample.frame`; JointState `name` to `Sample.names`. Quaternions: ROS (x, y, z, w) <-> robot_rl
+(w, x, y, z). Images: rgb8/bgr8/rgba8/bgra8 -> (H, W, 3) uint8 RGB; mono8/8UC1 -> (H, W) uint8; mono16/16UC1 -> (H, W) uint16 (depth, mm);
+32FC1 -> (H, W) float32 (depth, m). Row padding (`step`) and big-endian data are handled.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped, WrenchStamped
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+
+from robot_rl.runtime.transport import Sample, TransportError
+from robot_rl_ros.stamps import StampMapping
+
+MSG_TYPES = {
+    "joint_state": JointState,
+    "pose": PoseStamped,
+    "wrench": WrenchStamped,
+    "image": Image,
+    "status": String,
+}
+
+# encoding -> (dtype, channels, channel order to RGB)
+_ENCODINGS = {
+    "rgb8": ("uint8", 3, [0, 1, 2]),
+    "bgr8": ("uint8", 3, [2, 1, 0]),
+    "rgba8": ("uint8", 4, [0, 1, 2]),
+    "bgra8": ("uint8", 4, [2, 1, 0]),
+    "mono8": ("uint8", 1, None),
+    "8UC1": ("uint8", 1, None),
+    "mono16": ("uint16", 1, None),
+    "16UC1": ("uint16", 1, None),
+    "32FC1": ("float32", 1, None),
+}
+_OUT_ENCODING = {("uint8", 3): "rgb8", ("uint8", 2): "mono8", ("uint16", 2): "16UC1", ("float32", 2): "32FC1"}
+
+
+def msg_type(kind: str):
+    try:
+        return MSG_TYPES[kind]
+    except KeyError:
+        raise TransportError(f"message kind {kind!r} has no ROS type; kinds are {sorted(MSG_TYPES)}") from None
+
+
+def _vec(seq) -> np.ndarray:
+    return np.array(seq, dtype=np.float64)
+
+
+def to_sample(kind: str, msg, stamps: StampMapping, topic: str = "?"):
+    """ROS message of `kind` -> Sample (status: dict). Raises TransportError naming topic and field."""
+    if kind == "status":
+        try:
+            return json.loads(msg.data)
+        except json.JSONDecodeError as e:
+            raise TransportError(f"topic {topic}: status is not JSON ({e}): {msg.data[:80]!r}") from None
+    t = stamps.to_seconds(msg.header.stamp)
+    frame = msg.header.frame_id
+    if kind == "joint_state":
+        fields = {"position": _vec(msg.position)}
+        n = len(fields["position"])
+        for name in ("velocity", "effort"):
+            values = getattr(msg, name)
+            if len(values) == n and n:
+                fields[name] = _vec(values)
+            elif len(values):
+                raise TransportError(f"topic {topic}: JointState.{name} has {len(values)} entries for {n} positions")
+        if msg.name and len(msg.name) != n:
+            raise TransportError(f"topic {topic}: JointState has {len(msg.name)} names for {n} positions")
+        return Sample(t, fields, frame, tuple(msg.name))
+    if kind == "pose":
+        p, q = msg.pose.position, msg.pose.orientation
+        return Sample(t, {"position": _vec((p.x, p.y, p.z)), "quat": _vec((q.w, q.x, q.y, q.z))}, frame)
+    if kind == "wrench":
+        f, m = msg.wrench.force, msg.wrench.torque
+        return Sample(t, {"force": _vec((f.x, f.y, f.z)), "torque": _vec((m.x, m.y, m.z))}, frame)
+    if kind == "image":
+        return Sample(t, {"image": image_to_array(msg, topic)}, frame)
+    raise TransportError(f"topic {topic}: message kind {kind!r} has no ROS conversion")
+
+
+def image_to_array(msg: Image, topic: str = "?") -> np.ndarray:
+    spec = _ENCODINGS.get(msg.encoding)
+    if spec is None:
+        raise TransportError(f"topic {topic}: image encoding {msg.encoding!r} not supported; use one of {sorted(_ENCODINGS)}")
+    dtype, channels, order = spec
+    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    row = msg.width * channels * dt.itemsize
+    if msg.step < row or len(msg.data) < msg.step * msg.height:
+        raise TransportError(
+            f"topic {topic}: image {msg.width}x{msg.height} {msg.encoding}: step {msg.step} / {len(msg.data)} bytes too small"
+        )
+    raw = np.frombuffer(msg.data, np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)[:, :row]
+    arr = np.ascontiguousarray(raw).view(dt).astype(dtype, copy=False).reshape(msg.height, msg.width, channels)
+    if order is None:
+        return arr[:, :, 0]
+    return np.ascontiguousarray(arr[:, :, order])
+
+
+def to_msg(kind: str, sample, stamps: StampMapping):
+    """Sample (status: dict) -> ROS message of `kind`."""
+    if kind == "status":
+        return String(data=json.dumps(sample))
+    msg = msg_type(kind)()
+    msg.header.stamp = stamps.to_stamp(sample.t)
+    msg.header.frame_id = sample.frame
+    f = sample.fields
+    if kind == "joint_state":
+        msg.name = list(sample.names)
+        msg.position = f["position"].astype(np.float64).tolist()
+        for name in ("velocity", "effort"):
+            if name in f:
+                setattr(msg, name, f[name].astype(np.float64).tolist())
+    elif kind == "pose":
+        p, (w, x, y, z) = f["position"], f["quat"]
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in p)
+        o = msg.pose.orientation
+        o.w, o.x, o.y, o.z = float(w), float(x), float(y), float(z)
+    elif kind == "wrench":
+        msg.wrench.force.x, msg.wrench.force.y, msg.wrench.force.z = (float(v) for v in f["force"])
+        msg.wrench.torque.x, msg.wrench.torque.y, msg.wrench.torque.z = (float(v) for v in f["torque"])
+    elif kind == "image":
+        img = np.ascontiguousarray(f["image"])
+        encoding = _OUT_ENCODING.get((img.dtype.name, img.ndim))
+        if encoding is None:
+            raise TransportError(f"image {img.dtype} {img.shape} has no ROS encoding")
+        msg.height, msg.width = int(img.shape[0]), int(img.shape[1])
+        msg.encoding = encoding
+        msg.is_bigendian = 0
+        msg.step = int(img.strides[0])
+        msg.data = img.tobytes()
+    return msg

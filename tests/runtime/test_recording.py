@@ -1,0 +1,275 @@
+"""RecordingSession over the in-process transport: commands, timing, routing, and what lands in the store."""
+
+import numpy as np
+import pytest
+
+from robot_rl.core.config import config_dir, load_yaml
+from robot_rl.core.errors import ConfigError, StoreError
+from robot_rl.data.store import EpisodeStore
+from robot_rl.runtime.recording import RecordingSession, SessionConfig, open_writer, routes_from_config
+from robot_rl.runtime.transport import SENSOR_DATA, STATE, LocalTransport, QoS, Sample, Topic
+
+STREAMS = {
+    "joint_pos": {"topic": "/arm/joint_states", "kind": "joint_state", "field": "position",
+                  "dtype": "float64", "shape": [7], "rate_hz": 100.0, "units": "rad", "frame": "joint"},
+    "joint_vel": {"topic": "/arm/joint_states", "kind": "joint_state", "field": "velocity",
+                  "dtype": "float64", "shape": [7], "rate_hz": 100.0, "units": "rad/s"},
+    "ee_pos": {"topic": "/arm/ee_pose", "kind": "pose", "field": "position",
+               "dtype": "float64", "shape": [3], "rate_hz": 100.0, "units": "m", "frame": "base"},
+    "cam_rgb": {"topic": "/cam/image", "kind": "image", "dtype": "uint8", "shape": [8, 8, 3],
+                "rate_hz": 30.0, "codec": "png", "interp": "hold"},
+}
+
+
+class FakeClock:
+    def __init__(self, t=100.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def transport():
+    with LocalTransport() as tr:
+        yield tr
+
+
+def make_session(tmp_path, clock, **config):
+    routes = routes_from_config(STREAMS)
+    writer = open_writer(tmp_path / "demo.zarr", routes)
+    return RecordingSession(writer, routes, SessionConfig(task="reach", rig="test", **config), clock=clock)
+
+
+@pytest.fixture
+def session(tmp_path, clock, transport):
+    s = make_session(tmp_path, clock)
+    s.attach(transport)
+    yield s
+    s.close()
+
+
+def publish_joints(transport, ts):
+    pub = transport.publisher(Topic("/arm/joint_states", "joint_state", STATE))
+    for t in ts:
+        pub.publish(Sample(t, {"position": np.arange(7) + t, "velocity": np.full(7, -t)}))
+
+
+def call(transport, name):
+    return transport.call(f"recorder/{name}", "trigger")
+
+
+def test_services_record_an_episode_whose_streams_match_the_samples(session, transport, clock, tmp_path):
+    assert call(transport, "start").success
+    ts = [clock.t + 0.01 * i for i in range(25)]
+    publish_joints(transport, ts)
+    img_pub = transport.publisher(Topic("/cam/image", "image", SENSOR_DATA))
+    for i in range(3):
+        img_pub.publish(Sample(clock.t + 0.033 * i, {"image": np.full((8, 8, 3), i, np.uint8)}))
+    pose_pub = transport.publisher(Topic("/arm/ee_pose", "pose", STATE))
+    pose_pub.publish(Sample(clock.t + 0.005, {"position": [0.4, 0.0, 0.3], "quat": [1.0, 0, 0, 0]}, frame="base"))
+    assert transport.drain()
+    assert call(transport, "mark_success").success
+    reply = call(transport, "stop_and_save")
+    assert reply.success, reply.message
+    session.wait_saved()
+
+    store = EpisodeStore.open(tmp_path / "demo.zarr")
+    ep = store.episode(0)
+    assert ep.meta["success"] is True and ep.meta["task"] == "reach" and ep.meta["source"] == "teleop"
+    pos, t = ep.read("joint_pos")
+    np.testing.assert_array_equal(t, ts)
+    np.testing.assert_array_equal(pos, np.arange(7)[None] + np.asarray(ts)[:, None])
+    np.testing.assert_array_equal(ep.read("joint_vel")[0][:, 0], -np.asarray(ts))
+    assert ep.length("cam_rgb") == 3 and ep.read("cam_rgb")[0][2].max() == 2
+    np.testing.assert_allclose(ep.read("ee_pos")[0], [[0.4, 0.0, 0.3]])
+
+
+def test_status_is_published_on_every_command(session, transport):
+    seen = []
+    transport.subscribe(Topic("recorder/status", "status", QoS(depth=20, latched=True)), seen.append)
+    call(transport, "start")
+    publish_joints(transport, [100.0, 100.01])
+    call(transport, "discard")
+    assert transport.drain()
+    states = [s["state"] for s in seen]
+    assert states[0] == "idle" and "recording" in states and states[-1] == "idle"
+    assert seen[-1]["episodes_discarded"] == 1
+
+
+def test_discarded_episode_leaves_no_trace(session, transport, clock, tmp_path):
+    call(transport, "start")
+    publish_joints(transport, [clock.t + 0.01])
+    assert transport.drain()
+    assert call(transport, "discard").success
+    call(transport, "start")
+    publish_joints(transport, [clock.t + 0.02, clock.t + 0.03])
+    assert transport.drain()
+    call(transport, "stop_and_save")
+    session.wait_saved()
+    store = EpisodeStore.open(tmp_path / "demo.zarr")
+    assert len(store) == 1 and store.episode(0).length("joint_pos") == 2
+    assert store.episode(0).meta["success"] is None
+
+
+def test_samples_outside_an_episode_are_ignored(session, transport, clock):
+    publish_joints(transport, [clock.t])  # idle: ignored
+    assert transport.drain()
+    call(transport, "start")
+    publish_joints(transport, [clock.t - 0.5, clock.t + 0.01])  # stamped before start: early
+    assert transport.drain()
+    status = session.status()
+    assert status["samples"]["joint_pos"] == 1 and status["early"] == 1
+
+
+def test_commands_in_the_wrong_state_fail_with_a_reason(session, transport):
+    assert "not recording" in call(transport, "stop_and_save").message
+    assert "no open episode" in call(transport, "mark_failure").message
+    call(transport, "start")
+    reply = call(transport, "start")
+    assert not reply.success and "already recording episode 0" in reply.message
+
+
+def test_an_episode_without_samples_is_discarded_not_saved(session, transport, tmp_path):
+    call(transport, "start")
+    reply = call(transport, "stop_and_save")
+    assert not reply.success and "no samples arrived on" in reply.message and "/arm/joint_states" in reply.message
+    assert session.status()["episodes_discarded"] == 1
+
+
+def test_reset_period_blocks_start_until_it_elapses(tmp_path, clock, transport):
+    session = make_session(tmp_path, clock, reset_s=5.0)
+    session.attach(transport)
+    call(transport, "start")
+    publish_joints(transport, [clock.t + 0.01])
+    assert transport.drain()
+    call(transport, "stop_and_save")
+    clock.t += 2.0
+    reply = call(transport, "start")
+    assert not reply.success and "3.0 s left" in reply.message
+    assert session.tick()["state"] == "resetting"
+    clock.t += 3.0
+    assert session.tick()["state"] == "idle"
+    assert call(transport, "start").success
+    session.close()
+
+
+def test_max_episode_length_saves_and_auto_start_begins_the_next(tmp_path, clock, transport):
+    session = make_session(tmp_path, clock, max_episode_s=1.0, reset_s=0.5, auto_start=True)
+    session.attach(transport)
+    call(transport, "start")
+    publish_joints(transport, [clock.t + 0.1, clock.t + 0.2])
+    assert transport.drain()
+    clock.t += 1.0
+    assert session.tick()["state"] == "resetting"
+    clock.t += 0.5
+    status = session.tick()
+    assert status["state"] == "recording" and status["episode"] == 1
+    session.wait_saved()
+    assert session.status()["episodes_saved"] == 1
+    meta = EpisodeStore.open(tmp_path / "demo.zarr").episode(0).meta
+    assert "max_episode_s" in meta["notes"]
+    session.close(save_open=False)
+
+
+def test_bad_samples_are_rejected_and_counted_without_stopping_the_session(session, transport, clock):
+    call(transport, "start")
+    pub = transport.publisher(Topic("/arm/joint_states", "joint_state", STATE))
+    pub.publish(Sample(clock.t + 0.01, {"position": np.zeros(6), "velocity": np.zeros(7)}))  # 6 joints
+    pub.publish(Sample(clock.t + 0.02, {"position": np.zeros(7)}))  # no velocity
+    assert transport.drain()
+    status = session.status()
+    assert status["rejected"] == {"joint_pos": 1, "joint_vel": 1}
+    assert status["samples"] == {"joint_pos": 1, "joint_vel": 1, "ee_pos": 0, "cam_rgb": 0}
+    assert "velocity" in status["last_error"] and "/arm/joint_states" in status["last_error"]
+
+
+def test_a_full_write_queue_drops_and_counts_instead_of_blocking(tmp_path, clock):
+    routes = routes_from_config(STREAMS)
+    writer = open_writer(tmp_path / "demo.zarr", routes, max_queue_bytes=1)
+    session = RecordingSession(writer, routes, clock=clock)
+    session.start()
+    session.on_sample("/arm/joint_states", Sample(clock.t + 0.01, {"position": np.zeros(7), "velocity": np.zeros(7)}))
+    assert session.status()["dropped"] == {"joint_pos": 1, "joint_vel": 1}
+    session.close(save_open=False)
+
+
+def test_closing_saves_the_open_episode(tmp_path, clock):
+    session = make_session(tmp_path, clock)
+    session.start()
+    session.on_sample("/arm/joint_states", Sample(clock.t + 0.01, {"position": np.zeros(7), "velocity": np.zeros(7)}))
+    session.close()
+    assert EpisodeStore.open(tmp_path / "demo.zarr").episode(0).meta["notes"] == "saved at session close"
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"kind": "odometry"}, ["streams.joint_pos.kind", "odometry"]),
+    ({"field": "torque"}, ["streams.joint_pos.field", "torque"]),
+    ({"rate_hz": -1}, ["streams.joint_pos", "rate_hz"]),
+    ({"topic": None}, ["streams.joint_pos", "missing 'topic'"]),
+])
+def test_bad_stream_config_names_the_field(change, words):
+    entry = {k: v for k, v in (STREAMS["joint_pos"] | change).items() if v is not None}
+    with pytest.raises(ConfigError) as e:
+        routes_from_config({"joint_pos": entry})
+    assert all(w in str(e.value) for w in words)
+
+
+def test_existing_store_with_other_streams_is_refused(tmp_path):
+    routes = routes_from_config(STREAMS)
+    open_writer(tmp_path / "demo.zarr", routes).close()
+    other = routes_from_config({**STREAMS, "joint_pos": STREAMS["joint_pos"] | {"shape": [6]}})
+    with pytest.raises(StoreError, match=r"joint_pos is float64 \(7,\), configured float64 \(6,\)"):
+        open_writer(tmp_path / "demo.zarr", other)
+
+
+def test_fields_listed_together_are_concatenated_into_one_stream(tmp_path, clock):
+    streams = {"ee_force": {"topic": "/arm/ee_wrench", "kind": "wrench", "field": ["force", "torque"],
+                            "dtype": "float32", "shape": [6], "rate_hz": 100.0}}
+    routes = routes_from_config(streams)
+    session = RecordingSession(open_writer(tmp_path / "w.zarr", routes), routes, clock=clock)
+    session.start()
+    session.on_sample("/arm/ee_wrench", Sample(clock.t, {"force": [1.0, 2, 3], "torque": [4.0, 5, 6]}))
+    session.close()
+    np.testing.assert_array_equal(EpisodeStore.open(tmp_path / "w.zarr").episode(0).read("ee_force")[0], [[1, 2, 3, 4, 5, 6]])
+
+
+def test_the_shipped_recorder_parameter_file_maps_valid_streams():
+    params = load_yaml(config_dir() / "ros" / "recorder.yaml")["recorder"]["ros__parameters"]
+    routes = routes_from_config(params["streams"])
+    assert params["index_stream"] in {r.spec.name for r in routes}
+    assert {r.topic_decl.qos.reliable for r in routes if r.kind == "image"} == {False}
+
+
+def test_gaps_in_timestamps_are_reported_as_missing_samples(session, transport, clock, tmp_path):
+    call(transport, "start")
+    ts = [clock.t + 0.01 * i for i in (1, 2, 3, 7, 8)]  # 100 Hz stream, samples 4, 5, 6 never arrived
+    publish_joints(transport, ts)
+    assert transport.drain()
+    assert session.status()["missing"] == {"joint_pos": 3, "joint_vel": 3}
+    call(transport, "stop_and_save")
+    session.wait_saved()
+    assert EpisodeStore.open(tmp_path / "demo.zarr").episode(0).meta["extra"]["missing"] == {"joint_pos": 3, "joint_vel": 3}
+
+
+def test_joints_are_picked_by_name_whatever_the_publisher_order(tmp_path, clock):
+    streams = {"joint_pos": STREAMS["joint_pos"] | {"names": ["j1", "j2", "j3"], "shape": [3]}}
+    routes = routes_from_config(streams)
+    session = RecordingSession(open_writer(tmp_path / "n.zarr", routes), routes, clock=clock)
+    session.start()
+    session.on_sample("/arm/joint_states", Sample(clock.t, {"position": [3.0, 9.0, 1.0, 2.0]}, names=("j3", "finger", "j1", "j2")))
+    session.on_sample("/arm/joint_states", Sample(clock.t + 0.01, {"position": [1.0, 2.0]}, names=("j1", "j2")))
+    status = session.status()
+    assert status["rejected"] == {"joint_pos": 1} and "joints ['j3']" in status["last_error"]
+    session.close()
+    np.testing.assert_array_equal(EpisodeStore.open(tmp_path / "n.zarr").episode(0).read("joint_pos")[0], [[1.0, 2.0, 3.0]])
+
+
+def test_joint_names_must_fit_the_stream():
+    with pytest.raises(ConfigError, match=r"streams.joint_pos.names: 3 joint names need a joint_state stream of 3 values, not joint_state \(7,\)"):
+        routes_from_config({"joint_pos": STREAMS["joint_pos"] | {"names": ["a", "b", "c"]}})
