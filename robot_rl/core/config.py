@@ -45,7 +45,7 @@ def load_yaml(path: str | Path) -> Any:
 def save_yaml(data: Any, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")  # unique: several processes may write
     with tmp.open("w") as f:
         yaml.safe_dump(to_plain(data), f, sort_keys=False)
     os.replace(tmp, path)

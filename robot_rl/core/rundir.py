@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from pathlib import Path
 
 from robot_rl.core.config import save_yaml, to_plain
@@ -13,7 +14,8 @@ def make_run_dir(cfg, command: str) -> Path:
     out = cfg.get("out") if hasattr(cfg, "get") else None
     if not out:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / command / stamp
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID")  # torchrun: every rank must pick the same directory
+        out = Path("runs") / command / (f"torchrun-{run_id}" if run_id else stamp)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(to_plain(cfg), out / "config.yaml")

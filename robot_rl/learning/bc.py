@@ -108,7 +108,7 @@ def _loader(dataset, cfg: BCConfig, rank: int, world: int, epoch: int) -> DataLo
         sampler.set_epoch(epoch)
     else:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed + epoch))
-    batch = BatchSampler(sampler, min(cfg.batch_size, len(dataset)), drop_last=True)
+    batch = BatchSampler(sampler, min(cfg.batch_size, len(sampler)), drop_last=True)
     return DataLoader(dataset, batch_size=None, sampler=batch, num_workers=cfg.num_workers,
                       persistent_workers=False)
 
@@ -187,7 +187,10 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
     bar = tqdm(total=cfg.steps, initial=step, desc="train bc", disable=not main, dynamic_ncols=True)
     t_last = time.perf_counter()
     while step < cfg.steps:
-        for batch in _loader(train_set, cfg, rank, world, epoch):
+        loader = _loader(train_set, cfg, rank, world, epoch)
+        if len(loader) == 0:
+            raise ConfigError(f"{store_path}: {len(train_set)} training windows give no batch on {world} process(es)")
+        for batch in loader:
             policy.train()
             loss = model({k: v.to(device, non_blocking=True) for k, v in batch.items()})
             optimizer.zero_grad(set_to_none=True)
