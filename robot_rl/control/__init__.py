@@ -7,6 +7,12 @@ pipeline, and `loop.py`/`shared.py` the loop process and its shared-memory chann
 No torch and nothing ROS may be imported here.
 """
 
+import os as _os
+
+# MuJoCo picks its OpenGL backend when first imported (this package imports it): default to
+# headless EGL so the twin's cameras render without a display; a user's MUJOCO_GL wins.
+_os.environ.setdefault("MUJOCO_GL", "egl")
+
 from robot_rl.control.state import ArmBackend, ArmState, GripperBackend
 from robot_rl.control.limits import SafetyLimits
 from robot_rl.control.impedance import GainProfile, ImpedanceLaw, PROFILES

@@ -117,6 +117,7 @@ class Controller:
         self._last_state_change = -math.inf
         self._estop_request: str | None = None
         self._state_stale = False
+        self._t_prev: float | None = None
 
     # ----------------------------------------------------------------------------- commands
     def set_profile(self, name: str) -> None:
@@ -193,7 +194,8 @@ class Controller:
         else:
             self._state_stale = False
         # one dot product each catches any NaN/inf (they propagate into the sum)
-        if not stale and not math.isfinite(state.q.dot(state.q) + state.dq.dot(state.dq) + state.ee_pos.dot(state.ee_pos)):
+        q, dq, p = state.q, state.dq, state.ee_pos
+        if not stale and not math.isfinite(q.dot(q) + dq.dot(dq) + p.dot(p)):
             stale = True
             self._stop(now, Fault.STATE_NONFINITE, "arm state contains NaN/inf")
         if self._estop_request is not None and self.mode != ControllerMode.STOPPED:
@@ -219,7 +221,14 @@ class Controller:
             self._hold_vel = (self.ref_vel[0], self.ref_vel[1], self.ref_vel[2])
             self.trajectory.drop_after(now)
 
-        dt = self.dt
+        # the real elapsed time since the last tick: a late tick (deadline miss) must move the
+        # reference by what the clock says, or it would run slow and mis-estimate its velocity
+        dt = now - self._t_prev if self._t_prev is not None else self.dt
+        if abs(dt - self.dt) < 1e-6:      # on time (within clock rounding): use the nominal period
+            dt = self.dt
+        else:
+            dt = min(max(dt, 0.2 * self.dt), 20.0 * self.dt)
+        self._t_prev = now
         lim = self._lim
         if self.mode == ControllerMode.HOLD:
             vx, vy, vz = self._hold_vel
@@ -248,31 +257,28 @@ class Controller:
         self._lim = lim
 
         # ---- first-order smoothing of what the law sees
-        a = L.target_smoothing
+        a = L.target_smoothing if dt == self.dt else 1.0 - (1.0 - L.target_smoothing) ** (dt / self.dt)
         rp = self.ref_pos
-        ox, oy, oz = rp[0], rp[1], rp[2]
+        ox, oy, oz = rp.tolist()
         nx = ox + a * (lim[0] - ox)
         ny = oy + a * (lim[1] - oy)
         nz = oz + a * (lim[2] - oz)
-        lo, hi = self._ws_lo, self._ws_hi
+        lo, hi = self.limits.workspace_min, self.limits.workspace_max   # plain float tuples
         nx = min(max(nx, lo[0]), hi[0])
         ny = min(max(ny, lo[1]), hi[1])
         nz = min(max(nz, lo[2]), hi[2])
         rq = self.ref_quat
-        qold = (rq[0], rq[1], rq[2], rq[3])
+        qold = tuple(rq.tolist())
         qn = slerp(qold, lim[3:7], a) if a < 1.0 else lim[3:7]
         rv = self.ref_vel
         inv = 1.0 / dt
-        rv[0] = (nx - ox) * inv
-        rv[1] = (ny - oy) * inv
-        rv[2] = (nz - oz) * inv
-        _angular_velocity(qold, qn, inv, rv)
-        rp[0], rp[1], rp[2] = nx, ny, nz
-        rq[0], rq[1], rq[2], rq[3] = qn
+        rv[:] = ((nx - ox) * inv, (ny - oy) * inv, (nz - oz) * inv) + _angular_velocity(qold, qn, inv)
+        rp[:] = (nx, ny, nz)
+        rq[:] = qn
 
         # ---- external force: relieve the push by moving the reference to where the arm is
-        f = state.f_ext
-        fn = math.sqrt(f[0] * f[0] + f[1] * f[1] + f[2] * f[2])
+        fx, fy, fz = state.f_ext[:3].tolist()
+        fn = math.sqrt(fx * fx + fy * fy + fz * fz)
         if fn > L.max_external_force:
             self._fault(now, Fault.EXTERNAL_FORCE, f"external force {fn:.1f} N > max_external_force "
                         f"{L.max_external_force} N: reference re-anchored at the measured pose")
@@ -290,6 +296,7 @@ class Controller:
         self.ref_vel[:] = 0.0
         self._lim = (float(p[0]), float(p[1]), float(p[2]), float(q[0]), float(q[1]), float(q[2]), float(q[3]))
         self._hold_vel = (0.0, 0.0, 0.0)
+        self._t_prev = None
         self.trajectory.reset((now,) + self._lim + (self.gripper,))
         if self.mode == ControllerMode.IDLE:
             self.tau[:] = 0.0
@@ -368,12 +375,11 @@ def _angle_between(q0: tuple, q1: tuple) -> float:
     return 2.0 * math.acos(min(dot, 1.0))
 
 
-def _angular_velocity(q0: tuple, q1: tuple, inv_dt: float, out6: np.ndarray) -> None:
+def _angular_velocity(q0: tuple, q1: tuple, inv_dt: float) -> tuple[float, float, float]:
     """Base-frame angular velocity (rad/s) taking q0 to q1 in dt: 2 vec(q1 * conj(q0)) / dt (small angle)."""
     w1, x1, y1, z1 = q1
     w2, x2, y2, z2 = q0[0], -q0[1], -q0[2], -q0[3]
     w = w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2
     sgn = 2.0 * inv_dt if w >= 0.0 else -2.0 * inv_dt
-    out6[3] = sgn * (w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2)
-    out6[4] = sgn * (w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2)
-    out6[5] = sgn * (w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2)
+    return (sgn * (w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2), sgn * (w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2),
+            sgn * (w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2))

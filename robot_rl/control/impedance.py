@@ -49,15 +49,18 @@ class ImpedanceLaw:
     """Computes joint torques (Nm) from an ArmState and a reference pose; allocates nothing per call.
 
     gravity_comp: add state.gravity (only for backends that do not compensate gravity themselves).
+    velocity_feedforward: damp the velocity error J dq - v_d (True) or the absolute velocity J dq.
     q_nullspace: (7,) posture the redundant DoF is pulled towards (rad).
     """
 
     def __init__(self, profile: GainProfile, q_nullspace: np.ndarray, max_pos_error: float,
-                 max_rot_error: float, gravity_comp: bool = False) -> None:
+                 max_rot_error: float, gravity_comp: bool = False, velocity_feedforward: bool = True) -> None:
         self.q_nullspace = np.array(q_nullspace, dtype=np.float64)
         self.max_pos_error = float(max_pos_error)
         self.max_rot_error = float(max_rot_error)
         self.gravity_comp = bool(gravity_comp)
+        # False: damp the absolute TCP velocity (-D J dq), the plain franka_ros/SERL law (benchmark baseline)
+        self.velocity_feedforward = bool(velocity_feedforward)
         self.K = np.zeros(6)
         self.D = np.zeros(6)
         self.kn = self.dn = 0.0
@@ -82,32 +85,41 @@ class ImpedanceLaw:
         self.D[3:] = 2.0 * z * math.sqrt(kr)
         self.kn = profile.nullspace_stiffness
         self.dn = 2.0 * math.sqrt(profile.nullspace_stiffness)
+        self._negK = -self.K
+        self._negD = -self.D
 
     def compute(self, state, pos_d: np.ndarray, quat_d: np.ndarray, vel_d: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Write (7,) torques into `out`. pos_d (m), quat_d (w,x,y,z), vel_d (6,) m/s and rad/s, base frame."""
-        e = self.error
-        np.subtract(state.ee_pos, pos_d, out=e[:3])
-        orientation_error(state.ee_quat, quat_d, e)
+        # pose error and its per-axis clip in plain floats: one list conversion instead of a dozen
+        # numpy scalar reads/writes (each costs as much as a small vector op in CPython)
         ep, er = self.max_pos_error, self.max_rot_error
-        for i in range(3):  # per-axis clip in plain floats: cheaper than np.clip on 3 numbers
-            v = e[i]
-            e[i] = ep if v > ep else (-ep if v < -ep else v)
-            v = e[3 + i]
-            e[3 + i] = er if v > er else (-er if v < -er else v)
+        p, pd = state.ee_pos.tolist(), pos_d.tolist()
+        rx, ry, rz = orientation_error_tuple(state.ee_quat.tolist(), quat_d.tolist())
+        el = [p[0] - pd[0], p[1] - pd[1], p[2] - pd[2], rx, ry, rz]
+        for i in range(6):
+            lim = ep if i < 3 else er
+            v = el[i]
+            if v > lim:
+                el[i] = lim
+            elif v < -lim:
+                el[i] = -lim
+        e = self.error
+        e[:] = el
         J = state.J
         v = np.dot(J, state.dq, out=self._v)
-        v -= vel_d
+        if self.velocity_feedforward:
+            v -= vel_d
         F = self._F
-        np.multiply(self.K, e, out=F)
-        v *= self.D
+        np.multiply(self._negK, e, out=F)           # F = -K e - D v
+        v *= self._negD
         F += v
-        F *= -1.0
         np.dot(F, J, out=out)                       # J^T F
         # null-space posture torque, projected with the (kinematic) damped pseudo-inverse
         tn = self._tn
         np.subtract(self.q_nullspace, state.q, out=tn)
         tn *= self.kn
-        tn -= self.dn * state.dq
+        tmp = np.multiply(state.dq, self.dn, out=self._tmp7)
+        tn -= tmp
         JJt = np.dot(J, J.T, out=self._JJt)
         JJt += self._reg
         # (J J^T)^-1 J tn by MuJoCo's Cholesky: a C call, ~5x cheaper than np.linalg.solve's wrapper
@@ -122,10 +134,10 @@ class ImpedanceLaw:
         return out
 
 
-def orientation_error(q: np.ndarray, qd: np.ndarray, out6: np.ndarray) -> None:
-    """Rotation vector (base frame, rad) of q * conj(qd) into out6[3:], sign-flipped to the short arc."""
-    w1, x1, y1, z1 = float(q[0]), float(q[1]), float(q[2]), float(q[3])
-    w2, x2, y2, z2 = float(qd[0]), -float(qd[1]), -float(qd[2]), -float(qd[3])
+def orientation_error_tuple(q, qd) -> tuple[float, float, float]:
+    """Rotation vector (base frame, rad) of q * conj(qd), sign-flipped onto the short arc."""
+    w1, x1, y1, z1 = q
+    w2, x2, y2, z2 = qd[0], -qd[1], -qd[2], -qd[3]
     w = w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2
     x = w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2
     y = w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2
@@ -134,6 +146,9 @@ def orientation_error(q: np.ndarray, qd: np.ndarray, out6: np.ndarray) -> None:
         w, x, y, z = -w, -x, -y, -z
     s = math.sqrt(x * x + y * y + z * z)
     scale = 2.0 * math.atan2(s, w) / s if s > 1e-12 else 2.0
-    out6[3] = x * scale
-    out6[4] = y * scale
-    out6[5] = z * scale
+    return x * scale, y * scale, z * scale
+
+
+def orientation_error(q: np.ndarray, qd: np.ndarray, out6: np.ndarray) -> None:
+    """orientation_error_tuple written into out6[3:] (numpy arrays in and out)."""
+    out6[3:] = orientation_error_tuple(q.tolist(), qd.tolist())

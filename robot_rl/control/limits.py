@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import numpy as np
@@ -60,7 +60,7 @@ class SafetyLimits:
     max_target_jump: float = 0.10
     target_timeout: float = 0.25
     hold_ramp_time: float = 0.1
-    state_timeout: float = 0.005
+    state_timeout: float = 0.02
     stop_damping: float = 8.0
     target_smoothing: float = 0.05
     reject_outside_workspace: bool = False

@@ -4,6 +4,12 @@ Registered environments (gymnasium.make): robot_rl/ReachTwin-v0, robot_rl/PushTw
 robot_rl/LiftTwin-v0, robot_rl/InsertTwin-v0; keyword arguments go to `TwinEnv`.
 """
 
+import os as _os
+
+# MuJoCo picks its OpenGL backend when first imported (this package imports it): default to
+# headless EGL so the twin's cameras render without a display; a user's MUJOCO_GL wins.
+_os.environ.setdefault("MUJOCO_GL", "egl")
+
 import gymnasium as _gym
 
 ENV_IDS = {"reach": "robot_rl/ReachTwin-v0", "push": "robot_rl/PushTwin-v0", "lift": "robot_rl/LiftTwin-v0",

@@ -7,7 +7,6 @@ along -z with y up, so the optical frame is turned by diag(1, -1, -1) when the c
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +89,6 @@ class CameraRig:
     """
 
     def __init__(self, model, data, cams: dict[str, CameraCalibration], fps: dict[str, float]) -> None:
-        os.environ.setdefault("MUJOCO_GL", "egl")
         import mujoco
 
         self._mujoco = mujoco
@@ -100,12 +98,19 @@ class CameraRig:
         self.renderers = {}
         for n in self.names:
             c = cams[n]
-            r = mujoco.Renderer(model, height=c.height, width=c.width)
+            try:
+                r = mujoco.Renderer(model, height=c.height, width=c.width)
+            except mujoco.FatalError as e:
+                raise RuntimeError(
+                    f"camera {n}: MuJoCo could not create an OpenGL context ({e}). Headless rendering needs "
+                    f"MUJOCO_GL=egl set before mujoco is first imported (robot_rl.sim sets it when imported "
+                    f"first) and the EGL libraries (apt-get install libegl1 libegl-mesa0 libgl1)") from None
             r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
             r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
             self.renderers[n] = r
         self.cam_ids = {n: model.camera(f"cam_{n}").id for n in self.names}
         self.frames: dict[str, tuple[float, np.ndarray]] = {}
+        self.listeners: list = []   # callables (name, t, image) run on every new frame (e.g. a recorder)
         self._next = {n: 0.0 for n in self.names}
         self.rendered = 0
 
@@ -117,7 +122,10 @@ class CameraRig:
     def poll(self, t: float) -> None:
         for n in self.names:
             if t + 1e-9 >= self._next[n]:
-                self.frames[n] = (t, self.render(n))
+                img = self.render(n)
+                self.frames[n] = (t, img)
+                for fn in self.listeners:
+                    fn(n, t, img)
                 self._next[n] += 1.0 / self.fps[n]
                 if self._next[n] <= t:  # fell behind (e.g. after a reset): no burst of catch-up frames
                     self._next[n] = t + 1.0 / self.fps[n]

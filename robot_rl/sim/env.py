@@ -1,9 +1,11 @@
 """Gymnasium API of the twin: dict observations, end-effector delta actions at the policy rate.
 
-Action (7,) in [-1, 1]: dx, dy, dz (scaled by max_delta_pos, metres per step, robot base frame),
-drx, dry, drz (rotation vector scaled by max_delta_rot, radians per step, base frame, applied about
-the TCP), gripper (-1 open .. +1 closed). Deltas move the commanded target, as a SpaceMouse does;
-the target may lead the measured TCP by at most max_target_lead so it never winds up against contact.
+Action (7,) in [-1, 1]: dx, dy, dz (scaled by max_delta_pos, metres per step), drx, dry, drz
+(rotation vector scaled by max_delta_rot, radians per step, applied about the TCP), gripper
+(-1 open .. +1 closed). action_frame="base" (default) expresses the deltas in the robot base frame,
+like a SpaceMouse on the table; "tool" expresses them in the current target's tool frame.
+Deltas move the commanded target, as a SpaceMouse does; the target may lead the measured TCP by at
+most max_target_lead so it never winds up against contact.
 
 Observation keys (episode-store stream names, so recorded data and live observations match):
 joint_pos (7) rad, joint_vel (7) rad/s, ee_pos (3) m, ee_quat (4) w,x,y,z, gripper_pos (1) m
@@ -19,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from robot_rl.core.rotations import quat_mul, quat_normalize, rotvec_to_quat
+from robot_rl.core.rotations import quat_mul, quat_normalize, quat_to_mat, rotvec_to_quat
 from robot_rl.core.types import EETarget
 from robot_rl.sim.twin import Twin
 
@@ -33,7 +35,11 @@ class TwinEnv(gym.Env):
                  cameras: bool | Sequence[str] = False, privileged: bool = True, task_params: dict | None = None,
                  randomization: dict | None = None, profile: str | None = None, max_delta_pos: float | None = None,
                  max_delta_rot: float | None = None, max_target_lead: float = 0.04, reward: str = "dense",
+                 action_frame: str = "base",
                  terminate_on_success: bool = True, render_mode: str | None = None, seed: int = 0) -> None:
+        if action_frame not in ("base", "tool"):
+            raise ValueError(f"TwinEnv: action_frame={action_frame!r}, expected 'base' or 'tool'")
+        self.action_frame = action_frame
         if reward not in ("dense", "sparse"):
             raise ValueError(f"TwinEnv: reward={reward!r}, expected 'dense' or 'sparse'")
         self.twin = Twin(rig, task, task_params, cameras, seed, randomization, policy_hz, profile)
@@ -86,11 +92,14 @@ class TwinEnv(gym.Env):
         """Integrate a delta action into the next absolute target (reached one policy period from now)."""
         a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0), -1.0, 1.0)
         s = self.twin.arm.state
-        pos = self.target_pos + a[:3] * self.max_delta_pos
+        dp, rv = a[:3] * self.max_delta_pos, a[3:6] * self.max_delta_rot
+        if self.action_frame == "tool":   # rotate tool-frame deltas into the base frame
+            R = quat_to_mat(self.target_quat)
+            dp, rv = R @ dp, R @ rv
+        pos = self.target_pos + dp
         pos = s.ee_pos + np.clip(pos - s.ee_pos, -self.max_target_lead, self.max_target_lead)
         L = self.twin.controller.limits
         pos = np.clip(pos, L.workspace_min, L.workspace_max)
-        rv = a[3:6] * self.max_delta_rot
         quat = quat_normalize(quat_mul(rotvec_to_quat(rv), self.target_quat)) if rv.any() else self.target_quat
         self.target_pos, self.target_quat = pos, quat
         self.gripper_cmd = float((a[6] + 1.0) * 0.5)

@@ -101,7 +101,7 @@ class Twin:
         self.controller = self.rig.make_controller()
         self.controller.set_profile(self.profile)
         self.controller.gripper = closure
-        self.run_ticks(int(round(self.settle_time / self.dt)))
+        self.run_ticks(int(round(self.settle_time / self.dt)), cameras=False)
         self.t0 = float(d.time)
         if self.cameras is not None:
             self.cameras.reset(self.time)
@@ -110,8 +110,9 @@ class Twin:
         """Queue a target (t on the controller clock, see `now`)."""
         return self.controller.push_target(target, self.now)
 
-    def run_ticks(self, n: int) -> None:
-        arm, ctrl, cams = self.arm, self.controller, self.cameras
+    def run_ticks(self, n: int, cameras: bool = True) -> None:
+        arm, ctrl = self.arm, self.controller
+        cams = self.cameras if cameras else None
         for _ in range(n):
             s = arm.read_state()
             tau = ctrl.tick(s, s.t)

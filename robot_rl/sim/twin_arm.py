@@ -53,6 +53,10 @@ class TwinArm:
         self.state = ArmState(0.0, np.zeros(7), np.zeros(7), np.zeros(3), np.zeros(4), np.zeros((6, 7)),
                               np.zeros((7, 7)), np.zeros(7), np.zeros(7), np.zeros(7), np.zeros(6), 0.0)
         self.ticks = 0
+        self.sim_time = 0.0
+        self.max_catch_up = 20        # steps; beyond 20 ms late the twin lets the clock go
+        self.catch_up_steps = 0       # physics steps run to keep pace with the wall clock
+        self._clock0: float | None = None
         self.after_tick: list[Callable[[], None]] = []   # e.g. camera schedulers; run after each step
         mujoco.mj_forward(model, data)
         mujoco.mj_step1(model, data)
@@ -89,12 +93,25 @@ class TwinArm:
         return s
 
     def write_torque(self, tau: np.ndarray) -> None:
-        """Apply (7,) joint torques (Nm, without gravity) for one tick and advance physics 1 ms."""
+        """Apply (7,) joint torques (Nm, without gravity) and advance physics one 1 ms step.
+
+        With a wall clock, physics keeps pace with it like a real arm does: after a late tick the
+        command is held (zero-order hold) for as many steps as the clock advanced (at most
+        `max_catch_up`), instead of the twin silently running slower than real time."""
         m, d = self.model, self.data
         d.ctrl[self._a0:self._a0 + 7] = tau
-        mujoco.mj_step2(m, d)
-        mujoco.mj_step1(m, d)
+        n = 1
+        if self.clock is not None:
+            if self._clock0 is None:
+                self._clock0 = self.clock() - d.time
+            behind = int((self.clock() - self._clock0 - d.time) / m.opt.timestep)
+            n = min(max(behind, 1), self.max_catch_up)
+            self.catch_up_steps += n - 1
+        for _ in range(n):
+            mujoco.mj_step2(m, d)
+            mujoco.mj_step1(m, d)
         self.ticks += 1
+        self.sim_time = d.time
         for hook in self.after_tick:
             hook()
 
@@ -114,3 +131,17 @@ class TwinArm:
         d.ctrl[:] = 0.0
         self.command(gripper_closure)
         self.prepare()
+
+
+def make_loop_backend(rig, task: str | None = None) -> "TwinArm":
+    """Backend factory of the wall-clock loop process: the cell (plus a task's objects), arm at home,
+    states stamped with the host monotonic clock. Cameras are never built here."""
+    from robot_rl.core.clock import now
+    from robot_rl.sim.tasks import make_task
+    from robot_rl.sim.twin import build_model
+
+    model, _, _ = build_model(rig, make_task(task) if task else None)
+    data = mujoco.MjData(model)
+    arm = TwinArm(model, data, rig.arm.get("ee_site", "ee"), clock=now)
+    arm.set_joint_positions(np.asarray(rig.arm["home_q"], dtype=np.float64))
+    return arm

@@ -1,0 +1,236 @@
+"""The 1 kHz control loop in its own process (spawned: no torch, no cameras, nothing but the loop).
+
+`ControlLoopProcess` (client side) spawns `loop_main`, which builds the rig's backend and Controller
+and runs, every 1 ms of wall-clock time: drain new targets and commands from shared memory ->
+read_state -> Controller.tick -> write_torque -> publish state/diagnostics (seqlock). It measures
+the controller's compute time per tick and counts deadline misses (an iteration that ends after
+the next tick was due). Timestamps are host monotonic seconds (robot_rl.core.clock.now).
+
+Backends are named by the rig's `backend` field and built by a factory `module:function(rig, task)`
+returning an ArmBackend (+ optional `command(closure)` gripper), so a real arm plugs in here
+without the loop changing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from robot_rl.control.controller import ControllerMode
+from robot_rl.control.shared import (
+    H_DEADLINE_MISSES, H_ESTOP, H_FAULTED, H_PID, H_PROFILE, H_PROFILE_REQ, H_RESET, H_SHUTDOWN,
+    H_REALTIME, H_TICK_COUNT, H_TICKS, H_TORCH_LOADED, STATE_LAYOUT, TICK_RING, LoopChannels, LoopSnapshot,
+)
+from robot_rl.core.clock import now
+from robot_rl.core.types import EETarget
+
+BACKENDS = {"twin": "robot_rl.sim.twin_arm:make_loop_backend"}
+
+
+def _backend_factory(name: str):
+    path = BACKENDS.get(name, name)
+    if ":" not in path:
+        raise ValueError(f"rig backend {name!r}: unknown; known {sorted(BACKENDS)} or 'module:function'")
+    mod, fn = path.split(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def _sleep_until(t: float) -> None:
+    """Coarse sleep, then spin the last 200 us: time.sleep alone overshoots by 50-100 us."""
+    rest = t - now()
+    if rest > 3e-4:
+        time.sleep(rest - 2e-4)
+    while now() < t:
+        pass
+
+
+def _go_realtime(priority: int) -> bool:
+    """SCHED_FIFO at `priority` (needs CAP_SYS_NICE, e.g. root or an rtprio limit). A control loop
+    that shares a loaded CPU under the normal scheduler gets descheduled for tens of ms; the
+    kernel's RT throttling (95 % by default) still keeps the machine responsive."""
+    if priority <= 0 or not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return True
+    except (PermissionError, OSError):
+        return False
+
+
+def loop_main(shm_name: str, rig_cfg: dict, task: str | None, profiles: list[str], ready) -> None:
+    """Entry point of the loop process."""
+    from robot_rl.control.rig import load_rig
+
+    ch = LoopChannels(shm_name)
+    h = ch.header
+    h[H_PID] = os.getpid()
+    try:
+        rig = load_rig(rig_cfg)
+        backend = _backend_factory(rig.backend)(rig, task)
+        ctrl = rig.make_controller(gravity_comp=not backend.gravity_compensated)
+        has_gripper = hasattr(backend, "command")
+        period = 1.0 / rig.loop_hz
+        seen = {H_ESTOP: 0, H_RESET: 0, H_PROFILE_REQ: 0}
+        h[H_TORCH_LOADED] = int("torch" in sys.modules)
+        h[H_REALTIME] = int(_go_realtime(int(rig.raw.get("control", {}).get("realtime_priority", 0))))
+        st = ch.state
+        lay = STATE_LAYOUT
+        o_t, o_q, o_dq = lay["t"][0], lay["q"][0], lay["dq"][0]
+        o_ee, o_eq, o_tau, o_f = lay["ee_pos"][0], lay["ee_quat"][0], lay["tau"][0], lay["f_ext"][0]
+        o_gw, o_rp, o_rq, o_mode = lay["gripper_width"][0], lay["ref_pos"][0], lay["ref_quat"][0], lay["mode"][0]
+        o_tick, o_tmax, o_loop, o_sim, o_cnt = (lay["tick_us"][0], lay["tick_us_max"][0], lay["loop_us"][0],
+                                                 lay["sim_time"][0], lay["counts"][0])
+        n_cnt = lay["counts"][1]
+        ticks_ring = ch.ticks
+        tick_max = 0.0
+        ready.set()
+        next_t = now()
+        n = 0
+        while not h[H_SHUTDOWN]:
+            _sleep_until(next_t)
+            t0 = now()
+            # commands (counters: every request is seen exactly once)
+            if h[H_ESTOP] != seen[H_ESTOP]:
+                seen[H_ESTOP] = int(h[H_ESTOP])
+                ctrl.estop("e-stop requested by client")
+            if h[H_RESET] != seen[H_RESET]:
+                seen[H_RESET] = int(h[H_RESET])
+                ctrl.reset()
+            if h[H_PROFILE_REQ] != seen[H_PROFILE_REQ]:
+                seen[H_PROFILE_REQ] = int(h[H_PROFILE_REQ])
+                ctrl.set_profile(profiles[int(h[H_PROFILE])])
+            for row in ch.new_targets():
+                ctrl.push_target(EETarget(float(row[0]), row[1:4], row[4:8], float(row[8])), t0)
+            s = backend.read_state()
+            t1 = now()
+            tau = ctrl.tick(s, t1)
+            t2 = now()
+            if has_gripper:
+                backend.command(ctrl.gripper)
+            backend.write_torque(tau)
+            tick_us = (t2 - t1) * 1e6
+            ticks_ring[n % TICK_RING] = tick_us
+            n += 1
+            tick_max = max(tick_max, tick_us)
+            # publish
+            ch.begin_state()
+            st[o_t] = s.t
+            st[o_q:o_q + 7] = s.q
+            st[o_dq:o_dq + 7] = s.dq
+            st[o_ee:o_ee + 3] = s.ee_pos
+            st[o_eq:o_eq + 4] = s.ee_quat
+            st[o_tau:o_tau + 7] = tau
+            st[o_f:o_f + 6] = s.f_ext
+            st[o_gw] = s.gripper_width
+            st[o_rp:o_rp + 3] = ctrl.ref_pos
+            st[o_rq:o_rq + 4] = ctrl.ref_quat
+            st[o_mode] = int(ctrl.mode)
+            st[o_tick] = tick_us
+            st[o_tmax] = tick_max
+            st[o_sim] = getattr(backend, "sim_time", 0.0)
+            st[o_cnt:o_cnt + n_cnt] = ctrl.counts
+            h[H_TICKS] = n
+            h[H_TICK_COUNT] = n
+            h[H_FAULTED] = int(ctrl.mode == ControllerMode.STOPPED)
+            t_end = now()
+            st[o_loop] = (t_end - t0) * 1e6
+            ch.end_state()
+            next_t += period
+            if t_end > next_t:            # this iteration ran into the next tick's slot
+                h[H_DEADLINE_MISSES] += 1
+                if t_end > next_t + 10 * period:
+                    next_t = t_end        # far behind (e.g. descheduled): resync, no burst of catch-up ticks
+    finally:
+        ready.set()
+        ch.close()
+
+
+class ControlLoopProcess:
+    """Client handle of the loop process. Use as a context manager; targets in, state out."""
+
+    def __init__(self, rig: Any = "panda_twin", task: str | None = None, start_timeout: float = 60.0) -> None:
+        from robot_rl.control.rig import load_rig
+
+        self.rig = load_rig(rig) if not hasattr(rig, "raw") else rig
+        self.task = task
+        self.profiles = sorted(self.rig.profiles)
+        self.start_timeout = start_timeout
+        self.ch: LoopChannels | None = None
+        self.proc = None
+
+    def start(self) -> "ControlLoopProcess":
+        ctx = mp.get_context("spawn")
+        self.ch = LoopChannels(create=True)
+        ready = ctx.Event()
+        self.proc = ctx.Process(target=loop_main, name="robot_rl-1khz-loop", daemon=True,
+                                args=(self.ch.name, self.rig.raw, self.task, self.profiles, ready))
+        self.proc.start()
+        if not ready.wait(self.start_timeout) or not self.proc.is_alive():
+            self.stop()
+            raise RuntimeError(f"control loop process did not start within {self.start_timeout} s "
+                               f"(exit code {self.proc.exitcode if self.proc else None})")
+        return self
+
+    def __enter__(self):
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def push_target(self, target: EETarget) -> None:
+        self.ch.push_target(target.t, target.position, target.quat, target.gripper)
+
+    def estop(self) -> None:
+        self.ch.header[H_ESTOP] += 1
+
+    def reset(self) -> None:
+        self.ch.header[H_RESET] += 1
+
+    def set_profile(self, name: str) -> None:
+        if name not in self.profiles:
+            raise ValueError(f"set_profile: unknown profile {name!r}; known {self.profiles}")
+        self.ch.header[H_PROFILE] = self.profiles.index(name)
+        self.ch.header[H_PROFILE_REQ] += 1
+
+    def state(self) -> LoopSnapshot:
+        return self.ch.read_state()
+
+    def wait_ticks(self, n: int, timeout: float = 30.0) -> LoopSnapshot:
+        """Block (polling shared memory every 1 ms) until the loop has run n more ticks."""
+        start = int(self.ch.header[H_TICKS])
+        deadline = now() + timeout
+        while int(self.ch.header[H_TICKS]) < start + n:
+            if now() > deadline or not self.proc.is_alive():
+                raise TimeoutError(f"loop ran {int(self.ch.header[H_TICKS]) - start} of {n} ticks in {timeout} s")
+            time.sleep(0.001)
+        return self.state()
+
+    def tick_times_us(self) -> np.ndarray:
+        return self.ch.tick_times_us()
+
+    @property
+    def realtime(self) -> bool:
+        """Whether the loop process got SCHED_FIFO priority (rig control.realtime_priority)."""
+        return bool(self.ch.header[H_REALTIME])
+
+    @property
+    def torch_loaded(self) -> bool:
+        return bool(self.ch.header[H_TORCH_LOADED])
+
+    def stop(self) -> None:
+        if self.ch is not None and self.ch.header is not None:
+            self.ch.header[H_SHUTDOWN] = 1
+        if self.proc is not None:
+            self.proc.join(5.0)
+            if self.proc.is_alive():
+                self.proc.terminate()
+                self.proc.join(2.0)
+        if self.ch is not None:
+            self.ch.close()
+            self.ch = None

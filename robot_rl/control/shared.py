@@ -1,0 +1,142 @@
+"""Shared-memory channels between the 1 kHz loop process and its clients; the loop never blocks.
+
+One `multiprocessing.shared_memory` block holds:
+  header   int64[32]   commands (counters the loop compares with what it has seen) and loop counters;
+  targets  float64[K, 9] single-producer/single-consumer ring of EE targets
+           (t, px, py, pz, qw, qx, qy, qz, gripper); the client writes a slot, then bumps the count;
+  state    float64[STATE_SIZE] seqlock-protected snapshot: the writer makes the sequence odd, copies,
+           makes it even; a reader retries while it is odd or changed (the writer never waits);
+  ticks    float32[R]  ring of per-tick controller compute times (us) for percentiles.
+x86-64 keeps stores in program order, and each numpy store is a separate statement, so the sequence
+counter brackets the payload without explicit fences.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from robot_rl.control.controller import N_FAULTS
+
+TARGET_SLOTS = 256
+TICK_RING = 1 << 17
+
+# header indices
+H_SHUTDOWN, H_ESTOP, H_RESET, H_PROFILE, H_PROFILE_REQ, H_TARGET_COUNT, H_STATE_SEQ, H_READY = range(8)
+H_TICKS, H_DEADLINE_MISSES, H_TICK_COUNT, H_TORCH_LOADED, H_TARGETS_DROPPED, H_PID, H_FAULTED, H_REALTIME = range(8, 16)
+HEADER = 32
+
+# state layout: name -> (offset, size)
+_FIELDS = [("t", 1), ("q", 7), ("dq", 7), ("ee_pos", 3), ("ee_quat", 4), ("tau", 7), ("f_ext", 6),
+           ("gripper_width", 1), ("ref_pos", 3), ("ref_quat", 4), ("mode", 1), ("tick_us", 1),
+           ("tick_us_max", 1), ("loop_us", 1), ("sim_time", 1), ("counts", N_FAULTS)]
+STATE_LAYOUT: dict[str, tuple[int, int]] = {}
+_o = 0
+for _n, _s in _FIELDS:
+    STATE_LAYOUT[_n] = (_o, _s)
+    _o += _s
+STATE_SIZE = _o
+
+
+@dataclass
+class LoopSnapshot:
+    """A consistent copy of the loop's published state (seconds on the loop clock, SI units)."""
+
+    values: np.ndarray
+    ticks: int
+    deadline_misses: int
+
+    def __getattr__(self, name: str):
+        if name in STATE_LAYOUT:
+            o, s = STATE_LAYOUT[name]
+            return float(self.values[o]) if s == 1 else self.values[o:o + s]
+        raise AttributeError(name)
+
+
+class LoopChannels:
+    """Create (create=True, the client) or attach to (the loop process) the shared block `name`."""
+
+    def __init__(self, name: str | None = None, create: bool = False) -> None:
+        size = HEADER * 8 + TARGET_SLOTS * 9 * 8 + (STATE_SIZE + 1) * 8 + TICK_RING * 4
+        self.shm = shared_memory.SharedMemory(name=name, create=create, size=size if create else 0)
+        self.owner = create
+        buf = self.shm.buf
+        o = 0
+        self.header = np.ndarray((HEADER,), np.int64, buf, o)
+        o += HEADER * 8
+        self.targets = np.ndarray((TARGET_SLOTS, 9), np.float64, buf, o)
+        o += TARGET_SLOTS * 9 * 8
+        self.state = np.ndarray((STATE_SIZE,), np.float64, buf, o)
+        o += STATE_SIZE * 8 + 8
+        self.ticks = np.ndarray((TICK_RING,), np.float32, buf, o)
+        if create:
+            self.header[:] = 0
+        self._read_count = 0
+
+    @property
+    def name(self) -> str:
+        return self.shm.name
+
+    # -- client side
+    def push_target(self, t: float, pos, quat, gripper: float) -> None:
+        n = int(self.header[H_TARGET_COUNT])
+        slot = self.targets[n % TARGET_SLOTS]
+        slot[0] = t
+        slot[1:4] = pos
+        slot[4:8] = quat
+        slot[8] = gripper
+        self.header[H_TARGET_COUNT] = n + 1    # publish after the payload
+
+    def read_state(self, timeout: float = 1.0) -> LoopSnapshot:
+        """A consistent snapshot. Retries while the writer is mid-copy, yielding the CPU between tries
+        (on a 2-core host a spinning reader would starve the very writer it waits for)."""
+        h = self.header
+        deadline = time.monotonic() + timeout
+        while True:
+            s1 = int(h[H_STATE_SEQ])
+            if not s1 & 1:
+                v = self.state.copy()
+                if int(h[H_STATE_SEQ]) == s1:
+                    return LoopSnapshot(v, int(h[H_TICKS]), int(h[H_DEADLINE_MISSES]))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"loop state: no consistent snapshot within {timeout} s (loop process stalled?)")
+            time.sleep(0)
+
+    def tick_times_us(self) -> np.ndarray:
+        """Controller compute time of the most recent ticks (us), oldest first."""
+        n = int(self.header[H_TICK_COUNT])
+        if n <= TICK_RING:
+            return self.ticks[:n].copy()
+        i = n % TICK_RING
+        return np.concatenate([self.ticks[i:], self.ticks[:i]])
+
+    # -- loop side
+    def new_targets(self):
+        """Yield target rows written since the last call; drops the oldest if the client lapped the ring."""
+        n = int(self.header[H_TARGET_COUNT])
+        if n - self._read_count > TARGET_SLOTS:
+            self.header[H_TARGETS_DROPPED] += n - self._read_count - TARGET_SLOTS
+            self._read_count = n - TARGET_SLOTS
+        while self._read_count < n:
+            yield self.targets[self._read_count % TARGET_SLOTS]
+            self._read_count += 1
+
+    def begin_state(self) -> np.ndarray:
+        self.header[H_STATE_SEQ] += 1   # odd: write in progress
+        return self.state
+
+    def end_state(self) -> None:
+        self.header[H_STATE_SEQ] += 1   # even: consistent
+
+    def close(self) -> None:
+        # drop numpy views before closing the mapping
+        self.header = self.targets = self.state = self.ticks = None
+        self.shm.close()
+        if self.owner:
+            try:
+                self.shm.unlink()
+            except FileNotFoundError:
+                pass
