@@ -7,6 +7,7 @@ through imagecodecs. Importing robot_rl.data registers it; other readers call `r
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +60,12 @@ class ImageCodec(ArrayBytesCodec):
             data = imagecodecs.png_encode(np.ascontiguousarray(img), level=1)
         return chunk_spec.prototype.buffer.from_bytes(data)
 
+    # libjpeg/libpng release the GIL: run frames on zarr's worker threads so both cores encode
     async def _decode_single(self, chunk_bytes, chunk_spec):
-        return self._decode_sync(chunk_bytes, chunk_spec)
+        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
 
     async def _encode_single(self, chunk_array, chunk_spec):
-        return self._encode_sync(chunk_array, chunk_spec)
+        return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec) -> int:
         raise NotImplementedError("image size depends on content")
