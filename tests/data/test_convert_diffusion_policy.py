@@ -70,14 +70,14 @@ def test_export_layout_is_a_format2_replay_buffer(demo, exported):
     ends = np.asarray(zarr.open_group(str(out), mode="r", zarr_format=2)["meta/episode_ends"][:])
     assert ends.dtype == np.int64 and len(ends) == demo.n_episodes == summary["episodes"]
     assert ends[-1] == summary["steps"]
-    cam = json.loads((out / "data" / "cam_rgb" / ".zarray").read_text())
+    cam = json.loads((out / "data" / "cam_front_rgb" / ".zarray").read_text())
     assert cam["zarr_format"] == 2 and cam["chunks"] == [1, 32, 32, 3] and cam["dtype"] == "|u1"
     assert cam["compressor"]["id"] == "imagecodecs_jpegxl"
     low = json.loads((out / "data" / "joint_pos" / ".zarray").read_text())
     assert low["compressor"]["id"] == "blosc" and low["compressor"]["cname"] == "zstd"
     attrs = json.loads((out / ".zattrs").read_text())["robot_rl"]
     assert attrs["resampled"] and attrs["keys"]["ee_quat"]["interp"] == "slerp"
-    assert attrs["keys"]["cam_rgb"]["interp"] == "hold" and attrs["grid"]["index_stream"] == "action"
+    assert attrs["keys"]["cam_front_rgb"]["interp"] == "hold" and attrs["grid"]["index_stream"] == "action"
     # the camera starts 4 ms after the first action: that grid row is dropped and counted
     assert summary["grid"]["dropped_head_rows"] == demo.n_episodes
     assert not (out.parent / (out.name + ".partial")).exists()
@@ -98,9 +98,9 @@ def test_export_values_follow_the_index_grid(demo, exported):
         np.testing.assert_allclose(root["data/ee_quat"][lo:hi], sample_at(q, tq, grid, "slerp"), atol=1e-12)
         j, tj = demo.read("joint_pos", e)
         np.testing.assert_allclose(root["data/joint_pos"][lo:hi], sample_at(j, tj, grid, "linear"), atol=1e-12)
-        img, ti = demo.read("cam_rgb", e)
+        img, ti = demo.read("cam_front_rgb", e)
         held = img[np.searchsorted(ti, grid, side="right") - 1]
-        err = np.abs(root["data/cam_rgb"][lo:hi].astype(int) - held.astype(int))
+        err = np.abs(root["data/cam_front_rgb"][lo:hi].astype(int) - held.astype(int))
         assert err.mean() < 3.0, err.mean()  # JPEG-XL level 90 of already-JPEG frames
         lo = hi
 
@@ -113,7 +113,7 @@ def test_read_like_diffusion_policy_replay_buffer(exported, tmp_path):
     exec(compile(REPLAY_BUFFER_READER, str(script), "exec"), namespace)  # with this venv's zarr 3
     got = json.loads(json.dumps(namespace["read_replay_buffer"](str(out))))
     assert got["episode_ends"][-1] == summary["steps"]
-    assert got["keys"]["cam_rgb"]["chunks"] == [1, 32, 32, 3]
+    assert got["keys"]["cam_front_rgb"]["chunks"] == [1, 32, 32, 3]
     if not ZARR2_PYTHON.exists():
         pytest.skip(f"{ZARR2_PYTHON} missing: zarr-python 2 check skipped (python3.11 -m venv /work/zarr2-venv && "
                     f"/work/zarr2-venv/bin/pip install 'zarr<3' numcodecs imagecodecs)")
@@ -130,7 +130,7 @@ def test_round_trip(demo, exported, tmp_path):
     assert back.n_episodes == demo.n_episodes
     assert sorted(back.streams) == sorted(demo.streams)
     assert back.index_stream == "action"
-    assert back.streams["ee_quat"].interp == "slerp" and back.streams["cam_rgb"].codec == "jpeg"
+    assert back.streams["ee_quat"].interp == "slerp" and back.streams["cam_front_rgb"].codec == "jpeg"
     assert back.streams["joint_pos"].units == "rad"
     root = zarr.open_group(str(out), mode="r", zarr_format=2)
     ends = root["meta/episode_ends"][:]
@@ -145,8 +145,8 @@ def test_round_trip(demo, exported, tmp_path):
         np.testing.assert_array_equal(t, root["data/timestamp"][lo:ends[e]])
         q, _ = back.read("ee_quat", e)
         np.testing.assert_allclose(q, root["data/ee_quat"][lo:ends[e]])
-        img, _ = back.read("cam_rgb", e)
-        assert np.abs(img.astype(int) - root["data/cam_rgb"][lo:ends[e]].astype(int)).mean() < 3.0
+        img, _ = back.read("cam_front_rgb", e)
+        assert np.abs(img.astype(int) - root["data/cam_front_rgb"][lo:ends[e]].astype(int)).mean() < 3.0
 
 
 def _write_foreign_buffer(path: Path, lengths=(5, 3, 4)) -> None:
@@ -197,8 +197,8 @@ def test_bad_input_errors(demo, exported, tmp_path):
         dp.export_store(demo, out)
     with pytest.raises(ConfigError, match="unknown option.*'rate'"):
         dp.export_store(demo, tmp_path / "y.zarr", rate=10)
-    with pytest.raises(StaleDataError, match="cam_rgb"):
-        dp.export_store(demo, tmp_path / "stale.zarr", rate_hz=100, max_staleness={"cam_rgb": 0.005})
+    with pytest.raises(StaleDataError, match="cam_front_rgb"):
+        dp.export_store(demo, tmp_path / "stale.zarr", rate_hz=100, max_staleness={"cam_front_rgb": 0.005})
     assert not (tmp_path / "stale.zarr").exists() and not (tmp_path / "stale.zarr.partial").exists()
     src = tmp_path / "short.zarr"
     _write_foreign_buffer(src)
@@ -211,15 +211,15 @@ def test_bad_input_errors(demo, exported, tmp_path):
 
 def test_rename_to_umi_keys_and_back(demo, tmp_path):
     out = tmp_path / "umi.zarr"
-    summary = dp.export_store(demo, out, streams=["action", "cam_rgb"], rename={"cam_rgb": "camera0_rgb"},
+    summary = dp.export_store(demo, out, streams=["action", "cam_front_rgb"], rename={"cam_front_rgb": "camera0_rgb"},
                               image_codec="jpeg2k", episodes="1:")
     assert sorted(summary["keys"]) == ["action", "camera0_rgb"] and summary["episodes"] == 2
     assert json.loads((out / "data/camera0_rgb/.zarray").read_text())["compressor"]["id"] == "imagecodecs_jpeg2k"
     back = dp.import_store(out, tmp_path / "back.zarr")
-    assert sorted(back.streams) == ["action", "cam_rgb"]  # the exported stream names come back
+    assert sorted(back.streams) == ["action", "cam_front_rgb"]  # the exported stream names come back
     assert back.episode_meta(0)["notes"] == demo.episode_meta(1)["notes"]
     with pytest.raises(ConfigError, match="collide"):
-        dp.export_store(demo, tmp_path / "c.zarr", rename={"cam_rgb": "action"})
+        dp.export_store(demo, tmp_path / "c.zarr", rename={"cam_front_rgb": "action"})
 
 
 def test_failed_import_leaves_no_store(tmp_path):
@@ -241,5 +241,5 @@ def test_import_umi_zip(exported, tmp_path):
         for f in sorted(out.rglob("*")):
             if f.is_file():
                 z.write(f, f.relative_to(out).as_posix())
-    store = dp.import_store(zipped, tmp_path / "from_zip.zarr", keys="action,cam_rgb")
-    assert store.n_episodes == summary["episodes"] and sorted(store.streams) == ["action", "cam_rgb"]
+    store = dp.import_store(zipped, tmp_path / "from_zip.zarr", keys="action,cam_front_rgb")
+    assert store.n_episodes == summary["episodes"] and sorted(store.streams) == ["action", "cam_front_rgb"]

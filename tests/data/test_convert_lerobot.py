@@ -42,14 +42,14 @@ out = {"version": getattr(lerobot, "__version__", "?"), "num_frames": ds.num_fra
 for i in range(len(ds)):
     item = ds[i]
     out["action_err"] = max(out["action_err"], float(np.abs(item["action"].numpy() - expected["action"][i]).max()))
-    img = item["observation.images.cam_rgb"].numpy()  # (C, H, W) float in [0, 1]
-    ref = np.asarray(expected["cam_rgb"][i], dtype=np.float64).transpose(2, 0, 1) / 255.0
+    img = item["observation.images.cam_front_rgb"].numpy()  # (C, H, W) float in [0, 1]
+    ref = np.asarray(expected["cam_front_rgb"][i], dtype=np.float64).transpose(2, 0, 1) / 255.0
     out["image_err"] = max(out["image_err"], float(np.abs(img - ref).mean()))
     out["tasks"].append(item["task"])
 chunked = LeRobotDataset("robot_rl/demo", root=root, delta_timestamps={
-    "action": [0.0, 0.1, 0.2], "observation.images.cam_rgb": [-0.1, 0.0]})
+    "action": [0.0, 0.1, 0.2], "observation.images.cam_front_rgb": [-0.1, 0.0]})
 last = chunked[len(chunked) - 1]
-out["chunk_shapes"] = [list(last["action"].shape), list(last["observation.images.cam_rgb"].shape)]
+out["chunk_shapes"] = [list(last["action"].shape), list(last["observation.images.cam_front_rgb"].shape)]
 out["action_is_pad"] = last["action_is_pad"].tolist()
 out["stats_keys"] = sorted(ds.meta.stats["action"])
 print("RESULT " + json.dumps(out))
@@ -103,12 +103,12 @@ def _expected(demo, fps=10):
     action, frames, t0s = [], [], []
     for e in range(demo.n_episodes):
         ta = demo.read("action", e)[1]
-        tc = demo.read("cam_rgb", e)[1]
+        tc = demo.read("cam_front_rgb", e)[1]
         grid = ta[0] + np.arange(int(np.floor((ta[-1] - ta[0]) * fps + 1e-6)) + 1) / fps
         grid = grid[grid >= tc[0]]
         a, ta = demo.read("action", e)
         action.append(sample_at(a, ta, grid, "linear"))
-        img, ti = demo.read("cam_rgb", e)
+        img, ti = demo.read("cam_front_rgb", e)
         frames.append(img[np.searchsorted(ti, grid, side="right") - 1])
         t0s.append(grid[0])
     return np.concatenate(action), np.concatenate(frames), t0s
@@ -119,20 +119,20 @@ def test_export_layout(demo, exported):
     info = json.loads((out / "meta/info.json").read_text())
     assert info["codebase_version"] == "v3.0" and info["fps"] == 10
     assert info["total_episodes"] == demo.n_episodes and info["total_frames"] == summary["frames"]
-    assert info["features"]["observation.images.cam_rgb"]["dtype"] == "video"
+    assert info["features"]["observation.images.cam_front_rgb"]["dtype"] == "video"
     assert info["features"]["action"]["shape"] == [7]
     assert info["robot_rl"]["resampled"] and info["robot_rl"]["grid"]["fps"] == 10
     assert info["robot_rl"]["features"]["observation.ee_quat"]["streams"][0]["interp"] == "slerp"
     assert summary["resampled"] and summary["features"]["observation.joint_pos"]["interp"] == ["linear"]
-    assert (out / "videos/observation.images.cam_rgb/chunk-000/file-000.mp4").is_file()
+    assert (out / "videos/observation.images.cam_front_rgb/chunk-000/file-000.mp4").is_file()
     schema = pq.read_schema(out / "data/chunk-000/file-000.parquet")
     action_type = schema.field("action").type  # what `datasets` writes for Sequence(float32, length=7)
     assert action_type.list_size == 7 and str(action_type.value_type) == "float"
     assert str(schema.field("observation.gripper_width").type) == "float"  # shape (1,) -> scalar column
     episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
     assert [e["length"] for e in episodes] == [e["dataset_to_index"] - e["dataset_from_index"] for e in episodes]
-    assert episodes[1]["videos/observation.images.cam_rgb/from_timestamp"] == pytest.approx(episodes[0]["length"] / 10)
-    assert np.asarray(episodes[0]["stats/observation.images.cam_rgb/mean"]).shape == (3, 1, 1)
+    assert episodes[1]["videos/observation.images.cam_front_rgb/from_timestamp"] == pytest.approx(episodes[0]["length"] / 10)
+    assert np.asarray(episodes[0]["stats/observation.images.cam_front_rgb/mean"]).shape == (3, 1, 1)
     tasks = pq.read_table(out / "meta/tasks.parquet").to_pandas()
     assert sorted(tasks.index) == ["push", "reach"]
     stats = json.loads((out / "meta/stats.json").read_text())
@@ -156,7 +156,7 @@ def test_round_trip(demo, exported, tmp_path):
         a, t = back.read("action", e)
         np.testing.assert_allclose(t, t0s[e] + np.arange(len(t)) / 10, atol=1e-9)
         np.testing.assert_allclose(a, action[lo:lo + len(a)], atol=1e-6)
-        img, _ = back.read("cam_rgb", e)
+        img, _ = back.read("cam_front_rgb", e)
         assert np.abs(img.astype(int) - frames[lo:lo + len(a)].astype(int)).mean() < 12  # h264, then JPEG
         lo += len(a)
 
@@ -200,7 +200,7 @@ def test_real_lerobot_loads_the_export(demo, exported, lerobot_loader):
     proc, work, _ = lerobot_loader
     out, summary = exported
     action, frames, _ = _expected(demo)
-    (work / "expected.json").write_text(json.dumps({"action": action.tolist(), "cam_rgb": frames.tolist()}))
+    (work / "expected.json").write_text(json.dumps({"action": action.tolist(), "cam_front_rgb": frames.tolist()}))
     (work / "go.tmp").write_text(json.dumps([str(out), str(work / "expected.json")]))
     os.replace(work / "go.tmp", work / "go.json")
     stdout, stderr = proc.communicate(timeout=300)
@@ -209,7 +209,7 @@ def test_real_lerobot_loads_the_export(demo, exported, lerobot_loader):
     got = json.loads(lines[0][len("RESULT "):])
     print(f"lerobot {got['version']} loaded the export")
     assert got["num_frames"] == summary["frames"] and got["num_episodes"] == demo.n_episodes and got["fps"] == 10
-    assert got["video_keys"] == ["observation.images.cam_rgb"]
+    assert got["video_keys"] == ["observation.images.cam_front_rgb"]
     assert got["action_err"] < 1e-6
     assert got["image_err"] < 8 / 255  # h264 of 32x32 frames, decoded by lerobot at the exact timestamps
     assert got["tasks"][0] == demo.episode_meta(0)["task"]

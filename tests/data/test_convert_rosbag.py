@@ -41,22 +41,22 @@ def test_export_writes_standard_messages(demo, exported):
     assert (bag / "metadata.yaml").is_file() and list(bag.glob("*.mcap"))
     topics = {t["topic_metadata"]["name"]: t["topic_metadata"]["type"] for t in yaml.safe_load(
         (bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["topics_with_message_count"]}
-    assert topics["/joint_states"] == "sensor_msgs/msg/JointState"
-    assert topics["/camera/color/image_raw"] == "sensor_msgs/msg/Image"
-    assert topics["/ee_pose"] == "geometry_msgs/msg/PoseStamped"
-    joints = _bag_messages(bag, "/joint_states")
+    assert topics["/arm/joint_states"] == "sensor_msgs/msg/JointState"
+    assert topics["/cameras/front/color/image_raw"] == "sensor_msgs/msg/Image"
+    assert topics["/arm/ee_pose"] == "geometry_msgs/msg/PoseStamped"
+    joints = _bag_messages(bag, "/arm/joint_states")
     values, times = demo.read("joint_pos", 0)
     assert len(joints) == len(values)
     assert joints[0][1].name[0] == "panda_joint1"
     np.testing.assert_array_equal(joints[3][1].position, values[3])
     stamp = joints[3][1].header.stamp
     assert abs(stamp.sec + stamp.nanosec * 1e-9 - times[3]) < 1e-9  # header stamps are the sample times
-    frames = _bag_messages(bag, "/camera/color/image_raw")
-    img, _ = demo.read("cam_rgb", 0)
+    frames = _bag_messages(bag, "/cameras/front/color/image_raw")
+    img, _ = demo.read("cam_front_rgb", 0)
     msg = frames[5][1]
     assert msg.encoding == "rgb8" and (msg.height, msg.width) == (32, 32)
     np.testing.assert_array_equal(np.asarray(msg.data).reshape(32, 32, 3), img[5])  # raw frames, lossless
-    pose = _bag_messages(bag, "/ee_pose")[2][1].pose.orientation
+    pose = _bag_messages(bag, "/arm/ee_pose")[2][1].pose.orientation
     q, _ = demo.read("ee_quat", 0)
     np.testing.assert_allclose([pose.w, pose.x, pose.y, pose.z], q[2])  # ROS x y z w <-> store w x y z
 
@@ -74,7 +74,7 @@ def test_round_trip(demo, exported, tmp_path):
             v0, t0 = demo.read(name, e)
             v1, t1 = back.read(name, e)
             np.testing.assert_allclose(t1, t0, atol=1e-9, rtol=0)  # nanosecond stamps
-            if name == "cam_rgb":
+            if name == "cam_front_rgb":
                 assert np.abs(v1.astype(int) - v0.astype(int)).mean() < 2.0  # re-encoded as JPEG in the store
             else:
                 np.testing.assert_array_equal(v1, v0)
@@ -82,12 +82,12 @@ def test_round_trip(demo, exported, tmp_path):
 
 def test_sqlite3_and_default_mapping(demo, tmp_path):
     out = tmp_path / "bags_db3"
-    summary = rb.export_store(demo, out, storage="sqlite3", episodes=[1], streams="action,cam_rgb")
+    summary = rb.export_store(demo, out, storage="sqlite3", episodes=[1], streams="action,cam_front_rgb")
     assert summary["topics"]["action"]["type"] == "std_msgs/msg/Float64MultiArray"
-    assert summary["topics"]["cam_rgb"]["type"] == "sensor_msgs/msg/Image"
+    assert summary["topics"]["cam_front_rgb"]["type"] == "sensor_msgs/msg/Image"
     assert list((out / "episode_000001").glob("*.db3"))
     back = rb.import_store(out / "episode_000001", tmp_path / "back.zarr")
-    assert back.n_episodes == 1 and sorted(back.streams) == ["action", "cam_rgb"]
+    assert back.n_episodes == 1 and sorted(back.streams) == ["action", "cam_front_rgb"]
     np.testing.assert_array_equal(back.read("action", 0)[0], demo.read("action", 1)[0])
 
 

@@ -17,7 +17,7 @@ DEMO_SPECS = (
     StreamSpec("joint_pos", "float64", (7,), 100.0, units="rad", frame="joint"),
     StreamSpec("ee_quat", "float64", (4,), 100.0, frame="base", interp="slerp"),
     StreamSpec("gripper_width", "float32", (1,), 50.0, units="m"),
-    StreamSpec("cam_rgb", "uint8", (32, 32, 3), 30.0, codec="jpeg", interp="hold", latency_s=0.03),
+    StreamSpec("cam_front_rgb", "uint8", (32, 32, 3), 30.0, codec="jpeg", interp="hold", latency_s=0.03),
 )
 
 
@@ -42,7 +42,7 @@ def demo_signals(name: str, t: np.ndarray) -> np.ndarray:
                                         np.zeros_like(t)], -1))
     if name == "gripper_width":
         return (0.04 + 0.04 * np.sin(t))[:, None].astype(np.float32)
-    if name == "cam_rgb":
+    if name == "cam_front_rgb":
         return np.stack([demo_frame(float(ti)) for ti in t])
     raise KeyError(name)
 
@@ -52,7 +52,7 @@ def demo_times(spec: StreamSpec, t0: float, seconds: float, rng: np.random.Gener
     t = t0 + np.arange(n) / spec.rate_hz
     if spec.name == "joint_pos":  # a real 100 Hz bus: up to 2 ms of jitter
         t = t + rng.uniform(0, 0.002, n)
-    if spec.name == "cam_rgb":  # the camera's first frame arrives after the first action
+    if spec.name == "cam_front_rgb":  # the camera's first frame arrives after the first action
         t = t + 0.004
     return t
 

@@ -26,7 +26,7 @@ export_store(store, out, **options) options:
                      (lossless Blosc, one frame per chunk); only uint8 (H, W, 3|1) frames use jpeg*
     image_level      codec level: jpegxl quality 0-100 (default 90; 100 lossless), jpeg2k PSNR
                      (default 50)
-    rename           dict stream -> data key, e.g. {cam_rgb: camera0_rgb, ee_pos: robot0_eef_pos} to
+    rename           dict stream -> data key, e.g. {cam_front_rgb: camera0_rgb, ee_pos: robot0_eef_pos} to
                      match a diffusion_policy / UMI task's shape_meta; default: keys = stream names
     timestamps       write data/timestamp (float64 grid times); default true
     overwrite        replace an existing output; default false
