@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import abc
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_rl.hardware.errors import CameraTimeoutError, DeviceNotConnectedError
+from robot_rl.hardware.errors import CameraTimeoutError, DeviceNotConnectedError, EndOfStreamError
 
 
 @dataclass(frozen=True)
@@ -68,19 +69,34 @@ class FrameDropCounter:
         return self.dropped / total if total else 0.0
 
 
-class LatestFrame:
-    """Thread-safe single-slot mailbox: the capture thread puts, `read()` waits for a newer frame."""
+class FrameBuffer:
+    """Thread-safe hand-over from the capture thread to `read()`.
 
-    def __init__(self) -> None:
+    Live cameras use capacity 1: `read()` gets the newest frame it has not returned yet and unread older frames
+    are replaced (counted in `overwritten`). File playback uses `lossless=True`: the capture thread waits for
+    room, so every recorded frame is read in order.
+    """
+
+    def __init__(self, capacity: int = 1, lossless: bool = False) -> None:
+        if capacity < 1:
+            raise ValueError(f"FrameBuffer capacity must be >= 1, got {capacity}")
         self._cond = threading.Condition()
-        self._frame: CameraFrame | None = None
-        self._seq = 0
+        self._frames: deque[CameraFrame] = deque()
+        self.capacity, self.lossless = capacity, lossless
+        self.overwritten = 0
         self._error: BaseException | None = None
+        self._closed = False
 
     def put(self, frame: CameraFrame) -> None:
         with self._cond:
-            self._frame = frame
-            self._seq += 1
+            if self.lossless:
+                self._cond.wait_for(lambda: len(self._frames) < self.capacity or self._closed)
+            if self._closed:
+                return
+            if len(self._frames) >= self.capacity:
+                self._frames.popleft()
+                self.overwritten += 1
+            self._frames.append(frame)
             self._cond.notify_all()
 
     def fail(self, error: BaseException) -> None:
@@ -89,19 +105,22 @@ class LatestFrame:
             self._error = error
             self._cond.notify_all()
 
-    def wait_newer(self, seen: int, timeout_s: float, name: str) -> tuple[CameraFrame, int]:
+    def close(self) -> None:
+        """Release a capture thread blocked in a lossless put()."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._seq > seen or self._error is not None, timeout_s):
+            self._closed = True
+            self._cond.notify_all()
+
+    def get(self, timeout_s: float, name: str) -> CameraFrame:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._frames or self._error is not None, timeout_s):
                 raise CameraTimeoutError(f"{name}: no new frame within {timeout_s} s")
-            if self._error is not None:
+            if not self._frames:  # an error is raised after the frames that came before it
                 error, self._error = self._error, None
                 raise error
-            return self._frame, self._seq
-
-    @property
-    def latest(self) -> CameraFrame | None:
-        with self._cond:
-            return self._frame
+            frame = self._frames.popleft()
+            self._cond.notify_all()
+            return frame
 
 
 class Camera(abc.ABC):
@@ -109,9 +128,9 @@ class Camera(abc.ABC):
 
     name: str = "camera"
 
-    def __init__(self) -> None:
-        self._mailbox = LatestFrame()
-        self._seen = 0
+    def __init__(self, buffer_frames: int = 1, lossless: bool = False) -> None:
+        self._buffer_args = (buffer_frames, lossless)
+        self._buffer = FrameBuffer(*self._buffer_args)
         self._connected = False
         self.drops = FrameDropCounter()
 
@@ -122,8 +141,7 @@ class Camera(abc.ABC):
     def connect(self) -> None:
         if self._connected:
             return
-        self._mailbox = LatestFrame()
-        self._seen = 0
+        self._buffer = FrameBuffer(*self._buffer_args)
         self._start()
         self._connected = True
 
@@ -131,13 +149,13 @@ class Camera(abc.ABC):
         """The next frame newer than the one returned last (waits up to `timeout_s`)."""
         if not self._connected:
             raise DeviceNotConnectedError(f"{self.name}: camera is not connected; call connect() first")
-        frame, self._seen = self._mailbox.wait_newer(self._seen, timeout_s, self.name)
-        return frame
+        return self._buffer.get(timeout_s, self.name)
 
     def disconnect(self) -> None:
         if not self._connected:
             return
         self._connected = False
+        self._buffer.close()
         self._stop()
 
     def __enter__(self):
@@ -158,4 +176,8 @@ class Camera(abc.ABC):
     def _stop(self) -> None: ...
 
     def _publish(self, frame: CameraFrame) -> None:
-        self._mailbox.put(frame)
+        self._buffer.put(frame)
+
+    def _end_of_stream(self) -> None:
+        """Called by a file source at its end: read() raises EndOfStreamError once the frames are consumed."""
+        self._buffer.fail(EndOfStreamError(f"{self.name}: end of recording"))

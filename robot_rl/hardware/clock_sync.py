@@ -39,7 +39,8 @@ class DeviceClockMapper:
 
     window: how many recent pairs the fit uses (10-20 s of frames tracks temperature-driven drift);
     min_samples: below this the drift is taken as 0 and only the offset is estimated.
-    A device clock that jumps backwards (device reset, reconnect) restarts the estimate.
+    A device clock that jumps backwards (device reset, reconnect) restarts the estimate; a repeated device
+    time (one capture delivered in two pieces) counts once, with its earliest arrival.
     """
 
     def __init__(self, window: int = 600, bins: int = 10, min_samples: int = 30, refit_every: int = 10) -> None:
@@ -61,6 +62,9 @@ class DeviceClockMapper:
     def update(self, device_t: float, receive_t: float) -> float:
         """Add a pair; returns device_t mapped to the host clock with the updated estimate."""
         if self._device and device_t <= self._device[-1]:
+            if device_t == self._device[-1]:  # same capture again (e.g. a frameset split by the syncer)
+                self._host[-1] = min(self._host[-1], receive_t)
+                return self.mapping.to_host(device_t)
             self.reset()
         self._device.append(device_t)
         self._host.append(receive_t)
@@ -69,7 +73,8 @@ class DeviceClockMapper:
         if m is None or len(self._device) < self.min_samples or self._since_fit >= self.refit_every:
             self.mapping, self._since_fit = self._fit(), 0  # full fit: ~1 ms for 600 samples
         elif receive_t < m.to_host(device_t):  # between fits, only keep the line under every sample
-            self.mapping = replace(m, offset_s=m.offset_s - (m.to_host(device_t) - receive_t), samples=len(self._device))
+            lowered = m.offset_s - (m.to_host(device_t) - receive_t)
+            self.mapping = replace(m, offset_s=lowered, samples=len(self._device))
         return self.mapping.to_host(device_t)
 
     def to_host(self, device_t: float) -> float:

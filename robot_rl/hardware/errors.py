@@ -51,6 +51,10 @@ class CameraTimeoutError(CameraError):
     """No new frame arrived within the timeout."""
 
 
+class EndOfStreamError(CameraError):
+    """A recorded file played to its end: no further frame will come."""
+
+
 def require(module: str, extra: str = "hardware"):
     """Import a vendor module or raise MissingDependencyError saying how to install it."""
     import importlib

@@ -43,13 +43,15 @@ class ModbusRTUClient:
 
     def connect(self) -> None:
         serial = require("serial")
+        # 8N1 is pyserial's default framing. A device path is locked (flock) so a second process cannot
+        # interleave its frames with ours on the same bus.
+        extra = {} if "://" in self.port else {"exclusive": True}
         try:
-            # 8N1 is pyserial's default framing.
-            self._serial = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=self.timeout_s)
+            self._serial = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=self.timeout_s, **extra)
         except (serial.SerialException, ValueError, OSError) as e:
             raise ModbusError(
-                f"{self.port}: cannot open serial port ({e}); check the path, that the adapter is plugged in and "
-                f"that your user may open it (docs/hardware.md, udev rules)"
+                f"{self.port}: cannot open serial port ({e}); check the path, that the adapter is plugged in, that "
+                f"your user may open it (docs/hardware.md, udev rules) and that no other process holds it"
             ) from e
         self._serial.reset_input_buffer()
 
@@ -60,7 +62,9 @@ class ModbusRTUClient:
             finally:
                 self._serial = None
 
-    def read_registers(self, slave: int, address: int, count: int, function: int = rtu.READ_INPUT_REGISTERS) -> tuple[int, ...]:
+    def read_registers(
+        self, slave: int, address: int, count: int, function: int = rtu.READ_INPUT_REGISTERS
+    ) -> tuple[int, ...]:
         request = rtu.encode_read(slave, function, address, count)
         return self._transact(request, rtu.decode_read_response, address)
 

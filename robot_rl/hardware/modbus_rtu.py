@@ -134,7 +134,9 @@ def decode_request(frame: bytes) -> Request:
     if function == WRITE_MULTIPLE_REGISTERS:
         nbytes = frame[6]
         if nbytes != 2 * count or len(frame) != 9 + nbytes:
-            raise ModbusFrameError(f"FC16 request byte count {nbytes} does not match {count} registers: {frame.hex(' ')}")
+            raise ModbusFrameError(
+                f"FC16 request byte count {nbytes} does not match {count} registers: {frame.hex(' ')}"
+            )
         values = struct.unpack(f">{count}H", frame[7:7 + nbytes])
         return Request(slave, function, address, count, values)
     if function in (READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS) and len(frame) == 8:
@@ -162,7 +164,9 @@ def _check_response(request: bytes, response: bytes) -> None:
             f"in frame {response.hex(' ')} answering {request.hex(' ')}"
         )
     if response[0] != request[0]:
-        raise ModbusFrameError(f"response from slave {response[0]} to a request for slave {request[0]}: {response.hex(' ')}")
+        raise ModbusFrameError(
+            f"response from slave {response[0]} to a request for slave {request[0]}: {response.hex(' ')}"
+        )
     if response[1] == request[1] | 0x80:
         code = response[2]
         address = struct.unpack(">H", request[2:4])[0]
@@ -172,7 +176,9 @@ def _check_response(request: bytes, response: bytes) -> None:
             code,
         )
     if response[1] != request[1]:
-        raise ModbusFrameError(f"response function {response[1]:#04x} does not match request {request[1]:#04x}: {response.hex(' ')}")
+        raise ModbusFrameError(
+            f"response function {response[1]:#04x} does not match request {request[1]:#04x}: {response.hex(' ')}"
+        )
 
 
 def decode_read_response(request: bytes, response: bytes) -> tuple[int, ...]:

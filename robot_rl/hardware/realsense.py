@@ -23,73 +23,7 @@ from robot_rl.core import clock
 from robot_rl.hardware.camera import Camera, CameraFrame, FrameDropCounter
 from robot_rl.hardware.clock_sync import ClockMapping, DeviceClockMapper
 from robot_rl.hardware.errors import CameraError, require
-
-
-class PipelineSource:
-    """A USB camera by serial number, or a recorded file (`.bag`/`.db3`), through `rs.pipeline`."""
-
-    def __init__(self, serial: str | None, width: int, height: int, fps: int, color: bool, depth: bool,
-                 playback_file: str | None = None, realtime: bool = True) -> None:
-        self.rs = require("pyrealsense2")
-        self.serial, self.width, self.height, self.fps = serial, width, height, fps
-        self.color, self.depth, self.playback_file, self.realtime = color, depth, playback_file, realtime
-        self._pipeline = None
-        self._profile = None
-
-    def _config(self):
-        rs = self.rs
-        cfg = rs.config()
-        if self.playback_file:
-            cfg.enable_device_from_file(self.playback_file, repeat_playback=False)
-        elif self.serial:
-            cfg.enable_device(self.serial)
-        if self.playback_file:  # a file plays what it recorded
-            return cfg
-        if self.color:
-            cfg.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.fps)
-        if self.depth:
-            cfg.enable_stream(rs.stream.depth, self.width, self.height, rs.format.z16, self.fps)
-        return cfg
-
-    def start(self, on_frameset) -> None:
-        rs = self.rs
-        what = self.playback_file or f"serial {self.serial}"
-        if not self.playback_file and self.serial:
-            found = [d.get_info(rs.camera_info.serial_number) for d in rs.context().query_devices()]
-            if self.serial not in found:
-                raise CameraError(f"RealSense {self.serial}: device not found (connected: {found or 'none'})")
-        self._pipeline = rs.pipeline()
-        try:
-            self._profile = self._pipeline.start(self._config(), on_frameset)
-        except RuntimeError as e:
-            self._pipeline = None
-            raise CameraError(
-                f"RealSense {what}: cannot start {self.width}x{self.height}@{self.fps} color={self.color} "
-                f"depth={self.depth}: {e}"
-            ) from e
-        if self.playback_file:
-            self._profile.get_device().as_playback().set_real_time(self.realtime)
-
-    def stop(self) -> None:
-        if self._pipeline is not None:
-            try:
-                self._pipeline.stop()
-            except RuntimeError:  # device already gone
-                pass
-            self._pipeline = None
-
-    def options_device(self):
-        return self._profile.get_device() if self._profile is not None else None
-
-    @property
-    def depth_scale(self) -> float:
-        dev = self.options_device()
-        if dev is None:
-            return 0.001
-        for sensor in dev.query_sensors():
-            if sensor.supports(self.rs.option.depth_units):
-                return float(sensor.get_option(self.rs.option.depth_units))
-        return 0.001
+from robot_rl.hardware.realsense_pipeline import PipelineSource
 
 
 class RealSenseCamera(Camera):
@@ -102,12 +36,17 @@ class RealSenseCamera(Camera):
         depth: bool = True, align_to_color: bool = False, color_exposure: float | None = None,
         depth_exposure_us: float | None = None, white_balance_k: float | None = None,
         playback_file: str | None = None, stale_after_s: float = 1.0, reconnect_period_s: float = 0.5,
-        reconnect: bool = True, source=None, clock_window: int = 600,
+        reconnect: bool = True, source=None, clock_window: int = 600, playback_realtime: bool = True,
     ) -> None:
-        super().__init__()
+        # Playback hands over every frame in order (lossless buffer); live streams hand over the newest frame.
+        # playback_realtime=False plays as fast as the file reads, and librealsense's pipeline queue then drops
+        # frames whenever read() falls behind.
+        super().__init__(buffer_frames=4 if playback_file else 1, lossless=bool(playback_file))
         self.serial = serial or getattr(source, "serial", None)
         self.name = f"RealSense {self.serial or playback_file or '(first found)'}"
-        self.source = source or PipelineSource(serial, width, height, fps, color, depth, playback_file)
+        self.source = source or PipelineSource(
+            serial, width, height, fps, color, depth, playback_file, playback_realtime
+        )
         self.rs = require("pyrealsense2")
         self.align_to_color = align_to_color
         self.options = {"color": {}, "depth": {}}
@@ -117,17 +56,18 @@ class RealSenseCamera(Camera):
             self.options["color"].update(enable_auto_white_balance=0, white_balance=white_balance_k)
         if depth_exposure_us is not None:
             self.options["depth"].update(enable_auto_exposure=0, exposure=depth_exposure_us)
-        self.stale_after_s, self.reconnect_period_s, self.reconnect = stale_after_s, reconnect_period_s, reconnect
+        self.stale_after_s, self.reconnect_period_s = stale_after_s, reconnect_period_s
+        self.reconnect = reconnect and not playback_file  # a file that ended must not restart
         self.stream_drops = {"color": FrameDropCounter(), "depth": FrameDropCounter()}
         self.drops = self.stream_drops["color"] if color else self.stream_drops["depth"]
         self.clock = DeviceClockMapper(window=clock_window)
         self.reconnects = 0
+        self.reconnected = threading.Event()  # set once streaming resumed after a drop
         self.incomplete_framesets = 0
         self.expect_both = color and depth
         self._profiles: dict = {}
         self._align = None
         self._depth_scale = 0.001
-        self._last_frame_host = 0.0
         self._arrived = threading.Event()
         self._closing = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -151,14 +91,13 @@ class RealSenseCamera(Camera):
         self.source.stop()
 
     def _open_source(self) -> None:
-        self.source.start(self._on_frameset)
+        self.source.start(self._on_frameset, self._end_of_stream)
         try:
             self._apply_options()
         except Exception:
             self.source.stop()
             raise
         self._depth_scale = self.source.depth_scale
-        self._last_frame_host = clock.now()
 
     @property
     def clock_mapping(self) -> ClockMapping | None:
@@ -192,7 +131,8 @@ class RealSenseCamera(Camera):
         # Raw hardware timestamps: we map them to the host *monotonic* clock ourselves (librealsense's global
         # time maps to the wall clock, which jumps with NTP).
         for sensor in sensors.values():
-            if sensor.supports(rs.option.global_time_enabled):
+            option = rs.option.global_time_enabled
+            if sensor.supports(option) and not sensor.is_option_read_only(option):  # read-only in playback
                 sensor.set_option(rs.option.global_time_enabled, 0)
         for kind, options in self.options.items():
             for name, value in options.items():
@@ -202,6 +142,8 @@ class RealSenseCamera(Camera):
         option = getattr(self.rs.option, name)
         if sensor is None or not sensor.supports(option):
             raise CameraError(f"{self.name}: the {kind} sensor has no option {name!r} (asked for {value})")
+        if sensor.is_option_read_only(option):
+            raise CameraError(f"{self.name}: {kind} option {name} is read-only here (playback?); cannot set {value}")
         r = sensor.get_option_range(option)
         if not r.min <= value <= r.max:
             raise CameraError(f"{self.name}: {kind} option {name}={value} outside the device range {r.min}..{r.max}")
@@ -214,10 +156,9 @@ class RealSenseCamera(Camera):
         try:
             frame = self._convert(frames.as_frameset(), receive_t)
         except Exception as e:  # surface in read() rather than dying silently in a vendor thread
-            self._mailbox.fail(CameraError(f"{self.name}: cannot convert a frameset: {e}"))
+            self._buffer.fail(CameraError(f"{self.name}: cannot convert a frameset: {e}"))
             return
         if frame is not None:
-            self._last_frame_host = receive_t
             self._arrived.set()
             self._publish(frame)
 
@@ -242,11 +183,17 @@ class RealSenseCamera(Camera):
         device_t = main.get_timestamp() / 1e3
         t = self.clock.update(device_t, receive_t)
         color = np.asanyarray(color_f.get_data()).copy() if color_f else None
-        depth = np.asanyarray(depth_f.get_data()).astype(np.float32) * np.float32(self._depth_scale) if depth_f else None
+        depth = None
+        if depth_f:
+            depth = np.asanyarray(depth_f.get_data()).astype(np.float32) * np.float32(self._depth_scale)
+        info = {"timestamp_domain": str(main.get_frame_timestamp_domain()), "serial": self.serial}
+        if color_f and depth_f:  # the syncer pairs by timestamp; a starved pipeline can pair adjacent captures
+            info["depth_frame_number"] = depth_f.get_frame_number()
+            info["depth_device_t"] = depth_f.get_timestamp() / 1e3
         return CameraFrame(
             color=color, depth=depth, t=t, receive_t=receive_t, device_t=device_t, frame_number=main.get_frame_number(),
             dropped_before=gaps.get("color" if color_f else "depth", 0),
-            info={"timestamp_domain": str(main.get_frame_timestamp_domain()), "serial": self.serial},
+            info=info,
         )
 
     def intrinsics(self, stream: str = "color") -> dict:
@@ -265,11 +212,13 @@ class RealSenseCamera(Camera):
             if self._arrived.wait(self.stale_after_s) or self._closing.is_set():
                 continue
             self.source.stop()
+            self.reconnected.clear()
             while not self._closing.wait(self.reconnect_period_s):
+                self.clock.reset()  # a re-enumerated device restarts its clock
                 try:
                     self._open_source()
                 except Exception:  # device still missing: keep trying until disconnect()
                     continue
                 self.reconnects += 1
-                self.clock.reset()
+                self.reconnected.set()
                 break

@@ -8,6 +8,10 @@ the tests, and by demos that need a RealSense-shaped stream without a camera.
     cam = RealSenseCamera(source=src, align_to_color=True); cam.connect()
     src.push(color_rgb, depth_m, frame_number=1, device_t=0.0)
     frame = cam.read()
+
+Feed it like a camera: device_t starting near 0 when the stream starts and advancing by one frame period
+per capture. librealsense's syncer (2.59) pairs software frames reliably only then: with device timestamps
+far from 0 or off the frame grid it hands over color frames alone and drops their depth partners.
 """
 
 from __future__ import annotations
@@ -64,8 +68,12 @@ class SyntheticRealSense:
         dev.register_info(rs.camera_info.name, "Intel RealSense D435 (synthetic)")
         self.depth_sensor = dev.add_sensor("Stereo Module")
         self.color_sensor = dev.add_sensor("RGB Camera")
-        self.depth_profile = self._add_stream(self.depth_sensor, rs.stream.depth, rs.format.z16, 2, depth_size, depth_fx, 0)
-        self.color_profile = self._add_stream(self.color_sensor, rs.stream.color, rs.format.rgb8, 3, color_size, color_fx, 1)
+        self.depth_profile = self._add_stream(
+            self.depth_sensor, rs.stream.depth, rs.format.z16, 2, depth_size, depth_fx, 0
+        )
+        self.color_profile = self._add_stream(
+            self.color_sensor, rs.stream.color, rs.format.rgb8, 3, color_size, color_fx, 1
+        )
         self.depth_sensor.add_read_only_option(rs.option.depth_units, depth_units_m)
         for sensor, options in ((self.color_sensor, COLOR_OPTIONS), (self.depth_sensor, DEPTH_OPTIONS)):
             for name, lo, hi, step, default in options:
@@ -90,7 +98,7 @@ class SyntheticRealSense:
         return sensor.add_video_stream(vs)
 
     # the source interface used by RealSenseCamera -----------------------------------------------------
-    def start(self, on_frameset) -> None:
+    def start(self, on_frameset, on_end=None) -> None:
         if not self.plugged:
             raise CameraError(f"RealSense {self.serial}: device not found (unplugged)")
         rs = self.rs
@@ -100,7 +108,9 @@ class SyntheticRealSense:
         self.depth_sensor.start(self._syncer)
         self.color_sensor.start(self._syncer)
         self._running.set()
-        self._thread = threading.Thread(target=self._pump, args=(on_frameset,), name=f"rs-synthetic {self.serial}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._pump, args=(on_frameset,), name=f"rs-synthetic {self.serial}", daemon=True
+        )
         self._thread.start()
         self.start_count += 1
         self.stopped.clear()
@@ -143,7 +153,8 @@ class SyntheticRealSense:
             z16 = np.clip(np.round(np.asarray(depth_m) / self.depth_units_m), 0, 65535).astype(np.uint16)
             self._inject(self.depth_sensor, self.depth_profile, z16, 2, frame_number, device_t, depth_units=True)
         if color is not None:
-            self._inject(self.color_sensor, self.color_profile, np.ascontiguousarray(color, np.uint8), 3, frame_number, device_t)
+            rgb = np.ascontiguousarray(color, np.uint8)
+            self._inject(self.color_sensor, self.color_profile, rgb, 3, frame_number, device_t)
 
     def _inject(self, sensor, profile, pixels, bpp, frame_number, device_t, depth_units=False):
         rs = self.rs

@@ -13,6 +13,8 @@ fully closed near 227-230 rather than 255).
 
 from __future__ import annotations
 
+import time
+
 from robot_rl.core import clock
 from robot_rl.hardware import robotiq_registers as reg
 from robot_rl.hardware.errors import DeviceNotConnectedError, GripperFaultError
@@ -72,8 +74,10 @@ class RobotiqGripper:
         if not self.is_connected:
             return
         try:
-            if self.safe_state == "stop":
-                self._write(reg.encode_command(True, False, *self._last_command_fields()))
+            if not reg.decode_command(self._last_command)["activate"]:
+                pass  # never activated by us: writing rACT = 1 now would start an activation (fingers move)
+            elif self.safe_state == "stop":
+                self.stop()
             elif self.safe_state == "open":
                 self._write(reg.encode_command(True, True, self.open_position, *self._last_command_fields()[1:]))
         finally:
@@ -115,8 +119,11 @@ class RobotiqGripper:
         if not 0.0 <= width_m <= m.stroke_m:
             raise ValueError(f"{self.port}: width {width_m} m outside 0..{m.stroke_m} m for the {m.name}")
         position = round(self.closed_position - width_m / m.stroke_m * (self.closed_position - self.open_position))
-        speed = 255 if speed_mps is None else _scale("speed", speed_mps, m.min_speed_mps, m.max_speed_mps, "m/s", m.name)
-        force = 255 if force_n is None else _scale("force", force_n, m.min_force_n, m.max_force_n, "N", m.name)
+        speed = force = 255
+        if speed_mps is not None:
+            speed = _scale("speed", speed_mps, m.min_speed_mps, m.max_speed_mps, "m/s", m.name)
+        if force_n is not None:
+            force = _scale("force", force_n, m.min_force_n, m.max_force_n, "N", m.name)
         self.move(position, speed, force)
 
     def open(self, speed: int = 255, force: int = 255) -> None:
@@ -169,14 +176,7 @@ class RobotiqGripper:
                     f"status gSTA={int(status.activation)} gOBJ={int(status.object)} gFLT={status.fault:#04x} "
                     f"({status.fault_message}) position={status.position}"
                 )
-            clock_sleep(self.poll_period_s)
-
-
-def clock_sleep(seconds: float) -> None:
-    # Polling a serial device has no event to await; the period is the gripper's status update rate.
-    import time
-
-    time.sleep(seconds)
+            time.sleep(self.poll_period_s)  # a Modbus slave only answers polls: there is no event to await
 
 
 def _scale(name: str, value: float, lo: float, hi: float, unit: str, model: str) -> int:

@@ -57,6 +57,11 @@ FAULTS = {
 MINOR_FAULTS = {0x05, 0x07}  # cleared by the next valid command; everything >= 0x08 needs a reset
 
 
+def is_major_fault(fault: int) -> bool:
+    """A gFLT that stops the gripper until a reset (rACT = 0, then activation)."""
+    return fault != 0 and fault not in MINOR_FAULTS
+
+
 @dataclass(frozen=True)
 class GripperModel:
     """Stroke and limits of a Robotiq 2F model (manual, "Specifications"). SI units."""
@@ -128,13 +133,15 @@ class GripperStatus:
 
     @property
     def has_major_fault(self) -> bool:
-        return self.fault != 0 and self.fault not in MINOR_FAULTS
+        return is_major_fault(self.fault)
 
 
 def decode_status(registers, t: float = 0.0) -> GripperStatus:
     """GripperStatus from the three status registers (0x07D0..0x07D2)."""
     if len(registers) != N_REGISTERS:
-        raise ValueError(f"Robotiq status needs {N_REGISTERS} registers from {STATUS_REGISTER:#06x}, got {len(registers)}")
+        raise ValueError(
+            f"Robotiq status needs {N_REGISTERS} registers from {STATUS_REGISTER:#06x}, got {len(registers)}"
+        )
     r0, r1, r2 = (int(r) for r in registers)
     status = r0 >> 8
     return GripperStatus(

@@ -40,3 +40,10 @@ def test_device_clock_jumping_back_restarts_the_estimate():
     mapper.update(10.033, 100.04)
     assert mapper.update(0.5, 200.0) == pytest.approx(200.0)
     assert mapper.resets == 1 and mapper.mapping.samples == 1
+
+
+def test_a_capture_delivered_twice_counts_once_with_its_earliest_arrival():
+    mapper = DeviceClockMapper()
+    mapper.update(1.0, 101.0)
+    assert mapper.update(1.0, 101.5) == pytest.approx(101.0)  # the second piece does not restart the estimate
+    assert mapper.resets == 0 and mapper.mapping.samples == 1

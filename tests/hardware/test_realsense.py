@@ -10,7 +10,8 @@ import pytest
 rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 not installed (pip install robot_rl[hardware])")
 
 from robot_rl.core import clock  # noqa: E402
-from robot_rl.hardware.errors import CameraError, DeviceNotConnectedError  # noqa: E402
+from robot_rl.core.clock import RateLoop  # noqa: E402
+from robot_rl.hardware.errors import CameraError, DeviceNotConnectedError, EndOfStreamError  # noqa: E402
 from robot_rl.hardware.realsense import RealSenseCamera  # noqa: E402
 from robot_rl.hardware.realsense_synthetic import SyntheticRealSense  # noqa: E402
 
@@ -31,11 +32,11 @@ def depth_image(metres):
     return np.full((DEPTH[1], DEPTH[0]), metres, np.float32)
 
 
-def prime(src, cam):
+def prime(src, cam, device_t=0.0):
     """Push a frame 0 and consume it. A fresh syncer hands over the first capture unpaired (it has not yet
     learnt that the streams come in pairs, and may drop one of them); from then on every capture arrives paired."""
-    src.push(color_image(0), depth_image(1.0), 0, 0.0)
-    cam.read(timeout_s=2.0)
+    src.push(color_image(0), depth_image(1.0), 0, device_t)
+    return cam.read(timeout_s=2.0)
 
 
 def push_and_read(src, cam, frame_number, device_t=None, depth_m=0.8):
@@ -106,14 +107,27 @@ def test_dropped_frames_are_counted_from_frame_numbers(source, camera):
     assert camera.stats["color_dropped"] == 2 and camera.stats["depth_dropped"] == 2
 
 
-def test_device_timestamps_are_mapped_onto_the_host_clock(source, camera):
-    offset = -1000.0  # device clock = host monotonic + 1000 s
-    frames = [push_and_read(source, camera, i, device_t=clock.now() - offset) for i in range(1, 41)]
+def test_device_timestamps_are_mapped_onto_the_host_clock():
+    # A camera exposes on a regular device-clock grid and the host receives each frame a variable delay
+    # later: the synthetic camera streams in real time (60 Hz) with device timestamps on the exact grid.
+    # (The estimator's accuracy against a known truth is specified in test_clock_sync.py.)
+    fps = 60
+    source = make_source(fps=fps)
+    with RealSenseCamera(source=source) as camera:
+        started = clock.now()  # host = device + offset: the device clock starts with the stream
+        frames = [prime(source, camera)]
+        loop = RateLoop(fps)
+        for i in range(1, 31):
+            loop.wait()
+            frames.append(push_and_read(source, camera, i, device_t=i / fps))
+    assert [f.device_t for f in frames] == pytest.approx([i / fps for i in range(31)], abs=1e-9)
     for f in frames:
-        assert f.t <= f.receive_t  # exposure cannot be later than arrival
-        assert f.receive_t - f.t < 0.05
+        assert f.t <= f.receive_t + 1e-9  # exposure cannot be later than arrival
     mapping = camera.clock_mapping
-    assert mapping.offset_s == pytest.approx(offset, abs=0.01)
+    # The mapped clock is the lower envelope of the arrivals: under all of them, close to the least delayed
+    # (it touches one sample the camera saw; the syncer may have handed that capture over in two pieces).
+    assert 0.0 <= min(f.receive_t - mapping.to_host(f.device_t) for f in frames) < 0.01
+    assert mapping.offset_s == pytest.approx(started, abs=0.1)
     assert camera.stats["clock_mapping_error_ms"] < 5.0
 
 
@@ -125,7 +139,7 @@ def test_camera_reconnects_after_a_usb_drop(source):
         source.unplug()
         assert source.stopped.wait(2.0)  # watchdog noticed the silence and closed the stream
         source.replug()
-        assert source.started.wait(2.0)
+        assert cam.reconnected.wait(2.0)
         prime(source, cam)
         frame = push_and_read(source, cam, 1)  # device counters restart after re-enumeration
         assert cam.reconnects == 1 and source.start_count == 2
@@ -150,7 +164,8 @@ def test_missing_camera_is_reported_by_serial():
 
 
 def record(path, n_frames):
-    """Record synthetic frames to a librealsense file through rs.recorder wrapping the software device."""
+    """Record synthetic frames at 30 Hz to a librealsense file through rs.recorder wrapping the software
+    device (paced like a camera: playback reproduces the recorded arrival times)."""
     src = make_source()
     recorder = rs.recorder(str(path), src.device)
     sensors = recorder.query_sensors()
@@ -158,7 +173,9 @@ def record(path, n_frames):
     for sensor in sensors:
         sensor.open(sensor.get_stream_profiles()[0])
         sensor.start(lambda f: arrived.release())
+    loop = RateLoop(30)
     for i in range(1, n_frames + 1):
+        loop.wait()
         src.push(color_image(i), depth_image(0.3 + 0.01 * i), i, i / 30.0)
     for _ in range(2 * n_frames):
         assert arrived.acquire(timeout=2.0)
@@ -172,19 +189,25 @@ def record(path, n_frames):
 def test_recording_plays_back_through_rs_pipeline(tmp_path):
     path = tmp_path / "synthetic.db3"  # librealsense >= 2.57 records rosbag2 (.db3); older versions .bag
     record(path, 10)
-    cam = RealSenseCamera(playback_file=str(path), reconnect=False)
+    cam = RealSenseCamera(playback_file=str(path))
     with cam:
         frames = []
-        try:
+        with pytest.raises(EndOfStreamError, match="synthetic.db3: end of recording"):
             while True:
-                frames.append(cam.read(timeout_s=1.0))
-        except CameraError:  # end of file: no further frame
-            pass
-    assert cam.serial is None and "synthetic.db3" in cam.name
-    complete = [f for f in frames if f.color is not None and f.depth is not None]
-    assert len(complete) >= 8
-    for f in complete:
+                frames.append(cam.read(timeout_s=2.0))
+    # In order to the end of the file. The syncer may swallow the first one or two captures while it learns
+    # the stream pair (~half the runs with librealsense 2.59); when the reader thread is starved (loaded CI
+    # machine) the pipeline's queue loses captures, which must show up in the drop count, and the syncer may
+    # hand a pair over as two single-stream framesets.
+    color = [f.frame_number for f in frames if f.color is not None]
+    assert color == sorted(set(color)) and color[-1] == 10 and color[0] <= 3
+    assert cam.stats["color_received"] + cam.stats["color_dropped"] == 10 - color[0] + 1
+    for f in frames:
         i = f.frame_number
-        assert tuple(f.color[0, 0]) == (i, 2 * i, 255 - i)
-        assert np.allclose(f.depth, 0.3 + 0.01 * i, atol=1e-3)
         assert f.device_t == pytest.approx(i / 30.0, abs=1e-6)
+        if f.color is not None:
+            assert tuple(f.color[0, 0]) == (i, 2 * i, 255 - i)
+        if f.depth is not None:  # under load the syncer may pair a color frame with the previous depth frame
+            j = f.info.get("depth_frame_number", i)
+            assert np.allclose(f.depth, 0.3 + 0.01 * j, atol=1e-3) and abs(j - i) <= 1
+    assert sum(f.color is not None and f.depth is not None for f in frames) >= 5

@@ -3,11 +3,14 @@
 import pytest
 
 from robot_rl.hardware.emulators.robotiq import RobotiqEmulator
-from robot_rl.hardware.errors import DeviceNotConnectedError, ModbusCRCError, ModbusError, ModbusTimeoutError
+from robot_rl.hardware.errors import (
+    DeviceNotConnectedError, GripperFaultError, ModbusCRCError, ModbusError, ModbusTimeoutError,
+)
 from robot_rl.hardware.robotiq import RobotiqGripper
 from robot_rl.hardware.robotiq_registers import ObjectStatus
 
 FAST = dict(activation_time_s=0.02, time_scale=20.0)  # 2F-85 full stroke in ~30 ms instead of 0.6 s
+T = 0.5  # response timeout: generous, so a loaded CI machine scheduling socat late is not a failure
 
 
 @pytest.fixture
@@ -18,7 +21,7 @@ def emulator(pty_pair):
 
 @pytest.fixture
 def gripper(emulator, pty_pair):
-    g = RobotiqGripper(pty_pair[1], timeout_s=0.2)
+    g = RobotiqGripper(pty_pair[1], timeout_s=T)
     g.connect()
     yield g
     g.disconnect()
@@ -37,7 +40,7 @@ def test_close_without_object_reaches_the_requested_position(gripper):
 
 
 def test_object_between_fingers_is_detected_while_closing(pty_pair):
-    with RobotiqEmulator(pty_pair[0], object_position=120, **FAST), RobotiqGripper(pty_pair[1]) as gripper:
+    with RobotiqEmulator(pty_pair[0], object_position=120, **FAST), RobotiqGripper(pty_pair[1], timeout_s=T) as gripper:
         gripper.close(speed=128, force=100)
         status = gripper.wait_until_stopped(timeout_s=2.0)
     assert status.object == ObjectStatus.CONTACT_CLOSING and status.has_object
@@ -51,6 +54,24 @@ def test_move_width_converts_metres_speed_and_force_to_bits(gripper, emulator):
     }
     status = gripper.wait_until_stopped(timeout_s=2.0)
     assert gripper.width_m(status.position) == pytest.approx(0.0425, abs=0.0004)
+
+
+def test_a_major_fault_is_raised_with_the_manuals_explanation(gripper, emulator, pty_pair):
+    emulator.inject_fault(0x0E)
+    gripper.close()
+    with pytest.raises(GripperFaultError, match=rf"{pty_pair[1]}: gripper \(slave 9\) fault gFLT=0x0e: overcurrent"):
+        gripper.wait_until_stopped(timeout_s=1.0)
+    gripper.activate()  # the reset clears it
+    assert gripper.read().fault == 0
+
+
+def test_an_action_before_activation_is_delayed_until_activation_completes(pty_pair):
+    slow = dict(FAST, activation_time_s=0.4)  # long enough to read the status while activation is running
+    with RobotiqEmulator(pty_pair[0], **slow), RobotiqGripper(pty_pair[1], timeout_s=T, auto_activate=False) as gripper:
+        gripper.move(60)
+        assert gripper.read().fault == 0x05  # "action delayed"
+        status = gripper.wait_until_stopped(timeout_s=2.0)
+    assert status.is_ready and status.position == 60
 
 
 def test_metric_command_out_of_range_names_value_and_model(gripper):
@@ -69,11 +90,18 @@ def test_disconnect_leaves_the_gripper_stopped(gripper, emulator):
 
 
 def test_disconnect_can_open_the_fingers_instead(emulator, pty_pair):
-    gripper = RobotiqGripper(pty_pair[1], safe_state="open")
+    gripper = RobotiqGripper(pty_pair[1], timeout_s=T, safe_state="open")
     gripper.connect()
     gripper.close()
     gripper.disconnect()
     assert emulator.commands[-1]["go_to"] and emulator.commands[-1]["position"] == 0
+
+
+def test_disconnect_never_starts_an_activation(emulator, pty_pair):
+    gripper = RobotiqGripper(pty_pair[1], timeout_s=T, auto_activate=False)
+    gripper.connect()
+    gripper.disconnect()
+    assert emulator.commands == []
 
 
 def test_commands_before_connect_are_refused_naming_the_port(pty_pair):
@@ -84,21 +112,23 @@ def test_commands_before_connect_are_refused_naming_the_port(pty_pair):
 def test_silent_gripper_times_out_naming_port_and_register(pty_pair):
     with RobotiqEmulator(pty_pair[0], silent=True):
         gripper = RobotiqGripper(pty_pair[1], timeout_s=0.05, retries=1)
-        with pytest.raises(ModbusTimeoutError, match=rf"{pty_pair[1]}: no response .* register 0x07d0.*after 2 attempts"):
+        message = rf"{pty_pair[1]}: no response .* register 0x07d0.*after 2 attempts"
+        with pytest.raises(ModbusTimeoutError, match=message):
             gripper.connect()
     assert not gripper.is_connected
 
 
 def test_corrupted_responses_are_reported_as_crc_errors_after_retries(pty_pair):
     with RobotiqEmulator(pty_pair[0], corrupt_crc=True) as emu:
-        gripper = RobotiqGripper(pty_pair[1], retries=2)
+        gripper = RobotiqGripper(pty_pair[1], timeout_s=T, retries=2)
         with pytest.raises(ModbusCRCError, match=rf"{pty_pair[1]}: response CRC mismatch .* in frame 09 04 06"):
             gripper.connect()
     assert emu.requests == 3
 
 
 def test_a_transient_crc_error_is_retried_transparently(pty_pair):
-    with RobotiqEmulator(pty_pair[0], corrupt_first=1, **FAST), RobotiqGripper(pty_pair[1], retries=1) as gripper:
+    with RobotiqEmulator(pty_pair[0], corrupt_first=1, **FAST), \
+            RobotiqGripper(pty_pair[1], timeout_s=T, retries=1) as gripper:
         assert gripper.read().is_ready
         assert gripper.bus.stats["crc_errors"] == 1 and gripper.bus.stats["retries"] == 1
 
@@ -108,8 +138,13 @@ def test_missing_port_is_a_clear_error():
         RobotiqGripper("/dev/does-not-exist").connect()
 
 
+def test_a_second_driver_on_the_same_port_is_refused(gripper, pty_pair):
+    with pytest.raises(ModbusError, match=rf"{pty_pair[1]}: cannot open serial port .*no other process holds it"):
+        RobotiqGripper(pty_pair[1]).connect()
+
+
 def test_driver_accepts_a_pyserial_url(emulator, pty_pair, tmp_path):
     log = tmp_path / "spy.log"
-    with RobotiqGripper(f"spy://{pty_pair[1]}?file={log}") as gripper:
+    with RobotiqGripper(f"spy://{pty_pair[1]}?file={log}", timeout_s=T) as gripper:
         assert gripper.read().is_ready
     assert "09 04 07 D0 00 03" in log.read_text().upper()  # the spy URL logged the status request

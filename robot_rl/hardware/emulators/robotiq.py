@@ -74,6 +74,11 @@ class RobotiqEmulator:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def inject_fault(self, code: int) -> None:
+        """Raise a gFLT fault (e.g. 0x0E overcurrent) as the real gripper would; a reset (rACT = 0) clears it."""
+        with self._lock:
+            self.fault = code
+
     # register map ------------------------------------------------------------------------------------
     def status_registers(self) -> tuple[int, int, int]:
         with self._lock:
@@ -85,10 +90,12 @@ class RobotiqEmulator:
                 else reg.ActivationStatus.RESET
             )
             moving = cmd["go_to"] and self.obj == reg.ObjectStatus.MOVING
+            gripping = self.obj == reg.ObjectStatus.CONTACT_CLOSING
+            current = (20 if moving else 0) + (cmd["force"] // 8 if gripping else 0)  # 10 mA counts
             return reg.encode_status(
                 activated=self._active, go_to=cmd["go_to"], activation=activation, obj=self.obj, fault=self.fault,
                 requested_position=cmd["position"], position=int(round(self.position)),
-                current_counts=(20 if moving else 0) + (cmd["force"] // 8 if self.obj == reg.ObjectStatus.CONTACT_CLOSING else 0),
+                current_counts=current,
             )
 
     def write_command(self, registers) -> None:
@@ -103,7 +110,9 @@ class RobotiqEmulator:
                 self._active, self._activation_started, self.fault = False, None, 0
             elif not old["activate"]:
                 self._activation_started = now
-            if new["go_to"]:
+            if new["go_to"] and reg.is_major_fault(self.fault):
+                pass  # a major fault holds until a reset (rACT = 0)
+            elif new["go_to"]:
                 if not new["activate"]:
                     self.fault = 0x07
                 elif not self._active:
@@ -120,7 +129,8 @@ class RobotiqEmulator:
                 self._active = True
                 self.fault = 0 if self.fault == 0x05 else self.fault
         cmd = reg.decode_command(self.command)
-        if not (self._active and cmd["go_to"]) or self.obj != reg.ObjectStatus.MOVING:
+        moving = self._active and cmd["go_to"] and self.obj == reg.ObjectStatus.MOVING
+        if not moving or reg.is_major_fault(self.fault):
             return
         m = self.model
         speed_mps = m.min_speed_mps + cmd["speed"] / 255 * (m.max_speed_mps - m.min_speed_mps)
@@ -180,7 +190,8 @@ class RobotiqEmulator:
         n = reg.N_REGISTERS
         if request.function in (rtu.READ_HOLDING_REGISTERS, rtu.READ_INPUT_REGISTERS):
             if request.address == reg.STATUS_REGISTER and request.count <= n:
-                return rtu.encode_read_response(self.slave_id, request.function, self.status_registers()[:request.count])
+                values = self.status_registers()[:request.count]
+                return rtu.encode_read_response(self.slave_id, request.function, values)
             if request.address == reg.COMMAND_REGISTER and request.count <= n:
                 return rtu.encode_read_response(self.slave_id, request.function, self.command[:request.count])
         elif request.function == rtu.WRITE_MULTIPLE_REGISTERS:
@@ -197,7 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("port", help="device path or pyserial URL (e.g. one end of a socat pty pair)")
     parser.add_argument("--model", default="2f85", choices=sorted(reg.MODELS))
     parser.add_argument("--slave-id", type=int, default=reg.DEFAULT_SLAVE_ID)
-    parser.add_argument("--object-position", type=int, default=None, help="bits at which closing fingers meet an object")
+    parser.add_argument(
+        "--object-position", type=int, default=None, help="bits at which closing fingers meet an object"
+    )
     args = parser.parse_args(argv)
     emulator = RobotiqEmulator(args.port, args.slave_id, args.model, object_position=args.object_position).start()
     print(f"Robotiq {args.model} emulator (slave {args.slave_id}) on {args.port}; Ctrl-C to stop")
