@@ -14,6 +14,14 @@ else
   echo "python3.12 not found: skipping the 3.12 byte-compile check"
 fi
 
+# zarr-python 2 in its own venv: checks that diffusion_policy/UMI tooling (which pins zarr 2) reads
+# our exported replay buffers with the real library.
+if [ ! -x .venv-zarr2/bin/python ]; then
+  .venv/bin/python -m venv .venv-zarr2
+  .venv-zarr2/bin/python -m pip install -q "zarr>=2.16,<3" numcodecs imagecodecs
+fi
+export ROBOT_RL_ZARR2_PYTHON="$PWD/.venv-zarr2/bin/python"
+
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 set +e
 .venv/bin/python -m pytest "$@"

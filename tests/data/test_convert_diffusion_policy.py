@@ -4,7 +4,7 @@ The real `diffusion_policy` package is not on PyPI (it is a research repository)
 side is emulated from its ReplayBuffer conventions: `zarr.open(path, 'r')` on a format-2 group, the
 imagecodecs numcodecs codecs registered first, every array of `meta/` read whole, every `data/<key>`
 at least `episode_ends[-1]` long, episodes sliced by `episode_ends`. It runs with this venv's zarr 3
-and, when /work/zarr2-venv exists (zarr-python 2, as diffusion_policy and UMI pin), with zarr 2 in a
+and, when $ROBOT_RL_ZARR2_PYTHON (scripts/test.sh makes .venv-zarr2) or /work/zarr2-venv exists (zarr-python 2, as diffusion_policy and UMI pin), with zarr 2 in a
 subprocess.
 """
 
