@@ -23,12 +23,18 @@ fi
 export ROBOT_RL_ZARR2_PYTHON="$PWD/.venv-zarr2/bin/python"
 
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
-set +e
-.venv/bin/python -m pytest "$@"
-status=$?
-set -e
-if [ "$status" = 5 ]; then
-  echo "pytest collected no tests"
-  exit 0
-fi
+# Two pytest processes: the ROS2 tier runs in its own, because a process that has used both
+# librealsense (pyrealsense2 wheel) and rclpy (ROS2 PyPI wheels) segfaults in their C++ teardown
+# at exit, after every test has passed (reproduced outside pytest; see docs/ros2.md).
+run_pytest() {
+  set +e
+  .venv/bin/python -m pytest "$@"
+  local status=$?
+  set -e
+  if [ "$status" = 5 ]; then echo "pytest collected no tests for: $*"; status=0; fi
+  return "$status"
+}
+status=0
+run_pytest -m "not ros" "$@" || status=$?
+run_pytest -m ros "$@" || status=$?
 exit "$status"
