@@ -1,36 +1,26 @@
 #!/usr/bin/env bash
-# What runs end to end today: record a synthetic multi-rate session with the real EpisodeWriter, then
-# inspect, validate and render it with the CLI. Replaced by `robot-rl pipeline` once it exists.
+# The main job as far as it exists today, end to end on the MuJoCo twin (CPU, a few minutes):
+# scripted-teleop demos -> diffusion policy by imitation -> evaluation on fixed seeds -> one-step
+# distillation -> deployment through the policy runner and the 1 kHz impedance loop process.
+# `robot-rl pipeline` replaces this script once the RL stages land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
 OUT="${OUT:-runs/demo}"
-rm -rf "$OUT/demo.zarr"
-.venv/bin/python - "$OUT/demo.zarr" <<'PY'
-import sys
-import numpy as np
-from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+TASK="${TASK:-reach}"
+RR=.venv/bin/robot-rl
+mkdir -p "$OUT"
 
-store = EpisodeStore.create(sys.argv[1], [
-    StreamSpec("action", "float32", (7,), 10.0),
-    StreamSpec("joint_pos", "float64", (7,), 500.0, units="rad"),
-    StreamSpec("cam_front_rgb", "uint8", (96, 128, 3), 30.0, codec="jpeg", interp="hold"),
-])
-yy, xx = np.mgrid[0:96, 0:128]
-with store.writer() as w:
-    for ep in range(3):
-        w.begin_episode(EpisodeMeta(task="demo", source="scripted", rig="synthetic"))
-        for i in range(1000):  # 2 s at 500 Hz
-            t = i / 500
-            w.append("joint_pos", np.sin(t * np.arange(1, 8) + ep), t)
-            if i % 50 == 0:
-                w.append("action", np.cos(t * np.arange(1, 8)).astype(np.float32), t)
-            if i % 17 == 0:
-                cx = 20 + 80 * t / 2
-                img = np.stack([xx * 2, yy * 2, 255 * ((xx - cx) ** 2 + (yy - 48) ** 2 < 100)], -1)
-                w.append("cam_front_rgb", img.astype(np.uint8), t)
-        w.commit(success=ep != 1)
-PY
-.venv/bin/robot-rl data info "$OUT/demo.zarr"
-.venv/bin/robot-rl data validate "$OUT/demo.zarr"
-.venv/bin/robot-rl data view "$OUT/demo.zarr" episode=0 video="$OUT/episode0.mp4"
+$RR collect task="$TASK" episodes=30 noise=0.3 store="$OUT/demos.zarr" out="$OUT/collect"
+$RR data info "$OUT/demos.zarr"
+$RR data validate "$OUT/demos.zarr" decode=false
+$RR train store="$OUT/demos.zarr" out="$OUT/bc" train.success_only=true train.max_minutes="${MINUTES:-4}" \
+    train.steps=100000 train.eval_every=1000 train.eval_episodes=5 train.checkpoint_every=1000
+$RR eval policy="$OUT/bc/checkpoints/best" task="$TASK" episodes=20 out="$OUT/eval_bc"
+if [ -f robot_rl/commands/distill.py ]; then
+  $RR distill teacher="$OUT/bc/checkpoints/best" store="$OUT/demos.zarr" task="$TASK" out="$OUT/distill"
+fi
+if [ -f robot_rl/commands/deploy.py ]; then
+  $RR deploy policy="$OUT/bc/checkpoints/best" twin=true task="$TASK" episodes=5 out="$OUT/deploy"
+fi
+echo "results: $OUT/*/results.json"

@@ -65,6 +65,7 @@ class BCConfig:
     seed: int = 0
     device: str = "auto"
     resume: bool = True               # continue from out/train_state if present
+    max_minutes: float = 0.0          # wall-clock budget; training stops early when it is spent (0: none)
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "BCConfig":
@@ -185,7 +186,8 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
 
     epoch = step // max(1, len(train_set) // cfg.batch_size or 1)
     bar = tqdm(total=cfg.steps, initial=step, desc="train bc", disable=not main, dynamic_ncols=True)
-    t_last = time.perf_counter()
+    t_last = t_start = time.perf_counter()
+    out_of_time = lambda: cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes  # noqa: E731
     while step < cfg.steps:
         loader = _loader(train_set, cfg, rank, world, epoch)
         if len(loader) == 0:
@@ -212,7 +214,7 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
                 tb.add_scalar("train/lr", schedule.get_last_lr()[0], step)
                 tb.add_scalar("train/steps_per_s", rate, step)
                 bar.set_postfix(loss=f"{value:.4f}")
-            last = step >= cfg.steps
+            last = step >= cfg.steps or out_of_time()
             if main and cfg.eval_every and make_env is not None and (step % cfg.eval_every == 0 or last):
                 result = evaluate(export(), make_env, spec, cfg.eval_episodes, progress=False)
                 evals.append({"step": step, **{k: v for k, v in result.to_dict().items() if k != "per_episode"}})
@@ -234,6 +236,8 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
             if last:
                 break
         epoch += 1
+        if last:
+            break
     bar.close()
     if world > 1:
         dist.barrier()
