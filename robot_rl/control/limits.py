@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 
 # Franka Emika Panda datasheet values (same sources as hardware/panda/panda_cell.xml)
@@ -90,9 +91,4 @@ class SafetyLimits:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any] | None) -> "SafetyLimits":
-        d = dict(d or {})
-        known = {f.name for f in fields(SafetyLimits)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"safety: unknown field(s) {unknown}; known: {sorted(known)}")
-        return SafetyLimits(**d)
+        return dataclass_from_dict(SafetyLimits, d, "safety")

@@ -98,3 +98,16 @@ def config_groups() -> dict[str, list[str]]:
         for d in sorted(root.iterdir())
         if d.is_dir() and not d.name.startswith((".", "_"))
     }
+
+
+def dataclass_from_dict(cls, d, where: str):
+    """Build dataclass `cls` from a mapping, refusing unknown keys (a typo is an error, not a silent
+    default). YAML lists become tuples. `where` names the config section in the error."""
+    from dataclasses import fields
+
+    d = dict(d or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})

@@ -51,7 +51,7 @@ def _check_stream(store: EpisodeStore, name: str, decode: bool) -> list[Problem]
         missing = _missing_chunks(arr, rows)
         if missing:
             per = arr.metadata.chunk_grid.chunk_shape[0]
-            problems.append(Problem(f"{label}/{name}", f"missing chunk files for rows "
+            problems.append(Problem(f"{label}/{name}", "missing chunk files for rows "
                                     + ", ".join(f"[{i * per}, {min(rows, (i + 1) * per)})" for i in missing[:5])))
     if problems:
         return problems

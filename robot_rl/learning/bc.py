@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -27,13 +27,14 @@ import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
+from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import write_results
 from robot_rl.core.spec import PolicySpec
 from robot_rl.data.dataset import make_datasets
 from robot_rl.data.normalizer import compute_stats
 from robot_rl.data.store import EpisodeStore
-from robot_rl.learning.evaluate import EvalResult, evaluate
+from robot_rl.learning.evaluate import evaluate
 from robot_rl.learning.train_state import load_train_state, save_train_state
 from robot_rl.policies.config import PolicyConfig
 from robot_rl.policies.device import resolve_device
@@ -69,14 +70,7 @@ class BCConfig:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "BCConfig":
-        known = {f.name for f in fields(BCConfig)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"train: unknown fields {unknown}; known fields are {sorted(known)}")
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return BCConfig(**d)
+        return dataclass_from_dict(BCConfig, d, "train")
 
 
 @dataclass

@@ -5,9 +5,10 @@ One flat dataclass so every default is visible here and overridable from `config
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 
 DENOISERS = ("unet", "mlp")
@@ -73,9 +74,4 @@ class PolicyConfig:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any] | None) -> "PolicyConfig":
-        d = dict(d or {})
-        known = {f.name for f in fields(PolicyConfig)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"policy: unknown fields {unknown}; known fields are {sorted(known)}")
-        return PolicyConfig(**d)
+        return dataclass_from_dict(PolicyConfig, d, "model")

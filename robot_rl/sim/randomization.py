@@ -7,13 +7,13 @@ Object poses are randomized by the task's reset distribution; `object_pos_jitter
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import mujoco
 import numpy as np
 
-from robot_rl.core.errors import ConfigError
+from robot_rl.core.config import dataclass_from_dict
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,7 @@ class RandomizationParams:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any] | None) -> "RandomizationParams":
-        d = dict(d or {})
-        known = {f.name for f in fields(RandomizationParams)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise ConfigError(f"randomization: unknown field(s) {bad}; known: {sorted(known)}")
-        return RandomizationParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return dataclass_from_dict(RandomizationParams, d, "randomization")
 
     @staticmethod
     def default_on() -> "RandomizationParams":

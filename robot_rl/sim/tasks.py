@@ -7,12 +7,13 @@ the arm or the controller: it adds bodies to the MjSpec, places them on reset, a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import mujoco
 import numpy as np
 
+from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 
 
@@ -40,12 +41,7 @@ class TaskParams:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None, task: str) -> "TaskParams":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"task {task}: unknown parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return dataclass_from_dict(cls, d, f"task {task}")
 
 
 class Task:

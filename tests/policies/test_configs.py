@@ -24,7 +24,7 @@ def test_unet_yaml_equals_the_dataclass_defaults():
 
 
 def test_unknown_field_is_named():
-    with pytest.raises(ConfigError, match=r"unknown fields \['down_dim'\]"):
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['down_dim'\]"):
         PolicyConfig.from_dict({"down_dim": [1]})
 
 
