@@ -1,0 +1,75 @@
+"""Distill a policy checkpoint into a one-step student (robot_rl/learning/distill.py) and compare the
+two in the twin on the same seeds: success rate, batch-1 latency p50/p99, speed-up -> results.json.
+
+    robot-rl distill teacher=runs/train/<run>/checkpoints/best                 # store and task from the teacher's run
+    robot-rl distill teacher=<ckpt> store=data/reach.zarr task=reach distill.steps=2000
+    robot-rl distill teacher=<ckpt> task=reach distill.mode=dagger             # black-box teacher, DAgger rounds
+The student lands in <out>/checkpoints/student: `robot-rl eval policy=<out>/checkpoints/student task=...`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robot_rl.core.config import to_plain
+from robot_rl.core.errors import ConfigError
+from robot_rl.core.rundir import make_run_dir
+
+
+def _default_store(cfg, teacher_run: dict) -> str | None:
+    """store=..., else the teacher's training store when it still exists."""
+    if cfg.store:
+        return str(cfg.store)
+    store = teacher_run.get("store")
+    if store and Path(store).exists():
+        return str(store)
+    return None
+
+
+def _task(cfg, teacher_run: dict, store: str | None) -> dict | None:
+    """task=..., else the teacher's run task, else the store's single twin task."""
+    from robot_rl.commands.train import resolve_task
+
+    if cfg.get("task"):
+        return to_plain(cfg.task)
+    task = teacher_run.get("task")
+    if isinstance(task, dict) and task.get("name"):
+        return task
+    if store:
+        from robot_rl.data.store import EpisodeStore
+
+        return resolve_task(None, EpisodeStore.open(store))
+    return None
+
+
+def run(cfg, args: list[str]) -> int:
+    from robot_rl.commands.train import twin_env_factory
+    from robot_rl.core.checkpoint import load_checkpoint
+    from robot_rl.learning.distill import DistillConfig, distill
+    from robot_rl.policies.io import load_policy
+
+    if args or not cfg.teacher:
+        raise ConfigError("usage: robot-rl distill teacher=<checkpoint dir> [store=<store>] [task=<twin task>] "
+                          "[distill.<field>=<value> ...]")
+    distill_cfg = DistillConfig.from_dict(to_plain(cfg.distill) | {"seed": cfg.seed})
+    teacher = load_policy(cfg.teacher, device=distill_cfg.device)
+    teacher_run = load_checkpoint(cfg.teacher).config
+    store = _default_store(cfg, teacher_run)
+    task = _task(cfg, teacher_run, store)
+    make_env = twin_env_factory(task, teacher.spec, cfg.seed) if task else None
+    out = make_run_dir(cfg, "distill")
+    print(f"distilling {cfg.teacher} ({teacher.kind}) -> {out}; observations from "
+          f"{store or 'the twin'}; " + (f"twin task {task['name']}" if task else "no twin evaluation"))
+    result = distill(teacher, distill_cfg, out, make_env, store, run_config=to_plain(cfg),
+                     teacher_path=str(cfg.teacher))
+    r = result.results
+
+    def fmt(x, spec):
+        return "n/a" if x is None else format(x, spec)
+
+    for who in ("teacher", "student"):
+        print(f"{who}: success {fmt(r[f'{who}_success_rate'], '.0%')}, batch-1 latency p50 "
+              f"{fmt(r[f'{who}_latency_ms_p50'], '.2f')} ms p99 {fmt(r[f'{who}_latency_ms_p99'], '.2f')} ms")
+    print(f"speed-up (p50): {fmt(r['speedup_p50'], '.1f')}x")
+    print(f"student checkpoint: {result.student}; results: {out / 'results.json'}")
+    return 0
