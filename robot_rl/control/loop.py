@@ -8,7 +8,11 @@ the next tick was due). Timestamps are host monotonic seconds (robot_rl.core.clo
 
 Backends are named by the rig's `backend` field and built by a factory `module:function(rig, task)`
 returning an ArmBackend (+ optional `command(closure)` gripper), so a real arm plugs in here
-without the loop changing.
+without the loop changing. A backend with a task (`reset_episode(seed)`, `evaluate()`,
+`privileged_state()`, e.g. the twin's TaskTwinArm) runs whole episodes: `reset_episode` requests go
+through a command counter (the loop resets the task, builds a fresh controller that anchors at the
+new pose and discards queued targets), and every snapshot carries the episode number, the task's
+privileged state, its success and the time of the first success.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import numpy as np
 
 from robot_rl.control.controller import ControllerMode
 from robot_rl.control.shared import (
-    H_DEADLINE_MISSES, H_ESTOP, H_FAULTED, H_PID, H_PROFILE, H_PROFILE_REQ, H_RESET, H_SHUTDOWN,
-    H_REALTIME, H_TICK_COUNT, H_TICKS, H_TORCH_LOADED, STATE_LAYOUT, TICK_RING, LoopChannels, LoopSnapshot,
+    H_DEADLINE_MISSES, H_EPISODE_REQ, H_EPISODE_SEED, H_ESTOP, H_FAULTED, H_PID, H_PROFILE, H_PROFILE_REQ,
+    H_RESET, H_SHUTDOWN, H_REALTIME, H_TICK_COUNT, H_TICKS, H_TORCH_LOADED, STATE_LAYOUT, TASK_STATE_MAX, TICK_RING,
+    LoopChannels, LoopSnapshot,
 )
 from robot_rl.core.clock import now
 from robot_rl.core.types import EETarget
@@ -63,7 +68,7 @@ def _go_realtime(priority: int) -> bool:
         return False
 
 
-def loop_main(shm_name: str, rig_cfg: dict, task: str | None, profiles: list[str], ready) -> None:
+def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) -> None:
     """Entry point of the loop process."""
     from robot_rl.control.rig import load_rig
 
@@ -74,9 +79,12 @@ def loop_main(shm_name: str, rig_cfg: dict, task: str | None, profiles: list[str
         rig = load_rig(rig_cfg)
         backend = _backend_factory(rig.backend)(rig, task)
         ctrl = rig.make_controller(gravity_comp=not backend.gravity_compensated)
+        ctrl.gripper = float(getattr(backend, "closure", ctrl.gripper))
+        profile = rig.profile
         has_gripper = hasattr(backend, "command")
+        has_task = hasattr(backend, "reset_episode")
         period = 1.0 / rig.loop_hz
-        seen = {H_ESTOP: 0, H_RESET: 0, H_PROFILE_REQ: 0}
+        seen = {H_ESTOP: 0, H_RESET: 0, H_PROFILE_REQ: 0, H_EPISODE_REQ: 0}
         h[H_TORCH_LOADED] = int("torch" in sys.modules)
         h[H_REALTIME] = int(_go_realtime(int(rig.raw.get("control", {}).get("realtime_priority", 0))))
         st = ch.state
@@ -87,6 +95,9 @@ def loop_main(shm_name: str, rig_cfg: dict, task: str | None, profiles: list[str
         o_tick, o_tmax, o_loop, o_sim, o_cnt = (lay["tick_us"][0], lay["tick_us_max"][0], lay["loop_us"][0],
                                                  lay["sim_time"][0], lay["counts"][0])
         n_cnt = lay["counts"][1]
+        o_ep, o_ep0, o_tdim, o_ts = lay["episode"][0], lay["episode_t0"][0], lay["task_dim"][0], lay["task_state"][0]
+        o_dense, o_succ, o_succ_t = lay["dense"][0], lay["success"][0], lay["success_t"][0]
+        episode, episode_t0, success_t = 0, now(), 0.0
         ticks_ring = ch.ticks
         tick_max = 0.0
         ready.set()
@@ -104,7 +115,17 @@ def loop_main(shm_name: str, rig_cfg: dict, task: str | None, profiles: list[str
                 ctrl.reset()
             if h[H_PROFILE_REQ] != seen[H_PROFILE_REQ]:
                 seen[H_PROFILE_REQ] = int(h[H_PROFILE_REQ])
-                ctrl.set_profile(profiles[int(h[H_PROFILE])])
+                profile = profiles[int(h[H_PROFILE])]
+                ctrl.set_profile(profile)
+            if has_task and h[H_EPISODE_REQ] != seen[H_EPISODE_REQ]:
+                # new episode: teleport arm and objects, then a fresh controller anchors at the new pose
+                seen[H_EPISODE_REQ] = int(h[H_EPISODE_REQ])
+                closure = backend.reset_episode(int(h[H_EPISODE_SEED]))
+                ctrl = rig.make_controller(gravity_comp=not backend.gravity_compensated)
+                ctrl.set_profile(profile)
+                ctrl.gripper = closure
+                episode, episode_t0, success_t = episode + 1, now(), 0.0
+                ch.drain_targets()   # targets meant for the previous episode
             for row in ch.new_targets():
                 ctrl.push_target(EETarget(float(row[0]), row[1:4], row[4:8], float(row[8])), t0)
             s = backend.read_state()
@@ -135,6 +156,19 @@ def loop_main(shm_name: str, rig_cfg: dict, task: str | None, profiles: list[str
             st[o_tmax] = tick_max
             st[o_sim] = getattr(backend, "sim_time", 0.0)
             st[o_cnt:o_cnt + n_cnt] = ctrl.counts
+            if has_task:
+                dense, success = backend.evaluate()
+                if success and not success_t:
+                    success_t = t1
+                ts = backend.privileged_state()
+                k = min(ts.shape[0], TASK_STATE_MAX)
+                st[o_ep] = episode
+                st[o_ep0] = episode_t0
+                st[o_tdim] = k
+                st[o_ts:o_ts + k] = ts[:k]
+                st[o_dense] = dense
+                st[o_succ] = float(success)
+                st[o_succ_t] = success_t
             h[H_TICKS] = n
             h[H_TICK_COUNT] = n
             h[H_FAULTED] = int(ctrl.mode == ControllerMode.STOPPED)
@@ -154,7 +188,7 @@ def loop_main(shm_name: str, rig_cfg: dict, task: str | None, profiles: list[str
 class ControlLoopProcess:
     """Client handle of the loop process. Use as a context manager; targets in, state out."""
 
-    def __init__(self, rig: Any = "panda_twin", task: str | None = None, start_timeout: float = 60.0) -> None:
+    def __init__(self, rig: Any = "panda_twin", task: str | dict | None = None, start_timeout: float = 60.0) -> None:
         from robot_rl.control.rig import load_rig
 
         self.rig = load_rig(rig) if not hasattr(rig, "raw") else rig
@@ -191,6 +225,22 @@ class ControlLoopProcess:
 
     def reset(self) -> None:
         self.ch.header[H_RESET] += 1
+
+    def reset_episode(self, seed: int, timeout: float = 5.0) -> LoopSnapshot:
+        """Start a new task episode drawn from `seed` (task backends only); returns the first snapshot
+        of the new episode. Targets pushed before the reset are discarded by the loop."""
+        ep = int(self.state().episode)
+        self.ch.header[H_EPISODE_SEED] = int(seed)
+        self.ch.header[H_EPISODE_REQ] += 1
+        deadline = now() + timeout
+        while True:
+            s = self.state()
+            if int(s.episode) > ep:
+                return s
+            if now() > deadline or not self.proc.is_alive():
+                raise TimeoutError(f"loop did not start episode {ep + 1} within {timeout} s "
+                                   f"(is the loop running a task backend? task={self.task!r})")
+            time.sleep(0.001)
 
     def set_profile(self, name: str) -> None:
         if name not in self.profiles:

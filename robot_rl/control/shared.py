@@ -27,12 +27,20 @@ TICK_RING = 1 << 17
 # header indices
 H_SHUTDOWN, H_ESTOP, H_RESET, H_PROFILE, H_PROFILE_REQ, H_TARGET_COUNT, H_STATE_SEQ, H_READY = range(8)
 H_TICKS, H_DEADLINE_MISSES, H_TICK_COUNT, H_TORCH_LOADED, H_TARGETS_DROPPED, H_PID, H_FAULTED, H_REALTIME = range(8, 16)
+# episode reset of a task backend: the client writes the seed, then bumps the request counter
+H_EPISODE_REQ, H_EPISODE_SEED = 16, 17
 HEADER = 32
+TASK_STATE_MAX = 32   # floats of a task's privileged state published with every snapshot
 
 # state layout: name -> (offset, size)
 _FIELDS = [("t", 1), ("q", 7), ("dq", 7), ("ee_pos", 3), ("ee_quat", 4), ("tau", 7), ("f_ext", 6),
            ("gripper_width", 1), ("ref_pos", 3), ("ref_quat", 4), ("mode", 1), ("tick_us", 1),
-           ("tick_us_max", 1), ("loop_us", 1), ("sim_time", 1), ("counts", N_FAULTS)]
+           ("tick_us_max", 1), ("loop_us", 1), ("sim_time", 1), ("counts", N_FAULTS),
+           # task backends only (zeros otherwise): episode counter and start time, the task's privileged
+           # state (first task_dim floats), its dense reward and success now, and the time of the first
+           # success since the episode started (0: none yet)
+           ("episode", 1), ("episode_t0", 1), ("task_dim", 1), ("task_state", TASK_STATE_MAX), ("dense", 1),
+           ("success", 1), ("success_t", 1)]
 STATE_LAYOUT: dict[str, tuple[int, int]] = {}
 _o = 0
 for _n, _s in _FIELDS:
@@ -54,6 +62,12 @@ class LoopSnapshot:
             o, s = STATE_LAYOUT[name]
             return float(self.values[o]) if s == 1 else self.values[o:o + s]
         raise AttributeError(name)
+
+    @property
+    def task_obs(self) -> np.ndarray:
+        """The task's privileged state (task_dim floats; empty without a task backend)."""
+        o, _ = STATE_LAYOUT["task_state"]
+        return self.values[o:o + int(self.values[STATE_LAYOUT["task_dim"][0]])].copy()
 
 
 class LoopChannels:
@@ -123,6 +137,10 @@ class LoopChannels:
         while self._read_count < n:
             yield self.targets[self._read_count % TARGET_SLOTS]
             self._read_count += 1
+
+    def drain_targets(self) -> None:
+        """Discard every target written so far (e.g. at an episode reset)."""
+        self._read_count = int(self.header[H_TARGET_COUNT])
 
     def begin_state(self) -> np.ndarray:
         self.header[H_STATE_SEQ] += 1   # odd: write in progress

@@ -26,6 +26,10 @@ from robot_rl.core.types import EETarget
 from robot_rl.sim.twin import Twin
 
 PROPRIO = {"joint_pos": 7, "joint_vel": 7, "ee_pos": 3, "ee_quat": 4, "gripper_pos": 1}
+# full-deflection speeds of the delta actions (max_delta_pos/rot = these / policy rate) and target lead
+MAX_DELTA_SPEED = 0.4          # m/s
+MAX_DELTA_ANGULAR_SPEED = 1.5  # rad/s
+MAX_TARGET_LEAD = 0.04         # m
 
 
 class TwinEnv(gym.Env):
@@ -34,7 +38,7 @@ class TwinEnv(gym.Env):
     def __init__(self, task: str = "reach", rig: str = "panda_twin", policy_hz: float | None = None,
                  cameras: bool | Sequence[str] = False, privileged: bool = True, task_params: dict | None = None,
                  randomization: dict | None = None, profile: str | None = None, max_delta_pos: float | None = None,
-                 max_delta_rot: float | None = None, max_target_lead: float = 0.04, reward: str = "dense",
+                 max_delta_rot: float | None = None, max_target_lead: float = MAX_TARGET_LEAD, reward: str = "dense",
                  action_frame: str = "base",
                  terminate_on_success: bool = True, render_mode: str | None = None, seed: int = 0) -> None:
         if action_frame not in ("base", "tool"):
@@ -45,8 +49,8 @@ class TwinEnv(gym.Env):
         self.twin = Twin(rig, task, task_params, cameras, seed, randomization, policy_hz, profile)
         hz = self.twin.policy_hz
         self.policy_hz = hz
-        self.max_delta_pos = float(max_delta_pos or 0.4 / hz)      # 0.4 m/s at full deflection
-        self.max_delta_rot = float(max_delta_rot or 1.5 / hz)      # 1.5 rad/s
+        self.max_delta_pos = float(max_delta_pos or MAX_DELTA_SPEED / hz)          # 0.4 m/s at full deflection
+        self.max_delta_rot = float(max_delta_rot or MAX_DELTA_ANGULAR_SPEED / hz)  # 1.5 rad/s
         self.max_target_lead = max_target_lead
         self.reward_type = reward
         self.terminate_on_success = terminate_on_success
@@ -90,19 +94,11 @@ class TwinEnv(gym.Env):
 
     def action_to_target(self, action: np.ndarray) -> EETarget:
         """Integrate a delta action into the next absolute target (reached one policy period from now)."""
-        a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0), -1.0, 1.0)
-        s = self.twin.arm.state
-        dp, rv = a[:3] * self.max_delta_pos, a[3:6] * self.max_delta_rot
-        if self.action_frame == "tool":   # rotate tool-frame deltas into the base frame
-            R = quat_to_mat(self.target_quat)
-            dp, rv = R @ dp, R @ rv
-        pos = self.target_pos + dp
-        pos = s.ee_pos + np.clip(pos - s.ee_pos, -self.max_target_lead, self.max_target_lead)
         L = self.twin.controller.limits
-        pos = np.clip(pos, L.workspace_min, L.workspace_max)
-        quat = quat_normalize(quat_mul(rotvec_to_quat(rv), self.target_quat)) if rv.any() else self.target_quat
+        pos, quat, self.gripper_cmd = integrate_delta_action(
+            action, self.target_pos, self.target_quat, self.twin.arm.state.ee_pos, self.max_delta_pos,
+            self.max_delta_rot, self.max_target_lead, L.workspace_min, L.workspace_max, self.action_frame)
         self.target_pos, self.target_quat = pos, quat
-        self.gripper_cmd = float((a[6] + 1.0) * 0.5)
         return EETarget(self.twin.now + 1.0 / self.policy_hz, pos, quat, self.gripper_cmd)
 
     def step(self, action):
@@ -144,6 +140,30 @@ class TwinEnv(gym.Env):
 
     def close(self):
         self.twin.close()
+
+
+def integrate_delta_action(action, target_pos: np.ndarray, target_quat: np.ndarray, ee_pos: np.ndarray,
+                           max_delta_pos: float, max_delta_rot: float, max_target_lead: float,
+                           workspace_min, workspace_max, action_frame: str = "base"
+                           ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The one definition of the delta-action semantics (TwinEnv and the deploy runtime share it).
+
+    action (7,) in [-1, 1] (NaN -> 0, clipped) moves the commanded target (target_pos, target_quat):
+    position by action[:3] * max_delta_pos (m), orientation by the rotation vector
+    action[3:6] * max_delta_rot (rad) applied on the left (base frame; with action_frame="tool" both
+    deltas are first rotated into the base frame by the target's orientation). The new position may
+    lead the measured TCP `ee_pos` by at most max_target_lead per axis and stays inside the workspace
+    box. Returns (position, quaternion w,x,y,z, gripper closure 0 open .. 1 closed)."""
+    a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0), -1.0, 1.0)
+    dp, rv = a[:3] * max_delta_pos, a[3:6] * max_delta_rot
+    if action_frame == "tool":   # rotate tool-frame deltas into the base frame
+        R = quat_to_mat(target_quat)
+        dp, rv = R @ dp, R @ rv
+    pos = target_pos + dp
+    pos = ee_pos + np.clip(pos - ee_pos, -max_target_lead, max_target_lead)
+    pos = np.clip(pos, workspace_min, workspace_max)
+    quat = quat_normalize(quat_mul(rotvec_to_quat(rv), target_quat)) if rv.any() else target_quat
+    return pos, quat, float((a[6] + 1.0) * 0.5)
 
 
 def quat_yaw(q: np.ndarray) -> float:

@@ -133,15 +133,75 @@ class TwinArm:
         self.prepare()
 
 
-def make_loop_backend(rig, task: str | None = None) -> "TwinArm":
+class TaskTwinArm(TwinArm):
+    """The wall-clock twin with a task: episode resets by seed and the task's state and success, so
+    the loop process can run whole episodes (robot-rl deploy twin=true)."""
+
+    def __init__(self, model, data, task, home_q: np.ndarray, ee_site: str = "ee",
+                 clock: Callable[[], float] | None = None) -> None:
+        from robot_rl.sim.randomization import DomainRandomizer
+
+        super().__init__(model, data, ee_site, clock)
+        self.task = task
+        self.home_q = np.asarray(home_q, dtype=np.float64)
+        task.bind(model, data)
+        self.randomizer = DomainRandomizer(model, None)   # off; drawn only to keep Twin's rng sequence
+        self.closure = 0.0        # gripper closure the episode starts with
+
+    def reset_episode(self, seed: int, joint_noise: float = 0.02) -> float:
+        """New episode drawn exactly like Twin.reset(seed) (same arm noise, same task placement for the
+        same seed), without rewinding the clock. Returns the gripper closure to command."""
+        m, d = self.model, self.data
+        rng = np.random.default_rng(seed)
+        d.qpos[:] = m.qpos0
+        d.qvel[:] = 0.0
+        d.act[:] = 0.0
+        d.qacc_warmstart[:] = 0.0
+        q = self.home_q + rng.uniform(-joint_noise, joint_noise, 7)
+        closure = self.task.p.initial_gripper
+        self.set_joint_positions(q, closure)
+        if self.task.reset_finger_opening is not None:
+            for a in self.finger_adr:
+                d.qpos[a] = self.task.reset_finger_opening
+        self.randomizer.apply(rng)
+        mujoco.mj_forward(m, d)
+        self.task.reset(rng, d.site_xpos[self.site].copy())
+        self.randomizer.jitter_objects(rng, d, skip=("peg_free",))
+        self.prepare()
+        self.closure = float(closure)
+        return self.closure
+
+    def evaluate(self) -> tuple[float, bool]:
+        """(dense reward, success) of the task for the current physics state."""
+        s = self.state
+        return self.task.evaluate(s.ee_pos, s.gripper_width)
+
+    def privileged_state(self) -> np.ndarray:
+        return self.task.privileged_state()
+
+
+def make_loop_backend(rig, task=None) -> "TwinArm":
     """Backend factory of the wall-clock loop process: the cell (plus a task's objects), arm at home,
-    states stamped with the host monotonic clock. Cameras are never built here."""
+    states stamped with the host monotonic clock. Cameras are never built here.
+
+    task: None, a task name, or {"name": ..., "params": {...}} (a configs/task entry); with a task the
+    backend is a TaskTwinArm (episode resets, task state and success)."""
     from robot_rl.core.clock import now
     from robot_rl.sim.tasks import make_task
     from robot_rl.sim.twin import build_model
 
-    model, _, _ = build_model(rig, make_task(task) if task else None)
+    if isinstance(task, dict):
+        task_obj = make_task(str(task["name"]), task.get("params") or {})
+    else:
+        task_obj = make_task(task) if task else None
+    model, _, _ = build_model(rig, task_obj)
     data = mujoco.MjData(model)
-    arm = TwinArm(model, data, rig.arm.get("ee_site", "ee"), clock=now)
-    arm.set_joint_positions(np.asarray(rig.arm["home_q"], dtype=np.float64))
+    home = np.asarray(rig.arm["home_q"], dtype=np.float64)
+    ee_site = rig.arm.get("ee_site", "ee")
+    if task_obj is None:
+        arm = TwinArm(model, data, ee_site, clock=now)
+        arm.set_joint_positions(home)
+        return arm
+    arm = TaskTwinArm(model, data, task_obj, home, ee_site, clock=now)
+    arm.reset_episode(0)      # the task state is defined from the first tick on
     return arm

@@ -1,0 +1,110 @@
+"""Run a policy through the runtime and the 1 kHz impedance loop process, episode by episode.
+
+    robot-rl deploy policy=<checkpoint dir> twin=true task=<reach|push|lift|insert> episodes=<n>
+
+Policy runner at the policy rate (observations from the loop's state snapshots, staleness -> hold,
+latency compensation, past actions dropped, chunks blended) -> absolute timestamped EE targets ->
+the ControlLoopProcess (twin physics at wall-clock rate) -> success from the task check. Reports
+success rate, time to success, runner timing (achieved rate, inference p50/p99, observation age,
+dropped actions, held cycles) and loop timing (tick p50/p99, deadline misses) in results.json.
+`policy=scripted` runs the reference reach policy (no checkpoint) to check the runtime alone.
+twin=false needs a real arm backend (robot=<rig>, configs/robot/<rig>.yaml `backend:`).
+"""
+
+from __future__ import annotations
+
+from robot_rl.core.config import to_plain
+from robot_rl.core.errors import ConfigError
+
+
+def _real_rig_error(rig) -> ConfigError:
+    from robot_rl.control.loop import BACKENDS
+
+    if rig.backend == "twin":
+        what = (f"the selected rig robot={rig.name} has `backend: twin` (configs/robot/{rig.name}.yaml), the "
+                f"simulator")
+    else:
+        what = f"the selected rig robot={rig.name} names backend {rig.backend!r}"
+    return ConfigError(
+        f"deploy twin=false: a real rig backend is required, and {what}. Select a real rig with robot=<rig> "
+        f"(configs/robot/<rig>.yaml with `backend:` set to an arm backend registered in "
+        f"robot_rl.control.loop.BACKENDS (known: {sorted(BACKENDS)}) or a 'module:function' factory), "
+        f"and an episode success signal for it; this version of robot_rl ships only the MuJoCo twin backend, "
+        f"so nothing was run. Use twin=true to deploy in the twin.")
+
+
+def run(cfg, args: list[str]) -> int:
+    from robot_rl.control.loop import ControlLoopProcess
+    from robot_rl.control.rig import load_rig
+    from robot_rl.core.results import write_results
+    from robot_rl.core.rundir import make_run_dir
+    from robot_rl.runtime.deploy import DeployConfig, GoalReachPolicy, StreamPolicy, run_deploy
+    from robot_rl.sim.tasks import make_task
+
+    if args or not cfg.policy:
+        raise ConfigError("usage: robot-rl deploy policy=<checkpoint dir|scripted> twin=true task=<twin task> "
+                          "episodes=<n>")
+    raw = to_plain(cfg.robot)
+    rig = load_rig(raw)
+    if not bool(cfg.twin):
+        raise _real_rig_error(rig)
+    episodes = int(cfg.episodes)
+    if episodes < 1:
+        raise ConfigError(f"deploy: episodes={episodes} must be >= 1")
+    task_cfg = to_plain(cfg.task)
+    task = str(task_cfg["name"])
+    task_params = dict(task_cfg.get("params") or {})
+    time_limit = make_task(task, task_params).p.time_limit
+    dcfg = DeployConfig.from_dict(to_plain(cfg.runtime) | {"episodes": episodes,
+                                                             "seed_offset": int(cfg.seed_offset),
+                                                             "progress": bool(cfg.progress)})
+    if str(cfg.policy) == "scripted":
+        if task != "reach":
+            raise ConfigError(f"deploy policy=scripted: the scripted reference policy does reach only, got task={task}")
+        policy = GoalReachPolicy(rig.policy_hz)
+        policy_name = "scripted"
+    else:
+        import torch
+
+        from robot_rl.policies.io import load_policy
+
+        if cfg.torch_threads:
+            torch.set_num_threads(int(cfg.torch_threads))
+        loaded = load_policy(cfg.policy, device=cfg.device)
+        spec = loaded.spec
+        if spec.images:
+            raise ConfigError(f"deploy {cfg.policy}: the policy reads camera streams "
+                              f"{[f.stream for f in spec.images]}; the loop process publishes arm and task state "
+                              "only in this version (deploy state-observation policies)")
+        if spec.action.shape != (7,):
+            raise ConfigError(f"deploy {cfg.policy}: spec.action.shape={list(spec.action.shape)}, expected [7] "
+                              "(end-effector delta action dx dy dz drx dry drz gripper, as TwinEnv)")
+        policy = StreamPolicy(loaded)
+        policy_name = str(cfg.policy)
+    unknown = sorted(set(dcfg.latency_s) - set(policy.streams))
+    if unknown:   # checked before the loop process starts
+        raise ConfigError(f"runtime.latency_s: unknown stream(s) {unknown}; the policy reads {sorted(policy.streams)}")
+    out = make_run_dir(cfg, "deploy")
+    raw["backend"] = "twin"
+    loop = ControlLoopProcess(load_rig(raw), task={"name": task, "params": task_params})
+    with loop:
+        if cfg.profile:
+            loop.set_profile(str(cfg.profile))
+        L = loop.rig.safety
+        print(f"deploy {policy_name} on twin task {task}: {episodes} episodes, policy at "
+              f"{dcfg.rate_hz or policy.action_hz:g} Hz, 1 kHz loop process (SCHED_FIFO: {loop.realtime})")
+        result = run_deploy(policy, loop, dcfg, L.workspace_min, L.workspace_max, time_limit)
+        torch_in_loop = loop.torch_loaded
+    data = result.to_dict()
+    data["loop"]["torch_loaded"] = torch_in_loop
+    write_results(out / "results.json", stage="deploy", policy=policy_name, task=task, twin=True, **data)
+    r, lp = result.runner, result.loop
+    tts = f"{result.mean_time_to_success_s:.2f} s" if result.mean_time_to_success_s is not None else "n/a"
+    fmt = (lambda v, f=".2f": "n/a" if v is None else format(v, f))
+    print(f"{task}: success {result.success_rate:.0%} over {result.episodes} episodes, mean time to success {tts}\n"
+          f"runner: {fmt(r['achieved_hz'], '.1f')} Hz achieved ({r['target_hz']:g} Hz target), inference p50 "
+          f"{fmt(r['inference_ms_p50'])} ms p99 {fmt(r['inference_ms_p99'])} ms, obs age p50 "
+          f"{fmt(r['obs_age_ms_p50'])} ms, dropped actions {r['dropped_actions']}, held cycles {r['held_cycles']}\n"
+          f"loop: tick p50 {fmt(lp['tick_us_p50'], '.0f')} us p99 {fmt(lp['tick_us_p99'], '.0f')} us, deadline misses "
+          f"{lp['deadline_misses']} of {lp['ticks']} ticks -> {out / 'results.json'}")
+    return 0

@@ -1,0 +1,206 @@
+"""The policy runner's two ends at the 1 kHz loop process: state snapshots in, EE targets out.
+
+`LoopObservationSource` turns the loop's published state (a seqlock snapshot stamped with the host
+monotonic time the arm state was read) into observation samples under the episode-store stream
+names the policies were trained on (joint_pos, joint_vel, ee_pos, ee_quat, gripper_pos, and
+task_state for a task backend) and pushes them into the ObservationAssembler, which applies the
+per-stream latency compensation and the staleness check.
+
+`DeltaTargetConverter` turns the runner's pending actions (end-effector delta actions with absolute
+action times) into absolute, timestamped EETargets with exactly TwinEnv's semantics
+(robot_rl.sim.env.integrate_delta_action): the action at time t moves the commanded target that the
+controller follows at t, and the result is to be reached one action period later. Along a chunk the
+deltas are integrated one after the other; a new chunk starts from the commanded trajectory at its
+first action time (the targets already sent, interpolated like the controller does), so a replanned
+chunk supersedes the old tail without a jump. When the controller is not tracking (start of an
+episode, or holding after its target watchdog fired) the chunk starts from the controller's
+reference pose instead.
+
+`LoopActionSink` is the runner's sink: converts and pushes the targets into the loop's ring. A held
+cycle (empty list) stops the plan already sent with one target and then sends nothing, so the
+controller's target watchdog holds the arm when observations go stale; when the runner itself
+stalls nothing is sent at all and the watchdog holds the arm the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from robot_rl.control.controller import ControllerMode
+from robot_rl.control.trajectory import slerp
+from robot_rl.core.clock import now
+from robot_rl.core.types import EETarget
+from robot_rl.runtime.observations import ObservationAssembler, SensorSpec
+from robot_rl.runtime.scheduler import ScheduledAction
+from robot_rl.sim.env import MAX_DELTA_ANGULAR_SPEED, MAX_DELTA_SPEED, MAX_TARGET_LEAD, integrate_delta_action
+
+PROPRIO_STREAMS = ("joint_pos", "joint_vel", "ee_pos", "ee_quat", "gripper_pos")
+
+
+def snapshot_streams(snap) -> dict[str, np.ndarray]:
+    """A loop snapshot as {stream name: float32 array}, the keys TwinEnv observations and stores use."""
+    out = {"joint_pos": snap.q.astype(np.float32), "joint_vel": snap.dq.astype(np.float32),
+           "ee_pos": snap.ee_pos.astype(np.float32), "ee_quat": snap.ee_quat.astype(np.float32),
+           "gripper_pos": np.array([snap.gripper_width], np.float32)}
+    ts = snap.task_obs
+    if ts.size:
+        out["task_state"] = ts.astype(np.float32)
+    return out
+
+
+def make_assembler(streams: list[str], n_obs_steps: int, rate_hz: float, max_staleness_s: float,
+                   latency_s: dict | None = None, history: int = 64) -> ObservationAssembler:
+    """An assembler with one sensor per stream; latency_s: {stream: seconds} (calibration), default 0."""
+    latency_s = dict(latency_s or {})
+    unknown = sorted(set(latency_s) - set(streams))
+    if unknown:
+        from robot_rl.core.errors import ConfigError
+
+        raise ConfigError(f"runtime.latency_s: unknown stream(s) {unknown}; the policy reads {sorted(streams)}")
+    return ObservationAssembler([SensorSpec(s, float(latency_s.get(s, 0.0)), float(max_staleness_s), history)
+                                 for s in streams], n_obs_steps, rate_hz)
+
+
+class LoopObservationSource:
+    """Reads the loop's state and feeds the streams the policy needs into `assembler`.
+
+    loop: anything with state() -> LoopSnapshot (ControlLoopProcess). The sample's receive time is the
+    snapshot's `t` (when the loop read the arm state); a loop that stops publishing leaves the samples
+    to age until the assembler calls them stale."""
+
+    def __init__(self, loop, assembler: ObservationAssembler) -> None:
+        self.loop = loop
+        self.assembler = assembler
+        self.streams = list(assembler.sensors)
+        self.last = None
+
+    def poll(self):
+        snap = self.loop.state()
+        self.last = snap
+        values = snapshot_streams(snap)
+        missing = [s for s in self.streams if s not in values]
+        if missing:
+            raise KeyError(f"the loop publishes {sorted(values)}, the policy needs {missing} as well "
+                           "(task_state needs a task backend: deploy twin=true task=<name>)")
+        for s in self.streams:
+            self.assembler.push(s, values[s], snap.t)
+        return snap
+
+
+@dataclass
+class DeltaActionParams:
+    """Delta-action scaling, as TwinEnv's: max_delta_pos/rot per action step at `action_hz`."""
+
+    action_hz: float
+    max_delta_pos: float | None = None
+    max_delta_rot: float | None = None
+    max_target_lead: float = MAX_TARGET_LEAD
+    action_frame: str = "base"
+
+    def __post_init__(self) -> None:
+        if self.action_frame not in ("base", "tool"):
+            raise ValueError(f"action_frame={self.action_frame!r}, expected 'base' or 'tool'")
+        self.max_delta_pos = float(self.max_delta_pos or MAX_DELTA_SPEED / self.action_hz)
+        self.max_delta_rot = float(self.max_delta_rot or MAX_DELTA_ANGULAR_SPEED / self.action_hz)
+
+
+class DeltaTargetConverter:
+    """Delta actions with action times -> EETargets (see the module docstring)."""
+
+    def __init__(self, params: DeltaActionParams, workspace_min, workspace_max) -> None:
+        self.p = params
+        self.period = 1.0 / params.action_hz
+        self.ws_lo = np.asarray(workspace_min, dtype=np.float64)
+        self.ws_hi = np.asarray(workspace_max, dtype=np.float64)
+        self._sent: list[tuple] = []   # (arrival time, pos, quat, gripper) of the targets sent, time order
+
+    def reset(self) -> None:
+        self._sent = []
+
+    def commanded(self, t: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The commanded pose at time t from the targets sent so far (None before any)."""
+        pts = self._sent
+        if not pts:
+            return None
+        if t <= pts[0][0]:
+            return pts[0][1], pts[0][2]
+        if t >= pts[-1][0]:
+            return pts[-1][1], pts[-1][2]
+        i = next(k for k in range(1, len(pts)) if pts[k][0] >= t)
+        (ta, pa, qa, _), (tb, pb, qb, _) = pts[i - 1], pts[i]
+        a = (t - ta) / (tb - ta)
+        return pa + a * (pb - pa), np.array(slerp(tuple(qa), tuple(qb), a))
+
+    def convert(self, pending: list[ScheduledAction], snap) -> list[EETarget]:
+        """Targets for `pending` (time order). snap: the latest loop snapshot (measured TCP for the
+        lead clip; controller mode and reference pose to anchor on when it is not tracking)."""
+        if not pending:
+            return []
+        t0 = pending[0].t
+        base = self.commanded(t0) if int(snap.mode) == ControllerMode.TRACKING else None
+        if base is None:
+            self._sent = []
+            base = (np.array(snap.ref_pos, dtype=np.float64), np.array(snap.ref_quat, dtype=np.float64))
+            self._sent.append((float(snap.t), base[0], base[1], None))
+        pos, quat = base
+        ee = np.asarray(snap.ee_pos, dtype=np.float64)
+        out = []
+        for act in pending:
+            pos, quat, grip = integrate_delta_action(act.action, pos, quat, ee, self.p.max_delta_pos,
+                                                     self.p.max_delta_rot, self.p.max_target_lead, self.ws_lo,
+                                                     self.ws_hi, self.p.action_frame)
+            out.append(EETarget(act.t + self.period, pos, quat, grip))
+        # the new targets supersede every sent one at or after the first new arrival (as the controller's
+        # trajectory does); keep one second of history for interpolation
+        first = out[0].t
+        keep = [p for p in self._sent if first - 1.0 < p[0] < first]
+        self._sent = keep + [(tg.t, tg.position, tg.quat, tg.gripper) for tg in out]
+        return out
+
+    def freeze(self, t: float) -> EETarget | None:
+        """A target that stops the commanded trajectory at time t (superseding what was sent for later),
+        or None when nothing sent reaches beyond t."""
+        if not self._sent or self._sent[-1][0] <= t:
+            return None
+        pos, quat = self.commanded(t)
+        grip = next(p[3] for p in self._sent if p[0] >= t)
+        self._sent = [p for p in self._sent if p[0] < t] + [(t, pos, quat, grip)]
+        return EETarget(t, pos, quat, 0.0 if grip is None else grip)
+
+
+class LoopActionSink:
+    """PolicyRunner sink: pending actions -> targets -> the loop's target ring.
+
+    An empty list (a held cycle: stale observations, or every action already past) cancels the plan the
+    controller still holds: once per hold, one target stops the commanded trajectory a short `stop_s`
+    ahead, then nothing more is sent, so the controller's target watchdog takes over and holds."""
+
+    def __init__(self, loop, converter: DeltaTargetConverter, source: LoopObservationSource,
+                 stop_s: float = 0.02, clock=now) -> None:
+        self.loop = loop
+        self.converter = converter
+        self.source = source
+        self.stop_s = stop_s
+        self.clock = clock
+        self.pushed = 0
+        self.stops = 0
+        self._stopped = False
+        self.last: list[EETarget] = []
+
+    def __call__(self, pending: list[ScheduledAction]) -> None:
+        if not pending or self.source.last is None:
+            if not self._stopped:
+                self._stopped = True
+                stop = self.converter.freeze(self.clock() + self.stop_s)
+                if stop is not None:
+                    self.loop.push_target(stop)
+                    self.stops += 1
+            return
+        self._stopped = False
+        targets = self.converter.convert(pending, self.source.last)
+        for tg in targets:
+            self.loop.push_target(tg)
+        self.pushed += len(targets)
+        self.last = targets
