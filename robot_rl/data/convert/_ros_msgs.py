@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from robot_rl.core.errors import ConfigError, StoreError
+from robot_rl.data.convert.ros_image import image_to_array
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -189,24 +190,10 @@ def from_message(m: TopicMap, msg, log_time_ns: int, where: str) -> tuple[np.nda
 
 
 def _image(msg, where: str) -> np.ndarray:
-    enc = msg.encoding.lower()
-    layouts = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-               "mono8": (np.uint8, 1), "8uc1": (np.uint8, 1), "mono16": (np.uint16, 1), "16uc1": (np.uint16, 1),
-               "32fc1": (np.float32, 1)}
-    if enc not in layouts:
-        raise StoreError(f"{where}: image encoding {msg.encoding!r} is not supported ({sorted(layouts)})")
-    dtype, ch = layouts[enc]
-    dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    raw = np.asarray(msg.data, dtype=np.uint8)
-    if raw.size < h * step or step < w * ch * dtype.itemsize:
-        raise StoreError(f"{where}: image data has {raw.size} bytes, needs {h} rows of step {step} "
-                         f"for {w}x{ch} {msg.encoding}")
-    rows = raw[: h * step].reshape(h, step)[:, : w * ch * dtype.itemsize]  # drop row padding
-    img = np.ascontiguousarray(rows).view(dtype).reshape(h, w, ch).astype(dtype.newbyteorder("="))
-    if enc.startswith("bgr"):
-        img = img[..., [2, 1, 0] + ([3] if ch == 4 else [])]
-    return img[..., 0] if ch == 1 else img
+    try:
+        return image_to_array(msg, where)
+    except ValueError as e:
+        raise StoreError(str(e)) from None
 
 
 def _compressed(msg, where: str) -> np.ndarray:

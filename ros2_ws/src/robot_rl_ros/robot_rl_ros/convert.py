@@ -16,6 +16,7 @@ from geometry_msgs.msg import PoseStamped, WrenchStamped
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
+from robot_rl.data.convert import ros_image
 from robot_rl.runtime.transport import Sample, TransportError
 from robot_rl_ros.stamps import StampMapping
 
@@ -27,18 +28,6 @@ MSG_TYPES = {
     "status": String,
 }
 
-# encoding -> (dtype, channels, channel order to RGB)
-_ENCODINGS = {
-    "rgb8": ("uint8", 3, [0, 1, 2]),
-    "bgr8": ("uint8", 3, [2, 1, 0]),
-    "rgba8": ("uint8", 4, [0, 1, 2]),
-    "bgra8": ("uint8", 4, [2, 1, 0]),
-    "mono8": ("uint8", 1, None),
-    "8UC1": ("uint8", 1, None),
-    "mono16": ("uint16", 1, None),
-    "16UC1": ("uint16", 1, None),
-    "32FC1": ("float32", 1, None),
-}
 _OUT_ENCODING = {("uint8", 3): "rgb8", ("uint8", 2): "mono8", ("uint16", 2): "16UC1", ("float32", 2): "32FC1"}
 
 
@@ -86,21 +75,10 @@ def to_sample(kind: str, msg, stamps: StampMapping, topic: str = "?"):
 
 
 def image_to_array(msg: Image, topic: str = "?") -> np.ndarray:
-    spec = _ENCODINGS.get(msg.encoding)
-    if spec is None:
-        raise TransportError(f"topic {topic}: image encoding {msg.encoding!r} not supported; use one of {sorted(_ENCODINGS)}")
-    dtype, channels, order = spec
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    row = msg.width * channels * dt.itemsize
-    if msg.step < row or len(msg.data) < msg.step * msg.height:
-        raise TransportError(
-            f"topic {topic}: image {msg.width}x{msg.height} {msg.encoding}: step {msg.step} / {len(msg.data)} bytes too small"
-        )
-    raw = np.frombuffer(msg.data, np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)[:, :row]
-    arr = np.ascontiguousarray(raw).view(dt).astype(dtype, copy=False).reshape(msg.height, msg.width, channels)
-    if order is None:
-        return arr[:, :, 0]
-    return np.ascontiguousarray(arr[:, :, order])
+    try:
+        return ros_image.image_to_array(msg, f"topic {topic}", keep_alpha=False)
+    except ValueError as e:
+        raise TransportError(str(e)) from None
 
 
 def to_msg(kind: str, sample, stamps: StampMapping):
