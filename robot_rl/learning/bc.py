@@ -14,7 +14,6 @@ Output directory:
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,8 @@ from robot_rl.data.dataset import make_datasets
 from robot_rl.data.normalizer import compute_stats
 from robot_rl.data.store import EpisodeStore
 from robot_rl.learning.evaluate import evaluate
-from robot_rl.learning.train_state import load_train_state, save_train_state
+from robot_rl.learning.train_state import (cosine_with_warmup, load_train_state, resume_schedule,
+                                           save_train_state)
 from robot_rl.policies.config import PolicyConfig
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
@@ -79,15 +79,6 @@ class TrainResult:
     best: Path | None
     steps: int
     evals: list[dict] = field(default_factory=list)
-
-
-def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor
 
 
 def _distributed() -> tuple[int, int]:
@@ -162,8 +153,7 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
         evals, best_success = extra.get("evals", []), float(extra.get("best_success", -1.0))
         if ema:
             ema.updates = int(extra.get("ema_updates", step))
-        schedule.last_epoch = step - 1
-        schedule.step()
+        resume_schedule(schedule, step)
         if main:
             print(f"resumed from {state_dir} at step {step}")
 

@@ -28,7 +28,6 @@ Output directory:
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -41,10 +40,9 @@ from tqdm import tqdm
 from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import latency_percentiles_ms, write_results
-from robot_rl.learning.bc import cosine_with_warmup
 from robot_rl.learning.distill_data import ObsBuffer, collect
 from robot_rl.learning.evaluate import evaluate
-from robot_rl.learning.train_state import load_train_state, save_train_state
+from robot_rl.learning.train_state import cosine_with_warmup, load_train_state, resume_schedule, save_train_state
 from robot_rl.policies.base import ChunkPolicy
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
@@ -182,10 +180,7 @@ class StudentOptimizer:
             self.losses = [tuple(x) for x in self.extra.get("losses", [])]
             if self.ema:
                 self.ema.updates = int(self.extra.get("ema_updates", self.step))
-            self.schedule.last_epoch = self.step - 1
-            with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
-                warnings.simplefilter("ignore", UserWarning)
-                self.schedule.step()
+            resume_schedule(self.schedule, self.step)
             print(f"resumed from {self.state_dir} at step {self.step}")
         from torch.utils.tensorboard import SummaryWriter
 

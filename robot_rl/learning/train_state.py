@@ -7,9 +7,11 @@ hyper-parameters) to JSON in its header, so resuming never executes code from di
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -72,3 +74,21 @@ def load_train_state(directory: str | Path, optimizer: torch.optim.Optimizer,
         raise CheckpointError(f"{path}: does not match the model being trained ({e})") from None
     torch.set_rng_state(tensors["rng.torch"])
     return header
+
+
+def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:
+    """LR factor per step: linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def resume_schedule(schedule: torch.optim.lr_scheduler.LRScheduler, step: int) -> None:
+    """Put an LR schedule built fresh at step 0 where it was after `step` optimizer steps."""
+    schedule.last_epoch = step - 1
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        schedule.step()
