@@ -52,6 +52,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import yaml
 
+from robot_rl.core.config import load_yaml
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import _common
 from robot_rl.data.convert._ros_msgs import ARRAY, FIELDS, IMAGE, TopicMap, from_message, s_to_ns, to_message
@@ -81,12 +82,7 @@ def load_mapping(value: Any) -> tuple[list[TopicMap], dict]:
     where = "option topics"
     if isinstance(value, (str, Path)):
         path = Path(value)
-        if not path.is_file():
-            raise ConfigError(f"topics={value}: no such mapping file")
-        try:
-            value = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        value = load_yaml(path)  # ConfigError naming the file when missing or not YAML
         where = str(path)
     defaults = {}
     if isinstance(value, Mapping):
