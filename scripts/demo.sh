@@ -18,7 +18,8 @@ $RR train store="$OUT/demos.zarr" out="$OUT/bc" train.success_only=true train.ma
     train.steps=100000 train.eval_every=1000 train.eval_episodes=5 train.checkpoint_every=1000
 $RR eval policy="$OUT/bc/checkpoints/best" task="$TASK" episodes=20 out="$OUT/eval_bc"
 if [ -f robot_rl/commands/distill.py ]; then
-  $RR distill teacher="$OUT/bc/checkpoints/best" store="$OUT/demos.zarr" task="$TASK" out="$OUT/distill"
+  $RR distill teacher="$OUT/bc/checkpoints/best" store="$OUT/demos.zarr" task="$TASK" out="$OUT/distill" \
+      distill.steps=500 distill.eval_episodes=10
 fi
 if [ -f robot_rl/commands/deploy.py ]; then
   $RR deploy policy="$OUT/bc/checkpoints/best" twin=true task="$TASK" episodes=5 out="$OUT/deploy"
