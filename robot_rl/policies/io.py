@@ -23,11 +23,26 @@ from robot_rl.policies.normalizer import Normalizer
 from robot_rl.policies.one_step import OneStepPolicy
 
 POLICY_TYPES: dict[str, type[ChunkPolicy]] = {"diffusion": DiffusionPolicy, "one_step": OneStepPolicy}
+# policies composed on a frozen base (RL stages): "module:Class" whose class has
+# save(path, config, meta) -> Path and classmethod load(path, device); the base is saved inside the directory
+COMPOSITE_TYPES: dict[str, str] = {
+    "residual": "robot_rl.policies.residual:ResidualPolicy",
+    "noise_steered": "robot_rl.policies.noise_steered:NoiseSteeredPolicy",
+}
+
+
+def _composite(kind: str):
+    import importlib
+
+    module, name = COMPOSITE_TYPES[kind].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def save_policy(policy: ChunkPolicy, path: str | Path, config: Mapping[str, Any] | None = None,
                 meta: Mapping[str, Any] | None = None) -> Path:
     """Write `policy` (weights, spec, model config, normalizer) to the checkpoint directory `path`."""
+    if policy.kind in COMPOSITE_TYPES:
+        return policy.save(path, config, meta)
     extra = dict(to_plain(dict(config or {})))
     extra.pop("policy", None)
     full = {"policy": {"type": policy.kind, "spec": policy.spec.to_dict(), "model": policy.cfg.to_dict()}, **extra}
@@ -35,16 +50,19 @@ def save_policy(policy: ChunkPolicy, path: str | Path, config: Mapping[str, Any]
 
 
 def load_policy(path: str | Path, device: str | torch.device = "auto") -> ChunkPolicy:
-    """Checkpoint directory -> DiffusionPolicy or OneStepPolicy in eval mode on `device`.
-    Raises CheckpointError naming the file and the mismatching field/tensor."""
+    """Checkpoint directory -> DiffusionPolicy, OneStepPolicy or a composite (COMPOSITE_TYPES) in eval
+    mode on `device`. Raises CheckpointError naming the file and the mismatching field/tensor."""
     ckpt = load_checkpoint(path)
     config_file = Path(path) / "config.yaml"
     section = ckpt.config.get("policy")
+    if isinstance(section, dict) and section.get("type") in COMPOSITE_TYPES:
+        return _composite(section["type"]).load(path, device)
     if not isinstance(section, dict) or not {"type", "spec", "model"} <= set(section):
         raise CheckpointError(f"{config_file}: no 'policy' section with type, spec and model; not a policy checkpoint")
     cls = POLICY_TYPES.get(section["type"])
     if cls is None:
-        raise CheckpointError(f"{config_file}: policy.type={section['type']!r}, expected one of {sorted(POLICY_TYPES)}")
+        raise CheckpointError(f"{config_file}: policy.type={section['type']!r}, expected one of "
+                              f"{sorted(POLICY_TYPES) + sorted(COMPOSITE_TYPES)}")
     try:
         spec = PolicySpec.from_dict(section["spec"])
         cfg = PolicyConfig.from_dict(section["model"])

@@ -1,0 +1,85 @@
+"""Improve a policy with RL in the twin (or from a store) and write the result as a checkpoint that
+eval, distill and deploy read:
+
+    robot-rl finetune algo=offline policy=<bc ckpt> store=data/lift.zarr          # IQL + RL-100 rounds
+    robot-rl finetune policy=<ckpt> task=lift online.env_steps=20000              # residual (default)
+    robot-rl finetune algo=ppo policy=<ckpt> task=lift                            # PPO over the denoising chain
+    robot-rl finetune algo=dsrl policy=<ckpt> task=lift                           # latent-noise steering
+    robot-rl finetune algo=rlpd store=data/lift.zarr task=lift                    # from scratch, demos in the batch
+The policy lands in <out>/policy; results.json holds the learning curve and the final success rate.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from robot_rl.core.config import to_plain
+from robot_rl.core.errors import ConfigError
+from robot_rl.core.rundir import make_run_dir
+
+
+def build_context(cfg, out: Path):
+    """FinetuneContext from a finetune config: base policy, prior store, twin task and evaluation."""
+    from robot_rl.commands.distill import _default_store, _task
+    from robot_rl.commands.train import twin_env_factory
+    from robot_rl.core.checkpoint import load_checkpoint
+    from robot_rl.data.store import EpisodeStore
+    from robot_rl.learning.evaluate import evaluate
+    from robot_rl.learning.rl.context import ALGORITHMS, FinetuneContext
+    from robot_rl.learning.rl.online import OnlineConfig
+    from robot_rl.policies.io import load_policy
+
+    if cfg.algo not in ALGORITHMS:
+        raise ConfigError(f"finetune: algo={cfg.algo!r}, expected one of {list(ALGORITHMS)}")
+    if not cfg.policy and cfg.algo != "rlpd":
+        raise ConfigError(f"finetune algo={cfg.algo} needs policy=<base checkpoint dir>")
+    base = load_policy(cfg.policy, device=cfg.device) if cfg.policy else None
+    base_run = load_checkpoint(cfg.policy).config if cfg.policy else {}
+    store_path = _default_store(cfg, base_run)
+    task = _task(cfg, base_run, store_path)
+    store = EpisodeStore.open(store_path) if store_path else None
+    online = OnlineConfig(**to_plain(cfg.online), seed=int(cfg.seed))
+    spec = base.spec if base is not None else None
+    make_env = None
+    if task:
+        if spec is None:
+            raise ConfigError("finetune algo=rlpd needs policy=<ckpt> for its observation/action spec")
+        make_env = twin_env_factory(task, spec, cfg.seed)
+
+    def success_rate(policy) -> float:
+        return evaluate(policy, make_env, policy.spec, online.eval_episodes, seed=online.eval_seed,
+                        progress=False).success_rate
+
+    make_corrector = None
+    if cfg.corrector == "scripted":
+        from robot_rl.sim.experts import scripted_corrector
+
+        make_corrector = scripted_corrector
+    elif cfg.corrector:
+        raise ConfigError(f"finetune: corrector={cfg.corrector!r}, expected null or 'scripted'")
+    return FinetuneContext(base=base, store=store, make_env=make_env, evaluate=success_rate if make_env else None,
+                           config=to_plain(cfg.get(cfg.algo) or {}), online=online, out=out, seed=int(cfg.seed),
+                           device=str(cfg.device), make_corrector=make_corrector), task
+
+
+def run(cfg, args: list[str]) -> int:
+    from dataclasses import asdict
+
+    from robot_rl.core.results import write_results
+
+    if args:
+        raise ConfigError(f"finetune takes no positional arguments, got {args}; see robot-rl finetune --help")
+    out = make_run_dir(cfg, "finetune")
+    ctx, task = build_context(cfg, out)
+    module = importlib.import_module(f"robot_rl.learning.rl.{cfg.algo}")
+    print(f"finetune algo={cfg.algo} base={cfg.policy} store={ctx.store.path if ctx.store else None} "
+          f"task={task['name'] if task else None} -> {out}")
+    result = module.run(ctx)
+    final = result.curve[-1].success_rate if result.curve else result.metrics.get("success_rate")
+    write_results(out / "results.json", stage="finetune", algo=cfg.algo, policy=str(result.policy_path),
+                  base=str(cfg.policy), task=task, success_rate=final,
+                  env_steps=result.curve[-1].env_steps if result.curve else 0,
+                  curve=[asdict(p) for p in result.curve], **result.metrics)
+    print(f"{cfg.algo}: final success {final} -> {result.policy_path}")
+    return 0

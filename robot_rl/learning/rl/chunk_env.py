@@ -1,0 +1,137 @@
+"""The chunk-level view of a Gymnasium env that RL agents act in.
+
+`reset()` / `step(actions)` take and give what a chunk policy sees: an observation history
+{feature key: (n_obs_steps, D)} and a chunk of raw actions (k <= n_action_steps, Da). Each env
+step's observation, action, reward and intervention flag are kept, so `episode_transitions()`
+turns the finished episode into `Transitions` with the same rule as store episodes. An optional
+`corrector(obs, action) -> action | None` takes over individual steps (a human at the SpaceMouse;
+in the twin, a scripted expert; its optional reset() is called at every episode start), and an optional recorder writes every step into a store.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from robot_rl.core.spec import PolicySpec
+from robot_rl.learning.rl.transitions import Transitions, chunk_return, chunk_transitions
+
+Corrector = Callable[[dict, np.ndarray], "np.ndarray | None"]
+
+
+@dataclass
+class ChunkStep:
+    obs: dict[str, np.ndarray]       # next observation history
+    reward: float                    # sum_k gamma^k r_k
+    discount: float                  # gamma^k, 0 when terminated
+    terminated: bool
+    truncated: bool
+    steps: int
+    success: bool
+    interventions: int               # steps taken over by the corrector
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+
+class ChunkEnv:
+    """env: a Gymnasium env with dict observations keyed by stream names and info['is_success'].
+    reward: 'sparse' (1 at success, the RL default) or 'dense' (the env's shaped reward)."""
+
+    def __init__(self, env, spec: PolicySpec, gamma: float = 0.99, reward: str = "sparse",
+                 corrector: Corrector | None = None, recorder=None, max_steps: int | None = None) -> None:
+        if spec.images:
+            raise ValueError("ChunkEnv: RL stages use low-dim observations; the spec has image features "
+                             f"{[f.key for f in spec.images]}")
+        if reward not in ("sparse", "dense"):
+            raise ValueError(f"ChunkEnv: reward={reward!r}, expected 'sparse' or 'dense'")
+        self.env, self.spec, self.gamma, self.reward = env, spec, gamma, reward
+        self.corrector, self.recorder, self.max_steps = corrector, recorder, max_steps
+        self._history: collections.deque = collections.deque(maxlen=spec.n_obs_steps)
+        self._episode = 0
+        self._reset_log()
+
+    def _reset_log(self) -> None:
+        self._obs_log: list[dict] = []
+        self._actions: list[np.ndarray] = []
+        self._rewards: list[float] = []
+        self._flags: list[bool] = []
+        self._extras: dict[str, list] = collections.defaultdict(list)
+        self.success = False
+        self.terminated = False
+        self.env_steps = 0
+
+    def features(self) -> dict[str, np.ndarray]:
+        stacked = {k: np.stack([h[k] for h in self._history]) for k in self._history[0]}
+        return {k: np.asarray(v, np.float32) for k, v in self.spec.obs_from_streams(stacked).items()}
+
+    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+        obs, info = self.env.reset(seed=seed)
+        self._reset_log()
+        self._history.clear()
+        self._history.extend([obs] * self.spec.n_obs_steps)
+        self._obs_log.append(self._step_features(obs))
+        if hasattr(self.corrector, "reset"):
+            self.corrector.reset()
+        if self.recorder is not None:
+            self.recorder.on_step(obs, None, 0.0, info | {"is_success": False})
+        return self.features()
+
+    def _step_features(self, obs: dict) -> dict[str, np.ndarray]:
+        return {f.key: np.asarray(f.from_streams(obs), np.float32).reshape(-1) for f in self.spec.obs}
+
+    def step(self, actions: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> ChunkStep:
+        """Execute up to n_action_steps raw actions (stops early at termination/truncation).
+        extras: per-chunk data the algorithm wants back in the transitions (e.g. noise, log-probs)."""
+        actions = np.asarray(actions, np.float32).reshape(-1, self.spec.action_dim)[:self.spec.n_action_steps]
+        for k, v in (extras or {}).items():
+            self._extras[k].append(np.asarray(v))
+        rewards, flags, terminated, truncated, info = [], 0, False, False, {}
+        for a in actions:
+            executed = a
+            if self.corrector is not None:
+                override = self.corrector(self._history[-1], a)
+                if override is not None:
+                    executed = np.asarray(override, np.float32)
+                    flags += 1
+            obs, r, terminated, truncated, info = self.env.step(executed)
+            success = bool(info.get("is_success", info.get("success", False)))
+            r = float(success) if self.reward == "sparse" else float(r)
+            self.success |= success
+            self.env_steps += 1
+            self._history.append(obs)
+            self._obs_log.append(self._step_features(obs))
+            self._actions.append(np.asarray(executed, np.float32))
+            self._rewards.append(r)
+            self._flags.append(executed is not a)
+            rewards.append(r)
+            if self.recorder is not None:
+                self.recorder.on_step(obs, executed, r, info | {"intervention": executed is not a})
+            if self.max_steps is not None and self.env_steps >= self.max_steps:
+                truncated = True
+            if terminated or truncated:
+                break
+        self.terminated = bool(terminated)
+        k = len(rewards)
+        return ChunkStep(self.features(), chunk_return(np.array(rewards), self.gamma),
+                         0.0 if terminated else self.gamma ** k, bool(terminated), bool(truncated and not terminated),
+                         k, self.success, flags, info)
+
+    def episode_transitions(self, source: str = "online") -> Transitions:
+        """The episode so far as chunk transitions (one per step() call)."""
+        obs = {k: np.stack([o[k] for o in self._obs_log]) for k in self._obs_log[0]}
+        extras = {k: np.stack(v) for k, v in self._extras.items()}
+        t = chunk_transitions(obs, np.stack(self._actions) if self._actions else np.zeros((0, self.spec.action_dim)),
+                              np.asarray(self._rewards), self.terminated, self.spec, self.gamma,
+                              interventions=np.asarray(self._flags), source=source, episode=self._episode,
+                              success=self.success, extras=extras)
+        self._episode += 1
+        return t
+
+    def close(self) -> None:
+        self.env.close()

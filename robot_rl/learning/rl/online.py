@@ -1,0 +1,117 @@
+"""The online fine-tuning loop shared by every online algorithm (residual, ppo, dsrl, rlpd).
+
+An `OnlineAlgorithm` is both sides of the actor/learner split:
+  acting   reset(); act(obs, explore) -> (raw actions (n_act, Da), extras {name: array})
+           actor_weights() / load_actor_weights(w)   (what an actor process needs, as tensors)
+  learning observe(transitions); allowed_updates(n_transitions) -> int; update() -> metrics
+           state_dict() / load_state_dict() for resume; export_policy() -> a policy for eval/distill/deploy
+`allowed_updates` is the update-to-data throttle: the learner never runs ahead of the data it has
+seen, so sim and real runs with the same budget are comparable. `run_online` is the single-process
+form (actor and learner interleaved); robot_rl.runtime's actor/learner runs the same calls across
+processes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from robot_rl.learning.rl.chunk_env import ChunkEnv
+from robot_rl.learning.rl.transitions import Transitions
+
+
+class OnlineAlgorithm(Protocol):
+    spec: Any
+
+    def reset(self) -> None: ...
+
+    def act(self, obs: dict[str, np.ndarray], explore: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+
+    def observe(self, transitions: Transitions) -> None: ...
+
+    def allowed_updates(self, n_transitions: int) -> int: ...
+
+    def update(self) -> dict[str, float]: ...
+
+    def export_policy(self): ...
+
+
+@dataclass
+class OnlineConfig:
+    env_steps: int = 20_000          # environment steps (policy-rate actions) to collect
+    eval_every: int = 2_000          # env steps between evaluations (0: only at the end)
+    eval_episodes: int = 20
+    eval_seed: int = 100_000         # fixed evaluation seeds: eval_seed + i
+    seed: int = 0
+    gamma: float = 0.99
+    reward: str = "sparse"
+
+
+@dataclass
+class CurvePoint:
+    env_steps: int
+    updates: int
+    episodes: int
+    success_rate: float
+    train_success_rate: float
+    wall_s: float
+
+
+def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineConfig, out: str | Path | None = None,
+               evaluate_fn: Callable[[Any], float] | None = None, make_corrector=None, recorder=None,
+               progress: bool = True) -> list[CurvePoint]:
+    """Collect cfg.env_steps environment steps with `algo`, updating it as allowed, evaluating every
+    cfg.eval_every steps with `evaluate_fn(policy) -> success rate` (default: none). Writes curve.json
+    to `out` after every evaluation. make_corrector(env) -> corrector enables interventions (ChunkEnv).
+    Returns the learning curve."""
+    raw_env = make_env()
+    corrector = make_corrector(raw_env) if make_corrector is not None else None
+    env = ChunkEnv(raw_env, algo.spec, cfg.gamma, cfg.reward, corrector=corrector, recorder=recorder)
+    curve: list[CurvePoint] = []
+    t0, n_seen, updates, episodes, recent = time.monotonic(), 0, 0, 0, []
+    next_eval = cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
+    bar = tqdm(total=cfg.env_steps, desc=f"online {type(algo).__name__}", disable=not progress)
+
+    def checkpoint_eval(steps: int) -> None:
+        rate = evaluate_fn(algo.export_policy()) if evaluate_fn is not None else float("nan")
+        train = float(np.mean(recent[-20:])) if recent else float("nan")
+        curve.append(CurvePoint(steps, updates, episodes, rate, train, time.monotonic() - t0))
+        bar.set_postfix(success=f"{rate:.2f}", updates=updates)
+        if out is not None:
+            Path(out, "curve.json").write_text(json.dumps([asdict(p) for p in curve], indent=1))
+
+    if evaluate_fn is not None:
+        checkpoint_eval(0)
+    try:
+        while bar.n < cfg.env_steps:
+            obs = env.reset(seed=cfg.seed * 1_000_003 + episodes)
+            algo.reset()
+            done = False
+            while not done:
+                actions, extras = algo.act(obs, explore=True)
+                step = env.step(actions, extras)
+                obs, done = step.obs, step.done
+                bar.update(step.steps)
+            t = env.episode_transitions()
+            episodes += 1
+            recent.append(float(env.success))
+            algo.observe(t)
+            n_seen += len(t)
+            while updates < algo.allowed_updates(n_seen):
+                algo.update()
+                updates += 1
+            while bar.n >= next_eval:
+                checkpoint_eval(min(bar.n, cfg.env_steps))
+                next_eval += cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
+    finally:
+        bar.close()
+        env.close()
+    if not curve or curve[-1].env_steps < bar.n:
+        checkpoint_eval(bar.n)
+    return curve
