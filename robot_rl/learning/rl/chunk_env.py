@@ -17,7 +17,8 @@ from typing import Any, Callable
 import numpy as np
 
 from robot_rl.core.spec import PolicySpec
-from robot_rl.learning.rl.transitions import Transitions, chunk_return, chunk_transitions
+from robot_rl.learning.rl.episode_record import EpisodeRecord
+from robot_rl.learning.rl.transitions import Transitions, chunk_return
 
 Corrector = Callable[[dict, np.ndarray], "np.ndarray | None"]
 
@@ -110,10 +111,12 @@ class ChunkEnv:
             self._rewards.append(r)
             self._flags.append(executed is not a)
             rewards.append(r)
-            if self.recorder is not None:
-                self.recorder.on_step(obs, executed, r, info | {"intervention": executed is not a})
             if self.max_steps is not None and self.env_steps >= self.max_steps:
                 truncated = True
+            if self.recorder is not None:   # the episode-end flags let a recorder commit the episode at once
+                self.recorder.on_step(obs, executed, r, info | {"intervention": executed is not a,
+                                                               "terminated": bool(terminated),
+                                                               "truncated": bool(truncated)})
             if terminated or truncated:
                 break
         self.terminated = bool(terminated)
@@ -122,14 +125,16 @@ class ChunkEnv:
                          0.0 if terminated else self.gamma ** k, bool(terminated), bool(truncated and not terminated),
                          k, self.success, flags, info)
 
+    def episode_record(self, **meta) -> EpisodeRecord:
+        """The episode so far as typed arrays (what an actor sends to its learner)."""
+        obs = {k: np.stack([o[k] for o in self._obs_log]) for k in self._obs_log[0]}
+        actions = np.stack(self._actions) if self._actions else np.zeros((0, self.spec.action_dim), np.float32)
+        return EpisodeRecord(obs, actions, np.asarray(self._rewards, np.float32), np.asarray(self._flags, bool),
+                             self.terminated, self.success, {k: np.stack(v) for k, v in self._extras.items()}, meta)
+
     def episode_transitions(self, source: str = "online") -> Transitions:
         """The episode so far as chunk transitions (one per step() call)."""
-        obs = {k: np.stack([o[k] for o in self._obs_log]) for k in self._obs_log[0]}
-        extras = {k: np.stack(v) for k, v in self._extras.items()}
-        t = chunk_transitions(obs, np.stack(self._actions) if self._actions else np.zeros((0, self.spec.action_dim)),
-                              np.asarray(self._rewards), self.terminated, self.spec, self.gamma,
-                              interventions=np.asarray(self._flags), source=source, episode=self._episode,
-                              success=self.success, extras=extras)
+        t = self.episode_record().transitions(self.spec, self.gamma, source, self._episode)
         self._episode += 1
         return t
 
