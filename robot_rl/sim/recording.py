@@ -29,6 +29,8 @@ def twin_stream_specs(env: TwinEnv) -> list[StreamSpec]:
         S("ee_target_pos", "float32", (3,), hz, "m", "base", description="commanded target after the action"),
         S("ee_target_quat", "float32", (4,), hz, "wxyz", "base", interp="slerp"),
         S("gripper_cmd", "float32", (1,), hz, "closure", interp="hold", description="0 open .. 1 closed"),
+        S("intervention", "uint8", (1,), hz, interp="hold",
+          description="1 when the action was taken over by a human / scripted corrector, stamped like action"),
         S("reward", "float32", (1,), hz, description="dense task reward"),
         S("success", "uint8", (1,), hz, interp="hold"),
         S("ee_force", "float32", (6,), hz, "N, Nm", "base", description="estimated external wrench at the TCP"),
@@ -72,6 +74,7 @@ class EpisodeRecorder:
         t = env.twin.time
         if action is not None:
             w.append("action", np.asarray(action, np.float32), self._t_prev)
+            w.append("intervention", np.array([bool(info.get("intervention", False))], np.uint8), self._t_prev)
         for k in ("joint_pos", "joint_vel", "ee_pos", "ee_quat", "gripper_pos"):
             w.append(k, obs[k], t)
         if "task_state" in obs:
