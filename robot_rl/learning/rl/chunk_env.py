@@ -5,7 +5,8 @@
 step's observation, action, reward and intervention flag are kept, so `episode_transitions()`
 turns the finished episode into `Transitions` with the same rule as store episodes. An optional
 `corrector(obs, action) -> action | None` takes over individual steps (a human at the SpaceMouse;
-in the twin, a scripted expert; its optional reset() is called at every episode start), and an optional recorder writes every step into a store.
+in the twin, a scripted expert; its optional reset() is called at every episode start), an optional
+`success_fn(obs) -> bool` replaces the env's success (a learned detector on the real robot), and an optional recorder writes every step into a store.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class ChunkEnv:
     reward: 'sparse' (1 at success, the RL default) or 'dense' (the env's shaped reward)."""
 
     def __init__(self, env, spec: PolicySpec, gamma: float = 0.99, reward: str = "sparse",
-                 corrector: Corrector | None = None, recorder=None, max_steps: int | None = None) -> None:
+                 corrector: Corrector | None = None, recorder=None, max_steps: int | None = None,
+                 success_fn: Callable[[dict], bool] | None = None) -> None:
         if spec.images:
             raise ValueError("ChunkEnv: RL stages use low-dim observations; the spec has image features "
                              f"{[f.key for f in spec.images]}")
@@ -53,6 +55,7 @@ class ChunkEnv:
             raise ValueError(f"ChunkEnv: reward={reward!r}, expected 'sparse' or 'dense'")
         self.env, self.spec, self.gamma, self.reward = env, spec, gamma, reward
         self.corrector, self.recorder, self.max_steps = corrector, recorder, max_steps
+        self.success_fn = success_fn
         self._history: collections.deque = collections.deque(maxlen=spec.n_obs_steps)
         self._episode = 0
         self._reset_log()
@@ -77,8 +80,9 @@ class ChunkEnv:
         self._history.clear()
         self._history.extend([obs] * self.spec.n_obs_steps)
         self._obs_log.append(self._step_features(obs))
-        if hasattr(self.corrector, "reset"):
-            self.corrector.reset()
+        for hook in (self.corrector, self.success_fn):
+            if hasattr(hook, "reset"):
+                hook.reset()
         if self.recorder is not None:
             self.recorder.on_step(obs, None, 0.0, info | {"is_success": False})
         return self.features()
@@ -101,7 +105,11 @@ class ChunkEnv:
                     executed = np.asarray(override, np.float32)
                     flags += 1
             obs, r, terminated, truncated, info = self.env.step(executed)
-            success = bool(info.get("is_success", info.get("success", False)))
+            if self.success_fn is not None:   # e.g. a learned SuccessDetector on the real robot
+                success = bool(self.success_fn(obs))
+                terminated = terminated or success
+            else:
+                success = bool(info.get("is_success", info.get("success", False)))
             r = float(success) if self.reward == "sparse" else float(r)
             self.success |= success
             self.env_steps += 1
