@@ -9,6 +9,8 @@ Each 1 ms tick (`Controller.tick(state, now)`):
   5. external force above the threshold -> re-anchor the reference at the measured pose;
   6. impedance law (per-axis pose-error clip inside), joint-limit springs, joint-velocity guard;
   7. torque saturation, then the torque-rate limit.
+Steps 1-5 are `update_reference(state, now)`, which position-controlled arms (servo to a pose, e.g. a
+UR through ur_rtde) run alone: they send the reference pose instead of torques.
 Targets are validated when pushed (`push_target`): NaN/inf rejected, out-of-workspace clipped (or
 rejected), jumps beyond `max_target_jump` rejected; each event is counted and reported as a Fault.
 Times: seconds on the controller's clock (monotonic for real arms, simulation time in the
@@ -117,6 +119,7 @@ class Controller:
         self._last_state_change = -math.inf
         self._estop_request: str | None = None
         self._state_stale = False
+        self._stale_now = False                  # this tick's state is stale or non-finite
         self._t_prev: float | None = None
 
     # ----------------------------------------------------------------------------- commands
@@ -181,6 +184,24 @@ class Controller:
         """One control period. Returns the (7,) torque command (Nm, an internal buffer)."""
         self.ticks += 1
         L = self.limits
+        tau_raw = self._tau_raw
+        if not self.update_reference(state, now):
+            if self._stale_now:
+                tau_raw[:] = 0.0                       # cannot trust dq: let go (rate-limited ramp)
+            else:
+                np.multiply(state.dq, -L.stop_damping, out=tau_raw)   # brake
+                tau_raw += state.coriolis
+            return self._limit_torque(tau_raw, now)
+        self.law.compute(state, self.ref_pos, self.ref_quat, self.ref_vel, tau_raw)
+        self._joint_guards(state, tau_raw, now)
+        return self._limit_torque(tau_raw, now)
+
+    def update_reference(self, state: ArmState, now: float) -> bool:
+        """Steps 1-5 of a tick: watchdogs, e-stop, target watchdog, and the reference pose
+        (`ref_pos`, `ref_quat`, `ref_vel`) for this period. Returns False when the controller is
+        stopped (latched). Torque arms call it through `tick`; position-controlled arms (servo to a
+        pose) call it alone and send the reference, so both get the same limits and filters."""
+        L = self.limits
         stale = False
         if state.t != self._last_state_t:
             self._last_state_t = state.t
@@ -201,14 +222,9 @@ class Controller:
         if self._estop_request is not None and self.mode != ControllerMode.STOPPED:
             self._stop(now, Fault.ESTOP, self._estop_request)
 
-        tau_raw = self._tau_raw
+        self._stale_now = stale
         if self.mode == ControllerMode.STOPPED:
-            if stale:
-                tau_raw[:] = 0.0                       # cannot trust dq: let go (rate-limited ramp)
-            else:
-                np.multiply(state.dq, -L.stop_damping, out=tau_raw)   # brake
-                tau_raw += state.coriolis
-            return self._limit_torque(tau_raw, now)
+            return False
 
         if self.mode == ControllerMode.IDLE:
             self._anchor(state, now)
@@ -283,10 +299,7 @@ class Controller:
             self._fault(now, Fault.EXTERNAL_FORCE, f"external force {fn:.1f} N > max_external_force "
                         f"{L.max_external_force} N: reference re-anchored at the measured pose")
             self._anchor(state, now)
-
-        self.law.compute(state, self.ref_pos, self.ref_quat, self.ref_vel, tau_raw)
-        self._joint_guards(state, tau_raw, now)
-        return self._limit_torque(tau_raw, now)
+        return True
 
     # ----------------------------------------------------------------------------- helpers
     def _anchor(self, state: ArmState, now: float) -> None:

@@ -8,16 +8,23 @@ the next tick was due). Timestamps are host monotonic seconds (robot_rl.core.clo
 
 Backends are named by the rig's `backend` field and built by a factory `module:function(rig, task)`
 returning an ArmBackend (+ optional `command(closure)` gripper), so a real arm plugs in here
-without the loop changing. A backend with a task (`reset_episode(seed)`, `evaluate()`,
-`privileged_state()`, e.g. the twin's TaskTwinArm) runs whole episodes: `reset_episode` requests go
-through a command counter (the loop resets the task, builds a fresh controller that anchors at the
-new pose and discards queued targets), and every snapshot carries the episode number, the task's
-privileged state, its success and the time of the first success.
+without the loop changing; names other than `twin` are looked up in the hardware registry's
+`robot_rl.arms` group (franka, ur, and third-party plug-ins). A position-controlled backend
+(`PoseBackend`: `write_pose`/`stop_motion` instead of `write_torque`, e.g. a UR servoing with
+servoL) gets the controller's reference pose each tick (`Controller.update_reference`: the same
+target validation, interpolation, speed limits, smoothing, workspace box and watchdogs) and
+`stop_motion()` while the controller is stopped; the loop runs at the rig's `control.loop_hz`
+(500 Hz for a UR). A backend with a task (`reset_episode(seed)`, `evaluate()`, `privileged_state()`,
+e.g. the twin's TaskTwinArm) runs whole episodes: `reset_episode` requests go through a command
+counter (the loop resets the task, builds a fresh controller that anchors at the new pose and
+discards queued targets), and every snapshot carries the episode number, the task's privileged
+state, its success and the time of the first success.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import multiprocessing as mp
 import os
 import sys
@@ -35,13 +42,20 @@ from robot_rl.control.shared import (
 from robot_rl.core.clock import now
 from robot_rl.core.types import EETarget
 
+log = logging.getLogger(__name__)
+
 BACKENDS = {"twin": "robot_rl.sim.twin_arm:make_loop_backend"}
 
 
 def _backend_factory(name: str):
     path = BACKENDS.get(name, name)
     if ":" not in path:
-        raise ValueError(f"rig backend {name!r}: unknown; known {sorted(BACKENDS)} or 'module:function'")
+        from robot_rl.hardware.registry import available, lookup   # real arms and plug-ins, by name
+
+        if name in available("arms"):
+            return lookup("arms", name)
+        raise ValueError(f"rig backend {name!r}: unknown; known {sorted(BACKENDS) + sorted(available('arms'))} "
+                         f"or 'module:function'")
     mod, fn = path.split(":")
     return getattr(importlib.import_module(mod), fn)
 
@@ -55,17 +69,25 @@ def _sleep_until(t: float) -> None:
         pass
 
 
-def _go_realtime(priority: int) -> bool:
+REALTIME_OFF, REALTIME_GRANTED, REALTIME_REFUSED = 0, 1, -1
+
+
+def _go_realtime(priority: int) -> int:
     """SCHED_FIFO at `priority` (needs CAP_SYS_NICE, e.g. root or an rtprio limit). A control loop
     that shares a loaded CPU under the normal scheduler gets descheduled for tens of ms; the
-    kernel's RT throttling (95 % by default) still keeps the machine responsive."""
+    kernel's RT throttling (95 % by default) still keeps the machine responsive.
+    Returns REALTIME_GRANTED, REALTIME_OFF (not asked for) or REALTIME_REFUSED (warned once here)."""
     if priority <= 0 or not hasattr(os, "sched_setscheduler"):
-        return False
+        return REALTIME_OFF
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-        return True
-    except (PermissionError, OSError):
-        return False
+        return REALTIME_GRANTED
+    except (PermissionError, OSError) as e:
+        log.warning("control loop (pid %d): SCHED_FIFO priority %d refused (%s); running under the normal "
+                    "scheduler, so expect deadline misses on a loaded host. Allow it with an rtprio limit (e.g. "
+                    "'@realtime - rtprio 99' in /etc/security/limits.d/, see docs/hardware.md) or set the rig's "
+                    "control.realtime_priority: 0 to run without it deliberately.", os.getpid(), priority, e)
+        return REALTIME_REFUSED
 
 
 def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) -> None:
@@ -75,6 +97,7 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
     ch = LoopChannels(shm_name)
     h = ch.header
     h[H_PID] = os.getpid()
+    backend = None
     try:
         rig = load_rig(rig_cfg)
         backend = _backend_factory(rig.backend)(rig, task)
@@ -83,10 +106,11 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
         profile = rig.profile
         has_gripper = hasattr(backend, "command")
         has_task = hasattr(backend, "reset_episode")
+        pose_arm = hasattr(backend, "write_pose")        # position-controlled: send the reference pose
         period = 1.0 / rig.loop_hz
         seen = {H_ESTOP: 0, H_RESET: 0, H_PROFILE_REQ: 0, H_EPISODE_REQ: 0}
         h[H_TORCH_LOADED] = int("torch" in sys.modules)
-        h[H_REALTIME] = int(_go_realtime(int(rig.raw.get("control", {}).get("realtime_priority", 0))))
+        h[H_REALTIME] = _go_realtime(int(rig.raw.get("control", {}).get("realtime_priority", 0)))
         st = ch.state
         lay = STATE_LAYOUT
         o_t, o_q, o_dq = lay["t"][0], lay["q"][0], lay["dq"][0]
@@ -130,11 +154,17 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
                 ctrl.push_target(EETarget(float(row[0]), row[1:4], row[4:8], float(row[8])), t0)
             s = backend.read_state()
             t1 = now()
-            tau = ctrl.tick(s, t1)
+            live = ctrl.update_reference(s, t1) if pose_arm else True
+            tau = ctrl.tau if pose_arm else ctrl.tick(s, t1)   # a pose arm commands no torque (stays 0)
             t2 = now()
             if has_gripper:
                 backend.command(ctrl.gripper)
-            backend.write_torque(tau)
+            if not pose_arm:
+                backend.write_torque(tau)
+            elif live:
+                backend.write_pose(ctrl.ref_pos, ctrl.ref_quat)
+            else:
+                backend.stop_motion()
             tick_us = (t2 - t1) * 1e6
             ticks_ring[n % TICK_RING] = tick_us
             n += 1
@@ -181,6 +211,8 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
                 if t_end > next_t + 10 * period:
                     next_t = t_end        # far behind (e.g. descheduled): resync, no burst of catch-up ticks
     finally:
+        if hasattr(backend, "close"):   # real arms end control cleanly (Franka: motion_finished; UR: servoStop)
+            backend.close()
         ready.set()
         ch.close()
 
@@ -267,7 +299,13 @@ class ControlLoopProcess:
     @property
     def realtime(self) -> bool:
         """Whether the loop process got SCHED_FIFO priority (rig control.realtime_priority)."""
-        return bool(self.ch.header[H_REALTIME])
+        return int(self.ch.header[H_REALTIME]) == REALTIME_GRANTED
+
+    @property
+    def realtime_status(self) -> str:
+        """'granted', 'off' (realtime_priority 0) or 'refused' (asked for, no permission: warned once)."""
+        return {REALTIME_GRANTED: "granted", REALTIME_OFF: "off",
+                REALTIME_REFUSED: "refused"}[int(self.ch.header[H_REALTIME])]
 
     @property
     def torch_loaded(self) -> bool:

@@ -1,7 +1,9 @@
 """The arm's 1 kHz hardware interface: what a backend reports each tick and what it accepts.
 
-Implemented by the MuJoCo twin (`robot_rl.sim.twin_arm.TwinArm`) and, later, by real arms
-(e.g. pylibfranka) behind the same two calls.
+Implemented by the MuJoCo twin (`robot_rl.sim.twin_arm.TwinArm`) and by real arms behind the same
+two calls (`robot_rl.hardware.arms.franka.FrankaArm` through pylibfranka). Arms that only accept pose
+set-points (`PoseBackend`, e.g. `robot_rl.hardware.arms.ur.URArm` through ur_rtde) receive the
+controller's reference pose instead of torques.
 """
 
 from __future__ import annotations
@@ -64,6 +66,23 @@ class ArmBackend(Protocol):
     def read_state(self) -> ArmState: ...
 
     def write_torque(self, tau: np.ndarray) -> None: ...
+
+
+@runtime_checkable
+class PoseBackend(Protocol):
+    """A position-controlled arm (it servoes to TCP poses with its own controller).
+
+    `read_state()` as ArmBackend, except that J, M, coriolis, gravity and tau_measured may be zeros and
+    an arm with fewer than 7 joints reports them in q[:n], dq[:n] (the rest 0). `write_pose(pos, quat)`
+    streams the next TCP set-point (m, (w, x, y, z), base frame) once per tick; `stop_motion()` is called
+    every tick while the controller is stopped: decelerate to rest on the first call, then hold.
+    """
+
+    def read_state(self) -> ArmState: ...
+
+    def write_pose(self, pos: np.ndarray, quat: np.ndarray) -> None: ...
+
+    def stop_motion(self) -> None: ...
 
 
 @runtime_checkable

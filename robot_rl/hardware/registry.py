@@ -5,7 +5,9 @@ A package adds a device without editing robot_rl by declaring, in its pyproject.
     [project.entry-points."robot_rl.cameras"]
     zed = "my_lab_devices.zed:ZedCamera"
 
-Groups: robot_rl.cameras, robot_rl.grippers, robot_rl.arms, robot_rl.teleop. Built-in names win over
+Groups: robot_rl.cameras, robot_rl.grippers, robot_rl.arms, robot_rl.teleop. An arm entry is a control-loop
+factory `make(rig, task)` returning a `robot_rl.control.ArmBackend` (torques) or `PoseBackend` (poses); a
+rig file names it with `backend: <name>`. Built-in names win over
 plug-ins; two plug-ins claiming one name is an error naming both. Nothing is imported until looked up, so
 listing devices never needs a vendor library.
 """
@@ -27,10 +29,15 @@ BUILTINS: dict[str, dict[str, str]] = {
     "robot_rl.grippers": {
         "robotiq": "robot_rl.hardware.robotiq:RobotiqGripper",  # model="2f85" | "2f140"
     },
-    "robot_rl.arms": {},  # the arm backends register here (controller issue)
+    # arms: control-loop factories `make(rig, task) -> ArmBackend | PoseBackend` (a rig's `backend:` name)
+    "robot_rl.arms": {
+        "franka": "robot_rl.hardware.arms.franka:make_loop_backend",   # torque control, pylibfranka
+        "ur": "robot_rl.hardware.arms.ur:make_loop_backend",           # pose servoing, ur_rtde
+    },
     "robot_rl.teleop": {
         "spacemouse": "robot_rl.hardware.teleop.spacemouse:SpaceMouse",
         "keyboard": "robot_rl.hardware.teleop.keyboard:KeyboardTeleop",
+        "evdev_keyboard": "robot_rl.hardware.teleop.evdev:EvdevKeyboard",   # Linux /dev/input/event*
         "gamepad": "robot_rl.hardware.teleop.gamepad:GamepadTeleop",
     },
 }

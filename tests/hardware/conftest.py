@@ -36,3 +36,41 @@ def pty_pair(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+FAKES = os.path.join(os.path.dirname(__file__), "fakes")
+VENDOR_MODULES = ("pylibfranka", "rtde_control", "rtde_receive", "fake_ur_robot")
+
+
+@pytest.fixture
+def vendor_fakes(monkeypatch):
+    """Put the stand-ins for pylibfranka and ur_rtde (tests/hardware/fakes) first on the import path,
+    in this process and in any process it spawns (PYTHONPATH), like an installed vendor library."""
+    import sys
+
+    monkeypatch.syspath_prepend(FAKES)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (FAKES, os.environ.get("PYTHONPATH")) if p))
+    for name in VENDOR_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    yield
+    for name in VENDOR_MODULES:
+        sys.modules.pop(name, None)
+
+
+class SimClock:
+    """A clock the test advances by hand (seconds)."""
+
+    def __init__(self, t: float = 100.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> float:
+        self.t += dt
+        return self.t
+
+
+@pytest.fixture
+def sim_clock():
+    return SimClock()

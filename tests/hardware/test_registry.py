@@ -59,10 +59,10 @@ def test_builtin_names_win_over_plugins(plugin_path):
 
 
 def test_two_plugins_claiming_one_name_is_an_error_naming_both(plugin_path):
-    install_plugin(plugin_path, "one", {"robot_rl.arms": {"ur": "one:FakeCamera"}}, FAKE_CAMERA)
-    install_plugin(plugin_path, "two", {"robot_rl.arms": {"ur": "two:FakeCamera"}}, FAKE_CAMERA)
+    install_plugin(plugin_path, "one", {"robot_rl.arms": {"kuka": "one:FakeCamera"}}, FAKE_CAMERA)
+    install_plugin(plugin_path, "two", {"robot_rl.arms": {"kuka": "two:FakeCamera"}}, FAKE_CAMERA)
     with pytest.raises(HardwareError, match="several packages") as info:
-        registry.lookup("arms", "ur")
+        registry.lookup("arms", "kuka")
     assert "one:FakeCamera (one)" in str(info.value) and "two:FakeCamera (two)" in str(info.value)
 
 
