@@ -88,7 +88,8 @@ def write_results(path: str | Path, **fields: Any) -> dict:
     from robot_rl.core.config import to_plain
 
     data = to_plain(fields)
-    data.setdefault("machine", machine_summary())
+    if "machine" not in data:
+        data["machine"] = machine_summary()
     _write_json(path, data)
     return data
 

@@ -78,7 +78,8 @@ def add_cameras(spec, cams: dict[str, CameraCalibration], names=None) -> None:
         cam.resolution = [c.width, c.height]
         cam.sensor_size = [c.width * _PIXEL_PITCH, c.height * _PIXEL_PITCH]
         cam.focal_pixel = [c.fx, c.fy]
-        cam.principal_pixel = [c.cx - 0.5 * c.width, c.cy - 0.5 * c.height]  # offset from the centre
+        # MuJoCo puts the optical axis at OpenCV cx = W/2 - 0.5 - principal_pixel_x (measured by calibrating renders)
+        cam.principal_pixel = [0.5 * c.width - 0.5 - c.cx, 0.5 * c.height - 0.5 - c.cy]
 
 
 class CameraRig:
