@@ -1,47 +1,82 @@
-"""Record scripted-teleop episodes in the MuJoCo twin into an episode store.
+"""Record episodes in the MuJoCo twin into an episode store: scripted teleop or a teleop device.
 
     robot-rl collect task=<reach|push|lift|insert> episodes=<n> store=<path> noise=<0..1> cameras=true|false
+    robot-rl collect source=<spacemouse|keyboard|gamepad|plug-in> options.<arg>=<value> session_keys=<kbd event device>
+                     session.reset_s=<s> live_view=off|http|window
 
-Every episode is labelled with the task's success check; injected operator failures (hesitation,
-wrong approach, slip) are listed in the episode metadata. Prints the success rate and writes
-results.json in the run directory.
+source=scripted (default): every episode is labelled with the task's success check; injected operator
+failures (hesitation, wrong approach, slip) are listed in the episode metadata.
+A device: an operator session at the twin's policy rate (robot_rl.runtime.teleop_session): the session keys
+start, stop-and-save, discard and mark success/failure (the label is the operator's), the deadman gates
+motion, the gripper toggles; after each episode the twin draws the next scene and `session.reset_s` passes
+before the next start. keyboard and gamepad are read from their Linux event device (options.path=); a
+2-button SpaceMouse has no session keys: add session_keys=<keyboard event device> or session.auto_start=true.
+Prints a summary and writes results.json in the run directory.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
+from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
+
+# a session needs a backend that reads the input itself: keyboard and gamepad logic read through evdev
+BACKENDS = {"keyboard": "evdev_keyboard", "gamepad": "evdev_gamepad"}
+EVENT_DEVICES = {"keyboard": "kbd", "gamepad": "joystick"}
 
 
 def run(cfg, args) -> int:
-    from tqdm import tqdm
-
-    from robot_rl.control.rig import load_rig
-    from robot_rl.core.results import write_results
-    from robot_rl.core.rundir import make_run_dir
-    from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
-    from robot_rl.sim.env import TwinEnv
-    from robot_rl.sim.experts import make_teleop, run_episode
-    from robot_rl.sim.randomization import RandomizationParams
-    from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+    from robot_rl.runtime.live_view import LiveView, view_mode
 
     if args:
         raise ConfigError(f"collect: unexpected positional arguments {args}; use key=value")
     episodes = int(cfg.episodes)
     noise = float(cfg.noise)
+    source = str(cfg.source)
     if episodes < 1:
         raise ConfigError(f"collect: episodes={episodes} must be >= 1")
     if not 0.0 <= noise <= 1.0:
         raise ConfigError(f"collect: noise={noise} must be in [0, 1]")
+    if source == "scripted":
+        return record(cfg, source, episodes, noise)
+    if noise:
+        raise ConfigError(f"collect: noise={noise} applies to source=scripted, not source={source}")
+    mode = view_mode(cfg.live_view)
+    device, keys = make_devices(cfg, source)
+    with ExitStack() as opened:   # a wrong option, a missing device or display fails before the twin is built
+        for d in (device, keys):
+            if d is not None:
+                d.connect()
+                opened.callback(d.disconnect)
+        view = None
+        if mode != "off":
+            view = opened.enter_context(LiveView(mode, str(cfg.live_view_host), int(cfg.live_view_port),
+                                                 float(cfg.live_view_fps), title=f"robot-rl collect {cfg.task.name}"))
+            if view.url:
+                print(f"collect: live view at {view.url}")
+        return record(cfg, source, episodes, noise, device, keys, view)
+
+
+def record(cfg, source: str, episodes: int, noise: float, device=None, keys=None, view=None) -> int:
+    """Build the twin of `robot=` and open the store, then record from the scripted teleop or the device."""
+    from robot_rl.control.rig import load_rig
+    from robot_rl.core.rundir import make_run_dir
+    from robot_rl.data.store import EpisodeStore
+    from robot_rl.hardware.teleop.actions import env_action_frame
+    from robot_rl.sim.env import TwinEnv
+    from robot_rl.sim.randomization import RandomizationParams
+    from robot_rl.sim.recording import twin_stream_specs
+
     out = make_run_dir(cfg, "collect")
     store_path = Path(cfg.store) if cfg.store else out / "episodes.zarr"
     rig = load_rig(cfg.robot)
-    task = str(cfg.task.name)
-    env = TwinEnv(task=task, rig=rig, policy_hz=cfg.policy_hz, cameras=bool(cfg.cameras), privileged=True,
-                  task_params=dict(cfg.task.get("params") or {}), profile=cfg.profile, seed=int(cfg.seed),
-                  randomization=RandomizationParams.default_on() if cfg.randomize else None)
+    teleop_config = getattr(getattr(device, "state", None), "config", None)   # BoundInputs devices
+    env = TwinEnv(task=str(cfg.task.name), rig=rig, policy_hz=cfg.policy_hz, cameras=bool(cfg.cameras),
+                  privileged=True, task_params=dict(cfg.task.get("params") or {}), profile=cfg.profile,
+                  seed=int(cfg.seed), randomization=RandomizationParams.default_on() if cfg.randomize else None,
+                  action_frame=env_action_frame(teleop_config.frame) if teleop_config is not None else "base")
     specs = twin_stream_specs(env)
     if store_path.exists():
         store = EpisodeStore.open(store_path, mode="a")
@@ -51,6 +86,23 @@ def run(cfg, args) -> int:
                               f"use a new store=")
     else:
         store = EpisodeStore.create(store_path, specs)
+    try:
+        if source == "scripted":
+            return collect_scripted(cfg, env, store, store_path, out, rig, episodes, noise)
+        return collect_with_device(cfg, env, store, store_path, out, rig, episodes, source, device, keys, view)
+    finally:
+        env.close()
+
+
+def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise: float) -> int:
+    from tqdm import tqdm
+
+    from robot_rl.core.results import write_results
+    from robot_rl.data.schema import EpisodeMeta
+    from robot_rl.sim.experts import make_teleop, run_episode
+    from robot_rl.sim.recording import EpisodeRecorder
+
+    task = env.task.name
     teleop = make_teleop(env, noise, seed=int(cfg.seed))
     results = []
     with store.writer() as w:
@@ -64,11 +116,91 @@ def run(cfg, args) -> int:
                     randomization=env.twin.randomization_drawn)
             results.append(r)
             bar.set_postfix(success=f"{sum(x['success'] for x in results)}/{len(results)}")
-    env.close()
     rate = sum(r["success"] for r in results) / len(results)
-    write_results(out / "results.json", task=task, noise=noise, episodes=len(results), success_rate=rate,
-                  env_steps=sum(r["steps"] for r in results), store=str(store_path),
+    write_results(out / "results.json", task=task, source="scripted", noise=noise, episodes=len(results),
+                  success_rate=rate, env_steps=sum(r["steps"] for r in results), store=str(store_path),
                   failures_injected=sum(bool(r["failures"]) for r in results))
     print(f"collect: {len(results)} {task} episodes (noise {noise}) -> {store_path}; scripted success "
           f"{rate:.0%}; results in {out / 'results.json'}")
     return 0
+
+
+def make_devices(cfg, source: str):
+    """The teleop device named by `source` (registry name or plug-in) and the optional session-keys keyboard."""
+    from robot_rl.core.config import dataclass_from_dict
+    from robot_rl.hardware.errors import HardwareError
+    from robot_rl.hardware.registry import create
+    from robot_rl.hardware.teleop.evdev import EvdevKeyboard
+    from robot_rl.hardware.teleop.events import Action
+    from robot_rl.hardware.teleop.state import TeleopConfig
+
+    options = dict(to_plain(cfg.options) or {})
+    if source in EVENT_DEVICES and not options.get("path"):
+        raise ConfigError(f"collect: source={source} reads a Linux input device: give options.path="
+                          f"/dev/input/by-id/<...>-event-{EVENT_DEVICES[source]} (docs/hardware.md, Teleoperation)")
+    teleop = {k: v for k, v in (to_plain(cfg.teleop) or {}).items() if v is not None}
+    if source == "spacemouse" and "require_deadman" not in teleop:   # as SpaceMouse's own default
+        teleop["require_deadman"] = options.get("deadman_button") is not None
+    if teleop:
+        try:
+            options["config"] = dataclass_from_dict(TeleopConfig, teleop, "collect: teleop")
+        except ValueError as e:
+            raise ConfigError(f"collect: teleop: {e}") from None
+    device = create("teleop", BACKENDS.get(source, source), **options)
+    if not callable(getattr(device, "read", None)):
+        raise HardwareError(f"collect: source={source}: {type(device).__name__} has no read(t) -> TeleopCommand")
+    keys = EvdevKeyboard(str(cfg.session_keys)) if cfg.session_keys else None
+    bindings = getattr(device, "bindings", None)
+    if (keys is None and bindings is not None and Action.START not in bindings.values()
+            and not cfg.session.auto_start):
+        raise ConfigError(f"collect: source={source} has no session keys (start, stop-and-save, ...): add session_keys="
+                          f"/dev/input/by-id/<...>-event-kbd, or session.auto_start=true with session.max_episode_s")
+    return device, keys
+
+
+def collect_with_device(cfg, env, store, store_path, out, rig, episodes: int, source: str, device, keys,
+                        view) -> int:
+    from tqdm import tqdm
+
+    from robot_rl.core.results import write_results
+    from robot_rl.data.store import EpisodeStore
+    from robot_rl.runtime.recording import RecordingSession, SessionConfig
+    from robot_rl.runtime.teleop_session import DeviceSession, SessionSink
+    from robot_rl.sim.recording import EpisodeRecorder
+
+    s = to_plain(cfg.session)
+    try:
+        config = SessionConfig(task=env.task.name, rig=rig.name, source="teleop",
+                               calibration_id=env.twin.calibration_id, max_episode_s=float(s["max_episode_s"]),
+                               reset_s=float(s["reset_s"]), auto_start=bool(s["auto_start"]),
+                               extra={"device": source, "policy_hz": env.policy_hz})
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"collect: session: {e}") from None
+    session = RecordingSession(store.writer(), [], config)
+    bar = tqdm(total=episodes, desc=f"collect {env.task.name} source={source}", unit="ep", disable=not cfg.progress)
+    teleop = DeviceSession(device, env, session, EpisodeRecorder(env, SessionSink(session)), keys=keys, view=view,
+                           on_reply=bar.write)
+
+    def show(signals: dict) -> None:
+        bar.n = signals["saved"]
+        bar.set_postfix_str(f"{signals['state']} {signals['elapsed_s']:.1f} s", refresh=False)
+
+    rate = None
+    try:
+        teleop.open()
+        rate = teleop.run(episodes, env.policy_hz if cfg.realtime else None, on_tick=show)
+    except KeyboardInterrupt:   # the operator ends the session early: what was saved stays, results are written
+        bar.write("collect: stopped by Ctrl-C; an open episode is saved with its mark, if any")
+    finally:
+        teleop.close()
+        bar.close()
+    status = session.status()
+    saved = EpisodeStore.open(store_path)
+    labels = [saved.episode_meta(i).get("success") for i in range(len(saved) - status["episodes_saved"], len(saved))]
+    write_results(out / "results.json", task=env.task.name, source=source, episodes=status["episodes_saved"],
+                  discarded=status["episodes_discarded"], marked_success=sum(x is True for x in labels),
+                  marked_failure=sum(x is False for x in labels), env_steps=teleop.ticks, store=str(store_path),
+                  overruns=rate.overruns if rate is not None else 0, last_error=status["last_error"])
+    print(f"collect: {status['episodes_saved']} {env.task.name} episodes from {source} -> {store_path} "
+          f"({status['episodes_discarded']} discarded); results in {out / 'results.json'}")
+    return 0 if not status["last_error"].startswith("saving failed") else 1

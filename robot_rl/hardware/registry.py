@@ -39,6 +39,7 @@ BUILTINS: dict[str, dict[str, str]] = {
         "keyboard": "robot_rl.hardware.teleop.keyboard:KeyboardTeleop",
         "evdev_keyboard": "robot_rl.hardware.teleop.evdev:EvdevKeyboard",   # Linux /dev/input/event*
         "gamepad": "robot_rl.hardware.teleop.gamepad:GamepadTeleop",
+        "evdev_gamepad": "robot_rl.hardware.teleop.evdev_gamepad:EvdevGamepad",   # Linux /dev/input/event*
     },
 }
 

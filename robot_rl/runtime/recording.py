@@ -9,7 +9,9 @@ topic -> one stream), and turns operator commands into episodes:
 
 During `resetting` (the operator puts the scene back) samples are ignored and `start` is refused; with
 `auto_start` the next episode starts when the reset period ends. Samples stamped before the episode
-started (in flight when `start` came) are ignored and counted as `early`.
+started (in flight when `start` came) are ignored and counted as `early`. In-process sources (the twin,
+robot_rl.runtime.teleop_session) skip the routes and `append()` straight to a stream; `listeners` hear
+when an episode begins and ends, whichever command or timer caused it.
 
 Nothing here blocks the caller on disk: `EpisodeWriter.append` queues, `commit(wait=False)` returns a
 future whose result lands in the status (`episodes_saved`, `last_error`). All times are seconds on
@@ -190,10 +192,14 @@ class RecordingSession:
         self._discarded = 0
         self._pending: list[Future] = []
         self._last_error = ""
+        self._closing = False
         self._reset_counts()
         self._transport: Transport | None = None
         self._status_pub = None
         self._subs: list = []
+        # listener(event, episode): "begin" once recording, "saved" / "discarded" when the episode ends;
+        # called on the caller's thread with the session lock held (keep it short, no blocking on other threads)
+        self.listeners: list[Callable[[str, int], None]] = []
 
     # -- commands ----------------------------------------------------------------------------
     def start(self) -> Reply:
@@ -221,9 +227,7 @@ class RecordingSession:
             if self._state is not State.RECORDING:
                 return Reply(False, f"not recording (state {self._state.value})")
             index = self._episode_index()
-            self.writer.discard()
-            self._discarded += 1
-            self._end_episode()
+            self._drop()
             return self._reply(True, f"discarded episode {index}")
 
     def mark_success(self) -> Reply:
@@ -257,16 +261,30 @@ class RecordingSession:
                 except KeyError as e:
                     self._reject(name, f"topic {topic}: sample has no {e.args[0]} (fields {sorted(sample.fields)})")
                     continue
-                try:
-                    ok = self.writer.append(name, value, sample.t)
-                except StoreError as e:
-                    self._reject(name, f"topic {topic} field {'+'.join(route.fields)}: {e}")
-                    continue
-                if ok:
-                    self._samples[name] += 1
-                else:
-                    self._dropped[name] += 1
-                self._count_missing(route.spec, sample.t)
+                self._append(name, value, sample.t, f"topic {topic} field {'+'.join(route.fields)}")
+
+    def append(self, stream: str, value, t: float) -> bool:
+        """One sample of `stream` from an in-process source (no route; `t` on the source's own clock, e.g.
+        the twin's episode time). Ignored unless recording; a bad sample is rejected and counted like a
+        routed one. Returns whether it was queued. Timers are not applied here but by `tick()` and the
+        commands, so a source's step (several streams) lands in one episode whole."""
+        with self._lock:
+            if self._state is not State.RECORDING:
+                return False
+            return self._append(stream, value, t, f"stream {stream}")
+
+    def _append(self, name: str, value, t: float, where: str) -> bool:
+        try:
+            ok = self.writer.append(name, value, t)
+        except StoreError as e:
+            self._reject(name, f"{where}: {e}")
+            return False
+        counts = self._samples if ok else self._dropped
+        counts[name] = counts.get(name, 0) + 1
+        spec = self.writer.store.streams.get(name)
+        if spec is not None:
+            self._count_missing(spec, t)
+        return ok
 
     def _count_missing(self, spec: StreamSpec, t: float) -> None:
         """Estimate samples lost before reaching us (e.g. by the middleware, which may not say so):
@@ -274,10 +292,10 @@ class RecordingSession:
         last = self._t_last.get(spec.name)
         self._t_last[spec.name] = t
         if last is not None and (t - last) * spec.rate_hz > 1.5:
-            self._missing[spec.name] += round((t - last) * spec.rate_hz) - 1
+            self._missing[spec.name] = self._missing.get(spec.name, 0) + round((t - last) * spec.rate_hz) - 1
 
     def _reject(self, stream: str, message: str) -> None:
-        self._rejected[stream] += 1
+        self._rejected[stream] = self._rejected.get(stream, 0) + 1
         self._last_error = message
 
     # -- time and status ---------------------------------------------------------------------
@@ -349,12 +367,12 @@ class RecordingSession:
         with self._lock:
             if self._state is State.CLOSED:
                 return
+            self._closing = True   # no auto_start from the transitions below
             if self._state is State.RECORDING:
                 if save_open:
                     self._save("saved at session close")
                 else:
-                    self.writer.discard()
-                    self._discarded += 1
+                    self._drop()
             self._state = State.CLOSED
         try:
             self.wait_saved()
@@ -388,22 +406,21 @@ class RecordingSession:
         self._t_start = self.clock()
         self._label = None
         self._reset_counts()
+        self._notify("begin", self._episode_index())
 
     def _save(self, why: str) -> Reply:
         index = self._episode_index()
         if not any(self._samples.values()):
-            self.writer.discard()
-            self._discarded += 1
-            self._end_episode()
-            topics = sorted(self._by_topic)
-            self._last_error = f"episode {index}: no samples arrived on {topics}; discarded"
+            self._drop()
+            sources = f"on {sorted(self._by_topic)}" if self._by_topic else "from its source"
+            self._last_error = f"episode {index}: no samples arrived {sources}; discarded"
             return self._reply(False, self._last_error)
         counts = {k: v for k, v in self._samples.items()}
         missing = {k: v for k, v in self._missing.items() if v}
         future = self.writer.commit(success=self._label, wait=False, notes=why, missing=missing)
         self._pending.append(future)
         future.add_done_callback(self._saved_cb)
-        self._end_episode()
+        self._end_episode("saved", index)
         return self._reply(True, f"saving episode {index} ({why}; samples {counts})")
 
     def _saved_cb(self, future: Future) -> None:
@@ -417,10 +434,21 @@ class RecordingSession:
                 self._last_error = f"saving failed: {error}"
         self.tick()
 
-    def _end_episode(self) -> None:
+    def _drop(self) -> None:
+        index = self._episode_index()
+        self.writer.discard()
+        self._discarded += 1
+        self._end_episode("discarded", index)
+
+    def _end_episode(self, event: str, index: int) -> None:
         self._state = State.RESETTING
         self._t_reset_end = self.clock() + self.config.reset_s
+        self._notify(event, index)
         self._advance()
+
+    def _notify(self, event: str, index: int) -> None:
+        for listener in list(self.listeners):
+            listener(event, index)
 
     def _advance(self) -> None:
         """Timed transitions, evaluated on every call (no timer thread of its own)."""
@@ -428,7 +456,7 @@ class RecordingSession:
             self._save(f"reached max_episode_s={self.config.max_episode_s}")
         if self._state is State.RESETTING and self.clock() >= self._t_reset_end:
             self._state = State.IDLE
-            if self.config.auto_start:
+            if self.config.auto_start and not self._closing:
                 self._begin()
 
     def _reply(self, success: bool, message: str) -> Reply:

@@ -273,3 +273,36 @@ def test_joints_are_picked_by_name_whatever_the_publisher_order(tmp_path, clock)
 def test_joint_names_must_fit_the_stream():
     with pytest.raises(ConfigError, match=r"streams.joint_pos.names: 3 joint names need a joint_state stream of 3 values, not joint_state \(7,\)"):
         routes_from_config({"joint_pos": STREAMS["joint_pos"] | {"names": ["a", "b", "c"]}})
+
+
+def test_in_process_samples_are_appended_straight_to_their_streams(tmp_path, clock):
+    session = make_session(tmp_path, clock)
+    assert not session.append("ee_pos", np.zeros(3), 0.0)            # not recording: ignored
+    session.start()
+    for i in range(3):
+        assert session.append("ee_pos", np.array([0.4, 0.0, 0.3 + i]), 0.01 * i)   # the source's own clock
+    assert not session.append("ee_pos", np.zeros(4), 0.5)             # wrong shape: rejected, counted
+    status = session.status()
+    assert status["samples"]["ee_pos"] == 3 and status["rejected"] == {"ee_pos": 1}
+    assert "stream ee_pos" in status["last_error"]
+    session.mark_success()
+    assert session.stop_and_save().success
+    session.close()
+    pos, t = EpisodeStore.open(tmp_path / "demo.zarr").read("ee_pos", 0)
+    np.testing.assert_allclose(pos[:, 2], [0.3, 1.3, 2.3])
+    np.testing.assert_allclose(t, [0.0, 0.01, 0.02])
+
+
+def test_listeners_hear_every_begin_and_end_whatever_caused_it(tmp_path, clock):
+    session = make_session(tmp_path, clock, max_episode_s=1.0, auto_start=True)
+    heard = []
+    session.listeners.append(lambda event, episode: heard.append((event, episode, session.status()["state"])))
+    session.start()
+    session.append("ee_pos", np.zeros(3), 0.0)
+    clock.t += 1.0
+    session.tick()                                                    # max_episode_s: saved, auto_start: next
+    session.discard()
+    session.close()                                                   # no auto_start while closing
+    assert heard == [("begin", 0, "recording"), ("saved", 0, "resetting"), ("begin", 1, "recording"),
+                     ("discarded", 1, "resetting"), ("begin", 1, "recording"), ("discarded", 1, "resetting")]
+    assert session.status()["state"] == "closed" and len(EpisodeStore.open(tmp_path / "demo.zarr")) == 1

@@ -45,16 +45,16 @@ def decode_events(buf: bytes) -> tuple[list[tuple[float, int, int, int]], bytes]
     return events, buf[n * EVENT.size:]
 
 
-class EvdevKeyboard(KeyboardTeleop):
-    """KeyboardTeleop fed by an evdev keyboard at `path`. `read()` drains pending events first.
+class EvdevInput:
+    """Reading a /dev/input/event* device for a BoundInputs subclass: open (and grab), drain pending
+    events into `feed()` on every `read()`, release everything on unplug or disconnect.
 
     Event times are host receive times (`clock.now()`): the kernel stamps events with CLOCK_REALTIME
     unless told otherwise, which is not the monotonic clock every other robot_rl stream uses.
     """
 
-    def __init__(self, path: str, grab: bool = False, bindings=None, config: TeleopConfig | None = None) -> None:
-        super().__init__(bindings, config)
-        self.name = f"keyboard {path}"
+    def _init_evdev(self, path: str, grab: bool, kind: str) -> None:
+        self.name = f"{kind} {path}"
         self.path, self.grab = path, grab
         self._fd: int | None = None
         self._pending = b""
@@ -90,13 +90,10 @@ class EvdevKeyboard(KeyboardTeleop):
         t = clock.now() if t is None else t
         events, self._pending = decode_events(self._pending + data)
         for _, typ, code, value in events:
-            name = KEY_NAMES.get(code)
-            if typ != EV_KEY or name is None or value == KEY_REPEAT:
-                continue
-            if value == KEY_PRESS:
-                self.press(name, t)
-            elif value == KEY_RELEASE:
-                self.release(name, t)
+            self.on_event(typ, code, value, t)
+
+    def on_event(self, typ: int, code: int, value: int, t: float) -> None:
+        raise NotImplementedError
 
     def read(self, t: float | None = None) -> TeleopCommand:
         if self._fd is None:
@@ -109,9 +106,26 @@ class EvdevKeyboard(KeyboardTeleop):
             except OSError as e:
                 self.release_all()            # unplugged: nothing may stay pressed
                 if e.errno == errno.ENODEV:
-                    raise HardwareError(f"{self.name}: the keyboard was unplugged") from e
+                    raise HardwareError(f"{self.name}: the device was unplugged") from e
                 raise HardwareError(f"{self.name}: read failed ({e})") from e
             if not data:
                 break
             self.feed(data)
         return super().read(t)
+
+
+class EvdevKeyboard(EvdevInput, KeyboardTeleop):
+    """KeyboardTeleop fed by an evdev keyboard at `path`. `read()` drains pending events first."""
+
+    def __init__(self, path: str, grab: bool = False, bindings=None, config: TeleopConfig | None = None) -> None:
+        KeyboardTeleop.__init__(self, bindings, config)
+        self._init_evdev(path, grab, "keyboard")
+
+    def on_event(self, typ: int, code: int, value: int, t: float) -> None:
+        name = KEY_NAMES.get(code)
+        if typ != EV_KEY or name is None or value == KEY_REPEAT:
+            return
+        if value == KEY_PRESS:
+            self.press(name, t)
+        elif value == KEY_RELEASE:
+            self.release(name, t)
