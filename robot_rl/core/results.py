@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -38,15 +39,12 @@ def machine_summary() -> str:
     """e.g. 'x86_64, 2 CPU cores, Linux 6.1, Python 3.11.7, torch 2.13.0 cpu'."""
     parts = [platform.machine(), f"{os.cpu_count()} CPU cores", f"{platform.system()} {platform.release()}",
              f"Python {platform.python_version()}"]
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # described when the run used it; never imported just for this line
+    if torch is not None:
         if torch.cuda.is_available():
             parts.append(f"torch {torch.__version__} GPU {torch.cuda.get_device_name(0)}")
         else:
             parts.append(f"torch {torch.__version__} cpu")
-    except ImportError:
-        pass
     return ", ".join(parts)
 
 
