@@ -1,12 +1,14 @@
 """Run a policy through the runtime and the 1 kHz impedance loop process, episode by episode.
 
-    robot-rl deploy policy=<checkpoint dir> twin=true task=<reach|push|lift|insert> episodes=<n>
+    robot-rl deploy policy=<checkpoint dir> twin=true task=<reach|push|lift|insert> episodes=<n> \
+        [calibration=<dir with latency.yaml>]
 
-Policy runner at the policy rate (observations from the loop's state snapshots, staleness -> hold,
-latency compensation, past actions dropped, chunks blended) -> absolute timestamped EE targets ->
-the ControlLoopProcess (twin physics at wall-clock rate) -> success from the task check. Reports
-success rate, time to success, runner timing (achieved rate, inference p50/p99, observation age,
-dropped actions, held cycles) and loop timing (tick p50/p99, deadline misses) in results.json.
+Policy runner (observations from the loop's state snapshots, staleness -> hold, per-stream latency
+compensation from calibration, a new chunk every runtime.replan_steps actions, past actions dropped,
+chunks blended) -> absolute timestamped EE targets -> the ControlLoopProcess (twin physics at
+wall-clock rate) -> success from the task check. Reports success rate, time to success, runner timing
+(achieved rate, inference p50/p99, observation age, dropped actions, held cycles) and loop timing
+(tick p50/p99, deadline misses) in results.json, and the per-cycle log in cycles.csv.
 `policy=scripted` runs the reference reach policy (no checkpoint) to check the runtime alone.
 twin=false needs a real arm backend (robot=<rig>, configs/robot/<rig>.yaml `backend:`).
 """
@@ -38,7 +40,8 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.control.rig import load_rig
     from robot_rl.core.results import write_results
     from robot_rl.core.rundir import make_run_dir
-    from robot_rl.runtime.deploy import DeployConfig, GoalReachPolicy, StreamPolicy, run_deploy
+    from robot_rl.runtime.deploy import (DeployConfig, GoalReachPolicy, StreamPolicy, load_latency_calibration,
+                                         run_deploy, stream_latencies, write_cycle_log)
     from robot_rl.sim.tasks import make_task
 
     if args or not cfg.policy:
@@ -58,6 +61,7 @@ def run(cfg, args: list[str]) -> int:
     dcfg = DeployConfig.from_dict(to_plain(cfg.runtime) | {"episodes": episodes,
                                                              "seed_offset": int(cfg.seed_offset),
                                                              "progress": bool(cfg.progress)})
+    calibrated = load_latency_calibration(cfg.calibration) if cfg.get("calibration") else {}
     if str(cfg.policy) == "scripted":
         if task != "reach":
             raise ConfigError(f"deploy policy=scripted: the scripted reference policy does reach only, got task={task}")
@@ -81,9 +85,8 @@ def run(cfg, args: list[str]) -> int:
                               "(end-effector delta action dx dy dz drx dry drz gripper, as TwinEnv)")
         policy = StreamPolicy(loaded)
         policy_name = str(cfg.policy)
-    unknown = sorted(set(dcfg.latency_s) - set(policy.streams))
-    if unknown:   # checked before the loop process starts
-        raise ConfigError(f"runtime.latency_s: unknown stream(s) {unknown}; the policy reads {sorted(policy.streams)}")
+    # checked before the loop process starts
+    dcfg.latency_s = stream_latencies(policy.streams, dcfg.latency_s, calibrated)
     out = make_run_dir(cfg, "deploy")
     raw["backend"] = "twin"
     loop = ControlLoopProcess(load_rig(raw), task={"name": task, "params": task_params})
@@ -91,18 +94,21 @@ def run(cfg, args: list[str]) -> int:
         if cfg.profile:
             loop.set_profile(str(cfg.profile))
         L = loop.rig.safety
-        print(f"deploy {policy_name} on twin task {task}: {episodes} episodes, policy at "
-              f"{dcfg.rate_hz or policy.action_hz:g} Hz, 1 kHz loop process (SCHED_FIFO: {loop.realtime})")
+        print(f"deploy {policy_name} on twin task {task}: {episodes} episodes, actions at {policy.action_hz:g} Hz, "
+              f"latency compensation {dcfg.latency_s or 'none'}, 1 kHz loop process (SCHED_FIFO: {loop.realtime})")
         result = run_deploy(policy, loop, dcfg, L.workspace_min, L.workspace_max, time_limit)
         torch_in_loop = loop.torch_loaded
     data = result.to_dict()
     data["loop"]["torch_loaded"] = torch_in_loop
-    write_results(out / "results.json", stage="deploy", policy=policy_name, task=task, twin=True, **data)
+    write_cycle_log(out / "cycles.csv", result.cycles)
+    write_results(out / "results.json", stage="deploy", policy=policy_name, task=task, twin=True,
+                  calibration=str(cfg.calibration) if cfg.get("calibration") else None, **data)
     r, lp = result.runner, result.loop
     tts = f"{result.mean_time_to_success_s:.2f} s" if result.mean_time_to_success_s is not None else "n/a"
     fmt = (lambda v, f=".2f": "n/a" if v is None else format(v, f))
     print(f"{task}: success {result.success_rate:.0%} over {result.episodes} episodes, mean time to success {tts}\n"
-          f"runner: {fmt(r['achieved_hz'], '.1f')} Hz achieved ({r['target_hz']:g} Hz target), inference p50 "
+          f"runner: a chunk every {r['replan_steps']:g} actions, {fmt(r['achieved_hz'], '.1f')} Hz achieved "
+          f"({r['target_hz']:.2f} Hz target), inference p50 "
           f"{fmt(r['inference_ms_p50'])} ms p99 {fmt(r['inference_ms_p99'])} ms, obs age p50 "
           f"{fmt(r['obs_age_ms_p50'])} ms, dropped actions {r['dropped_actions']}, held cycles {r['held_cycles']}\n"
           f"loop: tick p50 {fmt(lp['tick_us_p50'], '.0f')} us p99 {fmt(lp['tick_us_p99'], '.0f')} us, deadline misses "

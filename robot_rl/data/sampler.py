@@ -27,10 +27,9 @@ import numpy as np
 
 from robot_rl.core.errors import ConfigError, StaleDataError, StoreError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
-from robot_rl.data.align import sample_at
+from robot_rl.data.align import (EpisodeGrid, effective_interp, episode_grid, hold_indices, sample_at,
+                                 staleness_bounds, stream_times)
 from robot_rl.data.store import EpisodeStore
-
-STALENESS_PERIODS = 3.0  # default bound: a dropped sample or two is tolerated, a dead sensor is not
 
 
 def feature_streams(feature: FeatureSpec) -> list[str]:
@@ -87,86 +86,58 @@ class GridData:
         return np.diff(self.offsets)
 
 
-def _staleness(store: EpisodeStore, stream: str, max_staleness) -> float:
-    if isinstance(max_staleness, dict):
-        if stream in max_staleness:
-            return float(max_staleness[stream])
-    elif max_staleness is not None:
-        return float(max_staleness)
-    return STALENESS_PERIODS / store.streams[stream].rate_hz
-
-
-def _hold_rows(times: np.ndarray, grid: np.ndarray, bound: float, name: str) -> np.ndarray:
-    """Index of the latest sample at or before each grid time; raises when none or too old."""
-    idx = np.searchsorted(times, grid, side="right") - 1
-    if len(times) == 0 or np.any(idx < 0):
-        first = times[0] if len(times) else float("nan")
-        k = int(np.argmax(idx < 0))
-        raise StaleDataError(f"{name}: grid time {grid[k]:.6f} s is before the first sample ({first:.6f} s)")
-    age = grid - times[idx]
-    if np.any(age > bound):
-        k = int(np.argmax(age))
-        raise StaleDataError(f"{name}: frame at {times[idx[k]]:.6f} s is {age[k] * 1e3:.1f} ms old at grid time "
-                             f"{grid[k]:.6f} s (max staleness {bound * 1e3:.1f} ms)")
-    return idx
-
-
-def _trim(store: EpisodeStore, ep: int, grid: np.ndarray, streams: dict[str, np.ndarray], max_staleness,
-          name: str) -> tuple[int, int]:
-    """[head, stop) of the grid steps every stream covers: not before any stream's first sample, not
-    past the last sample of an interpolated stream (no extrapolation); the same rule as the
-    diffusion_policy exporter. Warns when a stream starts or ends more than its staleness bound away."""
-    first = max(float(t[0]) for t in streams.values())
-    interpolated = [s for s in streams if store.streams[s].interp != "hold" and not store.streams[s].is_image]
-    last = min([float(streams[s][-1]) for s in interpolated] or [np.inf])
-    head = int(np.searchsorted(grid, first, side="left"))
-    stop = max(head, int(np.searchsorted(grid, last + 1e-9, side="right")))
-    late = [s for s, t in streams.items() if t[0] - grid[0] > _staleness(store, s, max_staleness)]
-    early = [s for s in interpolated if grid[-1] - streams[s][-1] > _staleness(store, s, max_staleness)]
+def _warn_trimmed(store: EpisodeStore, g: EpisodeGrid, covered: dict[str, np.ndarray], grid: np.ndarray,
+                  bounds: dict[str, float | None], name: str) -> None:
+    """Warn when a stream starts (or an interpolated one ends) more than its staleness bound away from
+    the grid's ends, so grid steps were dropped (the exporter's rule, robot_rl.data.align.episode_grid)."""
+    far = lambda gap, s: bounds[s] is not None and gap > bounds[s]  # noqa: E731
+    late = [s for s, t in covered.items() if far(t[0] - grid[0], s)]
+    early = [s for s, t in covered.items() if effective_interp(store.streams[s]) != "hold" and far(grid[-1] - t[-1], s)]
     if late or early:
-        warnings.warn(f"{name}: episode {ep}: dropped {head} grid steps before streams {late} start and "
-                      f"{len(grid) - stop} after streams {early} end")
-    return head, stop
+        warnings.warn(f"{name}: episode {g.episode}: dropped {g.dropped_head} grid steps before streams {late} start "
+                      f"and {g.dropped_tail} after streams {early} end")
 
 
 def align_to_grid(store: EpisodeStore, episodes, low_dim: list[str], images: list[str],
                   grid_stream: str | None = None, max_staleness: float | dict | None = None,
                   on_stale: str = "raise") -> GridData:
     """Align `low_dim` and `images` streams of `episodes` to the grid of `grid_stream` (default: the
-    store's index stream), trimmed to the steps every stream covers (see _trim).
-    max_staleness: seconds, per stream dict, or None (STALENESS_PERIODS sample periods).
+    store's index stream), trimmed to the steps every stream covers (robot_rl.data.align.episode_grid).
+    max_staleness: seconds, per stream dict, or None (align.STALENESS_PERIODS sample periods).
     on_stale: 'raise' (default) or 'skip' (drop that episode with a warning)."""
     grid_stream = grid_stream or store.index_stream
     for name in [grid_stream, *low_dim, *images]:
         store._check_stream(name)
     if on_stale not in ("raise", "skip"):
         raise ConfigError(f"on_stale must be 'raise' or 'skip', got {on_stale!r}")
+    bounds = staleness_bounds(store, sorted({grid_stream, *low_dim, *images}), max_staleness)
     kept, times, lows, rows = [], [], {s: [] for s in low_dim}, {s: [] for s in images}
     for ep in np.asarray(episodes, dtype=np.int64):
         ep = int(ep)
-        lo, hi = store.episode_rows(ep, grid_stream)
-        grid = np.asarray(store.times(grid_stream)[lo:hi], dtype=np.float64)
+        lo, _ = store.episode_rows(ep, grid_stream)
         low = {s: store.read(s, ep) for s in low_dim if s != grid_stream}
-        image_lo = {s: store.episode_rows(ep, s)[0] for s in images}
-        image_t = {s: np.asarray(store.times(s)[image_lo[s]:store.episode_rows(ep, s)[1]]) for s in images}
-        covered = {s: np.asarray(t) for s, (_, t) in low.items()} | image_t
-        if len(grid) == 0 or any(len(t) == 0 for t in covered.values()):
+        covered = {s: np.asarray(t, dtype=np.float64) for s, (_, t) in low.items()}
+        covered |= {s: stream_times(store, ep, s) for s in images}
+        g = episode_grid(store, ep, list(covered), grid_stream, times=covered)
+        if g.index_rows == 0 or any(len(t) == 0 for t in covered.values()):
             empty = [s for s, t in covered.items() if len(t) == 0]
             warnings.warn(f"{store.path}: skipping episode {ep}: no samples in {empty or [grid_stream]}")
             continue
-        head, stop = _trim(store, ep, grid, covered, max_staleness, str(store.path)) if covered else (0, len(grid))
-        grid = grid[head:stop]
+        grid = g.times
+        if covered and (g.dropped_head or g.dropped_tail):
+            _warn_trimmed(store, g, covered, stream_times(store, ep, grid_stream), bounds, str(store.path))
         try:
             ep_low = {}
             for s in low_dim:
+                where = f"{store.path}:{s}[episode {ep}]"
                 if s == grid_stream:
-                    v = np.asarray(store.values(s)[lo + head:lo + stop])
+                    v = np.asarray(store.values(s)[lo + g.head:lo + g.stop])
                 else:
-                    v = sample_at(*low[s], grid, store.streams[s].interp, _staleness(store, s, max_staleness),
-                                  name=f"{store.path}:{s}[episode {ep}]")
+                    v = sample_at(*low[s], grid, effective_interp(store.streams[s]), bounds[s], name=where)
                 ep_low[s] = np.asarray(v, dtype=np.float32).reshape(len(grid), -1)
-            ep_rows = {s: image_lo[s] + _hold_rows(image_t[s], grid, _staleness(store, s, max_staleness),
-                                                   f"{store.path}:{s}[episode {ep}]") for s in images}
+            ep_rows = {s: store.episode_rows(ep, s)[0] + hold_indices(covered[s], grid, bounds[s],
+                                                                      f"{store.path}:{s}[episode {ep}]")
+                       for s in images}
         except StaleDataError as e:
             if on_stale == "raise":
                 raise

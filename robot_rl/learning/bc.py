@@ -26,7 +26,6 @@ import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import write_results
 from robot_rl.core.spec import PolicySpec
@@ -34,12 +33,10 @@ from robot_rl.data.dataset import make_datasets
 from robot_rl.data.normalizer import compute_stats
 from robot_rl.data.store import EpisodeStore
 from robot_rl.learning.evaluate import evaluate
-from robot_rl.learning.train_state import (cosine_with_warmup, load_train_state, resume_schedule,
-                                           save_train_state)
+from robot_rl.learning.train_state import OptimConfig, Optimization, config_with_optim
 from robot_rl.policies.config import PolicyConfig
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
-from robot_rl.policies.ema import EMA
 from robot_rl.policies.io import save_policy
 from robot_rl.policies.normalizer import Normalizer
 
@@ -48,14 +45,7 @@ from robot_rl.policies.normalizer import Normalizer
 class BCConfig:
     steps: int = 20_000
     batch_size: int = 256
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.95, 0.999)
-    weight_decay: float = 1e-6
-    warmup_steps: int = 500
-    grad_clip: float = 1.0            # max gradient norm; 0 disables
-    ema: bool = True
-    ema_power: float = 0.75
-    ema_max_decay: float = 0.9999
+    optim: OptimConfig = field(default_factory=OptimConfig)   # lr 1e-4, 500 warm-up steps, EMA
     val_ratio: float = 0.1            # whole episodes held out for validation loss
     success_only: bool = False        # train on successful episodes only
     num_workers: int = 2
@@ -70,7 +60,8 @@ class BCConfig:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "BCConfig":
-        return dataclass_from_dict(BCConfig, d, "train")
+        """From configs/train.yaml's `train:` section (optimizer fields flat or under `optim:`)."""
+        return config_with_optim(BCConfig, d, "train")
 
 
 @dataclass
@@ -137,23 +128,17 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
     stats = compute_stats(store, spec, episodes=train_set.sampler.episodes)
     normalizer = Normalizer.from_stats(spec, stats.stats)
     policy = DiffusionPolicy(spec, model_cfg, normalizer).to(device)
-    ema = EMA(policy, cfg.ema_power, cfg.ema_max_decay) if cfg.ema else None
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(cfg.warmup_steps, cfg.steps))
+    opt = Optimization(policy, cfg.optim, cfg.steps)
     model = torch.nn.parallel.DistributedDataParallel(policy) if world > 1 else policy
 
     out = Path(out)
     step, evals, best_success, losses = 0, [], -1.0, []
     state_dir = out / "train_state"
-    modules = {"policy": policy} | ({"ema": ema.model} if ema else {})
     if cfg.resume and (state_dir / "train_state.safetensors").exists():
-        header = load_train_state(state_dir, optimizer, modules)
+        header = opt.load(state_dir, "policy")
         step = int(header["step"])
         extra = header["extra"]
         evals, best_success = extra.get("evals", []), float(extra.get("best_success", -1.0))
-        if ema:
-            ema.updates = int(extra.get("ema_updates", step))
-        resume_schedule(schedule, step)
         if main:
             print(f"resumed from {state_dir} at step {step}")
 
@@ -162,7 +147,7 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
         from torch.utils.tensorboard import SummaryWriter
 
         tb = SummaryWriter(str(out / "tb"))
-    export = lambda: ema.model if ema else policy  # noqa: E731
+    export = opt.export
     best_dir = out / "checkpoints" / "best"
 
     def checkpoint(name: str) -> Path:
@@ -179,14 +164,7 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
         for batch in loader:
             policy.train()
             loss = model({k: v.to(device, non_blocking=True) for k, v in batch.items()})
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-            optimizer.step()
-            schedule.step()
-            if ema:
-                ema.update(policy)
+            opt.step(loss)
             step += 1
             bar.update(1)
             if main and step % cfg.log_every == 0:
@@ -195,7 +173,7 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
                 rate = cfg.log_every / max(1e-9, time.perf_counter() - t_last)
                 t_last = time.perf_counter()
                 tb.add_scalar("train/loss", value, step)
-                tb.add_scalar("train/lr", schedule.get_last_lr()[0], step)
+                tb.add_scalar("train/lr", opt.lr, step)
                 tb.add_scalar("train/steps_per_s", rate, step)
                 bar.set_postfix(loss=f"{value:.4f}")
             last = step >= cfg.steps or out_of_time()
@@ -214,8 +192,7 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
                 if val_set is not None and len(val_set) and step % cfg.checkpoint_every == 0:
                     tb.add_scalar("val/loss", validation_loss(export(), val_set, cfg, device), step)
                 checkpoint("latest")
-                save_train_state(state_dir, step, optimizer, modules,
-                                 {"evals": evals, "best_success": best_success, "ema_updates": ema.updates if ema else 0})
+                opt.save(state_dir, step, "policy", {"evals": evals, "best_success": best_success})
                 _plot_curves(out, losses, evals)
             if last:
                 break

@@ -37,16 +37,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import latency_percentiles_ms, write_results
 from robot_rl.learning.distill_data import ObsBuffer, collect
 from robot_rl.learning.evaluate import evaluate
-from robot_rl.learning.train_state import cosine_with_warmup, load_train_state, resume_schedule, save_train_state
+from robot_rl.learning.train_state import OptimConfig, Optimization, config_with_optim
 from robot_rl.policies.base import ChunkPolicy
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
-from robot_rl.policies.ema import EMA
 from robot_rl.policies.io import save_policy
 from robot_rl.policies.one_step import OneStepPolicy
 
@@ -61,14 +59,7 @@ class DistillConfig:
     obs_source: str = "auto"          # same_noise observations: store | twin | auto (the store when one is given)
     steps: int = 5000                 # gradient steps in total (dagger: split evenly over the rounds)
     batch_size: int = 256
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.95, 0.999)
-    weight_decay: float = 1e-6
-    warmup_steps: int = 100
-    grad_clip: float = 1.0            # max gradient norm; 0 disables
-    ema: bool = False                 # export EMA weights of the student
-    ema_power: float = 0.75
-    ema_max_decay: float = 0.9999
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(warmup_steps=100, ema=False))  # ema: export EMA
     freeze_encoder: bool = True       # keep the warm-started encoder equal to the teacher's
     teacher_steps: int = 0            # K DDIM steps (eta 0) of the target; 0: the teacher's num_inference_steps
     twin_episodes: int = 20           # obs_source=twin: teacher episodes whose visited states are the data
@@ -89,7 +80,6 @@ class DistillConfig:
     resume: bool = True               # continue from out/train_state if present
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)
         if self.mode not in MODES:
             raise ConfigError(f"distill.mode={self.mode!r}: expected one of {MODES}")
         if self.obs_source not in OBS_SOURCES:
@@ -105,7 +95,8 @@ class DistillConfig:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "DistillConfig":
-        return dataclass_from_dict(DistillConfig, d, "distill")
+        """From configs/distill.yaml's `distill:` section (optimizer fields flat or under `optim:`)."""
+        return config_with_optim(DistillConfig, d, "distill")
 
 
 @dataclass
@@ -160,27 +151,19 @@ def same_noise_error(teacher: DiffusionPolicy, student: ChunkPolicy, obs: Mappin
 
 # ---- optimization bookkeeping shared by both modes ------------------------------------------------------
 class StudentOptimizer:
-    """AdamW over the student's trainable parameters, cosine schedule with warm-up, optional EMA,
-    TensorBoard + tqdm, and the resumable state in out/train_state (robot_rl.learning.train_state)."""
+    """The shared optimizer recipe (robot_rl.learning.train_state.Optimization) over the student's trainable
+    parameters, TensorBoard + tqdm, and the resumable state in out/train_state."""
 
     def __init__(self, student: OneStepPolicy, cfg: DistillConfig, out: str | Path, desc: str):
         self.student, self.cfg = student, cfg
-        params = [p for p in student.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
-                                                          cosine_with_warmup(cfg.warmup_steps, cfg.steps))
-        self.ema = EMA(student, cfg.ema_power, cfg.ema_max_decay) if cfg.ema else None
-        self.modules = {"student": student} | ({"ema": self.ema.model} if self.ema else {})
+        self.opt = Optimization(student, cfg.optim, cfg.steps)
         out = Path(out)
         self.state_dir = out / "train_state"
         self.step, self.extra, self.losses = 0, {}, []
         if cfg.resume and (self.state_dir / "train_state.safetensors").exists():
-            header = load_train_state(self.state_dir, self.optimizer, self.modules)
+            header = self.opt.load(self.state_dir, "student")
             self.step, self.extra = int(header["step"]), dict(header["extra"])
             self.losses = [tuple(x) for x in self.extra.get("losses", [])]
-            if self.ema:
-                self.ema.updates = int(self.extra.get("ema_updates", self.step))
-            resume_schedule(self.schedule, self.step)
             print(f"resumed from {self.state_dir} at step {self.step}")
         from torch.utils.tensorboard import SummaryWriter
 
@@ -192,29 +175,22 @@ class StudentOptimizer:
         return self.step >= self.cfg.steps
 
     def export(self) -> OneStepPolicy:
-        return self.ema.model if self.ema else self.student
+        return self.opt.export()
 
     def update(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.cfg.grad_clip)
-        self.optimizer.step()
-        self.schedule.step()
-        if self.ema:
-            self.ema.update(self.student)
+        self.opt.step(loss)
         self.step += 1
         self.bar.update(1)
         if self.step % self.cfg.log_every == 0 or self.step == 1:
             value = float(loss.detach())
             self.losses.append((self.step, value))
             self.tb.add_scalar("distill/loss", value, self.step)
-            self.tb.add_scalar("distill/lr", self.schedule.get_last_lr()[0], self.step)
+            self.tb.add_scalar("distill/lr", self.opt.lr, self.step)
             self.bar.set_postfix(loss=f"{value:.5f}")
 
     def save_state(self, **extra: Any) -> None:
-        self.extra.update(extra, losses=self.losses, ema_updates=self.ema.updates if self.ema else 0)
-        save_train_state(self.state_dir, self.step, self.optimizer, self.modules, self.extra)
+        self.extra.update(extra, losses=self.losses)
+        self.opt.save(self.state_dir, self.step, "student", self.extra)
 
     def close(self) -> None:
         self.bar.close()
@@ -355,10 +331,11 @@ def distill(teacher, cfg: DistillConfig, out: str | Path, make_env: Callable[[],
     if isinstance(teacher, ChunkPolicy):
         teacher = teacher.to(device).eval()
     if student is None:
-        if not isinstance(teacher, ChunkPolicy):
+        warm = teacher if isinstance(teacher, ChunkPolicy) else getattr(teacher, "base", None)  # composites
+        if not isinstance(warm, ChunkPolicy):
             raise ConfigError(f"a {type(teacher).__name__} teacher needs a warm-start student "
                               f"(OneStepPolicy.from_teacher(<its base policy>))")
-        student = OneStepPolicy.from_teacher(teacher)
+        student = OneStepPolicy.from_teacher(warm)
     student = student.to(device)
     spec = student.spec
     if cfg.freeze_encoder:

@@ -1,7 +1,10 @@
-"""Resumable training state without pickle: optimizer, schedule position, EMA weights and RNG.
+"""The optimizer recipe shared by imitation and distillation, and its resumable state without pickle.
 
-Tensors go to one safetensors file (`train_state.safetensors`), everything else (step, optimizer
-hyper-parameters) to JSON in its header, so resuming never executes code from disk.
+`OptimConfig` + `Optimization`: AdamW, cosine schedule with linear warm-up, gradient-norm clipping and
+an optional EMA of the weights (diffusion_policy's recipe), one definition for robot_rl.learning.bc and
+robot_rl.learning.distill. The state (optimizer, schedule position, EMA weights, RNG) is saved with
+tensors in one safetensors file (`train_state.safetensors`) and everything else (step, optimizer
+hyper-parameters) as JSON in its header, so resuming never executes code from disk.
 """
 
 from __future__ import annotations
@@ -10,15 +13,103 @@ import json
 import math
 import os
 import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from robot_rl.core.errors import CheckpointError
+from robot_rl.core.config import dataclass_from_dict
+from robot_rl.core.errors import CheckpointError, ConfigError
+from robot_rl.policies.ema import EMA
 
 FILE = "train_state.safetensors"
+
+
+@dataclass
+class OptimConfig:
+    """AdamW (lr, betas, weight_decay), cosine decay after `warmup_steps` of linear warm-up, gradient
+    norm clipped at `grad_clip` (0: off), and with `ema` an averaged copy of the weights (EMA power /
+    max decay) that is what gets exported."""
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.95, 0.999)
+    weight_decay: float = 1e-6
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    ema: bool = True
+    ema_power: float = 0.75
+    ema_max_decay: float = 0.9999
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+
+
+OPTIM_FIELDS = tuple(f.name for f in fields(OptimConfig))
+
+
+def config_with_optim(cls, d: Mapping[str, Any] | None, where: str):
+    """Build training config dataclass `cls` (it has an `optim: OptimConfig` field) from a mapping in which
+    the optimizer fields sit either flat beside the others (configs/train.yaml, configs/distill.yaml, and
+    overrides like train.lr=...) or nested under `optim:`; unset ones keep cls's own optimizer defaults."""
+    d = dict(d or {})
+    nested = dict(d.pop("optim", None) or {})
+    flat = {k: d.pop(k) for k in list(d) if k in OPTIM_FIELDS}
+    both = sorted(set(flat) & set(nested))
+    if both:
+        raise ConfigError(f"{where}: {both} given both flat and under {where}.optim; give each once")
+    default = next(f for f in fields(cls) if f.name == "optim").default_factory()
+    values = {f.name: getattr(default, f.name) for f in fields(OptimConfig)} | flat | nested
+    return dataclass_from_dict(cls, d | {"optim": dataclass_from_dict(OptimConfig, values, f"{where}.optim")}, where)
+
+
+class Optimization:
+    """The OptimConfig recipe over `module`'s trainable parameters for `total_steps` steps.
+
+    step(loss): zero grads, backward, clip, AdamW step, schedule step, EMA update. `export()` is the
+    module to save (the EMA copy when there is one). `modules` names what the training state holds."""
+
+    def __init__(self, module: torch.nn.Module, cfg: OptimConfig, total_steps: int) -> None:
+        self.module, self.cfg = module, cfg
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                          cosine_with_warmup(cfg.warmup_steps, total_steps))
+        self.ema = EMA(module, cfg.ema_power, cfg.ema_max_decay) if cfg.ema else None
+
+    def modules(self, name: str) -> dict[str, torch.nn.Module]:
+        return {name: self.module} | ({"ema": self.ema.model} if self.ema else {})
+
+    def export(self) -> torch.nn.Module:
+        return self.ema.model if self.ema else self.module
+
+    @property
+    def lr(self) -> float:
+        return self.schedule.get_last_lr()[0]
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        if self.ema:
+            self.ema.update(self.module)
+
+    def save(self, directory: str | Path, step: int, name: str, extra: dict[str, Any] | None = None) -> Path:
+        extra = dict(extra or {}) | {"ema_updates": self.ema.updates if self.ema else 0}
+        return save_train_state(directory, step, self.optimizer, self.modules(name), extra)
+
+    def load(self, directory: str | Path, name: str) -> dict[str, Any]:
+        """Restore from `directory` and put the schedule and EMA where they were; returns the header."""
+        header = load_train_state(directory, self.optimizer, self.modules(name))
+        step = int(header["step"])
+        if self.ema:
+            self.ema.updates = int(header["extra"].get("ema_updates", step))
+        resume_schedule(self.schedule, step)
+        return header
 
 
 def save_train_state(directory: str | Path, step: int, optimizer: torch.optim.Optimizer,

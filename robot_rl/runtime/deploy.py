@@ -1,13 +1,22 @@
 """Deploy: a policy through the full runtime path, episode by episode, on the wall clock.
 
-    PolicyRunner (policy rate; observations assembled from the loop's state snapshots, host monotonic
-    timestamps, per-stream latency compensation, max staleness -> hold)
-      -> ActionChunk (absolute action times; past actions dropped; chunks blended)
-      -> DeltaTargetConverter (TwinEnv's delta-action semantics, integrated along the chunk from the
-         commanded target) -> absolute timestamped EETargets
+    LoopObservationSource (the loop's state polled at poll_hz, host monotonic timestamps)
+      -> PolicyRunner (observations assembled with per-stream latency compensation, history frames
+         interpolated at the policy period, max staleness -> hold)
+      -> ActionChunk (absolute action times t_obs + k / rate; past actions dropped; chunks blended)
+      -> LoopActionSink + DeltaTargetConverter (TwinEnv's delta-action semantics: each action, when it
+         becomes due, is integrated from the commanded target with the TCP measured then)
       -> ControlLoopProcess (1 kHz impedance loop in its own process; the twin's physics runs at
          wall-clock rate there; target watchdog holds the arm when targets stop)
       -> success from the task's check, evaluated every tick inside the loop process.
+
+Chunks are executed as the policy was trained and evaluated (robot-rl eval runs n_action_steps actions
+of each chunk open loop): the runner observes and plans every `replan_steps` actions, not every action.
+A diffusion policy samples every chunk from fresh noise, so replanning at every action switches between
+modes of the action distribution and loses most of its success (measured on reach: 15-50 % vs 55-65 %
+for chunk execution, same checkpoint and seeds). The next inference starts while the current chunk
+still runs (auto: replan_steps = n_action_steps - ceil(inference time / action period) - 1), so the
+new chunk arrives before the old one runs out; the one action of overlap is blended (crossfade).
 
 Each episode: the loop resets the task from a fixed seed (same draw as Twin.reset(seed), so runs
 compare like for like with `robot-rl eval`), the arm settles for `settle_s` while observations
@@ -16,13 +25,16 @@ accumulate, then the runner cycles until the task reports success or the time li
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from robot_rl.core.clock import RateLoop, now
+from robot_rl.core.clock import now
+from robot_rl.core.errors import ConfigError
 from robot_rl.core.types import ActionChunk
 from robot_rl.runtime.loop_link import (
     DeltaActionParams, DeltaTargetConverter, LoopActionSink, LoopObservationSource, make_assembler,
@@ -35,7 +47,10 @@ from robot_rl.runtime.scheduler import ActionScheduler
 class DeployConfig:
     episodes: int = 10
     seed_offset: int = 100_000          # episode i uses seed seed_offset + i (as robot-rl eval)
-    rate_hz: float | None = None        # runner cycle rate; None: the policy's action rate
+    replan_steps: int | None = None     # actions between observations; None: auto from the inference time
+    rate_hz: float | None = None        # runner cycle rate; overrides replan_steps (action_hz: every action)
+    poll_hz: float = 500.0              # loop state polling and target dispatch rate
+    lookahead_steps: int = 1            # actions sent ahead of the due one (re-sent when due)
     max_staleness_s: float = 0.05       # the oldest state sample the policy may act on
     latency_s: dict = field(default_factory=dict)   # per-stream latency compensation {stream: s}
     scheduler: str = "crossfade"        # crossfade | ensemble | replace
@@ -59,8 +74,56 @@ class DeployConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"deploy runtime: unknown option(s) {unknown}; known: {sorted(known)}")
-        d = {k: v for k, v in d.items() if v is not None or k in ("rate_hz", "time_limit_s")}
+        d = {k: v for k, v in d.items() if v is not None or k in ("rate_hz", "time_limit_s", "replan_steps")}
         return DeployConfig(**d)
+
+    def __post_init__(self) -> None:
+        if self.replan_steps is not None and int(self.replan_steps) < 1:
+            raise ConfigError(f"runtime.replan_steps={self.replan_steps}: must be >= 1 (or null: auto)")
+        if self.poll_hz <= 0 or (self.rate_hz is not None and self.rate_hz <= 0):
+            raise ConfigError(f"runtime.poll_hz={self.poll_hz} / rate_hz={self.rate_hz}: must be > 0")
+
+
+def load_latency_calibration(directory) -> dict[str, float]:
+    """{stream: seconds} from <directory>/latency.yaml (`latency_s: {stream: seconds}`, as written by
+    `robot-rl calibrate latency`): receive time - capture time of each stream."""
+    from robot_rl.core.config import load_yaml
+
+    path = Path(directory) / "latency.yaml"
+    if not path.is_file():
+        raise ConfigError(f"calibration={directory}: {path} does not exist (run robot-rl calibrate latency)")
+    data = load_yaml(path)
+    table = data.get("latency_s") if isinstance(data, dict) else None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: expected a mapping `latency_s: {{stream: seconds}}`, got {type(table).__name__}")
+    out = {}
+    for stream, value in table.items():
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{path}: latency_s.{stream}={table[stream]!r} is not a latency in seconds (>= 0)")
+        out[str(stream)] = value
+    return out
+
+
+def stream_latencies(streams, explicit: dict | None, calibrated: dict | None) -> dict[str, float]:
+    """Per-stream latency for the streams a policy reads: calibration values (streams the policy does not
+    read are ignored) overridden by explicit runtime.latency_s entries (which must name read streams)."""
+    explicit, calibrated = dict(explicit or {}), dict(calibrated or {})
+    unknown = sorted(set(explicit) - set(streams))
+    if unknown:
+        raise ConfigError(f"runtime.latency_s: unknown stream(s) {unknown}; the policy reads {sorted(streams)}")
+    return {s: float(v) for s, v in calibrated.items() if s in streams} | {s: float(v) for s, v in explicit.items()}
+
+
+def auto_replan_steps(n_action_steps: int, inference_s: float, action_hz: float) -> int:
+    """Actions to execute per chunk so the next one is ready in time: the chunk's executable actions minus
+    those that pass while the next inference runs (at least the one at its observation time), minus one
+    action of margin that becomes the blended overlap when inference is on time."""
+    late = max(1, math.ceil(inference_s * action_hz - 1e-9))
+    return max(1, int(n_action_steps) - late - 1)
 
 
 class StreamPolicy:
@@ -72,6 +135,7 @@ class StreamPolicy:
         self.streams = sorted({s for f in self.spec.obs for s in f.streams})
         self.action_hz = float(self.spec.rate_hz)
         self.n_obs_steps = int(self.spec.n_obs_steps)
+        self.n_action_steps = int(self.spec.n_action_steps)
 
     def reset(self) -> None:
         self.policy.reset()
@@ -95,6 +159,7 @@ class GoalReachPolicy:
 
         self.action_hz = float(action_hz)
         self.horizon, self.gain, self.speed = int(horizon), float(gain), float(speed)
+        self.n_action_steps = self.horizon
         self.dmax = MAX_DELTA_SPEED / self.action_hz
         self.calls = 0
 
@@ -131,14 +196,44 @@ class DeployResult:
     loop: dict
     seeds: list[int]
     per_episode: list[dict]
+    cycles: list[dict] = field(default_factory=list, repr=False)   # the per-cycle log (cycles.csv)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("cycles")
+        return d
 
 
 def _pct(a, q):
     a = np.asarray(a, dtype=np.float64)
     return float(np.percentile(a, q)) if a.size else None
+
+
+def cycle_rows(episode: int, cycles: list[CycleLog], t_start: float) -> list[dict]:
+    """The per-cycle log of one episode: time since the episode started, period since the previous cycle
+    (its inverse is the achieved rate), observation age, inference time, dropped actions, hold reason."""
+    rows, prev = [], None
+    for c in cycles:
+        rows.append({"episode": episode, "t_s": c.t - t_start, "period_ms": (c.t - prev) * 1e3 if prev else None,
+                     "held": c.held, "obs_age_ms": c.obs_age_s * 1e3 if c.obs_age_s is not None else None,
+                     "inference_ms": c.inference_s * 1e3 if c.inference_s is not None else None,
+                     "dropped": c.dropped, "reason": c.reason})
+        prev = c.t
+    return rows
+
+
+def write_cycle_log(path, rows: list[dict]) -> Path:
+    """The per-cycle log as CSV (one row per runner cycle, all episodes)."""
+    import csv
+
+    path = Path(path)
+    cols = ["episode", "t_s", "period_ms", "held", "obs_age_ms", "inference_ms", "dropped", "reason"]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()})
+    return path
 
 
 def runner_summary(episodes: list[list[CycleLog]], rate_hz: float) -> dict:
@@ -155,22 +250,24 @@ def runner_summary(episodes: list[list[CycleLog]], rate_hz: float) -> dict:
         "cycle_period_ms_p50": _pct(periods * 1e3, 50), "cycle_period_ms_p99": _pct(periods * 1e3, 99),
         "cycles": len(cycles), "held_cycles": len(cycles) - len(acted),
         "dropped_actions": int(sum(c.dropped for c in cycles)),
+        "dropped_per_cycle": float(np.mean([c.dropped for c in acted])) if acted else None,
         "inference_ms_p50": _pct(inf, 50), "inference_ms_p99": _pct(inf, 99),
         "obs_age_ms_p50": _pct(age, 50), "obs_age_ms_p99": _pct(age, 99),
         "hold_reasons": reasons[:5],
     }
 
 
-def episode_runtime(policy, loop, cfg: DeployConfig, converter: DeltaTargetConverter
+def episode_runtime(policy, loop, cfg: DeployConfig, converter: DeltaTargetConverter, replan_s: float = 0.0
                     ) -> tuple[PolicyRunner, LoopObservationSource, LoopActionSink]:
-    """A fresh runner wired to `loop` for one episode: assembler (empty history), source, sink."""
+    """A fresh runner wired to `loop` for one episode: assembler (empty history), source, sink; it plans
+    every `replan_s` when driven by runner.step()."""
     asm = make_assembler(list(policy.streams), int(policy.n_obs_steps), float(policy.action_hz),
                          cfg.max_staleness_s, cfg.latency_s)
     source = LoopObservationSource(loop, asm)
     converter.reset()
-    sink = LoopActionSink(loop, converter, source)
+    sink = LoopActionSink(loop, converter, source, lookahead_steps=cfg.lookahead_steps)
     runner = PolicyRunner(policy, asm, ActionScheduler(cfg.scheduler, cfg.blend_steps, cfg.ensemble_k,
-                                                       cfg.min_lead_s), sink)
+                                                       cfg.min_lead_s), sink, replan_s=replan_s)
     return runner, source, sink
 
 
@@ -179,60 +276,100 @@ def make_converter(policy, cfg: DeployConfig, workspace_min, workspace_max) -> D
                                                   action_frame=cfg.action_frame), workspace_min, workspace_max)
 
 
+def settle(source: LoopObservationSource, seconds: float, poll_s: float) -> None:
+    """Poll for `seconds` (the arm settles after a reset; the observation history fills)."""
+    end = now() + seconds
+    while now() < end:
+        source.poll()
+        time.sleep(min(poll_s, max(0.0, end - now())))
+
+
+def time_inference(policy, loop, cfg: DeployConfig, converter, repeats: int = 3) -> float:
+    """Slowest of `repeats` act() calls on live observations (also warms the policy up), in seconds."""
+    runner, source, _ = episode_runtime(policy, loop, cfg, converter)
+    settle(source, 3.0 / float(policy.action_hz), 1.0 / cfg.poll_hz)
+    times = []
+    for _ in range(repeats):
+        source.poll()
+        obs = runner.assembler.assemble(now())
+        t0 = now()
+        policy.act(obs)
+        times.append(now() - t0)
+    policy.reset()
+    return max(times)
+
+
+def run_episode(policy, loop, cfg: DeployConfig, converter, seed: int, cycle_s: float, time_limit: float
+                ) -> tuple[dict, list[CycleLog], float, Any]:
+    """One episode: reset from `seed`, settle, then poll / dispatch at poll_hz and run a runner cycle every
+    `cycle_s` until success, a safety stop or the time limit. Returns (episode row, cycles, t_start, snap)."""
+    from robot_rl.control.controller import ControllerMode
+
+    loop.reset_episode(seed)
+    runner, source, sink = episode_runtime(policy, loop, cfg, converter, cycle_s)
+    runner.reset()
+    poll_s = 1.0 / cfg.poll_hz
+    settle(source, cfg.settle_s, poll_s)
+    t_start = now()
+    success = stopped = False
+    while True:
+        snap = source.poll()
+        if snap.success_t > 0.0:
+            success = True
+            break
+        if int(snap.mode) == ControllerMode.STOPPED:   # a latched safety stop ends the episode
+            stopped = True
+            break
+        if now() - t_start >= time_limit:
+            break
+        runner.step()       # a cycle every cycle_s, else the targets of the actions that became due
+        time.sleep(max(0.0, min(poll_s, runner.next_cycle - now())))
+    cycles = runner.stats.cycles
+    ep = {"seed": seed, "success": success,
+          "time_to_success_s": max(0.0, snap.success_t - t_start) if success else None,
+          "steps": sum(not c.held for c in cycles), "held_cycles": sum(c.held for c in cycles),
+          "stopped": stopped, "final_dense_reward": float(snap.dense), "targets_pushed": sink.pushed,
+          "plan_stops": sink.stops}
+    return ep, cycles, t_start, snap
+
+
 def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, time_limit_s: float,
                on_episode: Callable[[dict], None] | None = None) -> DeployResult:
     """Run cfg.episodes episodes of `policy` through `loop` (a started ControlLoopProcess with a task).
 
     policy: reset()/act(obs) -> ActionChunk, obs keyed by stream names plus "t"; it must also say which
-    streams it reads (`streams`), its history length (`n_obs_steps`) and its action rate (`action_hz`)."""
-    from robot_rl.control.controller import ControllerMode, Fault
+    streams it reads (`streams`), its history length (`n_obs_steps`), its action rate (`action_hz`) and
+    how many actions of a chunk are executable (`n_action_steps`)."""
+    from robot_rl.control.controller import Fault
     from robot_rl.control.shared import H_TARGETS_DROPPED, H_TICK_COUNT
 
     from tqdm import tqdm
 
     action_hz = float(policy.action_hz)
-    rate = float(cfg.rate_hz or action_hz)
     time_limit = float(cfg.time_limit_s or time_limit_s)
     converter = make_converter(policy, cfg, workspace_min, workspace_max)
+    loop.reset_episode(int(cfg.seed_offset))
+    inference_s = time_inference(policy, loop, cfg, converter)
+    if cfg.rate_hz:
+        rate = float(cfg.rate_hz)
+        replan = action_hz / rate
+    else:
+        replan = int(cfg.replan_steps or auto_replan_steps(policy.n_action_steps, inference_s, action_hz))
+        rate = action_hz / replan
     s0 = loop.state()
     ticks0, misses0, dropped_targets0 = int(loop.ch.header[H_TICK_COUNT]), s0.deadline_misses, \
         int(loop.ch.header[H_TARGETS_DROPPED])
     all_cycles: list[list[CycleLog]] = []
     per_episode: list[dict] = []
+    rows: list[dict] = []
     fault_totals = np.zeros(len(Fault), dtype=np.int64)
     bar = tqdm(range(cfg.episodes), desc="deploy", unit="ep", disable=not cfg.progress, leave=False)
     for i in bar:
-        seed = int(cfg.seed_offset) + i
-        loop.reset_episode(seed)
-        runner, source, sink = episode_runtime(policy, loop, cfg, converter)
-        runner.reset()
-        settle_end = now() + cfg.settle_s
-        while now() < settle_end:   # the arm settles; observation history fills
-            source.poll()
-            time.sleep(min(1.0 / rate, max(0.0, settle_end - now())))
-        t_start = now()
-        clock = RateLoop(rate)
-        success, stopped, snap = False, False, source.poll()
-        while True:
-            if snap.success_t > 0.0:
-                success = True
-                break
-            if int(snap.mode) == ControllerMode.STOPPED:   # a latched safety stop ends the episode
-                stopped = True
-                break
-            if now() - t_start >= time_limit:
-                break
-            runner.cycle()
-            clock.wait()
-            snap = source.poll()
+        ep, cycles, t_start, snap = run_episode(policy, loop, cfg, converter, int(cfg.seed_offset) + i,
+                                                1.0 / rate, time_limit)
         fault_totals += snap.counts.astype(np.int64)
-        cycles = runner.stats.cycles
         all_cycles.append(cycles)
-        ep = {"seed": seed, "success": success,
-              "time_to_success_s": max(0.0, snap.success_t - t_start) if success else None,
-              "steps": sum(not c.held for c in cycles), "held_cycles": sum(c.held for c in cycles),
-              "stopped": stopped, "final_dense_reward": float(snap.dense), "targets_pushed": sink.pushed,
-              "plan_stops": sink.stops}
+        rows += cycle_rows(i, cycles, t_start)
         per_episode.append(ep)
         if on_episode is not None:
             on_episode(ep)
@@ -252,6 +389,9 @@ def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, ti
     }
     acted = [c for ep in all_cycles for c in ep if not c.held]
     times = [e["time_to_success_s"] for e in per_episode if e["success"]]
+    runner = runner_summary(all_cycles, rate) | {
+        "action_hz": action_hz, "replan_steps": replan, "warmup_inference_ms": inference_s * 1e3,
+        "poll_hz": cfg.poll_hz, "latency_s": dict(cfg.latency_s)}
     return DeployResult(
         success_rate=float(np.mean([e["success"] for e in per_episode])) if per_episode else 0.0,
         episodes=len(per_episode),
@@ -259,8 +399,9 @@ def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, ti
         mean_time_to_success_s=float(np.mean(times)) if times else None,
         latency_ms_p50=_pct([c.inference_s * 1e3 for c in acted], 50),
         latency_ms_p99=_pct([c.inference_s * 1e3 for c in acted], 99),
-        runner=runner_summary(all_cycles, rate),
+        runner=runner,
         loop=loop_stats,
         seeds=[e["seed"] for e in per_episode],
         per_episode=per_episode,
+        cycles=rows,
     )

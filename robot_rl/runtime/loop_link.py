@@ -4,7 +4,9 @@
 monotonic time the arm state was read) into observation samples under the episode-store stream
 names the policies were trained on (joint_pos, joint_vel, ee_pos, ee_quat, gripper_pos, and
 task_state for a task backend) and pushes them into the ObservationAssembler, which applies the
-per-stream latency compensation and the staleness check.
+per-stream latency compensation, interpolates history frames at the policy period (as the twin's
+stores declare them: slerp for ee_quat, linear for the rest) and checks staleness. Poll it often
+(deploy polls at `poll_hz`): a sample is only as fresh as the last poll.
 
 `DeltaTargetConverter` turns the runner's pending actions (end-effector delta actions with absolute
 action times) into absolute, timestamped EETargets with exactly TwinEnv's semantics
@@ -16,14 +18,18 @@ chunk supersedes the old tail without a jump. When the controller is not trackin
 episode, or holding after its target watchdog fired) the chunk starts from the controller's
 reference pose instead.
 
-`LoopActionSink` is the runner's sink: converts and pushes the targets into the loop's ring. A held
-cycle (empty list) stops the plan already sent with one target and then sends nothing, so the
-controller's target watchdog holds the arm when observations go stale; when the runner itself
-stalls nothing is sent at all and the watchdog holds the arm the same way.
+`LoopActionSink` is the runner's sink. It keeps the runner's latest plan and converts its actions just
+in time: `dispatch()` (called at every poll) converts the action that is due now and the next
+`lookahead_steps` ones with the newest snapshot, so each action's lead clip sees the TCP measured when
+the action starts, exactly as TwinEnv.step does, however long ago the chunk was planned. Targets
+beyond the lookahead are not sent: if the runner stalls, the controller reaches the last target it
+has and its target watchdog holds the arm. A held cycle (empty list) stops the plan already sent
+with one target and then sends nothing, so the arm holds the same way when observations go stale.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +43,7 @@ from robot_rl.runtime.scheduler import ScheduledAction
 from robot_rl.sim.env import MAX_DELTA_ANGULAR_SPEED, MAX_DELTA_SPEED, MAX_TARGET_LEAD, integrate_delta_action
 
 PROPRIO_STREAMS = ("joint_pos", "joint_vel", "ee_pos", "ee_quat", "gripper_pos")
+STREAM_INTERP = {"ee_quat": "slerp"}   # the twin stores' StreamSpec.interp; every other loop stream: linear
 
 
 def snapshot_streams(snap) -> dict[str, np.ndarray]:
@@ -59,8 +66,8 @@ def make_assembler(streams: list[str], n_obs_steps: int, rate_hz: float, max_sta
         from robot_rl.core.errors import ConfigError
 
         raise ConfigError(f"runtime.latency_s: unknown stream(s) {unknown}; the policy reads {sorted(streams)}")
-    return ObservationAssembler([SensorSpec(s, float(latency_s.get(s, 0.0)), float(max_staleness_s), history)
-                                 for s in streams], n_obs_steps, rate_hz)
+    return ObservationAssembler([SensorSpec(s, float(latency_s.get(s, 0.0)), float(max_staleness_s), history,
+                                            STREAM_INTERP.get(s, "linear")) for s in streams], n_obs_steps, rate_hz)
 
 
 class LoopObservationSource:
@@ -171,26 +178,32 @@ class DeltaTargetConverter:
 
 
 class LoopActionSink:
-    """PolicyRunner sink: pending actions -> targets -> the loop's target ring.
+    """PolicyRunner sink: the plan (pending actions) -> just-in-time targets -> the loop's target ring.
 
     An empty list (a held cycle: stale observations, or every action already past) cancels the plan the
     controller still holds: once per hold, one target stops the commanded trajectory a short `stop_s`
-    ahead, then nothing more is sent, so the controller's target watchdog takes over and holds."""
+    ahead, then nothing more is sent, so the controller's target watchdog takes over and holds.
+    lookahead_steps: actions converted and sent ahead of the one due now (re-sent with a fresh
+    measurement when their turn comes); they bridge a late dispatch, not a stalled runner."""
 
     def __init__(self, loop, converter: DeltaTargetConverter, source: LoopObservationSource,
-                 stop_s: float = 0.02, clock=now) -> None:
+                 stop_s: float = 0.02, lookahead_steps: int = 1, clock=now) -> None:
         self.loop = loop
         self.converter = converter
         self.source = source
         self.stop_s = stop_s
+        self.lookahead_s = max(0, int(lookahead_steps)) * converter.period
         self.clock = clock
         self.pushed = 0
         self.stops = 0
         self._stopped = False
+        self._plan: list[ScheduledAction] = []
+        self._sent_for: tuple | None = None   # (action time, was it due) of the last dispatch
         self.last: list[EETarget] = []
 
     def __call__(self, pending: list[ScheduledAction]) -> None:
         if not pending or self.source.last is None:
+            self._plan, self._sent_for = [], None
             if not self._stopped:
                 self._stopped = True
                 stop = self.converter.freeze(self.clock() + self.stop_s)
@@ -199,8 +212,29 @@ class LoopActionSink:
                     self.stops += 1
             return
         self._stopped = False
-        targets = self.converter.convert(pending, self.source.last)
+        self._plan, self._sent_for = list(pending), None
+        self.dispatch()
+
+    def dispatch(self) -> int:
+        """Convert and send the plan from the action due now (or the next one, when none is due yet) over
+        the lookahead, once per change: a new plan, and again when each action becomes due (with the
+        snapshot of that moment). Returns how many targets were pushed."""
+        if not self._plan or self.source.last is None:
+            return 0
+        t = self.clock()
+        times = [a.t for a in self._plan]
+        i = max(0, bisect_right(times, t) - 1)        # the action due now (or the first one, still ahead)
+        if times[i] + self.converter.period <= t:     # the whole plan is behind us: the controller holds
+            self._plan, self._sent_for = [], None
+            return 0
+        key = (times[i], t >= times[i])
+        if key == self._sent_for:
+            return 0
+        self._sent_for = key
+        horizon = bisect_right(times, max(t, times[i]) + self.lookahead_s)
+        targets = self.converter.convert(self._plan[i:horizon], self.source.last)
         for tg in targets:
             self.loop.push_target(tg)
         self.pushed += len(targets)
         self.last = targets
+        return len(targets)

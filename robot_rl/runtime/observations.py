@@ -3,8 +3,11 @@
 Each sensor sample arrives with its receive time on the host monotonic clock; subtracting the
 sensor's calibrated latency gives the time the sample describes. A policy observation is taken at
 `t_obs`, the newest time every sensor has covered, with `n_obs_steps` history frames spaced at the
-policy period. If any sensor's sample is older than its `max_staleness_s` the assembler raises
-StaleDataError: the runner then holds instead of acting on old data.
+policy period, as the training windows are: each frame is the sensor's value at exactly that time,
+aligned like the store aligns at read time (robot_rl.data.align.sample_at with the sensor's interp:
+`hold` for frames, `linear`/`slerp` for continuous signals). If any sensor's sample is older than its
+`max_staleness_s` the assembler raises StaleDataError: the runner then holds instead of acting on old
+data.
 """
 
 from __future__ import annotations
@@ -15,17 +18,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from robot_rl.core.errors import StaleDataError
+from robot_rl.data.align import hold_indices, sample_at
 
 
 @dataclass(frozen=True)
 class SensorSpec:
     """key: observation key; latency_s: receive time - capture time (from calibration);
-    max_staleness_s: the oldest sample (relative to now) the policy may act on."""
+    max_staleness_s: the oldest sample (relative to now) the policy may act on; interp: how history
+    frames between samples are read (hold | linear | slerp, as the stream's StreamSpec.interp)."""
 
     key: str
     latency_s: float = 0.0
     max_staleness_s: float = 0.1
     history: int = 64
+    interp: str = "hold"
+
+    def __post_init__(self) -> None:
+        if self.interp not in ("hold", "linear", "slerp"):
+            raise ValueError(f"sensor {self.key}: interp {self.interp!r}, expected hold, linear or slerp")
 
 
 class ObservationAssembler:
@@ -69,7 +79,11 @@ class ObservationAssembler:
         obs = {"t": t_obs}
         for key, buf in self._buf.items():
             times = np.fromiter((t for t, _ in buf), dtype=np.float64, count=len(buf))
-            idx = np.searchsorted(times, query + 1e-9, side="right") - 1  # 1 ns: float rounding
-            idx = np.clip(idx, 0, len(buf) - 1)  # history older than the buffer: repeat the oldest
-            obs[key] = np.stack([buf[i][1] for i in idx])
+            # history older than the buffer: repeat the oldest sample (1 ns: float rounding)
+            q = np.clip(query + 1e-9, times[0], None)
+            if self.sensors[key].interp == "hold":
+                obs[key] = np.stack([buf[i][1] for i in hold_indices(times, q, name=key)])
+            else:
+                values = np.stack([v for _, v in buf])
+                obs[key] = sample_at(values, times, q, self.sensors[key].interp, name=key)
         return obs

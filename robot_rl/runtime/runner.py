@@ -5,6 +5,10 @@ not called, pending actions are cancelled and the controller's target watchdog h
 run the policy, drop actions already in the past, blend the new chunk into the pending ones, and
 hand every pending action (absolute target times) to the sink, which forwards them to the
 controller's interpolator. Every cycle is logged: observation age, inference time, dropped actions.
+
+`step()` is the loop body of a chunked runner, called at the sensor polling rate: a cycle every
+`replan_s` (a chunk's worth of actions minus the inference time, see robot_rl.runtime.deploy), and in
+between the sink's `dispatch()` (if it has one) sends the actions that became due.
 """
 
 from __future__ import annotations
@@ -62,18 +66,35 @@ class RunnerStats:
 
 class PolicyRunner:
     def __init__(self, policy: Policy, assembler: ObservationAssembler, scheduler: ActionScheduler,
-                 sink: ActionSink, clock: Callable[[], float] = now) -> None:
+                 sink: ActionSink, clock: Callable[[], float] = now, replan_s: float = 0.0) -> None:
         self.policy = policy
         self.assembler = assembler
         self.scheduler = scheduler
         self.sink = sink
         self.clock = clock
+        self.replan_s = float(replan_s)
+        self.next_cycle: float | None = None
         self.stats = RunnerStats()
 
     def reset(self) -> None:
         self.policy.reset()
         self.scheduler.reset()
         self.stats = RunnerStats()
+        self.next_cycle = None
+
+    def step(self) -> CycleLog | None:
+        """Run a cycle if one is due (the first call, then every `replan_s`; after an overrun the next one
+        starts at once instead of bursting), else let the sink dispatch. Returns the cycle's log or None."""
+        t = self.clock()
+        if self.next_cycle is not None and t < self.next_cycle:
+            dispatch = getattr(self.sink, "dispatch", None)
+            if dispatch is not None:
+                dispatch()
+            return None
+        self.next_cycle = (t if self.next_cycle is None else self.next_cycle) + self.replan_s
+        log = self.cycle()
+        self.next_cycle = max(self.next_cycle, self.clock())
+        return log
 
     def cycle(self) -> CycleLog:
         t0 = self.clock()

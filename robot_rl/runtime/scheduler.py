@@ -2,9 +2,10 @@
 
 A new chunk overlaps the not-yet-executed tail of the previous one. Actions whose time has already
 passed when inference returns are dropped (and counted). Over the overlap the chunks are blended so
-chunk boundaries do not jerk: `crossfade` ramps linearly from the old to the new chunk over
-`blend_steps` actions; `ensemble` averages every chunk's prediction for a time with weights
-exp(-k * age_in_chunks) (ACT-style temporal ensembling); `replace` switches at once.
+chunk boundaries do not jerk: `crossfade` ramps linearly from the old to the new chunk over the first
+min(overlap, `blend_steps`) overlapping actions (weights 1/(b+1) .. b/(b+1) on the new one); `ensemble`
+averages every chunk's prediction for a time with weights exp(-k * age_in_chunks) (ACT-style temporal
+ensembling); `replace` switches at once.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ActionScheduler:
         self.ensemble_k = ensemble_k
         self.min_lead_s = min_lead_s
         self._times = np.zeros(0)
-        self._actions: np.ndarray | None = None
+        self._actions = np.zeros((0, 0))
         self._weights = np.zeros(0)  # ensemble: accumulated weight per pending action
         self.dropped = 0
 
@@ -43,7 +44,7 @@ class ActionScheduler:
 
     def reset(self) -> None:
         self._times = np.zeros(0)
-        self._actions = None
+        self._actions = np.zeros((0, 0))
         self._weights = np.zeros(0)
 
     def add(self, chunk: ActionChunk, t_now: float) -> int:
@@ -54,7 +55,7 @@ class ActionScheduler:
         t_new, a_new = chunk.t[keep], chunk.actions[keep].astype(np.float64)
         pending = self._times >= t_now
         t_old = self._times[pending]
-        a_old = self._actions[pending] if self._actions is not None else np.zeros((0,) + a_new.shape[1:])
+        a_old = self._actions[pending] if t_old.size else np.zeros((0,) + a_new.shape[1:])
         w_old = self._weights[pending]
         if t_new.size == 0:
             self._times, self._actions, self._weights = t_old, a_old, w_old
@@ -71,7 +72,8 @@ class ActionScheduler:
         blended = a_new.copy()
         weights = np.ones(t_new.size)
         if self.mode == "crossfade":
-            ramp = np.clip(np.cumsum(overlap) / (self.blend_steps + 1), 0.0, 1.0)
+            b = min(int(overlap.sum()), self.blend_steps)
+            ramp = np.clip(np.cumsum(overlap) / (b + 1), 0.0, 1.0)
             alpha = np.where(overlap, ramp, 1.0)[:, None]
             blended = alpha * a_new + (1 - alpha) * np.where(overlap[:, None], a_old[j], a_new)
         else:  # ensemble: older predictions keep weight 1 (discounted), the new one gets exp(-k)

@@ -49,7 +49,7 @@ def fixed_batch(store, spec, n=64):
 def fast(**kw) -> DistillConfig:
     base = dict(steps=150, batch_size=64, lr=1e-3, warmup_steps=5, log_every=10, checkpoint_every=1000,
                 num_workers=0, eval_episodes=0, latency_repeats=5, probe_size=32)
-    return DistillConfig(**(base | kw))
+    return DistillConfig.from_dict(base | kw)   # optimizer fields flat, as in configs/distill.yaml
 
 
 def test_warm_start_copies_the_teacher(teacher_ckpt):

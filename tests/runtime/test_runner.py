@@ -126,3 +126,65 @@ def test_observation_history_is_spaced_at_the_policy_period():
         asm.push("y", 1, 0.0)
     with pytest.raises(StaleDataError):
         asm.assemble(5.0)
+
+
+def test_history_frames_are_read_at_exact_times_between_jittered_samples():
+    """Samples arrive at irregular times (a polled source); a linear sensor's history frame is its value at
+    exactly t_obs - k * period, as in the training windows, not the nearest older sample."""
+    asm = ObservationAssembler([SensorSpec("x", max_staleness_s=1.0, interp="linear")], n_obs_steps=3, rate_hz=10.0)
+    rng = np.random.default_rng(0)
+    times = np.cumsum(rng.uniform(0.005, 0.06, size=40))
+    for t in times:
+        asm.push("x", np.array([2.0 * t]), t)   # value = 2 x its time
+    obs = asm.assemble(times[-1])
+    np.testing.assert_allclose(obs["x"][:, 0], 2.0 * (times[-1] - np.array([0.2, 0.1, 0.0])), atol=1e-9)
+    with pytest.raises(ValueError, match="interp 'cubic'"):
+        SensorSpec("x", interp="cubic")
+
+
+def test_crossfade_over_a_one_action_overlap_takes_half_of_each():
+    sched = ActionScheduler(mode="crossfade", blend_steps=3)
+    sched.add(ActionChunk(np.zeros((3, 1)), np.array([1.0, 1.1, 1.2])), 0.95)
+    sched.add(ActionChunk(np.ones((3, 1)), np.array([1.2, 1.3, 1.4])), 1.15)
+    np.testing.assert_allclose([a.action[0] for a in sched.pending(1.15)], [0.5, 1.0, 1.0])
+
+
+def test_an_empty_scheduler_has_nothing_pending():
+    sched = ActionScheduler()
+    assert sched.pending(0.0) == [] and sched.pop_due(1.0) == [] and len(sched) == 0
+
+
+class DispatchingSink(list):
+    """Records what each cycle hands over and counts dispatch() calls between cycles."""
+
+    dispatches = 0
+
+    def __call__(self, pending):
+        self.append(pending)
+
+    def dispatch(self):
+        self.dispatches += 1
+
+
+def test_step_plans_every_replan_period_and_dispatches_in_between():
+    clock = FakeClock()
+    policy = LinearPolicy(clock, latency=0.02)
+    sink = DispatchingSink()
+    asm = ObservationAssembler([SensorSpec("state", max_staleness_s=1.0)], 2, 10.0)
+    runner = PolicyRunner(policy, asm, ActionScheduler(), sink, clock=clock, replan_s=0.3)
+    cycled = []
+    for _ in range(40):                          # polled at 100 Hz for 0.4 s
+        asm.push("state", np.zeros(3), clock.t)
+        cycled.append(runner.step() is not None)
+        clock.t += 0.01
+    assert policy.calls == 2 and sink.dispatches == sum(not c for c in cycled) == 38
+    starts = [c.t for c in runner.stats.cycles]
+    assert starts[1] - starts[0] == pytest.approx(0.3)   # anchored at the schedule, not at the last return
+    policy.latency = 0.5                          # an overrun: the next cycle starts at once, no burst
+    asm.push("state", np.zeros(3), clock.t)
+    while runner.step() is None:
+        clock.t += 0.01
+    policy.latency = 0.02
+    t_late = clock.t
+    assert runner.step() is not None and runner.stats.cycles[-1].t == pytest.approx(t_late)
+    assert runner.step() is None                  # the one after it waits a full replan period again
