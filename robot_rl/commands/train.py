@@ -41,12 +41,15 @@ def run(cfg, args: list[str]) -> int:
 
     if args:
         raise ConfigError(f"robot-rl train takes key=value options only, got {args}")
-    if cfg.algo != "bc":
-        raise ConfigError(f"algo={cfg.algo!r}: `robot-rl train` does imitation (algo=bc); RL is `robot-rl finetune`")
+    if cfg.algo not in ("bc", "reward"):
+        raise ConfigError(f"algo={cfg.algo!r}: `robot-rl train` does imitation (algo=bc) and success classifiers "
+                          "(algo=reward); RL is `robot-rl finetune`")
     if not cfg.store:
         raise ConfigError("store=<path> is required (an episode store, e.g. from `robot-rl collect`)")
     store = EpisodeStore.open(cfg.store)
     spec = build_spec(to_plain(cfg.spec), store)
+    if cfg.algo == "reward":
+        return _train_reward(cfg, store, spec)
     train_cfg = BCConfig.from_dict(to_plain(cfg.train) | {"seed": cfg.seed})
     task = resolve_task(cfg.get("task"), store)
     make_env = twin_env_factory(task, spec, cfg.seed) if task else None
@@ -56,4 +59,20 @@ def run(cfg, args: list[str]) -> int:
     result = train_bc(cfg.store, spec, PolicyConfig.from_dict(to_plain(cfg.model)), train_cfg, out, make_env,
                       run_config=to_plain(cfg))
     print(f"best checkpoint: {result.best}")
+    return 0
+
+
+def _train_reward(cfg, store, spec) -> int:
+    """algo=reward: the success classifier on the spec's observation features (robot_rl.learning.reward_classifier)."""
+    from robot_rl.core.results import write_results
+    from robot_rl.learning.reward_classifier import RewardConfig, train_reward_classifier
+
+    out = make_run_dir(cfg, "train")
+    reward_cfg = RewardConfig.from_dict(to_plain(cfg.reward) | {"seed": cfg.seed})
+    print(f"training a success classifier on {cfg.store} ({store.n_episodes} episodes; features "
+          f"{[f.key for f in spec.obs]}) -> {out / 'reward'}")
+    _, metrics = train_reward_classifier(store, list(spec.obs), reward_cfg, out / "reward")
+    write_results(out / "results.json", stage="train", algo="reward", store=str(cfg.store), **metrics)
+    print(f"threshold {metrics['threshold']:.3f}: validation precision {metrics['val_precision']}, recall "
+          f"{metrics['val_recall']}, accuracy {metrics['val_accuracy']:.3f} -> {out / 'reward'}")
     return 0

@@ -62,3 +62,16 @@ def test_all_positive_or_all_negative_data_is_a_clear_error(reach_store, tmp_pat
     obs = [FeatureSpec("state", (3,), stream="ee_pos")]
     with pytest.raises(ConfigError, match="success frames"):
         train_reward_classifier(store, obs, RewardConfig(steps=1, positive_s=1e6, val_ratio=0.0, progress=False))
+
+
+def test_train_algo_reward_command(reach_store, tmp_path):
+    import json
+
+    from robot_rl.cli import main
+
+    assert main(["train", "algo=reward", f"store={reach_store}", f"out={tmp_path}", "reward.steps=20",
+                 "reward.val_ratio=0", "reward.positive_s=0.1", "reward.batch_size=32",
+                 "spec.obs.state.stream=ee_pos+task_state"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["algo"] == "reward" and 0 < res["threshold"] < 1
+    assert RewardModel.load(tmp_path / "reward").spec.obs[0].stream == "ee_pos+task_state"
