@@ -1,64 +1,31 @@
-"""Teleop data collection: the episode recorder (lifecycle node, self-activating) on the rig's topics.
+"""Teleop data collection: the rig (hardware nodes, or the twin), a teleop operator and the episode recorder.
 
-    ros2 launch launch/collect.launch.py store_path:=data/demos.zarr task:=lift
-    ros2 launch launch/collect.launch.py store_path:=data/demos.zarr front_camera:=/camera/camera/color/image_raw
+    ros2 launch launch/collect.launch.py store_path:=data/demos.zarr task:=lift              # hardware, SpaceMouse
+    ros2 launch launch/collect.launch.py store_path:=data/demos.zarr use_twin:=true teleop:=scripted
+    ros2 launch launch/collect.launch.py store_path:=data/demos.zarr drivers:=external teleop:=none \\
+        front_camera:=/camera/camera/color/image_raw                       # the rig's own drivers, remapped
 
-Drives the session with `ros2 service call /recorder/start std_srvs/srv/Trigger` (also stop_and_save,
-discard, mark_success, mark_failure) and `ros2 topic echo /recorder/status`. Parameters come from
-configs/ros/recorder.yaml (topic-to-stream mapping); the topic arguments remap the recorder's inputs
-onto whatever the drivers publish (e.g. realsense2_camera, a vendor arm driver). The hardware, twin
-and teleop nodes of robot_rl_ros join this file as they are written (see docs/ros2.md).
+Drive the session with `ros2 service call /recorder/start std_srvs/srv/Trigger` (also stop_and_save,
+discard, mark_success, mark_failure; a teleop device's session buttons call the same services) and
+`ros2 topic echo /recorder/status`. Parameters come from configs/ros/*.yaml; the topic arguments remap
+the recorder's inputs (e.g. onto realsense2_camera or a vendor arm driver with drivers:=external).
 """
 
+import sys
 from pathlib import Path
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import LifecycleNode
-from launch_ros.parameter_descriptions import ParameterValue
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from launch import LaunchDescription  # noqa: E402
+from launch.actions import DeclareLaunchArgument  # noqa: E402
 
-# recorder input (as in configs/ros/recorder.yaml) -> launch argument that may remap it
-TOPICS = {
-    "joint_states": "/arm/joint_states",
-    "ee_pose": "/arm/ee_pose",
-    "ee_wrench": "/arm/ee_wrench",
-    "target_pose": "/arm/target_pose",
-    "gripper_joint_states": "/gripper/joint_states",
-    "front_camera": "/cameras/front/color/image_raw",
-    "wrist_camera": "/cameras/wrist/color/image_raw",
-}
+import robot_graph as g  # noqa: E402
 
 
 def generate_launch_description() -> LaunchDescription:
-    args = [
-        DeclareLaunchArgument("store_path", description="episode store to append to (created if absent)"),
-        DeclareLaunchArgument("task", default_value="", description="task name saved with every episode"),
-        DeclareLaunchArgument("rig", default_value="panda_twin", description="rig name saved with every episode"),
-        DeclareLaunchArgument("reset_s", default_value="0.0", description="pause after each episode, seconds"),
-        DeclareLaunchArgument("recorder_params", default_value=str(CONFIGS / "ros" / "recorder.yaml"),
-                              description="recorder parameter file (topic-to-stream mapping)"),
-    ]
-    args += [DeclareLaunchArgument(name, default_value=topic, description=f"topic recorded as {topic}")
-             for name, topic in TOPICS.items()]
-    recorder = LifecycleNode(
-        package="robot_rl_ros",
-        executable="recorder_node",
-        name="recorder",
-        namespace="",
-        output="screen",
-        parameters=[
-            LaunchConfiguration("recorder_params"),
-            {  # typed: launch_ros would otherwise YAML-parse "123" into an int
-                "store_path": ParameterValue(LaunchConfiguration("store_path"), value_type=str),
-                "task": ParameterValue(LaunchConfiguration("task"), value_type=str),
-                "rig": ParameterValue(LaunchConfiguration("rig"), value_type=str),
-                "reset_s": ParameterValue(LaunchConfiguration("reset_s"), value_type=float),
-                "autostart": True,
-            },
-        ],
-        remappings=[(topic, LaunchConfiguration(name)) for name, topic in TOPICS.items()],
-    )
-    return LaunchDescription([*args, recorder])
+    args = [*g.rig_arguments(), *g.recorder_arguments(),
+            DeclareLaunchArgument("teleop", default_value="device", choices=["device", "scripted", "none"],
+                                  description="device: SpaceMouse/gamepad (configs/ros/teleop.yaml); scripted: the "
+                                              "scripted expert (twin only); none: no operator node")]
+    teleop = g.teleop_node(g.arg("teleop"), g.when("'", g.arg("teleop"), "' != 'none'"))
+    return LaunchDescription([*args, *g.rig_nodes(), teleop, g.recorder_node()])

@@ -12,6 +12,7 @@ Messages are of a small closed set of *kinds*, each matching one standard ROS me
 | `pose`        | `Sample`                 | position (3,) m; quat (4,) unit (w, x, y, z), in `frame` | geometry_msgs/msg/PoseStamped |
 | `wrench`      | `Sample`                 | force (3,) N; torque (3,) N m, in `frame`              | geometry_msgs/msg/WrenchStamped |
 | `image`       | `Sample`                 | image (H, W, 3) uint8 RGB, (H, W) uint8/uint16, or (H, W) float32 | sensor_msgs/msg/Image |
+| `camera_info` | `Sample`                 | k (9,) pinhole matrix, row-major, px; size (2,) width, height px; d (n,) distortion (OpenCV order) | sensor_msgs/msg/CameraInfo |
 | `status`      | `dict` (JSON-able)       | free-form                                              | std_msgs/msg/String (JSON)    |
 
 `Sample.t` is seconds on the host monotonic clock (simulation time in the twin), the time the sample
@@ -69,6 +70,7 @@ KINDS: dict[str, MessageKind] = {
         MessageKind("wrench", "geometry_msgs/msg/WrenchStamped", ("force", "torque"), (),
                     {"force": (3,), "torque": (3,)}),
         MessageKind("image", "sensor_msgs/msg/Image", ("image",)),
+        MessageKind("camera_info", "sensor_msgs/msg/CameraInfo", ("k", "size"), ("d",), {"k": (9,), "size": (2,)}),
         MessageKind("status", "std_msgs/msg/String"),
     )
 }

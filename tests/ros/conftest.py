@@ -168,3 +168,101 @@ def node_process(ros_install, ros_domain, tmp_path):
     yield start
     for proc in started:
         proc.stop()
+
+
+# -- in-process nodes -------------------------------------------------------------------------------
+def node_args(params_file: Path, **params) -> list[str]:
+    """`--ros-args` for a node: its parameter file, then `-p name:=value` overrides."""
+    args = ["--ros-args", "--params-file", str(params_file)]
+    for key, value in params.items():
+        args += ["-p", f"{key}:={value}"]
+    return args
+
+
+@pytest.fixture
+def spin(graph):
+    """spin(*nodes): run in-process nodes (created with context=graph.context) on a multi-threaded
+    executor thread; at teardown each node is closed (ShellNode.close / RecorderNode.close_session)."""
+    import threading
+
+    from rclpy.executors import MultiThreadedExecutor
+
+    started = []
+
+    def start(*nodes):
+        executor = MultiThreadedExecutor(num_threads=4, context=graph.context)
+        for n in nodes:
+            executor.add_node(n)
+        thread = threading.Thread(target=executor.spin, daemon=True)
+        thread.start()
+        started.append((executor, thread, nodes))
+        return nodes[0] if len(nodes) == 1 else nodes
+
+    yield start
+    for executor, thread, nodes in started:
+        for n in nodes:
+            (getattr(n, "close", None) or n.close_session)()
+        executor.shutdown()
+        thread.join(5)
+        for n in nodes:
+            n.destroy_node()
+
+
+class Listener:
+    """Records every message of some topics on the test node: {topic: [(stamp_ns, msg), ...]}."""
+
+    def __init__(self, graph) -> None:
+        self.graph = graph
+        self.got: dict[str, list] = {}
+
+    def listen(self, topic: str, msg_type, qos=1000):
+        self.got.setdefault(topic, [])
+
+        def on_msg(msg) -> None:
+            stamp = getattr(getattr(msg, "header", None), "stamp", None)
+            ns = stamp.sec * 10**9 + stamp.nanosec if stamp is not None else None
+            self.got[topic].append((ns, msg))
+
+        return self.graph.node.create_subscription(msg_type, topic, on_msg, qos)
+
+    def latest(self, topic: str):
+        msgs = self.got.get(topic)
+        return msgs[-1][1] if msgs else None
+
+
+# -- a trained policy -------------------------------------------------------------------------------
+# The reach task of the policy tests: one fixed goal, so a few demos cover it. A 500-step BC policy
+# from three demos converges 2-4.5 cm from the goal (it sees the TCP, not the commanded target the
+# expert steered), so success here means within 5 cm.
+REACH_PARAMS = {"goal_x": [0.45, 0.45], "goal_y": [0.1, 0.1], "goal_z": [0.25, 0.25], "success_threshold": 0.05}
+TINY_POLICY = ["spec.obs.state.stream=ee_pos+task_state", "spec.n_obs_steps=1", "spec.horizon=8",
+               "spec.n_action_steps=4", "model.mlp_hidden_dim=64", "model.mlp_num_blocks=1", "model.state_dims=[32]",
+               "model.step_embed_dim=16", "model.num_inference_steps=4", "train.val_ratio=0.0", "train.steps=500",
+               "train.eval_every=0", "train.batch_size=64", "train.num_workers=0", "train.warmup_steps=50",
+               "train.log_every=100", "train.checkpoint_every=500"]
+
+
+@pytest.fixture(scope="session")
+def reach_checkpoint(tmp_path_factory) -> Path:
+    """A tiny state-observation BC diffusion policy trained on three scripted reach demos (the twin,
+    the store, `robot-rl train`). Demos run on past success (terminate_on_success=False), so the
+    expert also shows holding at the goal."""
+    from robot_rl.cli import main
+    from robot_rl.data.schema import EpisodeMeta
+    from robot_rl.data.store import EpisodeStore
+    from robot_rl.sim.env import TwinEnv
+    from robot_rl.sim.experts import make_teleop, run_episode
+    from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+
+    root = tmp_path_factory.mktemp("reach_policy")
+    env = TwinEnv(task="reach", task_params={**REACH_PARAMS, "time_limit": 2.0}, terminate_on_success=False)
+    store = EpisodeStore.create(root / "demos.zarr", twin_stream_specs(env))
+    teleop = make_teleop(env, 0.0, 0)
+    with store.writer() as w:
+        rec = EpisodeRecorder(env, w)
+        for seed in range(3):
+            rec.begin(EpisodeMeta(task="reach", source="scripted", rig="panda_twin"))
+            rec.end(run_episode(env, teleop, seed=seed, on_step=rec.on_step)["success"])
+    env.close()
+    assert main(["train", f"store={root / 'demos.zarr'}", f"out={root / 'train'}", *TINY_POLICY]) == 0
+    return root / "train" / "checkpoints" / "latest"

@@ -40,6 +40,26 @@ class LaunchConfiguration:
         self.variable_name, self.default = variable_name, default
 
 
+class PythonExpression:
+    """launch.substitutions.PythonExpression: a list of strings and substitutions, concatenated, then
+    evaluated as a Python expression (the result's str() is the value)."""
+
+    def __init__(self, expression) -> None:
+        self.expression = list(expression)
+
+
+class IfCondition:
+    def __init__(self, predicate_expression) -> None:
+        self.predicate = predicate_expression
+        self.negate = False
+
+
+class UnlessCondition(IfCondition):
+    def __init__(self, predicate_expression) -> None:
+        super().__init__(predicate_expression)
+        self.negate = True
+
+
 class ParameterValue:
     def __init__(self, value, *, value_type=None) -> None:
         self.value, self.value_type = value, value_type
@@ -73,7 +93,9 @@ def standin_modules() -> dict[str, types.ModuleType]:
     return {
         "launch": module("launch", LaunchDescription=LaunchDescription),
         "launch.actions": module("launch.actions", DeclareLaunchArgument=DeclareLaunchArgument),
-        "launch.substitutions": module("launch.substitutions", LaunchConfiguration=LaunchConfiguration),
+        "launch.conditions": module("launch.conditions", IfCondition=IfCondition, UnlessCondition=UnlessCondition),
+        "launch.substitutions": module("launch.substitutions", LaunchConfiguration=LaunchConfiguration,
+                                       PythonExpression=PythonExpression),
         "launch_ros": module("launch_ros"),
         "launch_ros.actions": module("launch_ros.actions", Node=Node, LifecycleNode=LifecycleNode),
         "launch_ros.parameter_descriptions": module("launch_ros.parameter_descriptions", ParameterValue=ParameterValue),
@@ -97,12 +119,29 @@ class LaunchPlan:
 
     def __init__(self, description: LaunchDescription, overrides: dict[str, str] | None = None) -> None:
         self.arguments = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
-        self.nodes = [e for e in description.entities if isinstance(e, Node)]
+        self.declared_nodes = [e for e in description.entities if isinstance(e, Node)]
         unknown = [e for e in description.entities if not isinstance(e, (DeclareLaunchArgument, Node))]
         if unknown:
             raise TypeError(f"the stand-in does not know entities {unknown}")
+        undeclared = sorted(set(overrides or {}) - set(self.arguments))
+        if undeclared:
+            raise KeyError(f"launch arguments {undeclared} are not declared ({sorted(self.arguments)})")
         self.values = {n: a.default_value for n, a in self.arguments.items()}
         self.values.update(overrides or {})
+        for name, arg in self.arguments.items():
+            if arg.choices is not None and self.values[name] is not None and self.values[name] not in arg.choices:
+                raise ValueError(f"launch argument {name}:={self.values[name]} is not one of {arg.choices}")
+        self.nodes = [n for n in self.declared_nodes if self.launched(n)]
+
+    def launched(self, node: Node) -> bool:
+        """Evaluate the node's condition as launch does (true/false/1/0, case-insensitive, else an error)."""
+        condition = node.kwargs.get("condition")
+        if condition is None:
+            return True
+        value = self.resolve(condition.predicate).strip().lower()
+        if value not in ("true", "1", "false", "0"):
+            raise ValueError(f"condition of node {node.name}: {value!r} is not true/false/1/0")
+        return (value in ("true", "1")) != condition.negate
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, LaunchConfiguration):
@@ -114,6 +153,9 @@ class LaunchPlan:
             if resolved is None:
                 raise KeyError(f"launch argument {value.variable_name!r} has no default: pass {value.variable_name}:=...")
             return str(resolved)
+        if isinstance(value, PythonExpression):
+            return str(eval("".join(self.resolve(v) if not isinstance(v, str) else v for v in value.expression),
+                            {"__builtins__": {}}))
         if isinstance(value, ParameterValue):
             resolved = self.resolve(value.value)
             return value.value_type(resolved) if value.value_type is not None else yaml.safe_load(resolved)

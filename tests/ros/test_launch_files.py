@@ -20,20 +20,30 @@ from tests.ros.conftest import REPO  # noqa: E402
 from tests.ros.launch_standin import LaunchPlan, load  # noqa: E402
 
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
-REQUIRED = {"collect.launch.py": {"store_path": "/tmp/demos.zarr"}}  # arguments without defaults
+REQUIRED = {  # arguments without defaults
+    "collect.launch.py": {"store_path": "/tmp/demos.zarr"},
+    "deploy.launch.py": {"checkpoint": "/tmp/ckpt"},
+    "finetune.launch.py": {"checkpoint": "/tmp/ckpt"},
+}
+HARDWARE = {"arm", "gripper", "camera_front", "camera_wrist"}
+VARIANTS = [(path, overrides) for path in LAUNCH_FILES for overrides in (
+    [{}, {"use_twin": "true"}] if path.name != "twin.launch.py" else
+    [{}, {"checkpoint": "/tmp/ckpt", "store_path": "/tmp/rollouts.zarr"}])]
 
 
 def installed_executables(install: Path) -> set[str]:
     return {p.name for p in (install / "robot_rl_ros" / "lib" / "robot_rl_ros").iterdir()}
 
 
-def test_the_collect_launch_file_exists():
-    assert "collect.launch.py" in {p.name for p in LAUNCH_FILES}
+def test_the_four_launch_files_exist():
+    assert {"collect.launch.py", "deploy.launch.py", "finetune.launch.py", "twin.launch.py"} <= \
+        {p.name for p in LAUNCH_FILES}
 
 
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_file_starts_installed_executables_with_valid_parameters(path, monkeypatch, ros_install):
-    plan = LaunchPlan(load(path, monkeypatch), REQUIRED.get(path.name, {}))
+@pytest.mark.parametrize("path,overrides", VARIANTS, ids=lambda v: v.name if isinstance(v, Path) else
+                         ",".join(f"{k}:={x}" for k, x in v.items()) or "defaults")
+def test_launch_file_starts_installed_executables_with_valid_parameters(path, overrides, monkeypatch, ros_install):
+    plan = LaunchPlan(load(path, monkeypatch), {**REQUIRED.get(path.name, {}), **overrides})
     assert plan.nodes, f"{path.name} launches no node"
     executables = installed_executables(ros_install)
     for node in plan.nodes:
@@ -47,17 +57,45 @@ def test_launch_file_starts_installed_executables_with_valid_parameters(path, mo
                 f"{path.name}: {f} has no `{node.name}: ros__parameters:` section"
         for a, b in plan.remappings(node):
             assert a.startswith("/") and b.startswith("/"), f"{path.name}: remapping {a} -> {b} of {node.name}"
+        assert node.lifecycle and values.get("autostart") is True, f"{path.name}: {node.name} does not self-activate"
+        params = {}
+        for f in files:   # later files override earlier ones, then the launch file's own values
+            doc = yaml.safe_load(f.read_text())
+            params |= (doc.get(node.name) or doc["/**"])["ros__parameters"]
+        params |= values
         if node.executable == "recorder_node":
-            params = yaml.safe_load(files[0].read_text())[node.name]["ros__parameters"] | values
             routes = routes_from_config(params["streams"])
             assert {a for a, _ in plan.remappings(node)} <= {r.topic for r in routes}
-            assert params["store_path"] == REQUIRED[path.name]["store_path"] and node.lifecycle
+            assert params["store_path"] == {**REQUIRED.get(path.name, {}), **overrides}["store_path"]
+        if node.executable == "policy_node":
+            assert params["checkpoint"] == "/tmp/ckpt"
+            assert params["mode"] == ("actor" if path.name == "finetune.launch.py" else "deploy")
+    names = {n.name for n in plan.nodes}
+    if path.name != "twin.launch.py":   # use_twin swaps the hardware nodes for the twin, nothing else
+        twin = overrides.get("use_twin") == "true"
+        assert ("twin" in names) == twin and (HARDWARE & names) == (set() if twin else HARDWARE), names
+        others = {n.name: plan.remappings(n) for n in plan.nodes if n.name not in HARDWARE | {"twin"}}
+        flipped = LaunchPlan(load(path, monkeypatch), {**REQUIRED.get(path.name, {}),
+                                                       "use_twin": "false" if twin else "true"})
+        assert others == {n.name: flipped.remappings(n) for n in flipped.nodes if n.name in others}
+    else:
+        assert names == ({"twin", "policy", "recorder"} if overrides else {"twin", "teleop"}), names
+
+
+def test_finetune_declares_the_actor_link_parameters(monkeypatch):
+    plan = LaunchPlan(load(REPO / "launch" / "finetune.launch.py", monkeypatch),
+                      {"checkpoint": "/tmp/ckpt", "learner_host": "10.0.0.5", "learner_port": "7000", "token": "s3"})
+    (actor,) = [n for n in plan.nodes if n.executable == "policy_node"]
+    _, values = plan.parameters(actor)
+    expected = {"mode": "actor", "learner_host": "10.0.0.5", "learner_port": 7000, "token": "s3"}
+    assert {k: values.get(k) for k in expected} == expected
 
 
 def test_collect_graph_runs_as_launched_with_remapped_camera(monkeypatch, ros_install, graph, node_process, tmp_path):
     store = tmp_path / "demos.zarr"
     plan = LaunchPlan(load(REPO / "launch" / "collect.launch.py", monkeypatch),
-                      {"store_path": str(store), "task": "123", "front_camera": "/camera/camera/color/image_raw"})
+                      {"store_path": str(store), "task": "123", "front_camera": "/camera/camera/color/image_raw",
+                       "drivers": "external", "teleop": "none"})
     (recorder,) = plan.nodes
     process = node_process(recorder.executable, plan.ros_args(recorder, tmp_path))
 

@@ -16,11 +16,17 @@ setup(
     zip_safe=True,
     maintainer="robot_rl maintainers",
     maintainer_email="robot-rl@example.com",
-    description="Thin rclpy lifecycle nodes around robot_rl: the ROS2 transport and the episode recorder.",
+    description="Thin rclpy lifecycle nodes around robot_rl: arm, twin, cameras, gripper, teleop, policy, recorder.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "recorder_node = robot_rl_ros.recorder_node:main",
+            "twin_node = robot_rl_ros.twin_node:main",
+            "arm_node = robot_rl_ros.arm_node:main",
+            "camera_node = robot_rl_ros.camera_node:main",
+            "gripper_node = robot_rl_ros.gripper_node:main",
+            "teleop_node = robot_rl_ros.teleop_node:main",
+            "policy_node = robot_rl_ros.policy_node:main",
         ],
     },
 )

@@ -5,6 +5,8 @@ One pair of functions per message kind (see robot_rl.runtime.transport): `to_sam
 to `Sample.frame`; JointState `name` to `Sample.names`. Quaternions: ROS (x, y, z, w) <-> robot_rl
 (w, x, y, z). Images: rgb8/bgr8/rgba8/bgra8 -> (H, W, 3) uint8 RGB; mono8/8UC1 -> (H, W) uint8; mono16/16UC1 -> (H, W) uint16 (depth, mm);
 32FC1 -> (H, W) float32 (depth, m). Row padding (`step`) and big-endian data are handled.
+CameraInfo: k (9,) and size (width, height) <-> K and width/height; d <-> D (plumb_bob for 5
+coefficients or none, rational_polynomial for 8); R is identity and P = [K | 0] (unrectified camera).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, WrenchStamped
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import String
 
 from robot_rl.data.convert import ros_image
@@ -25,6 +27,7 @@ MSG_TYPES = {
     "pose": PoseStamped,
     "wrench": WrenchStamped,
     "image": Image,
+    "camera_info": CameraInfo,
     "status": String,
 }
 
@@ -71,6 +74,11 @@ def to_sample(kind: str, msg, stamps: StampMapping, topic: str = "?"):
         return Sample(t, {"force": _vec((f.x, f.y, f.z)), "torque": _vec((m.x, m.y, m.z))}, frame)
     if kind == "image":
         return Sample(t, {"image": image_to_array(msg, topic)}, frame)
+    if kind == "camera_info":
+        fields = {"k": _vec(msg.k), "size": _vec((msg.width, msg.height))}
+        if len(msg.d):
+            fields["d"] = _vec(msg.d)
+        return Sample(t, fields, frame)
     raise TransportError(f"topic {topic}: message kind {kind!r} has no ROS conversion")
 
 
@@ -113,4 +121,13 @@ def to_msg(kind: str, sample, stamps: StampMapping):
         msg.is_bigendian = 0
         msg.step = int(img.strides[0])
         msg.data = img.tobytes()
+    elif kind == "camera_info":
+        k = [float(v) for v in f["k"]]
+        msg.width, msg.height = (int(v) for v in f["size"])
+        msg.k = k
+        d = [float(v) for v in f.get("d", ())]
+        msg.d = d
+        msg.distortion_model = "rational_polynomial" if len(d) == 8 else "plumb_bob"
+        msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        msg.p = k[0:3] + [0.0] + k[3:6] + [0.0] + k[6:9] + [0.0]
     return msg
