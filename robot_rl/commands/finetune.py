@@ -53,14 +53,14 @@ def build_context(cfg, out: Path):
 
     make_corrector = None
     if cfg.corrector == "scripted":
-        from robot_rl.sim.experts import scripted_corrector
+        from robot_rl.sim.corrector import scripted_corrector
 
         make_corrector = scripted_corrector
     elif cfg.corrector:
         raise ConfigError(f"finetune: corrector={cfg.corrector!r}, expected null or 'scripted'")
     return FinetuneContext(base=base, store=store, make_env=make_env, evaluate=success_rate if make_env else None,
                            config=to_plain(cfg.get(cfg.algo) or {}), online=online, out=out, seed=int(cfg.seed),
-                           device=str(cfg.device), make_corrector=make_corrector), task
+                           device=str(cfg.device), make_corrector=make_corrector, task=task), task
 
 
 def run(cfg, args: list[str]) -> int:

@@ -104,6 +104,11 @@ def save_checkpoint(
         "sha256": {name: _sha256(tmp / name) for name in (WEIGHTS, NORMALIZER, CONFIG)},
     }
     (tmp / META).write_text(json.dumps(info, indent=2, default=str))
+    return replace_directory(tmp, path)
+
+
+def replace_directory(tmp: Path, path: Path) -> Path:
+    """Put the fully written directory `tmp` in place of `path` (the old one is removed only after)."""
     if path.exists():
         old = path.with_name(path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

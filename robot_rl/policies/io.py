@@ -28,6 +28,8 @@ POLICY_TYPES: dict[str, type[ChunkPolicy]] = {"diffusion": DiffusionPolicy, "one
 COMPOSITE_TYPES: dict[str, str] = {
     "residual": "robot_rl.policies.residual:ResidualPolicy",
     "noise_steered": "robot_rl.policies.noise_steered:NoiseSteeredPolicy",
+    "gaussian": "robot_rl.policies.gaussian_chunk:GaussianChunkPolicy",   # actor-only (RLPD from scratch)
+    "best_of_n": "robot_rl.policies.best_of_n:BestOfNPolicy",            # N base samples, argmax Q (offline)
 }
 
 

@@ -36,6 +36,7 @@ class FinetuneContext:
     device: str = "auto"
     make_corrector: Callable | None = None       # env -> corrector (interventions), see ChunkEnv
     progress: bool = True
+    task: dict | None = None                      # twin task config {name, params}: saved with the policy
 
 
 @dataclass
@@ -44,3 +45,15 @@ class FinetuneResult:
     policy_path: Path                             # where it was saved
     curve: list[CurvePoint] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def save_finetuned(ctx: FinetuneContext, policy: Any, algo: str, cfg: Any, meta: dict | None = None) -> Path:
+    """Write an algorithm's policy to <out>/policy with what eval/distill read from a run config (task,
+    store) and the algorithm's settings (cfg: its config dataclass)."""
+    from dataclasses import asdict
+
+    from robot_rl.policies.io import save_policy
+
+    config = {"task": ctx.task, "store": str(ctx.store.path) if ctx.store is not None else None,
+              "finetune": {"algo": algo, algo: asdict(cfg), "online": asdict(ctx.online)}}
+    return save_policy(policy, Path(ctx.out) / "policy", config=config, meta=meta)

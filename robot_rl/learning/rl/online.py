@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -63,33 +63,59 @@ class CurvePoint:
     wall_s: float
 
 
+@dataclass
+class OnlineProgress:
+    """Where a resumed run continues: counters at the algorithm's last saved state and the curve so far."""
+
+    env_steps: int = 0
+    transitions: int = 0
+    updates: int = 0
+    episodes: int = 0
+    curve: list[CurvePoint] = field(default_factory=list)
+
+    @staticmethod
+    def load_curve(out: str | Path, env_steps: int) -> list[CurvePoint]:
+        """The points of out/curve.json up to env_steps (later ones belong to data lost in the crash)."""
+        path = Path(out, "curve.json")
+        if not path.is_file():
+            return []
+        return [CurvePoint(**p) for p in json.loads(path.read_text()) if p["env_steps"] <= env_steps]
+
+
 def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineConfig, out: str | Path | None = None,
                evaluate_fn: Callable[[Any], float] | None = None, make_corrector=None, recorder=None,
-               progress: bool = True) -> list[CurvePoint]:
+               progress: bool = True, start: OnlineProgress | None = None) -> list[CurvePoint]:
     """Collect cfg.env_steps environment steps with `algo`, updating it as allowed, evaluating every
     cfg.eval_every steps with `evaluate_fn(policy) -> success rate` (default: none). Writes curve.json
     to `out` after every evaluation. make_corrector(env) -> corrector enables interventions (ChunkEnv).
-    Returns the learning curve."""
+    start: resume with these counters (the algorithm restored its own state); cfg.env_steps stays the
+    total budget and episode seeds continue where they stopped. Returns the learning curve."""
     raw_env = make_env()
     corrector = make_corrector(raw_env) if make_corrector is not None else None
     env = ChunkEnv(raw_env, algo.spec, cfg.gamma, cfg.reward, corrector=corrector, recorder=recorder)
-    curve: list[CurvePoint] = []
-    t0, n_seen, updates, episodes, recent = time.monotonic(), 0, 0, 0, []
+    start = start or OnlineProgress()
+    curve: list[CurvePoint] = list(start.curve)
+    t0, n_seen, updates, episodes, recent = time.monotonic(), start.transitions, start.updates, start.episodes, []
+    wall0 = curve[-1].wall_s if curve else 0.0
     next_eval = cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
-    bar = tqdm(total=cfg.env_steps, desc=f"online {type(algo).__name__}", disable=not progress)
+    while next_eval <= start.env_steps:
+        next_eval += cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
+    bar = tqdm(total=cfg.env_steps, initial=start.env_steps, desc=f"online {type(algo).__name__}",
+               disable=not progress)
 
     def checkpoint_eval(steps: int) -> None:
         rate = evaluate_fn(algo.export_policy()) if evaluate_fn is not None else float("nan")
         train = float(np.mean(recent[-20:])) if recent else float("nan")
-        curve.append(CurvePoint(steps, updates, episodes, rate, train, time.monotonic() - t0))
+        curve.append(CurvePoint(steps, updates, episodes, rate, train, wall0 + time.monotonic() - t0))
         bar.set_postfix(success=f"{rate:.2f}", updates=updates)
         if out is not None:
             Path(out, "curve.json").write_text(json.dumps([asdict(p) for p in curve], indent=1))
 
-    if evaluate_fn is not None:
-        checkpoint_eval(0)
+    if evaluate_fn is not None and not curve:
+        checkpoint_eval(start.env_steps)
+    steps = start.env_steps       # counted here: a disabled tqdm bar does not count
     try:
-        while bar.n < cfg.env_steps:
+        while steps < cfg.env_steps:
             obs = env.reset(seed=cfg.seed * 1_000_003 + episodes)
             algo.reset()
             done = False
@@ -97,6 +123,7 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
                 actions, extras = algo.act(obs, explore=True)
                 step = env.step(actions, extras)
                 obs, done = step.obs, step.done
+                steps += step.steps
                 bar.update(step.steps)
             t = env.episode_transitions()
             episodes += 1
@@ -106,12 +133,13 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
             while updates < algo.allowed_updates(n_seen):
                 algo.update()
                 updates += 1
-            while bar.n >= next_eval:
-                checkpoint_eval(min(bar.n, cfg.env_steps))
-                next_eval += cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
+            if steps >= next_eval:
+                checkpoint_eval(steps)
+                while next_eval <= steps:
+                    next_eval += cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
     finally:
         bar.close()
         env.close()
-    if not curve or curve[-1].env_steps < bar.n:
-        checkpoint_eval(bar.n)
+    if not curve or curve[-1].env_steps < steps:
+        checkpoint_eval(steps)
     return curve

@@ -1,0 +1,345 @@
+"""Off-policy actor-critic over action chunks, shared by `residual` (the default online fine-tuning)
+and `rlpd` (from scratch with the demos in the batch): one replay, one critic update, one actor update.
+
+    data    chunk transitions folded into n-step returns at insert time; symmetric sampling: a
+            prior_fraction of every batch from the prior buffer (store demos + interventions), the
+            rest from the online buffer (robot_rl.learning.rl.replay)
+    critic  QEnsemble with LayerNorm on (normalized obs history, normalized executed chunk);
+            y = R_n + D_n * min over a random subset of `target_heads` target heads at (s_n, a'),
+            a' from the actor at s_n ("target" mode); no entropy term in the backup (RLPD)
+    actor   maximises the mean over the heads of Q(s, pi(s)) (a subclass may add terms: SAC's entropy)
+    UTD     no updates during the first `warmup_env_steps` env steps; then `utd` updates per chunk transition
+            collected so far (allowed_updates() is the throttle run_online obeys), so the warm-up data is
+            caught up on at once: those first updates train only the critic (recalibrating it on the
+            prior and warm-up data before the actor follows its gradient), then `actor_delay` more
+
+A subclass supplies the actor: build_actor(), policy_action(obs, base, mode) with mode act | explore |
+target | train, and, for an actor on a frozen base, act_base() and prepare() (base chunks as extras).
+The learner state (networks, optimizers, counters) saves to <out>/learner and resumes with the replay
+rebuilt from the prior store plus the run's own recorded episodes (<out>/online.zarr).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from robot_rl.core.checkpoint import replace_directory
+from robot_rl.core.config import load_yaml, save_yaml
+from robot_rl.core.errors import CheckpointError, ConfigError
+from robot_rl.core.spec import PolicySpec
+from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult
+from robot_rl.learning.rl.online import OnlineProgress, run_online
+from robot_rl.learning.rl.replay import SymmetricReplay, n_step_transitions
+from robot_rl.learning.rl.transitions import SOURCES, Transitions, store_transitions
+from robot_rl.learning.train_state import load_train_state, save_train_state
+from robot_rl.policies.critics import ChunkFeatures, QEnsemble
+from robot_rl.policies.device import resolve_device
+from robot_rl.policies.normalizer import Normalizer
+
+MODES = ("act", "explore", "target", "train")
+
+
+@dataclass
+class OffPolicyConfig:
+    batch_size: int = 256
+    utd: float = 4.0                  # updates per chunk transition after the warm-up (ResFiT 4-8)
+    warmup_env_steps: int = 2000      # env steps collected before the first update
+    n_step: int = 3                   # chunk transitions folded into one critic target (ResFiT 3)
+    prior_fraction: float = 0.5       # share of each batch from demos + interventions (RLPD 0.5)
+    prior_success_only: bool = False  # prior data: all store episodes (failures teach the critic) or successes
+    capacity: int = 1_000_000         # online buffer (rows are allocated lazily)
+    critic_heads: int = 10            # RLPD 10
+    target_heads: int = 2             # min over a random subset of this many target heads
+    critic_hidden: tuple[int, ...] = (256, 256)
+    actor_hidden: tuple[int, ...] = (256, 256)
+    critic_lr: float = 3e-4
+    actor_lr: float = 3e-4
+    tau: float = 0.005                # target network soft update
+    actor_every: int = 1              # actor update every this many critic updates
+    actor_delay: int = 0              # critic-only updates after the warm-up catch-up, before the actor moves
+    grad_clip: float = 0.0            # max gradient norm (0: off)
+    save_every_episodes: int = 10     # learner state to <out>/learner every this many episodes
+    record: bool = True               # online episodes into <out>/online.zarr (resume rebuilds the replay)
+    resume: bool = True               # continue from <out>/learner when present
+    log_every: int = 100              # TensorBoard scalars every this many updates (0: off)
+
+    def __post_init__(self) -> None:
+        self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
+        self.actor_hidden = tuple(int(h) for h in self.actor_hidden)
+        for name in ("batch_size", "n_step", "critic_heads", "target_heads", "actor_every", "capacity"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{type(self).__name__}.{name}={getattr(self, name)}: must be >= 1")
+        if self.target_heads > self.critic_heads:
+            raise ConfigError(f"{type(self).__name__}.target_heads={self.target_heads} > critic_heads="
+                              f"{self.critic_heads}")
+        if self.utd < 0 or self.warmup_env_steps < 0 or self.actor_delay < 0:
+            raise ConfigError(f"{type(self).__name__}: utd, warmup_env_steps and actor_delay must be >= 0")
+        if not 0.0 <= self.prior_fraction <= 1.0:
+            raise ConfigError(f"{type(self).__name__}.prior_fraction={self.prior_fraction}: must be in [0, 1]")
+        if not 0.0 < self.tau <= 1.0:
+            raise ConfigError(f"{type(self).__name__}.tau={self.tau}: must be in (0, 1]")
+
+
+class OffPolicyAgent:
+    """Both sides of the actor/learner split (robot_rl.learning.rl.online.OnlineAlgorithm)."""
+
+    warmup_explores = False          # during the warm-up: act deterministically (a base) or explore (scratch)
+    uses_base = False                # transitions carry base_action / next_base_action extras
+
+    def __init__(self, spec: PolicySpec, normalizer: Normalizer, cfg: OffPolicyConfig, device="cpu",
+                 seed: int = 0, gamma: float = 0.99) -> None:
+        self.spec, self.cfg, self.gamma = spec, cfg, gamma
+        self.device = resolve_device(device)
+        torch.manual_seed(seed)
+        self.features = ChunkFeatures(spec, normalizer).to(self.device)
+        O, A = self.features.obs_dim, self.features.action_dim
+        self.critic = QEnsemble(O, A, cfg.critic_heads, cfg.critic_hidden, layer_norm=True).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor = self.build_actor(O, A).to(self.device)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.replay = SymmetricReplay(cfg.capacity, cfg.prior_fraction)
+        self.rng = np.random.default_rng(seed)
+        self.subset_gen = torch.Generator().manual_seed(seed)
+        self.env_steps = self.transitions = self.updates = self.episodes = 0
+        self.warmup_transitions: int | None = None if cfg.warmup_env_steps > 0 else 0
+        self.state_dir: Path | None = None
+        self.tb = None
+        self._actor_metrics: dict[str, float] = {}
+
+    # ---- the actor (subclasses) ------------------------------------------------------------------
+    def build_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def policy_action(self, obs: torch.Tensor, base: torch.Tensor | None,
+                      mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Normalized flat obs (B, O) and base chunk (B, A) or None -> (normalized chunk (B, A), log-prob or None).
+        mode: act (deterministic), explore (rollouts), target (critic targets), train (actor loss)."""
+        raise NotImplementedError
+
+    def act_base(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """Raw obs {key: (1, n_obs, D)} -> the base's raw executable chunk (1, n_act, Da), or None."""
+        return None
+
+    def prepare(self, t: Transitions) -> Transitions:
+        """Add what update() reads beyond the transition itself (residual: base chunks at obs / next_obs)."""
+        return t
+
+    def export_policy(self):
+        raise NotImplementedError
+
+    def actor_loss(self, obs: torch.Tensor, base: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+        a, _ = self.policy_action(obs, base, "train")
+        q = self.critic(obs, a).mean(0)
+        metrics = {"q_pi": q.mean().item()}
+        if base is not None:   # how far the actor moves from its base (normalized units)
+            metrics["residual_abs"] = (a - base).abs().mean().item()
+        return self.action_penalty(a, base) - q.mean(), metrics
+
+    def action_penalty(self, action: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor | float:
+        """A regularizer on the actor's actions added to its loss (none here)."""
+        return 0.0
+
+    def extra_state(self) -> dict[str, tuple[torch.optim.Optimizer, dict[str, nn.Module]]]:
+        """Further optimizer + modules pairs to save (SAC's temperature)."""
+        return {}
+
+    # ---- acting -----------------------------------------------------------------------------------
+    @property
+    def warming_up(self) -> bool:
+        return self.warmup_transitions is None
+
+    def reset(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, np.ndarray], explore: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Observation history {key: (n_obs, D)} -> (raw actions (n_act, Da), extras)."""
+        x = {f.key: torch.as_tensor(np.asarray(obs[f.key]), dtype=torch.float32, device=self.device)[None]
+             for f in self.spec.obs}
+        base_raw = self.act_base(x)
+        base = None if base_raw is None else self.features.action(base_raw)
+        mode = "explore" if explore and (self.warmup_explores or not self.warming_up) else "act"
+        a, _ = self.policy_action(self.features.obs(x), base, mode)
+        raw = self.features.normalizer.unnormalize(self.spec.action.key,
+                                                   a.view(1, self.spec.n_action_steps, self.spec.action_dim))
+        extras = {} if base_raw is None else {"base_action": base_raw[0].cpu().numpy()}
+        return raw[0].cpu().numpy(), extras
+
+    def actor_weights(self) -> dict[str, torch.Tensor]:
+        """What an actor process needs (robot_rl.runtime.actor): the actor network; a base never changes."""
+        return {k: v.detach().cpu() for k, v in self.actor.state_dict().items()}
+
+    def load_actor_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        self.actor.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
+
+    # ---- data ---------------------------------------------------------------------------------------
+    def observe(self, t: Transitions) -> None:
+        """One finished online episode's chunk transitions."""
+        self.env_steps += int(t.steps.sum())
+        self.transitions += len(t)
+        self.episodes += 1
+        if self.warming_up and self.env_steps >= self.cfg.warmup_env_steps:
+            self.warmup_transitions = self.transitions
+        self.replay.add_online(self.prepare(n_step_transitions(t, self.cfg.n_step)))
+        if self.state_dir is not None and self.episodes % max(1, self.cfg.save_every_episodes) == 0:
+            self.save_state(self.state_dir)
+
+    def load_prior(self, store, progress: bool = False) -> int:
+        """Store episodes (demos of mixed quality, interventions) -> the prior buffer, every start step
+        (stride 1); the critic learns on their executed actions. Returns the number of transitions."""
+        t = store_transitions(store, self.spec, self.gamma, reward="success", stride=1, progress=progress)
+        if self.cfg.prior_success_only:
+            t = t.select(t.success)
+        if len(t) == 0:
+            return 0
+        self.replay.add_prior(self.prepare(n_step_transitions(t, self.cfg.n_step, stride=1)))
+        return len(t)
+
+    def load_online_store(self, store) -> int:
+        """Recorded online episodes (this run's online.zarr) back into the online buffer, chunked as executed."""
+        t = store_transitions(store, self.spec, self.gamma, reward="success", stride=self.spec.n_action_steps)
+        if len(t) == 0:
+            return 0
+        t.sources = np.where(t.interventions, SOURCES["intervention"], SOURCES["online"]).astype(np.uint8)
+        self.replay.add_online(self.prepare(n_step_transitions(t, self.cfg.n_step)))
+        return len(t)
+
+    # ---- learning -----------------------------------------------------------------------------------
+    def allowed_updates(self, n_transitions: int) -> int:
+        """Total updates allowed after n_transitions online chunk transitions (the UTD throttle)."""
+        return 0 if self.warming_up else int(self.cfg.utd * n_transitions)
+
+    @property
+    def actor_start(self) -> int:
+        """Update index of the first actor update: after the critic-only catch-up on the warm-up data."""
+        return int(self.cfg.utd * (self.warmup_transitions or 0)) + self.cfg.actor_delay
+
+    def _base_input(self, batch: dict, name: str) -> torch.Tensor | None:
+        return self.features.action(batch["extras"][name]) if self.uses_base else None
+
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        opt.step()
+
+    def update(self) -> dict[str, float]:
+        cfg = self.cfg
+        batch = self.replay.sample(cfg.batch_size, self.rng).torch(self.device)
+        obs, next_obs = self.features.obs(batch["obs"]), self.features.obs(batch["next_obs"])
+        base, next_base = self._base_input(batch, "base_action"), self._base_input(batch, "next_base_action")
+        with torch.no_grad():
+            next_a, _ = self.policy_action(next_obs, next_base, "target")
+            next_q = self.critic_target.subset_min(next_obs, next_a, cfg.target_heads, self.subset_gen)
+            target = batch["rewards"] + batch["discounts"] * next_q
+        q = self.critic(obs, self.features.action(batch["actions"]))
+        critic_loss = (q - target).pow(2).mean(1).sum()
+        self._step(self.critic_opt, critic_loss, self.critic.parameters())
+        metrics = {"critic_loss": critic_loss.item(), "q": q.mean().item(), "target": target.mean().item()}
+        if self.updates >= self.actor_start and (self.updates - self.actor_start) % cfg.actor_every == 0:
+            self.critic.requires_grad_(False)
+            try:
+                loss, m = self.actor_loss(obs, base)
+                self._step(self.actor_opt, loss, self.actor.parameters())
+            finally:
+                self.critic.requires_grad_(True)
+            self._actor_metrics = {"actor_loss": loss.item()} | m
+        metrics |= self._actor_metrics       # the latest actor update's, so every log line has them
+        with torch.no_grad():
+            for p, tp in zip(self.critic.parameters(), self.critic_target.parameters()):
+                tp.lerp_(p, cfg.tau)
+        self.updates += 1
+        if self.tb is not None and cfg.log_every and self.updates % cfg.log_every == 0:
+            for k, v in metrics.items():
+                self.tb.add_scalar(f"train/{k}", v, self.updates)
+        return metrics
+
+    # ---- learner state ----------------------------------------------------------------------------------
+    def _parts(self) -> dict[str, tuple[torch.optim.Optimizer, dict[str, nn.Module]]]:
+        return {"critic": (self.critic_opt, {"critic": self.critic, "target": self.critic_target}),
+                "actor": (self.actor_opt, {"actor": self.actor}), **self.extra_state()}
+
+    def save_state(self, directory: str | Path) -> Path:
+        """Networks + optimizers (safetensors per optimizer) and counters (progress.yaml), swapped in whole."""
+        directory = Path(directory)
+        tmp = directory.with_name(directory.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for name, (opt, modules) in self._parts().items():
+            save_train_state(tmp / name, self.updates, opt, modules)
+        save_yaml({"env_steps": self.env_steps, "transitions": self.transitions, "updates": self.updates,
+                   "episodes": self.episodes, "warmup_transitions": self.warmup_transitions,
+                   "rng": self.rng.bit_generator.state, "subset_gen": self.subset_gen.get_state().tolist()},
+                  tmp / "progress.yaml")
+        return replace_directory(tmp, directory)
+
+    def load_state(self, directory: str | Path) -> OnlineProgress:
+        directory = Path(directory)
+        progress = load_yaml(directory / "progress.yaml")
+        try:
+            for name, (opt, modules) in self._parts().items():
+                load_train_state(directory / name, opt, modules)
+            self.env_steps, self.transitions = int(progress["env_steps"]), int(progress["transitions"])
+            self.updates, self.episodes = int(progress["updates"]), int(progress["episodes"])
+            self.warmup_transitions = progress["warmup_transitions"]
+            self.rng.bit_generator.state = progress["rng"]
+            self.subset_gen.set_state(torch.tensor(progress["subset_gen"], dtype=torch.uint8))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{directory / 'progress.yaml'}: incomplete learner state ({e})") from None
+        return OnlineProgress(self.env_steps, self.transitions, self.updates, self.episodes)
+
+
+def train_online(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConfig, name: str) -> FinetuneResult:
+    """Prior data from ctx.store, resume from ctx.out/learner if present, run_online in the twin, save the
+    learner state and the exported policy (ctx.out/policy). Shared by residual and rlpd."""
+    from robot_rl.data.store import EpisodeStore
+    from robot_rl.learning.rl.recording import OnlineRecorder
+    from robot_rl.policies.io import save_policy
+
+    if ctx.make_env is None:
+        raise ConfigError(f"finetune algo={name}: needs a twin task (task=...) to collect online data")
+    out = Path(ctx.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_prior = agent.load_prior(ctx.store, progress=ctx.progress) if ctx.store is not None else 0
+    state_dir, online_store = out / "learner", out / "online.zarr"
+    start = None
+    if cfg.resume and (state_dir / "progress.yaml").is_file():
+        start = agent.load_state(state_dir)
+        start.curve = OnlineProgress.load_curve(out, start.env_steps)
+        if online_store.exists():
+            agent.load_online_store(EpisodeStore.open(online_store))
+        print(f"{name}: resuming at {start.env_steps} env steps, {start.updates} updates ({state_dir})")
+    agent.state_dir = state_dir
+    if cfg.log_every:
+        from torch.utils.tensorboard import SummaryWriter
+
+        agent.tb = SummaryWriter(str(out / "tb"))
+    task_name = (ctx.task or {}).get("name", "")
+    recorder = OnlineRecorder(online_store, task=task_name) if cfg.record else None
+    make_env = recorder.wrap(ctx.make_env) if recorder is not None else ctx.make_env
+    try:
+        curve = run_online(agent, make_env, ctx.online, out, ctx.evaluate, ctx.make_corrector, recorder,
+                           ctx.progress, start)
+    finally:
+        if recorder is not None:
+            recorder.close()
+        if agent.tb is not None:
+            agent.tb.close()
+    agent.save_state(state_dir)
+    policy = agent.export_policy()
+    store_path = str(ctx.store.path) if ctx.store is not None else None
+    path = save_policy(policy, out / "policy", config={"task": ctx.task, "store": store_path,
+                                                        "finetune": {"algo": name, name: asdict(cfg)}},
+                       meta={"algo": name, "env_steps": agent.env_steps, "updates": agent.updates})
+    metrics = {"prior_transitions": n_prior, "updates": agent.updates, "episodes": agent.episodes,
+               "online_transitions": agent.transitions, "warmup_transitions": agent.warmup_transitions}
+    return FinetuneResult(policy, path, curve, metrics)

@@ -1,0 +1,62 @@
+"""Online RL episodes into an episode store, through the ChunkEnv recorder hook.
+
+`OnlineRecorder` writes every twin step of the online loop (the robot_rl.sim.recording streams, the
+per-step `intervention` flag included) into <run>/online.zarr, one committed episode per rollout
+(source "policy"), so a crashed run can rebuild its replay from the store and later stages can train on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from robot_rl.data.schema import EpisodeMeta
+from robot_rl.data.store import EpisodeStore
+
+
+class OnlineRecorder:
+    """Use `wrap(make_env)` as run_online's env factory and pass the recorder as its `recorder`.
+    An episode opens at reset and is committed at its last step; close() flushes the writer."""
+
+    def __init__(self, path: str | Path, task: str = "", rig: str = "twin") -> None:
+        self.path, self.task, self.rig = Path(path), task, rig
+        self._writer = None
+        self._rec = None
+        self._success = False
+
+    def wrap(self, make_env: Callable[[], Any]) -> Callable[[], Any]:
+        def make():
+            env = make_env()
+            self.attach(env)
+            return env
+        return make
+
+    def attach(self, env) -> None:
+        from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+
+        self.close()
+        store = EpisodeStore.create(self.path, twin_stream_specs(env), exist_ok=True)
+        self._writer = store.writer(on_interrupted="discard")   # a crash's half episode is not data
+        self._rec = EpisodeRecorder(env, self._writer)
+
+    def on_step(self, obs, action, reward, info: dict) -> None:
+        if self._rec is None:
+            raise RuntimeError("OnlineRecorder: no env attached; build the env through recorder.wrap(make_env)")
+        if action is None:                                   # reset: a new episode
+            if self._rec.active:
+                self._rec.end(self._success, notes="online rollout (cut short)")
+            self._rec.begin(EpisodeMeta(task=self.task, rig=self.rig, source="policy", notes="online rollout"))
+            self._success = False
+            self._rec.on_step(obs, None, reward, {"controller_mode": 0} | info)
+            return
+        self._rec.on_step(obs, action, reward, info)
+        self._success |= bool(info.get("is_success", False))
+        if info.get("terminated") or info.get("truncated"):
+            self._rec.end(self._success, notes="online rollout")
+
+    def close(self) -> None:
+        if self._rec is not None and self._rec.active:
+            self._rec.end(self._success, notes="online rollout (cut short)")
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = self._rec = None

@@ -1,0 +1,143 @@
+"""`robot-rl finetune algo=residual`: off-policy RL of a bounded residual on a frozen diffusion base (ResFiT).
+
+    a = a_base + scale * tanh(f(obs, a_base))      normalized action units, one residual per executed chunk
+
+on the action dimensions the successful prior demos vary (or `dims`). a_base: the base's executable chunk from
+fresh initial noise every chunk (DDIM eta = 0, so the base is a function of that noise); kept in the
+transitions as extras["base_action"], and the base chunk at the n-step next state as
+extras["next_base_action"] (computed once at insert time). The last layer of f starts at zero, so the
+first policy IS the base, and no output of f moves an action by more than `scale`.
+
+Learner: TD3-style, not SAC. The residual is deterministic and explores with Gaussian noise
+(explore_std * scale, clipped to the bound); critic targets use clipped smoothing noise. Reasons: an
+entropy bonus would push a bounded residual towards noise at its bound even where the base is already
+right (precise insertion needs it near zero), the exported policy is then exactly what the critic
+evaluated, and exploration stays an explicit, bounded knob for a real robot. The shared machinery
+(robot_rl.learning.rl.offpolicy): LayerNorm Q ensemble (critic_heads, default 10; tests use 2 for speed)
+on the executed action, target = min over a random subset of 2 target heads, actor on the mean Q,
+n-step 3, `utd` updates per chunk transition after `warmup_env_steps` steps of the base alone,
+symmetric sampling of prior data (store demos, critic on their executed actions, actor input a_base =
+the base's chunk at the demo state, computed once at load; plus every intervention) and online data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robot_rl.core.config import dataclass_from_dict
+from robot_rl.core.errors import ConfigError
+from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult
+from robot_rl.learning.rl.offpolicy import OffPolicyAgent, OffPolicyConfig, train_online
+from robot_rl.learning.rl.transitions import Transitions
+from robot_rl.policies.base import ChunkPolicy
+from robot_rl.policies.residual import ResidualPolicy
+
+BASE_BATCH = 1024   # rows per base-policy call when relabelling stored transitions
+
+
+@dataclass
+class ResidualConfig(OffPolicyConfig):
+    scale: float = 0.1                # residual bound in normalized action units (ResFiT 0.1-0.2)
+    explore_std: float = 0.5          # exploration noise std on the residual, as a fraction of scale
+    target_noise: float = 0.2         # TD3 target smoothing noise std, fraction of scale
+    target_noise_clip: float = 0.5    # ... clipped at this fraction of scale
+    actor_layer_norm: bool = True
+    per_step: bool = False            # one residual per step of the chunk instead of one offset per dimension
+    penalty: float = 0.0              # actor loss += penalty * mean (residual / scale)^2 (Q units; 0: off)
+    dims: tuple[int, ...] | None = None   # action dimensions the residual acts on; default: those the prior
+                                          # store's successful demos vary (one they hold constant, e.g. a
+                                          # gripper kept closed around a peg, would only be perturbed)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.scale > 0:
+            raise ConfigError(f"residual.scale={self.scale}: must be > 0 (normalized action units)")
+        if self.explore_std < 0 or self.target_noise < 0 or self.target_noise_clip < 0:
+            raise ConfigError("residual: explore_std, target_noise and target_noise_clip must be >= 0")
+
+
+class ResidualAgent(OffPolicyAgent):
+    uses_base = True
+
+    def __init__(self, base: ChunkPolicy, cfg: ResidualConfig, device="cpu", seed: int = 0,
+                 gamma: float = 0.99, dims: list[int] | None = None) -> None:
+        """dims: the action dimensions of the residual (default cfg.dims, else all)."""
+        self.base, self.rcfg = base, cfg
+        self.dims = list(cfg.dims) if cfg.dims is not None else dims
+        super().__init__(base.spec, base.normalizer, cfg, device, seed, gamma)
+
+    def build_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
+        self.policy = ResidualPolicy(self.base, self.rcfg.scale, self.rcfg.actor_hidden, self.rcfg.actor_layer_norm,
+                                     self.dims, self.rcfg.per_step)
+        return self.policy.actor
+
+    def policy_action(self, obs, base, mode):
+        s = self.rcfg.scale
+        r = self.actor(obs, base)
+        if mode == "explore" and self.rcfg.explore_std > 0:
+            r = self.actor.clamp(r + self.actor.noise(r, s * self.rcfg.explore_std))
+        elif mode == "target" and self.rcfg.target_noise > 0:
+            c = s * self.rcfg.target_noise_clip
+            r = self.actor.clamp(r + self.actor.noise(r, s * self.rcfg.target_noise).clamp(-c, c))
+        return base + r, None
+
+    def action_penalty(self, action, base):
+        """penalty * mean (residual / scale)^2 over the active elements: the residual leaves the base only
+        where the critic's gain outweighs it (without it the actor saturates on critic noise)."""
+        if self.rcfg.penalty <= 0:
+            return 0.0
+        r = (action - base) / self.rcfg.scale
+        return self.rcfg.penalty * r.pow(2).sum() / (self.actor.bound.gt(0).sum() * len(r)).clamp(min=1)
+
+    def act_base(self, obs):
+        return self.policy.base_actions(obs, self.base.make_noise(1))
+
+    @torch.no_grad()
+    def base_chunks(self, obs: dict) -> torch.Tensor:
+        """Raw obs {key: (N, n_obs, D)} arrays -> the base's raw executable chunks (N, n_act, Da) on the CPU,
+        each from its own fresh noise."""
+        n = len(next(iter(obs.values())))
+        parts = []
+        for i in range(0, n, BASE_BATCH):
+            x = {k: torch.as_tensor(v[i:i + BASE_BATCH], device=self.device) for k, v in obs.items()}
+            parts.append(self.policy.base_actions(x, self.base.make_noise(len(next(iter(x.values()))))).cpu())
+        return torch.cat(parts)
+
+    def prepare(self, t: Transitions) -> Transitions:
+        if len(t) == 0:
+            return t
+        if "base_action" not in t.extras:          # store data: relabel with the base at the demo state
+            t.extras["base_action"] = self.base_chunks(t.obs).numpy()
+        t.extras["next_base_action"] = self.base_chunks(t.next_obs).numpy()
+        return t
+
+    def export_policy(self) -> ResidualPolicy:
+        return self.policy
+
+
+def run(ctx: FinetuneContext) -> FinetuneResult:
+    cfg = dataclass_from_dict(ResidualConfig, ctx.config, "finetune residual")
+    if ctx.base is None:
+        raise ConfigError("finetune algo=residual needs policy=<base checkpoint>")
+    if not isinstance(ctx.base, ChunkPolicy):
+        raise ConfigError(f"finetune algo=residual: the base must be a diffusion or one-step policy checkpoint, "
+                          f"got a {type(ctx.base).__name__} ({getattr(ctx.base, 'kind', '?')})")
+    dims = varying_action_dims(ctx.store, ctx.base.spec) if ctx.store is not None and cfg.dims is None else None
+    agent = ResidualAgent(ctx.base, cfg, ctx.device, ctx.seed, ctx.online.gamma, dims)
+    print(f"residual: acts on action dimensions {agent.policy.actor_cfg['dims']} of {ctx.base.spec.action_dim}")
+    return train_online(agent, ctx, cfg, "residual")
+
+
+def varying_action_dims(store, spec) -> list[int]:
+    """Action dimensions the store's successful episodes (all, if none succeeded) change at all: range at or
+    above the normalizer's constant threshold. Failed demos may vary a dimension success never touches."""
+    from robot_rl.data.normalizer import RANGE_EPS, stream_stats
+
+    if len(store) == 0:
+        return list(range(spec.action_dim))
+    ok = [i for i, m in enumerate(store.meta_list()) if m.get("success")]
+    stats = stream_stats(store, spec.action.stream, ok or None)
+    return [d for d in range(spec.action_dim) if stats.max[d] - stats.min[d] >= RANGE_EPS]

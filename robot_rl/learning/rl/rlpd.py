@@ -1,0 +1,89 @@
+"""`robot-rl finetune algo=rlpd`: an RLPD-style learner from scratch with the demos in the batch.
+
+The baseline the residual default is measured against: the same chunk MDP, replay (symmetric
+sampling, n-step), LayerNorm critic ensemble (10 heads, min over a random subset of 2) and update code
+(robot_rl.learning.rl.offpolicy), with a SAC actor instead of a residual: a tanh-Gaussian over the
+normalized action chunk, no base policy, a learned temperature (target entropy -|A|/2) in the actor
+loss and none in the backup (RLPD). It uses the base checkpoint only for the spec and the normalizer.
+Exported as a GaussianChunkPolicy (tanh of the mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robot_rl.core.config import dataclass_from_dict
+from robot_rl.core.errors import ConfigError
+from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult
+from robot_rl.learning.rl.offpolicy import OffPolicyAgent, OffPolicyConfig, train_online
+from robot_rl.policies.gaussian_chunk import GaussianChunkPolicy
+
+
+@dataclass
+class RLPDConfig(OffPolicyConfig):
+    utd: float = 8.0                  # RLPD runs a high UTD (20 per env step); per chunk transition here
+    warmup_env_steps: int = 1000      # env steps of the untrained actor before updates
+    init_temperature: float = 1.0
+    target_entropy: float | None = None   # default -|A| / 2 over the flat chunk
+    temperature_lr: float = 3e-4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.init_temperature > 0:
+            raise ConfigError(f"rlpd.init_temperature={self.init_temperature}: must be > 0")
+
+
+class Temperature(nn.Module):
+    def __init__(self, init: float) -> None:
+        super().__init__()
+        self.log_alpha = nn.Parameter(torch.tensor(float(init)).log())
+
+    def forward(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+
+class RLPDAgent(OffPolicyAgent):
+    warmup_explores = True
+
+    def __init__(self, spec, normalizer, cfg: RLPDConfig, device="cpu", seed: int = 0, gamma: float = 0.99):
+        self.rcfg, self.normalizer = cfg, normalizer
+        super().__init__(spec, normalizer, cfg, device, seed, gamma)
+        self.temperature = Temperature(cfg.init_temperature).to(self.device)
+        self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=cfg.temperature_lr)
+        self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
+                               else -0.5 * self.features.action_dim)
+
+    def build_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
+        self.policy = GaussianChunkPolicy(self.spec, self.normalizer, self.rcfg.actor_hidden)
+        return self.policy.actor
+
+    def policy_action(self, obs, base, mode):
+        return self.actor(obs, deterministic=(mode == "act"))
+
+    def actor_loss(self, obs, base):
+        a, log_prob = self.policy_action(obs, base, "train")
+        q = self.critic(obs, a).mean(0)
+        alpha = self.temperature().detach()
+        loss = (alpha * log_prob - q).mean()
+        # temperature: keep the policy's entropy near the target
+        t_loss = -(self.temperature() * (log_prob.detach() + self.target_entropy)).mean()
+        self._step(self.temperature_opt, t_loss, self.temperature.parameters())
+        return loss, {"q_pi": q.mean().item(), "entropy": -log_prob.mean().item(), "alpha": alpha.item()}
+
+    def extra_state(self):
+        return {"temperature": (self.temperature_opt, {"temperature": self.temperature})}
+
+    def export_policy(self) -> GaussianChunkPolicy:
+        return self.policy
+
+
+def run(ctx: FinetuneContext) -> FinetuneResult:
+    cfg = dataclass_from_dict(RLPDConfig, ctx.config, "finetune rlpd")
+    if ctx.base is None:
+        raise ConfigError("finetune algo=rlpd needs policy=<checkpoint> for its observation/action spec and "
+                          "normalizer (its weights are not used)")
+    agent = RLPDAgent(ctx.base.spec, ctx.base.normalizer, cfg, ctx.device, ctx.seed, ctx.online.gamma)
+    return train_online(agent, ctx, cfg, "rlpd")

@@ -1,0 +1,135 @@
+"""ResidualPolicy: a frozen chunk policy (the base) plus a bounded learned residual on each executed chunk.
+
+    a = a_base + scale * tanh(f(obs, a_base))      in normalized action units, per executed chunk
+
+on the action dimensions `dims` (default all; the others stay exactly the base's); f gives one offset
+per dimension for the whole chunk (default) or one per step (per_step). a_base is the base's
+executable slice for the same observation history and initial noise; the base is deterministic given
+that noise (DDIM with eta = 0), so the whole policy is too. The residual's last layer starts at zero,
+so a fresh ResidualPolicy acts exactly like its base, and |a - a_base| <= scale (normalized units; 0
+outside `dims`) holds for any weights. Checkpoint: the actor as a normal checkpoint directory
+(policy.type = residual) with the base checkpoint inside it at <path>/base.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from robot_rl.core.errors import CheckpointError, ConfigError
+from robot_rl.core.types import ActionChunk
+from robot_rl.policies.actors import (LowDimHistory, ResidualActor, load_actor_checkpoint, load_actor_weights,
+                                      save_actor_checkpoint)
+from robot_rl.policies.base import ChunkPolicy
+from robot_rl.policies.critics import ChunkFeatures
+
+BASE_DIR = "base"
+
+
+class ResidualPolicy(nn.Module):
+    kind = "residual"
+
+    def __init__(self, base: ChunkPolicy, scale: float = 0.1, hidden=(256, 256), layer_norm: bool = True,
+                 dims: list[int] | None = None, per_step: bool = False) -> None:
+        """dims: the action dimensions the residual acts on (default all); the others stay the base's.
+        per_step: a residual per step of the chunk instead of one offset per dimension for the whole chunk."""
+        super().__init__()
+        if getattr(base.cfg, "eta", 0.0):   # the residual is learned on a base that is a function of its noise
+            base.cfg = replace(base.cfg, eta=0.0)
+        self.base = base.eval().requires_grad_(False)
+        self.features = ChunkFeatures(base.spec, base.normalizer)
+        Da = base.spec.action_dim
+        dims = list(range(Da)) if dims is None else sorted(int(d) for d in dims)
+        if any(not 0 <= d < Da for d in dims):
+            raise ConfigError(f"residual dims={dims}: action dimensions are 0..{Da - 1}")
+        active = torch.zeros(Da)
+        active[dims] = 1.0
+        self.actor = ResidualActor(self.features.obs_dim, self.features.action_dim, scale, hidden, layer_norm,
+                                   active.repeat(base.spec.n_action_steps), base.spec.n_action_steps, per_step)
+        self.actor_cfg = {"scale": float(scale), "hidden": [int(h) for h in hidden], "layer_norm": bool(layer_norm),
+                          "dims": dims, "per_step": bool(per_step)}
+        self._history = LowDimHistory(base.spec)
+
+    @property
+    def spec(self):
+        return self.base.spec
+
+    @property
+    def scale(self) -> float:
+        return self.actor.scale
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    def train(self, mode: bool = True) -> "ResidualPolicy":
+        super().train(mode)
+        self.base.eval()            # the base stays frozen in inference mode
+        return self
+
+    # ---- batched pieces (training) ---------------------------------------------------------------
+    @torch.no_grad()
+    def base_actions(self, obs: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw obs {key: (B, n_obs, D)} + initial noise (B, horizon, Da) -> the base's executable raw
+        actions (B, n_act, Da)."""
+        start = self.spec.n_obs_steps - 1
+        return self.base.predict_action(obs, noise)[:, start:start + self.spec.n_action_steps]
+
+    def chunk(self, obs_flat: torch.Tensor, base_flat: torch.Tensor) -> torch.Tensor:
+        """Normalized flat features (B, O) and base chunk (B, A) -> the policy's normalized chunk (B, A)."""
+        return base_flat + self.actor(obs_flat, base_flat)
+
+    # ---- the policy interface --------------------------------------------------------------------
+    def reset(self) -> None:
+        self.base.reset()
+        self._history.reset()
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, Any], init_noise: torch.Tensor | None = None) -> ActionChunk:
+        """Like ChunkPolicy.act: one step or a full history (+ optional obs["t"]) -> executable actions with
+        absolute target times; info["base_action"] holds the base's chunk."""
+        base = self.base.act(obs, init_noise)
+        history = {k: v.to(self.device) for k, v in self._history.push(obs).items()}
+        was_training = self.actor.training
+        self.actor.eval()
+        try:
+            base_raw = torch.as_tensor(base.actions, dtype=torch.float32, device=self.device)[None]
+            a = self.chunk(self.features.obs(history), self.features.action(base_raw))
+        finally:
+            self.actor.train(was_training)
+        raw = self.base.unnormalize_action(a.view(1, *base_raw.shape[1:]))[0].cpu().numpy()
+        return ActionChunk(raw, base.t, info=base.info | {"base_action": np.asarray(base.actions)})
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def save(self, path: str | Path, config: Mapping[str, Any] | None = None,
+             meta: Mapping[str, Any] | None = None) -> Path:
+        from robot_rl.policies.io import save_policy
+
+        path = save_actor_checkpoint(path, self.kind, self.spec, self.actor_cfg, self.actor, self.base.normalizer,
+                                     config, meta)
+        save_policy(self.base, path / BASE_DIR, meta=meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> "ResidualPolicy":
+        from robot_rl.policies.io import load_policy
+
+        ckpt, spec, actor_cfg, _ = load_actor_checkpoint(path, cls.kind)
+        if not (Path(path) / BASE_DIR).is_dir():
+            raise CheckpointError(f"{Path(path) / BASE_DIR}: missing; a residual checkpoint holds its base there")
+        base = load_policy(Path(path) / BASE_DIR, device)
+        if base.spec.to_dict() != spec.to_dict():
+            raise CheckpointError(f"{Path(path) / 'config.yaml'}: policy.spec differs from the base's spec in "
+                                  f"{Path(path) / BASE_DIR}")
+        try:
+            policy = cls(base, float(actor_cfg["scale"]), tuple(actor_cfg["hidden"]), bool(actor_cfg["layer_norm"]),
+                         actor_cfg["dims"], bool(actor_cfg["per_step"]))
+        except KeyError as e:
+            raise CheckpointError(f"{Path(path) / 'config.yaml'}: policy.actor lacks {e}") from None
+        load_actor_weights(policy.actor, ckpt, path)
+        return policy.to(base.device).eval()

@@ -1,0 +1,53 @@
+"""bench finetune: thresholds and medians over seeds, the speed-up row's orientation, a missing algorithm
+reported as not available, and a quick run through the real CLI writing JSON rows and the plot."""
+
+import json
+import math
+
+from robot_rl.bench.finetune import Run, algorithm_available, median_reached, rows_for, steps_to
+from robot_rl.cli import main
+
+
+def test_steps_to_threshold_and_median_over_seeds():
+    curve = [(0, 0.6), (1000, 0.85), (2000, 0.92), (3000, 0.96)]
+    assert steps_to(curve, 0.9) == 2000 and steps_to(curve, 0.95) == 3000
+    assert math.isnan(steps_to(curve, 0.99))
+    assert median_reached([1000.0, 3000.0, float("nan")]) == 3000.0      # a miss counts as slowest
+    assert math.isnan(median_reached([1000.0, float("nan"), float("nan")]))   # most seeds never got there
+
+
+def test_rows_compare_final_success_with_bc_and_speed_up_with_rlpd():
+    runs = [Run("bc", 0, [(0, 0.5)]),
+            Run("residual", 0, [(0, 0.5), (1000, 0.9), (2000, 0.95)]),
+            Run("residual", 1, [(0, 0.5), (2000, 0.9), (4000, 0.97)]),
+            Run("rlpd", 0, [(0, 0.0), (6000, 0.9), (8000, 0.9)]),
+            Run("ppo", 0, status="not available", reason="missing")]
+    rows = {r.metric: r for r in rows_for("lift", runs, rate_hz=20.0)}
+    final = rows["final_success_residual_vs_bc_lift"]
+    assert final.value == (0.95 + 0.97) / 2 and final.baseline_value == 0.5 and final.ratio == final.value / 0.5
+    assert rows["env_steps_to_90_residual_lift"].value == 1500          # median over the two seeds
+    speed = rows["env_steps_to_90_residual_vs_rlpd_lift"]
+    assert speed.baseline_value == 6000 and speed.ratio == 6000 / speed.value   # > 1: residual needs fewer steps
+    assert rows["robot_minutes_to_90_rlpd_lift"].value == 6000 / 20.0 / 60.0
+    assert math.isnan(rows["env_steps_to_95_rlpd_lift"].value)
+    assert not any("ppo" in m for m in rows)
+
+
+def test_an_algorithm_that_does_not_exist_is_not_available():
+    ok, why = algorithm_available("no_such_algorithm")
+    assert not ok and "not in this version" in why
+    assert algorithm_available("residual") == (True, "")
+
+
+def test_quick_bench_runs_the_methods_through_the_cli(tmp_path):
+    out, js = tmp_path / "bench", tmp_path / "finetune.json"
+    assert main(["bench", "finetune", "quick=true", f"out={out}", f"json={js}", "device=cpu",
+                 "finetune.methods=[bc,residual,rlpd]"]) == 0
+    rows = {r["metric"]: r for r in json.loads(js.read_text())["rows"]}
+    assert {"final_success_residual_vs_bc_lift", "final_success_rlpd_vs_bc_lift", "final_success_bc_lift",
+            "env_steps_to_90_residual_vs_rlpd_lift"} <= set(rows)
+    assert rows["final_success_residual_vs_bc_lift"]["baseline"] == "final_success_bc_lift"
+    assert (out / "finetune_curves.png").stat().st_size > 0
+    curves = json.loads((out / "finetune_curves.json").read_text())["runs"]["lift"]
+    assert [r["method"] for r in curves] == ["bc", "residual", "rlpd"]
+    assert all(r["status"] == "ok" and r["curve"][-1][0] >= 40 for r in curves[1:])
