@@ -113,7 +113,8 @@ class BestOfNPolicy(nn.Module):
         section = ckpt.config["policy"]
         critic = section.get("critic")
         if not isinstance(critic, dict) or "n" not in critic or "hidden" not in critic:
-            raise CheckpointError(f"{Path(path) / 'config.yaml'}: policy.critic must hold the Q ensemble's n and hidden")
+            raise CheckpointError(f"{Path(path) / 'config.yaml'}: policy.critic must hold the Q ensemble's n and "
+                                  f"hidden, got {critic!r}")
         base = load_policy(Path(path) / "base", device)
         features = ChunkFeatures(base.spec, base.normalizer)
         q = QEnsemble(features.obs_dim, features.action_dim, int(critic["n"]), tuple(critic["hidden"]),

@@ -65,7 +65,8 @@ class TransitionBatches:
 
     def sample(self, batch_size: int) -> dict:
         idx = torch.as_tensor(self.gen.integers(0, self.n, batch_size))
-        return {k: {kk: vv[idx] for kk, vv in v.items()} if isinstance(v, dict) else v[idx] for k, v in self.data.items()}
+        return {k: {kk: vv[idx] for kk, vv in v.items()} if isinstance(v, dict) else v[idx]
+                for k, v in self.data.items()}
 
 
 class IQLCritics(nn.Module):

@@ -176,7 +176,8 @@ class OPEGate:
         s = float(self.score_fn(candidate))
         candidate.train(was_training)
         improvement = (s - self.reference) / max(abs(self.reference), 1e-8)
-        decision = GateDecision(bool(improvement >= self.threshold and np.isfinite(s)), s, self.reference, float(improvement))
+        accepted = bool(improvement >= self.threshold and np.isfinite(s))
+        decision = GateDecision(accepted, s, self.reference, float(improvement))
         if decision.accepted:
             self.old.load_state_dict(candidate.state_dict())
             self.reference = s

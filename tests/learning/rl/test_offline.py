@@ -13,10 +13,11 @@ from robot_rl.policies.best_of_n import BestOfNPolicy
 from robot_rl.policies.critics import ChunkFeatures, QEnsemble
 from robot_rl.policies.io import load_policy, save_policy
 
-TINY = ["offline.rounds=2", "offline.critic_steps=30", "offline.critic_steps_per_round=10", "offline.critic_hidden=[32,32]",
-        "offline.batch_size=32", "offline.improve_steps=4", "offline.improve_batch=16", "offline.gate_every=2",
-        "offline.chain_steps=5", "offline.dynamics_models=2", "offline.dynamics_hidden=[32]", "offline.dynamics_steps=20",
-        "offline.ope_horizon=3", "offline.ope_starts=8", "offline.best_of_n=4", "offline.rollout_episodes=1",
+TINY = ["offline.rounds=2", "offline.critic_steps=30", "offline.critic_steps_per_round=10",
+        "offline.critic_hidden=[32,32]", "offline.batch_size=32", "offline.improve_steps=4", "offline.improve_batch=16",
+        "offline.gate_every=2", "offline.chain_steps=5", "offline.dynamics_models=2", "offline.dynamics_hidden=[32]",
+        "offline.dynamics_steps=20", "offline.ope_horizon=3", "offline.ope_starts=8", "offline.best_of_n=4",
+        "offline.rollout_episodes=1",
         "online.eval_episodes=1", "task=reach", "task.params.time_limit=1.5"]
 
 
@@ -29,15 +30,16 @@ def test_finetune_offline_writes_rounds_results_and_a_loadable_policy(base_ckpt,
     r0 = res["rounds"][0]
     assert len(r0["gate"]) == 2 and r0["updates"] == 4           # gate checked every 2 of 4 updates
     assert r0["transitions"] < res["rounds"][1]["transitions"]    # round 0's rollouts joined the data
-    assert {"success_rate", "best_of_n_success_rate", "rollout_success_rate"} <= set(r0)
-    assert len(res["curve"]) == 3                                  # base + one point per round
+    assert {"success_rate", "best_of_n_success_rate", "rollout_success_rate", "round_accepted"} <= set(r0)
+    assert len(res["curve"]) == 4                                  # base, one point per round, the exported policy
+    assert res["success_rate"] == res["final_success_rate"]
     for r in (0, 1):
         assert json.loads((out / "rounds" / str(r) / "eval.json").read_text())["round"] == r
         assert load_policy(out / "rounds" / str(r) / "policy").kind == "diffusion"
     from robot_rl.data.store import EpisodeStore
 
     rollouts = EpisodeStore.open(out / "rollouts.zarr")
-    assert len(rollouts) == 1 and rollouts.episode_meta(0)["source"] == "policy"
+    assert len(rollouts) == 3 and rollouts.episode_meta(0)["source"] == "policy"   # the base's, then each round's
     policy = load_policy(out / "policy")
     chunk = policy.act({"state": np.zeros(policy.spec.obs[0].shape, np.float32)})
     assert chunk.actions.shape == (policy.spec.n_action_steps, policy.spec.action_dim)

@@ -41,7 +41,8 @@ def _linear_system(n=512, seed=0):
     b = rng.uniform(-2, 3, (n, 2, 1)).astype(np.float32)
     act = rng.uniform(-1, 1, (n, 2, 2)).astype(np.float32)
     shift = 0.5 * act.mean(1, keepdims=True)
-    return Transitions({"a": a, "b": b}, act, act[:, 0, 0].copy(), np.where(a[:, -1, 0] > 1, 0.0, 0.9).astype(np.float32),
+    done = np.where(a[:, -1, 0] > 1, 0.0, 0.9).astype(np.float32)
+    return Transitions({"a": a, "b": b}, act, act[:, 0, 0].copy(), done,
                        {"a": a + shift, "b": b + shift[..., :1]}, np.full(n, 2, np.int32), np.zeros(n, bool),
                        np.zeros(n, np.uint8), np.zeros(n, np.int64), np.zeros(n, bool))
 

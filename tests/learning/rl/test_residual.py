@@ -66,6 +66,18 @@ def test_residual_moves_no_action_more_than_its_scale_whatever_the_weights(base,
     assert moved > 0.5 * scale                              # the residual does act
 
 
+def test_penalty_is_the_mean_squared_residual_over_the_active_elements(base):
+    cfg = ResidualConfig(critic_heads=2, critic_hidden=(16,), actor_hidden=(16,), scale=0.1, penalty=0.5,
+                         dims=(0, 1), record=False, log_every=0)
+    agent = ResidualAgent(base, cfg)
+    n_act, Da = base.spec.n_action_steps, base.spec.action_dim
+    a_base = torch.zeros(3, n_act * Da)
+    action = a_base.clone().view(3, n_act, Da)
+    action[:, :, 0] = 0.05                                  # half the bound on dimension 0, every step
+    penalty = agent.action_penalty(action.view(3, -1), a_base)
+    assert float(penalty) == pytest.approx(0.5 * 0.5 ** 2 / 2)   # dims 0 and 1 active: mean of 0.25 and 0
+
+
 def _episode(spec, T, episode, rng):
     obs = {f.key: rng.normal(size=(T + 1, *f.shape)).astype(np.float32) for f in spec.obs}
     actions = rng.uniform(-1, 1, size=(T, spec.action_dim)).astype(np.float32)
