@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_finetuned
+from robot_rl.learning.rl.denoising_ppo import executed_actions
 from robot_rl.learning.rl.online import CurvePoint, OnlineProgress, run_online
 from robot_rl.learning.rl.transitions import Transitions
 from robot_rl.learning.train_state import FILE as STATE_FILE, load_train_state, save_train_state
@@ -177,9 +178,7 @@ class DSRL:
         batch = {k: torch.as_tensor(np.asarray(v)[None], device=self.device) for k, v in obs.items()}
         w = self.policy.noise(batch, deterministic=not explore, generator=self.generator)
         base = self.policy.base
-        normalized = base.sample(base.encode(batch), w, eta=0.0).actions
-        start = self.spec.n_obs_steps - 1
-        actions = base.unnormalize_action(normalized[:, start:start + self.spec.n_action_steps])
+        actions = executed_actions(base, base.sample(base.encode(batch), w, eta=0.0).actions)
         return actions[0].cpu().numpy(), {"noise": w[0].cpu().numpy()}
 
     # ---- learning ----------------------------------------------------------------------------------

@@ -99,18 +99,18 @@ def test_updates_follow_the_utd_throttle_and_move_actor_and_critic(base):
 
 def test_finetune_dsrl_cli_then_eval_and_dagger_distill_of_the_steered_policy(base_ckpt, tmp_path):
     out = tmp_path / "dsrl"
-    assert main(["finetune", "algo=dsrl", f"policy={base_ckpt}", "task=reach", "task.params.time_limit=2.0",
-                 f"out={out}", "online.env_steps=80", "online.eval_every=0", "online.eval_episodes=1",
+    assert main(["finetune", "algo=dsrl", f"policy={base_ckpt}", "task=reach", "task.params.time_limit=1.0",
+                 f"out={out}", "online.env_steps=40", "online.eval_every=0", "online.eval_episodes=1",
                  "dsrl.utd=1", "dsrl.warmup_chunks=5", "dsrl.batch_size=8", "dsrl.actor_hidden=[32]",
                  "dsrl.critic_hidden=[32]"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["algo"] == "dsrl" and results["env_steps"] == 80
+    assert results["algo"] == "dsrl" and results["env_steps"] == 40
     assert {"base_success_standard_normal", "base_success_actor_noise", "base_success_zero_noise"} <= set(results)
     assert results["curve"][0]["success_rate"] == results["base_success_actor_noise"]
-    assert results["updates"] == 20 - 5 and results["replay"] == 20          # 2 episodes x 10 chunks
+    assert results["updates"] == 10 - 5 and results["replay"] == 10          # 2 episodes x 5 chunks
     policy = load_policy(out / "policy")
     assert isinstance(policy, NoiseSteeredPolicy)
-    assert main(["eval", f"policy={out / 'policy'}", "task=reach", "task.params.time_limit=2.0", "episodes=1",
+    assert main(["eval", f"policy={out / 'policy'}", "task=reach", "task.params.time_limit=1.0", "episodes=1",
                  f"out={tmp_path / 'eval'}"]) == 0
     assert main(["distill", f"teacher={out / 'policy'}", "distill.mode=dagger",   # task: saved with the policy
                  f"out={tmp_path / 'distill'}", "distill.steps=2", "distill.dagger_rounds=1",
