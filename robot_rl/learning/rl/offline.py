@@ -51,7 +51,7 @@ EXPORTS = ("policy", "best_of_n")
 
 @dataclass
 class OfflineConfig:
-    rounds: int = 3
+    rounds: int = 1                     # lift: round 0 helped, later rounds collapsed (and were reverted)
     # IQL critics
     critic_steps: int = 3000            # first round
     critic_steps_per_round: int = 1500  # later rounds (warm-started)
