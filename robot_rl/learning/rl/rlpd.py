@@ -24,7 +24,7 @@ from robot_rl.policies.gaussian_chunk import GaussianChunkPolicy
 
 @dataclass
 class RLPDConfig(OffPolicyConfig):
-    utd: float = 8.0                  # RLPD runs a high UTD (20 per env step); per chunk transition here
+    utd: float = 4.0                  # per chunk transition (8 env steps): RLPD's 20 per env step is out of CPU reach
     warmup_env_steps: int = 1000      # env steps of the untrained actor before updates
     init_temperature: float = 1.0
     target_entropy: float | None = None   # default -|A| / 2 over the flat chunk
