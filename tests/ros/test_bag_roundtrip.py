@@ -3,9 +3,10 @@ publish are written, as received, into an MCAP bag the way `ros2 bag record` doe
 `robot-rl data import <bag> <store> format=rosbag` with configs/ros/bag_topics.yaml restores them
 (counts, stamps, values).
 
-/gripper/joint_states is checked on its own (xfail, strict): a JointState with empty velocity/effort, as
-Fast DDS serializes it, pads the empty double sequences to 8 bytes, which `rosbags` (the converter's
-CDR decoder) rejects ("CDR message size mismatch"); the converter needs to tolerate that padding."""
+/gripper/joint_states is checked on its own: rclpy's serialize_message (rmw_fastrtps) of a JointState with
+empty velocity/effort is 8 bytes longer than its content (Fast DDS sizes the buffer with an estimate that
+aligns each empty float64 sequence to 8 bytes and never writes those bytes), which `rosbags` alone
+rejects ("CDR message size mismatch"); the converter's decode_cdr accepts exactly that length."""
 
 import numpy as np
 import pytest
@@ -91,16 +92,10 @@ def write_bag(path, topic: str, msgtype: str, msgs) -> None:
             writer.write(conn, ns, serialize_message(msg))
 
 
-def _serde_error():
-    from rosbags.serde import SerdeError
-
-    return SerdeError
-
-
-@pytest.mark.xfail(strict=True, raises=_serde_error(), reason="robot_rl.data.convert.rosbag decodes CDR with rosbags, which rejects the "
-                                       "padding Fast DDS writes after an empty float64 sequence (JointState without "
-                                       "velocity/effort, as every gripper driver publishes)")
 def test_gripper_joint_states_as_serialized_by_the_middleware_import(tmp_path):
+    from rosbags.serde import SerdeError
+    from rosbags.typesys import Stores, get_typestore
+
     from robot_rl.cli import main
     from robot_rl.data.store import EpisodeStore
     from robot_rl_ros.convert import to_msg
@@ -111,9 +106,14 @@ def test_gripper_joint_states_as_serialized_by_the_middleware_import(tmp_path):
     stamps = StampMapping(0.0)
     msgs = [to_msg("joint_state", Sample(100.0 + 0.02 * i, {"position": np.array([0.04 - 0.001 * i])},
                                          names=(GRIPPER_JOINT,)), stamps) for i in range(5)]
+    assert list(msgs[0].velocity) == [] and list(msgs[0].effort) == []
+    with pytest.raises(SerdeError, match="size mismatch"):  # what the converter has to tolerate
+        get_typestore(Stores.ROS2_JAZZY).deserialize_cdr(serialize_message(msgs[0]), "sensor_msgs/msg/JointState")
     write_bag(tmp_path / "bag", "/gripper/joint_states", "sensor_msgs/msg/JointState",
               [(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec, m) for m in msgs])
     assert main(["data", "import", str(tmp_path / "bag"), str(tmp_path / "s.zarr"), "format=rosbag",
-                 f"options.topics={REPO / 'configs' / 'ros' / 'bag_topics.yaml'}", "options.missing=skip"]) == 0
-    values, _ = EpisodeStore.open(tmp_path / "s.zarr").episode(0).read("gripper_pos")
-    np.testing.assert_allclose(values[:, 0], [m.position[0] for m in msgs])
+                 f"options.topics={REPO / 'configs' / 'ros' / 'bag_topics.yaml'}", "options.missing=skip",
+                 "options.index_stream=gripper_pos"]) == 0   # the mapping's index (joint_pos) is not in this bag
+    values, times = EpisodeStore.open(tmp_path / "s.zarr").episode(0).read("gripper_pos")
+    np.testing.assert_array_equal(values[:, 0], [m.position[0] for m in msgs])  # float64 on the wire: exact
+    np.testing.assert_allclose(times, [100.0 + 0.02 * i for i in range(5)], rtol=0, atol=1e-6)

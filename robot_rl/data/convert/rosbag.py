@@ -40,12 +40,18 @@ import_store(src, out_store_path, **options) options:
     append         add the episodes to an existing store with the same streams; default false
 Out-of-order or repeated stamps within a topic cannot be stored (times must increase): such messages
 are skipped and counted in the episode's `extra.import_skipped` and in its notes, never silently.
+
+CDR decoding (`decode_cdr`) also accepts the length Fast DDS gives a message (`fastdds_cdr_size`):
+rmw_fastrtps sizes the buffer with its estimate, which counts 8-byte alignment after every empty
+sequence of 8-byte numbers that it never writes, so e.g. rclpy's `serialize_message` of a JointState
+with empty velocity/effort ends in 8 unwritten (arbitrary) bytes. Any other length is a StoreError.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import struct
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -75,6 +81,76 @@ def _typestore(distro: str):
         return get_typestore(Stores[str(distro).upper()])
     except KeyError:
         raise ConfigError(f"distro={distro!r}: expected one of {[s.name for s in Stores]}") from None
+
+
+def _align(pos: int, size: int) -> int:
+    return (-pos) % size if size > 1 else 0
+
+
+def fastdds_cdr_size(typestore, typename: str, message: Any, pos: int = 0) -> int:
+    """End offset of `message` at payload offset `pos` as Fast DDS estimates it (the generated
+    get_serialized_size of rosidl_typesupport_fastrtps): CDR layout, except that a sequence of basic
+    values is aligned to its item size even when empty."""
+    from rosbags.interfaces import Nodetype
+    from rosbags.serde.utils import SIZEMAP
+
+    def string(pos: int, value: str) -> int:
+        return pos + _align(pos, 4) + 4 + len(value.encode()) + 1
+
+    def items(pos: int, desc, values) -> int:
+        kind, detail = desc
+        if kind == Nodetype.NAME:
+            for v in values:
+                pos = fastdds_cdr_size(typestore, detail, v, pos)
+            return pos
+        if detail[0] == "string":
+            for v in values:
+                pos = string(pos, v)
+            return pos
+        size = SIZEMAP[detail[0]]
+        return pos + _align(pos, size) + len(values) * size
+
+    for name, (kind, detail) in typestore.get_msgdef(typename).fields:
+        value = getattr(message, name)
+        if kind == Nodetype.NAME:
+            pos = fastdds_cdr_size(typestore, detail, value, pos)
+        elif kind == Nodetype.BASE:
+            pos = string(pos, value) if detail[0] == "string" else items(pos, (kind, detail), [value])
+        else:  # ARRAY (fixed length, no prefix) or SEQUENCE (uint32 length first)
+            if kind == Nodetype.SEQUENCE:
+                pos += _align(pos, 4) + 4
+            pos = items(pos, detail[0], value)
+    return pos
+
+
+def decode_cdr(typestore, raw: bytes | memoryview, msgtype: str, where: str) -> Any:
+    """A CDR message decoded by rosbags; also accepted: exactly the length Fast DDS gives it (see the
+    module docstring). Truncated, undecodable or otherwise sized data -> StoreError naming `where`."""
+    from rosbags.serde import SerdeError
+
+    try:
+        return typestore.deserialize_cdr(raw, msgtype)
+    except SerdeError as e:
+        strict = e
+    try:  # rosbags raises its size mismatch only after a complete decode; redo it, keeping the end offset
+        if bytes(raw[:2]) not in (b"\x00\x00", b"\x00\x01") or len(raw) < 4:
+            raise ValueError("encapsulation")
+        msgdef = typestore.get_msgdef(msgtype)
+        decode = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
+        message, pos = decode(raw[4:], 0, msgdef.cls, typestore)
+    except (SerdeError, struct.error, UnicodeDecodeError, ValueError, IndexError, KeyError):
+        raise StoreError(f"{where}: {msgtype} CDR message of {len(raw)} bytes is truncated or corrupt "
+                         f"({strict})") from None
+    used = 4 + pos
+    try:
+        fastdds = 4 + fastdds_cdr_size(typestore, msgtype, message)
+    except KeyError:  # a base type Fast DDS sizes differently (wstring): no tolerance
+        fastdds = used
+    if len(raw) == fastdds:
+        return message
+    raise StoreError(f"{where}: {msgtype} CDR message is {len(raw)} bytes, but its content ends at byte {used} "
+                     f"and Fast DDS would size it {fastdds} bytes: {len(raw) - used} unexplained trailing bytes, "
+                     f"the message is corrupt ({strict})")
 
 
 def load_mapping(value: Any) -> tuple[list[TopicMap], dict]:
@@ -237,8 +313,9 @@ def _first_samples(bags: list[Path], maps: list[TopicMap], typestore) -> dict[st
                 log_times = []
                 for conn, t_ns, raw in reader.messages(connections=conns):
                     if value is None:
-                        msg = typestore.deserialize_cdr(raw, conn.msgtype)
-                        value, _, frame = from_message(m, msg, t_ns, f"{bag} {m.topic}")
+                        where = f"{bag} {m.topic} message 0 (log time {t_ns} ns)"
+                        value, _, frame = from_message(m, decode_cdr(typestore, raw, conn.msgtype, where), t_ns,
+                                                       where)
                     log_times.append(t_ns)
                     if len(log_times) >= RATE_PROBE:
                         break
@@ -332,10 +409,12 @@ def _import_bag(bag, writer, store, maps, typestore, offset, split, gap, missing
         conns = [c for c in reader.connections if c.topic in by_topic]
         base_meta = custom.get("episode") or {"source": opts.get("source", "imported"), "task": opts.get("task", "")}
         state = _Episode(writer, store, base_meta, bag)
+        index = dict.fromkeys(by_topic, 0)
         for conn, t_ns, raw in reader.messages(connections=conns):
             m = by_topic[conn.topic]
-            where = f"{bag} {m.topic} message {state.count.get(m.stream, 0)}"
-            value, t, _ = from_message(m, typestore.deserialize_cdr(raw, conn.msgtype), t_ns, where)
+            where = f"{bag} {m.topic} message {index[m.topic]} (log time {t_ns} ns)"
+            index[m.topic] += 1
+            value, t, _ = from_message(m, decode_cdr(typestore, raw, conn.msgtype, where), t_ns, where)
             t -= offset
             if split == "gap" and m.stream == store.index_stream and state.last_index is not None \
                     and t - state.last_index > gap:
@@ -357,7 +436,6 @@ class _Episode:
     def _reset(self) -> None:
         self.last: dict[str, float] = {}
         self.skipped: dict[str, int] = {}
-        self.count: dict[str, int] = {}
         self.last_index: float | None = None
         self.open = False
 
@@ -371,7 +449,6 @@ class _Episode:
             meta.extra["imported_from"] = {"format": FORMAT, "bag": str(self.bag), "part": self.part}
             self.writer.begin_episode(meta)
             self.open = True
-        self.count[stream] = self.count.get(stream, 0) + 1
         if stream in self.last and t <= self.last[stream]:
             self.skipped[stream] = self.skipped.get(stream, 0) + 1
             return
