@@ -154,7 +154,9 @@ class Learner:
             item = self.inbox.get(timeout=timeout)
         except queue.Empty:
             item = None
-        while item is not None:
+        budget = self.inbox.qsize() + 1        # what has arrived by now: fast actors must not keep this loop here
+        while item is not None and budget > 0:
+            budget -= 1
             conn, lock, record = item
             key = (str(record.meta.get("actor_id")), int(record.meta.get("seq", -1)))
             if key not in self._seen:
@@ -163,7 +165,7 @@ class Learner:
                 new += 1
             self._send(conn, lock, {"type": "ack", "seq": key[1]})
             try:
-                item = self.inbox.get_nowait()
+                item = self.inbox.get_nowait() if budget > 0 else None
             except queue.Empty:
                 item = None
         while self.updates < self.algo.allowed_updates(self.n_transitions):

@@ -47,6 +47,8 @@ from robot_rl.policies.normalizer import Normalizer
 MODES = ("act", "explore", "target", "train")
 
 
+WARMUP_OVER = "_learner.warmup_over"      # actor_weights entry: the learner has left its warm-up
+
 @dataclass
 class OffPolicyConfig:
     batch_size: int = 256
@@ -175,10 +177,15 @@ class OffPolicyAgent:
         return raw[0].cpu().numpy(), extras
 
     def actor_weights(self) -> dict[str, torch.Tensor]:
-        """What an actor process needs (robot_rl.runtime.actor): the actor network; a base never changes."""
-        return {k: v.detach().cpu() for k, v in self.actor.state_dict().items()}
+        """What an actor process needs (robot_rl.runtime.actor): the actor network (a base never changes)
+        and whether the learner's warm-up is over (an actor never observes, so it learns it from here)."""
+        weights = {k: v.detach().cpu() for k, v in self.actor.state_dict().items()}
+        return weights | {WARMUP_OVER: torch.tensor(0 if self.warming_up else 1, dtype=torch.uint8)}
 
     def load_actor_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        weights = dict(weights)
+        if int(weights.pop(WARMUP_OVER, 0)) and self.warming_up:
+            self.warmup_transitions = 0           # explore from now on, as the learner's own loop would
         self.actor.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
 
     # ---- data ---------------------------------------------------------------------------------------
@@ -303,7 +310,6 @@ def train_online(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConf
     learner state and the exported policy (ctx.out/policy). Shared by residual and rlpd."""
     from robot_rl.data.store import EpisodeStore
     from robot_rl.learning.rl.recording import OnlineRecorder
-    from robot_rl.policies.io import save_policy
 
     if ctx.make_env is None:
         raise ConfigError(f"finetune algo={name}: needs a twin task (task=...) to collect online data")
@@ -335,11 +341,19 @@ def train_online(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConf
         if agent.tb is not None:
             agent.tb.close()
     agent.save_state(state_dir)
+    return export_result(agent, ctx, cfg, name, curve, prior_transitions=n_prior)
+
+
+def export_result(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConfig, name: str, curve: list,
+                  **metrics) -> FinetuneResult:
+    """Save the agent's exported policy to ctx.out/policy (with its finetune config) and sum the run up."""
+    from robot_rl.policies.io import save_policy
+
     policy = agent.export_policy()
     store_path = str(ctx.store.path) if ctx.store is not None else None
-    path = save_policy(policy, out / "policy", config={"task": ctx.task, "store": store_path,
-                                                        "finetune": {"algo": name, name: asdict(cfg)}},
+    path = save_policy(policy, Path(ctx.out) / "policy", config={"task": ctx.task, "store": store_path,
+                                                                 "finetune": {"algo": name, name: asdict(cfg)}},
                        meta={"algo": name, "env_steps": agent.env_steps, "updates": agent.updates})
-    metrics = {"prior_transitions": n_prior, "updates": agent.updates, "episodes": agent.episodes,
-               "online_transitions": agent.transitions, "warmup_transitions": agent.warmup_transitions}
+    metrics = {"updates": agent.updates, "episodes": agent.episodes, "online_transitions": agent.transitions,
+               "warmup_transitions": agent.warmup_transitions} | metrics
     return FinetuneResult(policy, path, curve, metrics)

@@ -128,7 +128,8 @@ class ResidualAgent(OffPolicyAgent):
         return self.policy
 
 
-def run(ctx: FinetuneContext) -> FinetuneResult:
+def make_agent(ctx: FinetuneContext) -> tuple[ResidualAgent, ResidualConfig]:
+    """The residual agent of a finetune context (the learner's, or an actor process's copy)."""
     cfg = dataclass_from_dict(ResidualConfig, ctx.config, "finetune residual")
     if ctx.base is None:
         raise ConfigError("finetune algo=residual needs policy=<base checkpoint>")
@@ -138,6 +139,11 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
     dims = varying_action_dims(ctx.store, ctx.base.spec) if ctx.store is not None and cfg.dims is None else None
     agent = ResidualAgent(ctx.base, cfg, ctx.device, ctx.seed, ctx.online.gamma, dims)
     print(f"residual: acts on action dimensions {agent.policy.actor_cfg['dims']} of {ctx.base.spec.action_dim}")
+    return agent, cfg
+
+
+def run(ctx: FinetuneContext) -> FinetuneResult:
+    agent, cfg = make_agent(ctx)
     return train_online(agent, ctx, cfg, "residual")
 
 

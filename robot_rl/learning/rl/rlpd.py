@@ -80,10 +80,15 @@ class RLPDAgent(OffPolicyAgent):
         return self.policy
 
 
-def run(ctx: FinetuneContext) -> FinetuneResult:
+def make_agent(ctx: FinetuneContext) -> tuple[RLPDAgent, RLPDConfig]:
+    """The RLPD agent of a finetune context (the learner's, or an actor process's copy)."""
     cfg = dataclass_from_dict(RLPDConfig, ctx.config, "finetune rlpd")
     if ctx.base is None:
         raise ConfigError("finetune algo=rlpd needs policy=<checkpoint> for its observation/action spec and "
                           "normalizer (its weights are not used)")
-    agent = RLPDAgent(ctx.base.spec, ctx.base.normalizer, cfg, ctx.device, ctx.seed, ctx.online.gamma)
+    return RLPDAgent(ctx.base.spec, ctx.base.normalizer, cfg, ctx.device, ctx.seed, ctx.online.gamma), cfg
+
+
+def run(ctx: FinetuneContext) -> FinetuneResult:
+    agent, cfg = make_agent(ctx)
     return train_online(agent, ctx, cfg, "rlpd")

@@ -35,6 +35,7 @@ def test_residual_learner_with_a_twin_actor_resumes_after_restart(base_ckpt, rea
     assert actor.pending() == 0
     assert learner.updates == agent.allowed_updates(learner.n_transitions) > 0
     assert learner.version > 0 and actor.weights_version > 0          # the actor acted with learned weights
+    assert not actor.algo.warming_up                                  # ... and explores, as the learner left warm-up
     episodes, updates = learner.episodes, learner.updates
     learner.close()
     actor.close()
