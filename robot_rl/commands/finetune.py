@@ -6,6 +6,7 @@ eval, distill and deploy read:
     robot-rl finetune algo=ppo policy=<ckpt> task=lift                            # PPO over the denoising chain
     robot-rl finetune algo=dsrl policy=<ckpt> task=lift                           # latent-noise steering
     robot-rl finetune algo=rlpd store=data/lift.zarr task=lift                    # from scratch, demos in the batch
+    robot-rl finetune policy=<ckpt> task=lift actors=4                            # 4 twin actor processes, 1 learner
 The policy lands in <out>/policy; results.json holds the learning curve and the final success rate.
 """
 
@@ -17,6 +18,8 @@ from pathlib import Path
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.rundir import make_run_dir
+
+ROLES = ("local", "learner", "actor")   # local: actor and learner interleaved in this process
 
 
 def build_context(cfg, out: Path):
@@ -72,10 +75,21 @@ def run(cfg, args: list[str]) -> int:
         raise ConfigError(f"finetune takes no positional arguments, got {args}; see robot-rl finetune --help")
     out = make_run_dir(cfg, "finetune")
     ctx, task = build_context(cfg, out)
-    module = importlib.import_module(f"robot_rl.learning.rl.{cfg.algo}")
+    role = str(cfg.role)
+    if role not in ROLES:
+        raise ConfigError(f"finetune: role={role!r}, expected one of {list(ROLES)}")
+    if role == "actor":
+        from robot_rl.commands.finetune_split import run_actor
+
+        return run_actor(cfg, ctx)
     print(f"finetune algo={cfg.algo} base={cfg.policy} store={ctx.store.path if ctx.store else None} "
           f"task={task['name'] if task else None} -> {out}")
-    result = module.run(ctx)
+    if role == "learner" or int(cfg.actors) > 0:
+        from robot_rl.commands.finetune_split import run_learner
+
+        result = run_learner(cfg, ctx)
+    else:
+        result = importlib.import_module(f"robot_rl.learning.rl.{cfg.algo}").run(ctx)
     final = result.curve[-1].success_rate if result.curve else result.metrics.get("success_rate")
     write_results(out / "results.json", stage="finetune", algo=cfg.algo, policy=str(result.policy_path),
                   base=str(cfg.policy), task=task, success_rate=final,
