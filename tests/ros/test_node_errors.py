@@ -17,7 +17,7 @@ CONFIGS = REPO / "configs" / "ros"
      "twin.cameras: ['top'] not calibrated for rig panda_twin"),
     ("twin_node:TwinNode", "twin.yaml", {"bridge.estop_max_s": 0.3}, "twin.bridge: unknown field(s) ['estop_max_s']"),
     ("policy_node:PolicyNode", "policy.yaml", {"checkpoint": "scripted", "mode": "actor"},
-     "policy.mode: actor mode"),
+     "policy.learner_port: actor mode needs the learner's port"),
     ("policy_node:PolicyNode", "policy.yaml", {"checkpoint": "scripted", "observations.task_state.topic": "/x",
                                                "observations.task_state.kind": "odometry"},
      "policy.observations.task_state.kind: 'odometry'"),

@@ -7,7 +7,9 @@ action rate), replan_steps (0: from the measured inference time), poll_hz (actio
 lookahead_steps, max_staleness_s, scheduler, blend_steps, ensemble_k, min_lead_s, max_target_lead,
 action_frame), latency_s.<stream> (per-stream latency compensation), observations.<stream>
 (the topic-to-stream mapping, as the recorder's: topic, kind, field, names, optional shape), and for
-mode=actor learner_host, learner_port, token.
+mode=actor (configs/ros/finetune.yaml) learner_host, learner_port, token, algo, algo_overrides (Hydra
+overrides of configs/finetune.yaml, the same as the learner's: the actor's network must match the
+weights it receives), actor_id, spool_dir, episode_time_s, reset_service, success_topic, fresh_timeout_s.
 
 Configure loads the checkpoint (robot_rl.policies.io.load_policy; safetensors, nothing executed).
 Activate subscribes to the streams the policy reads (each sample keeps its header stamp), to
@@ -16,13 +18,23 @@ as the deploy runtime does (a policy call every replan period, due actions dispa
 pose); each chunk becomes absolute EE targets (robot_rl.runtime.loop_link: TwinEnv's delta-action
 semantics) published on /gripper/command and /arm/target_pose. ~/reset (Trigger) starts over (new
 episode); ~/status (latched JSON) reports cycles, holds and latency.
+
+mode=actor (online RL, robot_rl.runtime.actor/learner): configure also builds the algorithm's actor
+side from the checkpoint (robot_rl.learning.rl.<algo>.make_agent, as the learner builds its own);
+activate runs robot_rl.runtime.actor.Actor on a worker thread over robot_rl_ros.graph_env.GraphEnv
+(episodes started by the reset service, one target per action, sparse success from the success topic),
+sending each episode to the learner and swapping in its weights between episodes. A failed episode
+(stale observations, a reset that does not answer) is logged, reported in ~/status and abandoned; the
+next one starts after a pause. Deactivate abandons the running episode and closes the link (episodes
+not yet acknowledged stay spooled and are resent by the next actor with the same spool_dir).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import threading
 import time
+from pathlib import Path
 
 from robot_rl.core.clock import now
 from robot_rl.core.errors import ConfigError
@@ -30,17 +42,19 @@ from robot_rl.runtime.transport import STATUS, Reply, Topic
 from robot_rl_ros.policy_link import ArmView, TargetPublisher, TopicObservations, observation_routes
 from robot_rl_ros.shell import ShellNode, main_for
 
-ACTOR_MODULE = "robot_rl.runtime.actor"   # the online-RL actor/learner link
 MODES = ("deploy", "actor")
+RETRY_S = 1.0   # actor mode: pause after a failed episode
 
 
 class PolicyNode(ShellNode):
     DEFAULTS = {"checkpoint": "", "mode": "deploy", "device": "cpu", "torch_threads": 1, "rig": "panda_twin",
-                "frame": "base", "status_period_s": 1.0, "learner_host": "127.0.0.1", "learner_port": 0, "token": ""}
+                "frame": "base", "status_period_s": 1.0, "learner_host": "127.0.0.1", "learner_port": 0, "token": "",
+                "algo": "residual", "algo_overrides": "", "actor_id": "", "spool_dir": "", "episode_time_s": 10.0,
+                "reset_service": "/twin/reset_episode", "success_topic": "/twin/status", "fresh_timeout_s": 2.0}
 
     def __init__(self, name: str = "policy", **kwargs) -> None:
         super().__init__(name, **kwargs)
-        self.policy = self.runner = self.obs = None
+        self.policy = self.runner = self.obs = self.agent = self.actor = None
         self._lock = threading.Lock()
         self.last_error = ""
 
@@ -52,6 +66,7 @@ class PolicyNode(ShellNode):
         mode = str(self.param("mode"))
         if mode not in MODES:
             raise ConfigError(f"{self.where('mode')}: {mode!r} is not one of {MODES}")
+        self.mode = mode
         if mode == "actor":
             self._check_actor()
         rig = load_rig(str(self.param("rig")))
@@ -77,6 +92,8 @@ class PolicyNode(ShellNode):
                 raise ConfigError(f"{ckpt}: spec.action.shape={list(loaded.spec.action.shape)}, expected [7] "
                                   "(end-effector delta action dx dy dz drx dry drz gripper, as TwinEnv)")
             self.policy = StreamPolicy(loaded)
+            if mode == "actor":
+                self.agent = self._actor_agent(loaded)
         self.routes, self.unchecked = observation_routes(self.params("observations"), self.policy.streams,
                                                          self.where("observations"))
         L = rig.safety
@@ -84,15 +101,39 @@ class PolicyNode(ShellNode):
         self.get_logger().info(f"policy {ckpt}: streams {self.policy.streams}, {self.policy.action_hz:g} Hz actions")
 
     def _check_actor(self) -> None:
-        """Actor mode is declared (finetune.launch.py) but not wired: robot_rl.runtime.actor.Actor steps a
-        Gymnasium env, and there is no env over the graph's topics for it yet (docs/ros2.md)."""
-        learner = f"{self.param('learner_host')}:{self.param('learner_port')}"
-        if importlib.util.find_spec(ACTOR_MODULE) is None:   # looked up, not imported (it pulls in torch)
-            raise ConfigError(f"{self.where('mode')}: actor mode needs {ACTOR_MODULE} (the online-RL actor/learner "
-                              f"link to learner {learner}), which this robot_rl does not have; use mode:=deploy")
-        raise ConfigError(f"{self.where('mode')}: actor mode is not wired yet: {ACTOR_MODULE}.Actor steps a "
-                          f"Gymnasium env and policy_node has no env over the graph's topics for it (learner "
-                          f"{learner}); use mode:=deploy, or robot-rl finetune on the twin")
+        """The actor link's parameters, checked before anything is loaded."""
+        if int(self.param("learner_port")) <= 0:
+            raise ConfigError(f"{self.where('learner_port')}: actor mode needs the learner's port, got "
+                              f"{self.param('learner_port')} (the port robot_rl.runtime.learner.Learner listens on)")
+        if str(self.param("checkpoint")) == "scripted":
+            raise ConfigError(f"{self.where('checkpoint')}: actor mode fine-tunes a trained checkpoint, not 'scripted'")
+        if not str(self.param("spool_dir")):
+            raise ConfigError(f"{self.where('spool_dir')}: empty; actor mode spools episodes there until the "
+                              "learner acknowledges them")
+        if not float(self.param("episode_time_s")) > 0:
+            raise ConfigError(f"{self.where('episode_time_s')}: {self.param('episode_time_s')!r}, must be > 0")
+
+    def _actor_agent(self, base):
+        """The algorithm's actor side, built from the base as the learner builds its own (same config)."""
+        from robot_rl.core.config import compose, to_plain
+        from robot_rl.learning.rl.context import ALGORITHMS, FinetuneContext
+        from robot_rl.learning.rl.online import OnlineConfig
+
+        algo = str(self.param("algo"))
+        if algo not in ALGORITHMS:
+            raise ConfigError(f"{self.where('algo')}: {algo!r} is not one of {list(ALGORITHMS)}")
+        make_agent = getattr(importlib.import_module(f"robot_rl.learning.rl.{algo}"), "make_agent", None)
+        if make_agent is None:
+            raise ConfigError(f"{self.where('algo')}: {algo} has no actor side (make_agent); actor mode runs the "
+                              "off-policy algorithms (residual, rlpd)")
+        overrides = str(self.param("algo_overrides")).split()
+        cfg = compose("finetune", [f"algo={algo}", *overrides])
+        self.online = OnlineConfig(**to_plain(cfg.online), seed=int(cfg.seed))
+        ctx = FinetuneContext(base=base, store=None, make_env=None, evaluate=None, config=to_plain(cfg.get(algo) or {}),
+                              online=self.online, out=Path(str(self.param("spool_dir"))), seed=int(cfg.seed),
+                              device=str(self.param("device")), progress=False)
+        agent, _ = make_agent(ctx)
+        return agent
 
     # -- activate -------------------------------------------------------------------------------
     def _fresh_runtime(self) -> None:
@@ -128,6 +169,9 @@ class PolicyNode(ShellNode):
         return auto_replan_steps(steps, inference_s or 0.0, hz) / hz
 
     def attach(self, transport) -> None:
+        if self.mode == "actor":
+            self._attach_actor(transport)
+            return
         self.arm = ArmView()
         self.targets = TargetPublisher(transport, str(self.param("frame")))
         self.obs = None
@@ -173,8 +217,56 @@ class PolicyNode(ShellNode):
         return {**s, "held": last.held, "hold_reason": last.reason, "targets_sent": self.targets.sent,
                 "replan_s": self.runner.replan_s, "received": dict(self.obs.received), "last_error": self.last_error}
 
+    # -- actor mode -------------------------------------------------------------------------------
+    def _attach_actor(self, transport) -> None:
+        from robot_rl.runtime.actor import Actor
+        from robot_rl.runtime.deploy import make_converter
+        from robot_rl_ros.graph_env import GraphEnv, GraphEnvConfig
+
+        cfg = GraphEnvConfig(float(self.policy.action_hz), float(self.param("episode_time_s")),
+                             str(self.param("reset_service")), str(self.param("success_topic")),
+                             float(self.cfg.max_staleness_s), float(self.param("fresh_timeout_s")))
+        env = GraphEnv(transport, self.routes, self.unchecked, make_converter(self.policy, self.cfg, *self.workspace),
+                       cfg, str(self.param("frame")), self.cfg.latency_s, stop=self._stop)
+        self.status_pub = transport.publisher(Topic("~/status", "status", STATUS))
+        self.episodes, self.last_episode = 0, {}
+        self.actor = Actor(self.agent, lambda: env, (str(self.param("learner_host")), int(self.param("learner_port"))),
+                           str(self.param("actor_id")) or self.get_name(), str(self.param("spool_dir")),
+                           str(self.param("token")), self.online.gamma, self.online.reward, seed=self.online.seed)
+        self.start_worker(self._run_actor, "rl-actor")
+
+    def _run_actor(self) -> None:
+        """Episodes until deactivated; a failed one is reported and abandoned (the arm's watchdog holds)."""
+        from robot_rl_ros.graph_env import EnvStopped
+
+        while not self.stopping:
+            try:
+                record = self.actor.run_episode()
+                self.episodes += 1
+                self.last_episode = {"steps": record.env_steps, "success": bool(record.success),
+                                     "seq": record.meta["seq"], "weights_version": record.meta["weights_version"]}
+            except EnvStopped:
+                return
+            except Exception as e:   # the episode is lost, the actor goes on with the next one
+                self.last_error = f"{type(e).__name__}: {e}"
+                self.get_logger().error(f"episode abandoned: {self.last_error}", throttle_duration_sec=2.0)
+                self._stop.wait(RETRY_S)
+            self.status_pub.publish(self.actor_status())
+
+    def actor_status(self) -> dict:
+        a = self.actor
+        return {"mode": "actor", "episodes": self.episodes, "last_episode": self.last_episode,
+                "weights_version": a.weights_version, "acked": a.acked, "pending": a.pending(),
+                "last_error": self.last_error}
+
+    def detach(self) -> None:
+        self.stop_workers()
+        if self.actor is not None:
+            self.actor.close()
+            self.actor = None
+
     def release(self) -> None:
-        self.policy = self.runner = self.obs = None
+        self.policy = self.runner = self.obs = self.agent = None
 
 
 main = main_for(PolicyNode)
