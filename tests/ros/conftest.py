@@ -139,8 +139,9 @@ class NodeProcess:
                                      stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
 
     def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
+        if not self._log.closed:
+            self._log.flush()
+        return f"exit status {self.proc.returncode}; " + self.log_path.read_text()
 
     def stop(self, timeout_s: float = 15.0) -> int:
         """SIGINT (as Ctrl-C / launch does), then wait; kill only if it hangs."""
