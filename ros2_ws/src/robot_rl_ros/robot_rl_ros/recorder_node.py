@@ -23,6 +23,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from robot_rl.core.errors import RobotRLError
 from robot_rl.runtime.recording import RecordingSession, SessionConfig, open_writer, routes_from_config
 from robot_rl_ros.params import declare_defaults, nested
+from robot_rl_ros.shell import spin_until_shutdown
 from robot_rl_ros.stamps import StampMapping
 from robot_rl_ros.transport import RosTransport
 
@@ -143,8 +144,8 @@ def main(args=None) -> None:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS or \
                     node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 raise SystemExit(f"{node.get_name()}: autostart failed (see the log above)")
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_shutdown(executor)
+    except (KeyboardInterrupt, ExternalShutdownException):   # Ctrl-C before spinning (autostart)
         pass
     finally:
         node.close_session()

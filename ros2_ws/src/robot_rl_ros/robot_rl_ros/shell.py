@@ -153,6 +153,19 @@ def autostart(node: ShellNode) -> None:
         raise SystemExit(f"{node.get_name()}: autostart failed (see the log above)")
 
 
+def spin_until_shutdown(executor) -> None:
+    """executor.spin() until Ctrl-C or shutdown. A SIGINT can shut the context down between two waits;
+    rclpy then raises RCLError ("the given context is not valid") instead of ExternalShutdownException,
+    which is the same shutdown. Any error while the context is still valid is raised."""
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise
+
+
 def main_for(node_cls, threads: int = 2, hard_exit: bool = False):
     """The console-script entry point of a ShellNode class. threads: executor threads (services must
     answer while a subscription callback runs). hard_exit: leave with os._exit after a clean shutdown
@@ -167,8 +180,8 @@ def main_for(node_cls, threads: int = 2, hard_exit: bool = False):
         try:
             if node.param("autostart"):
                 autostart(node)
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
+            spin_until_shutdown(executor)
+        except (KeyboardInterrupt, ExternalShutdownException):   # Ctrl-C before spinning (autostart)
             pass
         except SystemExit as e:
             node.get_logger().error(str(e))
