@@ -143,7 +143,8 @@ def main(args=None) -> None:
         if node.get_parameter("autostart").value:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS or \
                     node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                raise SystemExit(f"{node.get_name()}: autostart failed (see the log above)")
+                if rclpy.ok():                    # else a SIGINT interrupted the autostart: shutdown
+                    raise SystemExit(f"{node.get_name()}: autostart failed (see the log above)")
         spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):   # Ctrl-C before spinning (autostart)
         pass

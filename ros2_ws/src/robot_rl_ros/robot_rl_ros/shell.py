@@ -184,8 +184,9 @@ def main_for(node_cls, threads: int = 2, hard_exit: bool = False):
         except (KeyboardInterrupt, ExternalShutdownException):   # Ctrl-C before spinning (autostart)
             pass
         except SystemExit as e:
-            node.get_logger().error(str(e))
-            code = 1
+            if rclpy.ok():                        # else a SIGINT interrupted the autostart: shutdown
+                node.get_logger().error(str(e))
+                code = 1
         finally:
             node.close()
             executor.shutdown()
