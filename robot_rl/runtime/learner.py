@@ -72,8 +72,11 @@ class Learner:
                 and hasattr(self.algo, "load_state"):
             from robot_rl.core.config import load_yaml
 
-            self.algo.load_state(self.checkpoint_dir / "learner_state")
+            restored = self.algo.load_state(self.checkpoint_dir / "learner_state")
             self.updates = int(load_yaml(self.checkpoint_dir / "learner_state" / "counters.yaml")["updates"])
+            known = restored.episodes if hasattr(self.algo, "remember") else 0
+        else:
+            known = 0
         if not (self.store_path / "zarr.json").exists():
             return
         from robot_rl.data.store import EpisodeStore
@@ -82,14 +85,17 @@ class Learner:
         # an episode the previous learner was writing when it died was never acknowledged: the actor resends it
         self.writer = self.store.writer(on_interrupted="discard")
         self.store.refresh()
+        # the store keeps arrival order: its first `known` episodes are in the restored agent's counters
         for ep in range(len(self.store)):
-            self._observe(read_record(self.store, ep))
+            self._observe(read_record(self.store, ep), counted=ep < known)
 
-    def _observe(self, record: EpisodeRecord) -> None:
+    def _observe(self, record: EpisodeRecord, counted: bool = False) -> None:
+        """Feed one episode to the algorithm; `counted`: it already is in the restored algorithm's counters
+        (replay only)."""
         meta = record.meta
         self._seen.add((str(meta.get("actor_id")), int(meta.get("seq", -1))))
         t = record.transitions(self.spec, self.gamma, episode=self.episodes)
-        self.algo.observe(t)
+        (self.algo.remember if counted else self.algo.observe)(t)
         self.n_transitions += len(t)
         self.env_steps += record.env_steps
         self.episodes += 1

@@ -196,9 +196,14 @@ class OffPolicyAgent:
         self.episodes += 1
         if self.warming_up and self.env_steps >= self.cfg.warmup_env_steps:
             self.warmup_transitions = self.transitions
-        self.replay.add_online(self.prepare(n_step_transitions(t, self.cfg.n_step)))
+        self.remember(t)
         if self.state_dir is not None and self.episodes % max(1, self.cfg.save_every_episodes) == 0:
             self.save_state(self.state_dir)
+
+    def remember(self, t: Transitions) -> None:
+        """An episode into the online replay buffer, counters untouched (observe, or a resumed learner
+        refilling the buffer with episodes its restored counters already hold)."""
+        self.replay.add_online(self.prepare(n_step_transitions(t, self.cfg.n_step)))
 
     def load_prior(self, store, progress: bool = False) -> int:
         """Store episodes (demos of mixed quality, interventions) -> the prior buffer, every start step

@@ -41,4 +41,7 @@ def test_residual_learner_with_a_twin_actor_resumes_after_restart(base_ckpt, rea
     actor.close()
     again = Learner(ResidualAgent(base, CFG), base.spec, tmp_path / "online.zarr", checkpoint_dir=tmp_path / "learner")
     assert again.episodes == episodes and again.updates == updates - updates % 4
+    # the agent's own counters (its warm-up decision reads them) count every stored episode once
+    assert (again.algo.episodes, again.algo.env_steps, again.algo.transitions) == \
+        (again.episodes, again.env_steps, again.n_transitions)
     again.close()
