@@ -90,10 +90,8 @@ def run_learner(cfg, ctx):
     t0 = time.monotonic()
 
     def evaluate() -> None:
-        rate = ctx.evaluate(agent.export_policy()) if ctx.evaluate is not None else float("nan")
-        recent = learner.successes[-20:]
-        curve.append(CurvePoint(learner.env_steps, learner.updates, learner.episodes, rate,
-                                sum(recent) / len(recent) if recent else float("nan"), time.monotonic() - t0))
+        curve.append(CurvePoint.measure(agent, ctx.evaluate, learner.env_steps, learner.updates, learner.episodes,
+                                        learner.successes, lambda: time.monotonic() - t0))
 
     procs = _spawn_actors(cfg, out, learner.address[1]) if int(cfg.actors) > 0 else []
     try:

@@ -62,6 +62,15 @@ class CurvePoint:
     train_success_rate: float
     wall_s: float
 
+    @classmethod
+    def measure(cls, algo: OnlineAlgorithm, evaluate_fn: Callable[[Any], float] | None, env_steps: int,
+                updates: int, episodes: int, successes: list[float], elapsed: Callable[[], float]) -> "CurvePoint":
+        """Evaluate algo's exported policy (nan without evaluate_fn), beside the success rate of the last
+        20 training episodes; wall time read after the evaluation."""
+        rate = evaluate_fn(algo.export_policy()) if evaluate_fn is not None else float("nan")
+        train = float(np.mean(successes[-20:])) if len(successes) else float("nan")
+        return cls(env_steps, updates, episodes, rate, train, elapsed())
+
 
 @dataclass
 class OnlineProgress:
@@ -104,10 +113,9 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
                disable=not progress)
 
     def checkpoint_eval(steps: int) -> None:
-        rate = evaluate_fn(algo.export_policy()) if evaluate_fn is not None else float("nan")
-        train = float(np.mean(recent[-20:])) if recent else float("nan")
-        curve.append(CurvePoint(steps, updates, episodes, rate, train, wall0 + time.monotonic() - t0))
-        bar.set_postfix(success=f"{rate:.2f}", updates=updates)
+        curve.append(CurvePoint.measure(algo, evaluate_fn, steps, updates, episodes, recent,
+                                        lambda: wall0 + time.monotonic() - t0))
+        bar.set_postfix(success=f"{curve[-1].success_rate:.2f}", updates=updates)
         if out is not None:
             Path(out, "curve.json").write_text(json.dumps([asdict(p) for p in curve], indent=1))
 
