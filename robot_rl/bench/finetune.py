@@ -15,7 +15,9 @@ and _95_ (median over seeds of the first evaluation at or above the threshold; n
 never get there) with the real-robot minutes at the policy rate, and env_steps_to_90_residual_vs_rlpd
 (ratio = speed-up). Writes into out (default runs/bench/finetune/<stamp>, or beside json=): every run's
 directory, finetune_curves.png (success vs env steps, mean +- std over seeds), finetune_curves.json
-(raw curves) and the table. Finished runs are reused when the same out is given again.
+(raw curves) and the table. Finished runs are reused when the same out is given again; with
+`finetune.report_only=true` nothing runs: the table and plot come from the finished runs in out, and
+a run that is missing or short of the budget is reported "not run" (e.g. seeds run as separate jobs).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ EVAL_SEED = 100_000          # the finetune command's default online.eval_seed; 
 DEFAULTS: dict[str, Any] = {
     "tasks": ["lift", "insert"], "methods": list(METHODS), "seeds": 3, "demos": 50, "noise": 0.3,
     "env_steps": 20_000, "eval_every": 4_000, "eval_episodes": 20, "task_params": {}, "train": [],
-    "overrides": {}, "quick_sizes": {},
+    "overrides": {}, "quick_sizes": {}, "report_only": False,
 }
 
 
@@ -52,8 +54,12 @@ class Run:
     method: str
     seed: int
     curve: list[tuple[int, float]] = field(default_factory=list)
-    status: str = "ok"               # ok | not available | failed
+    status: str = "ok"               # ok | not available | failed | not run (report_only)
     reason: str = ""
+
+
+class NotRun(Exception):
+    """report_only: a run the bench would have to start."""
 
 
 def algorithm_available(algo: str) -> tuple[bool, str]:
@@ -120,6 +126,8 @@ class FinetuneBench:
         """The task's demo store and BC base (made once, reused by every method and seed)."""
         d = self.out / task
         store = d / "demos.zarr"
+        if self.o["report_only"] and (self._results(d / "collect") is None or self._results(d / "bc") is None):
+            raise ConfigError(f"bench finetune report_only: {d} has no finished demo set and BC base")
         if self._results(d / "collect") is None:
             self._cli(["collect", f"task={task}", *self.task_args, f"episodes={self.o['demos']}",
                        f"noise={self.o['noise']}", f"store={store}", f"out={d / 'collect'}", "progress=false"])
@@ -130,6 +138,8 @@ class FinetuneBench:
 
     def _finetune(self, algo: str, base: Path, store: Path, task: str, seed: int, out: Path, env_steps: int) -> dict:
         if self._results(out) is None or self._results(out).get("env_steps", 0) < env_steps:
+            if self.o["report_only"]:
+                raise NotRun(f"{out}: no finished run of {env_steps} env steps")
             self._cli(["finetune", f"algo={algo}", f"policy={base}", f"store={store}", f"task={task}",
                        *self.task_args, f"seed={seed}", f"out={out}", f"device={self.device}",
                        f"online.env_steps={env_steps}", f"online.eval_every={self.o['eval_every']}",
@@ -140,6 +150,8 @@ class FinetuneBench:
     def bc_curve(self, task: str, base: Path) -> list[tuple[int, float]]:
         out = self.out / task / "bc_eval"
         if self._results(out) is None:
+            if self.o["report_only"]:
+                raise NotRun(f"{out}: no finished evaluation of the BC base")
             self._cli(["eval", f"policy={base}", f"task={task}", *self.task_args,
                        f"episodes={self.o['eval_episodes']}", f"seed_offset={EVAL_SEED}", f"out={out}",
                        f"device={self.device}"])
@@ -165,6 +177,8 @@ class FinetuneBench:
             r = self._finetune("residual", Path(off["policy"]), store, task, seed, out / "residual",
                                max(0, budget - used))
             return Run(method, seed, start + [(used + p["env_steps"], p["success_rate"]) for p in r["curve"]])
+        except NotRun as e:
+            return Run(method, seed, status="not run", reason=str(e))
         except Exception as e:  # noqa: BLE001 - one broken method must not lose the others' numbers
             import traceback
 
@@ -178,7 +192,10 @@ class FinetuneBench:
             runs[task] = []
             for method in self.o["methods"]:
                 if method == "bc":
-                    runs[task].append(Run("bc", 0, self.bc_curve(task, base)))
+                    try:
+                        runs[task].append(Run("bc", 0, self.bc_curve(task, base)))
+                    except NotRun as e:
+                        runs[task].append(Run("bc", 0, status="not run", reason=str(e)))
                     continue
                 for seed in range(int(self.o["seeds"])):
                     run = self.run_method(method, task, store, base, seed)

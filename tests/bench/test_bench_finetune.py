@@ -51,3 +51,11 @@ def test_quick_bench_runs_the_methods_through_the_cli(tmp_path):
     curves = json.loads((out / "finetune_curves.json").read_text())["runs"]["lift"]
     assert [r["method"] for r in curves] == ["bc", "residual", "rlpd"]
     assert all(r["status"] == "ok" and r["curve"][-1][0] >= 40 for r in curves[1:])
+
+    # report_only: the same table from the finished runs; a method never run is "not run", nothing starts
+    assert main(["bench", "finetune", "quick=true", f"out={out}", f"json={js}", "device=cpu",
+                 "finetune.methods=[bc,residual,ppo]", "finetune.report_only=true"]) == 0
+    again = json.loads((out / "finetune_curves.json").read_text())["runs"]["lift"]
+    assert again[:2] == curves[:2] and again[2] == {"method": "ppo", "seed": 0, "status": "not run",
+                                                   "reason": again[2]["reason"], "curve": []}
+    assert not (out / "lift" / "ppo").exists()
