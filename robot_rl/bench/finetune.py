@@ -2,8 +2,8 @@
 
 Fine-tuning methods side by side on the twin (state observations, CPU), per task of `tasks`
 (default lift and insert): one mixed-quality demo set (`collect noise=0.3`), one BC base trained on
-it, then for `seeds` seeds and the same online budget (`env_steps`, evaluated every `eval_every`
-steps on the same fixed seeds):
+it, then for `seeds` seeds (a count, or a list: one job's share) and the same online budget
+(`env_steps`, evaluated every `eval_every` steps on the same fixed seeds):
     bc                 the BC base alone (its success at 0 env steps)
     residual           robot-rl finetune algo=residual (the default online path)
     ppo, dsrl          robot-rl finetune algo=ppo | dsrl
@@ -108,6 +108,11 @@ class FinetuneBench:
         self.out = Path(out) if out else (Path(js).parent / NAME if js else Path("runs/bench/finetune") / stamp)
         self.task_args = [f"task.params.{k}={v}" for k, v in (opts["task_params"] or {}).items()]
 
+    @property
+    def seeds(self) -> list[int]:
+        seeds = self.o["seeds"]
+        return [int(x) for x in seeds] if isinstance(seeds, (list, tuple)) else list(range(int(seeds)))
+
     # ---- running the stages through the CLI (the same dispatch a user runs) -----------------------
     @staticmethod
     def _cli(args: list[str]) -> None:
@@ -197,7 +202,7 @@ class FinetuneBench:
                     except NotRun as e:
                         runs[task].append(Run("bc", 0, status="not run", reason=str(e)))
                     continue
-                for seed in range(int(self.o["seeds"])):
+                for seed in self.seeds:
                     run = self.run_method(method, task, store, base, seed)
                     runs[task].append(run)
                     if run.status == "not available":

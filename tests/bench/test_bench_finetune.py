@@ -4,7 +4,7 @@ reported as not available, and a quick run through the real CLI writing JSON row
 import json
 import math
 
-from robot_rl.bench.finetune import Run, algorithm_available, median_reached, rows_for, steps_to
+from robot_rl.bench.finetune import FinetuneBench, Run, algorithm_available, median_reached, rows_for, steps_to
 from robot_rl.cli import main
 
 
@@ -31,6 +31,11 @@ def test_rows_compare_final_success_with_bc_and_speed_up_with_rlpd():
     assert rows["robot_minutes_to_90_rlpd_lift"].value == 6000 / 20.0 / 60.0
     assert math.isnan(rows["env_steps_to_95_rlpd_lift"].value)
     assert not any("ppo" in m for m in rows)
+
+
+def test_seeds_are_a_count_or_one_jobs_list():
+    assert FinetuneBench({"seeds": 3}).seeds == [0, 1, 2]
+    assert FinetuneBench({"seeds": [2, 4]}).seeds == [2, 4]
 
 
 def test_an_algorithm_that_does_not_exist_is_not_available():
