@@ -37,3 +37,14 @@ def test_configure_fails_naming_the_parameter(graph, capfd, node_cls, params_fil
     finally:
         node.close()
         node.destroy_node()
+
+
+@pytest.mark.parametrize("executable,params", [
+    ("policy_node", ["--params-file", str(CONFIGS / "policy.yaml"), "-p", "checkpoint:=/nonexistent/ckpt"]),
+    ("recorder_node", ["--params-file", str(CONFIGS / "recorder.yaml"), "-p", "streams.x.topic:=/x",
+                       "-p", "streams.x.kind:=odometry"]),
+], ids=["shell-node", "recorder"])
+def test_a_failed_autostart_exits_with_status_1(node_process, executable, params):
+    proc = node_process(executable, [*params, "-p", "autostart:=true"])
+    assert proc.proc.wait(60) == 1, proc.log()
+    assert "autostart failed" in proc.log()

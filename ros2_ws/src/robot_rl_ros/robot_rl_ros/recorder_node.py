@@ -17,13 +17,13 @@ in robot_rl.runtime.recording.RecordingSession; this node only wires it to ROS.
 from __future__ import annotations
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from robot_rl.core.errors import RobotRLError
 from robot_rl.runtime.recording import RecordingSession, SessionConfig, open_writer, routes_from_config
 from robot_rl_ros.params import declare_defaults, nested
-from robot_rl_ros.shell import spin_until_shutdown
+from robot_rl_ros.shell import run_until_shutdown
 from robot_rl_ros.stamps import StampMapping
 from robot_rl_ros.transport import RosTransport
 
@@ -139,19 +139,15 @@ def main(args=None) -> None:
     node = RecorderNode()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    code = 0
     try:
-        if node.get_parameter("autostart").value:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS or \
-                    node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                if rclpy.ok():                    # else a SIGINT interrupted the autostart: shutdown
-                    raise SystemExit(f"{node.get_name()}: autostart failed (see the log above)")
-        spin_until_shutdown(executor)
-    except (KeyboardInterrupt, ExternalShutdownException):   # Ctrl-C before spinning (autostart)
-        pass
+        code = run_until_shutdown(node, executor)
     finally:
         node.close_session()
         node.destroy_node()
         rclpy.try_shutdown()
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

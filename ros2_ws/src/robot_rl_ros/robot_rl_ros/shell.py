@@ -146,24 +146,33 @@ class ShellNode(LifecycleNode):
         self._configured = False
 
 
-def autostart(node: ShellNode) -> None:
+def autostart(node: LifecycleNode) -> None:
     """configure + activate at start-up (parameter `autostart`: launching without a lifecycle manager)."""
     if node.trigger_configure() != TransitionCallbackReturn.SUCCESS or \
             node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
         raise SystemExit(f"{node.get_name()}: autostart failed (see the log above)")
 
 
-def spin_until_shutdown(executor) -> None:
-    """executor.spin() until Ctrl-C or shutdown. A SIGINT can shut the context down between two waits;
-    rclpy then raises RCLError ("the given context is not valid") instead of ExternalShutdownException,
-    which is the same shutdown. Any error while the context is still valid is raised."""
+def run_until_shutdown(node: LifecycleNode, executor) -> int:
+    """Autostart if the node's `autostart` parameter says so, then spin until Ctrl-C or shutdown.
+    Returns the exit status: 1 for a failed autostart, else 0. A shutdown is clean wherever it lands:
+    before spinning, during the autostart (the transitions then fail because the context is gone), or
+    between two executor waits, where rclpy raises RCLError ("the given context is not valid") instead
+    of ExternalShutdownException. Any other error while the context is still valid is raised."""
     try:
+        if node.get_parameter("autostart").value:
+            autostart(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except SystemExit as e:
+        if rclpy.ok():
+            node.get_logger().error(str(e))
+            return 1
     except Exception:
         if rclpy.ok():
             raise
+    return 0
 
 
 def main_for(node_cls, threads: int = 2, hard_exit: bool = False):
@@ -178,15 +187,7 @@ def main_for(node_cls, threads: int = 2, hard_exit: bool = False):
         executor.add_node(node)
         code = 0
         try:
-            if node.param("autostart"):
-                autostart(node)
-            spin_until_shutdown(executor)
-        except (KeyboardInterrupt, ExternalShutdownException):   # Ctrl-C before spinning (autostart)
-            pass
-        except SystemExit as e:
-            if rclpy.ok():                        # else a SIGINT interrupted the autostart: shutdown
-                node.get_logger().error(str(e))
-                code = 1
+            code = run_until_shutdown(node, executor)
         finally:
             node.close()
             executor.shutdown()
