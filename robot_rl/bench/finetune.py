@@ -10,7 +10,8 @@ it, then for `seeds` seeds (a count, or a list: one job's share) and the same on
     offline_residual   algo=offline rounds, then residual on their policy; the rounds' env steps count
     rlpd               algo=rlpd: from scratch with the demos in the batch
 An algorithm whose module does not import is reported "not available"; a run that raises, "failed".
-Rows per task (suffix _<task>): final_success_<m> (mean over seeds; _vs_bc ratio), env_steps_to_90_<m>
+Rows per task (suffix _<task>): final_success_<m> (mean over seeds; _vs_bc ratio), offline_success_vs_bc
+(the offline rounds' policy alone, mean over the offline_residual seeds), env_steps_to_90_<m>
 and _95_ (median over seeds of the first evaluation at or above the threshold; null when most seeds
 never get there) with the real-robot minutes at the policy rate, and env_steps_to_90_residual_vs_rlpd
 (ratio = speed-up). Writes into out (default runs/bench/finetune/<stamp>, or beside json=): every run's
@@ -56,6 +57,7 @@ class Run:
     curve: list[tuple[int, float]] = field(default_factory=list)
     status: str = "ok"               # ok | not available | failed | not run (report_only)
     reason: str = ""
+    offline_success: float | None = None   # offline_residual: the offline rounds' policy, before the residual
 
 
 class NotRun(Exception):
@@ -177,11 +179,13 @@ class FinetuneBench:
             off = self._finetune("offline", base, store, task, seed, out / "offline", 0)
             used = int(off.get("env_steps") or 0)             # rollouts the offline rounds collected
             start = [(0, self.bc_curve(task, base)[0][1])]
-            if off.get("success_rate") is not None:
-                start.append((used, float(off["success_rate"])))
+            offline = off.get("success_rate")
+            if offline is not None:
+                start.append((used, float(offline)))
             r = self._finetune("residual", Path(off["policy"]), store, task, seed, out / "residual",
                                max(0, budget - used))
-            return Run(method, seed, start + [(used + p["env_steps"], p["success_rate"]) for p in r["curve"]])
+            return Run(method, seed, start + [(used + p["env_steps"], p["success_rate"]) for p in r["curve"]],
+                       offline_success=None if offline is None else float(offline))
         except NotRun as e:
             return Run(method, seed, status="not run", reason=str(e))
         except Exception as e:  # noqa: BLE001 - one broken method must not lose the others' numbers
@@ -236,6 +240,10 @@ def rows_for(task: str, runs: list[Run], rate_hz: float) -> list[BenchRow]:
             s = reach[(m, th)]
             rows.append(BenchRow(f"env_steps_to_{int(th * 100)}_{m}_{task}", s, "env steps"))
             rows.append(BenchRow(f"robot_minutes_to_{int(th * 100)}_{m}_{task}", s / rate_hz / 60.0, "min"))
+    offline = [r.offline_success for r in ok.get("offline_residual", []) if r.offline_success is not None]
+    if offline and "bc" in final:      # the offline rounds alone against BC (mixed-quality data)
+        rows.append(BenchRow.compare(f"offline_success_vs_bc_{task}", float(np.mean(offline)), "fraction",
+                                     f"final_success_bc_{task}", final["bc"], higher_is_better=True))
     if "residual" in ok and "rlpd" in ok:
         for th in THRESHOLDS:
             pct = int(th * 100)
@@ -285,7 +293,9 @@ def main(cfg: Any = None) -> int:
     for task, task_runs in runs.items():
         rows += rows_for(task, task_runs, policy_rate_hz(bench.out / task / "bc" / "checkpoints" / "best"))
     raw = {task: [{"method": r.method, "seed": r.seed, "status": r.status, "reason": r.reason,
-                   "curve": [list(p) for p in r.curve]} for r in rs] for task, rs in runs.items()}
+                   "curve": [list(p) for p in r.curve]} | ({"offline_success": r.offline_success}
+                                                           if r.offline_success is not None else {})
+                  for r in rs] for task, rs in runs.items()}
     (bench.out / "finetune_curves.json").write_text(json.dumps({"options": bench.o, "runs": raw}, indent=1))
     plot = plot_curves(runs, bench.out / "finetune_curves.png", int(bench.o["env_steps"]))
     table = format_bench_table(NAME, rows)

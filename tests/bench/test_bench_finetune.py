@@ -21,6 +21,8 @@ def test_rows_compare_final_success_with_bc_and_speed_up_with_rlpd():
             Run("residual", 0, [(0, 0.5), (1000, 0.9), (2000, 0.95)]),
             Run("residual", 1, [(0, 0.5), (2000, 0.9), (4000, 0.97)]),
             Run("rlpd", 0, [(0, 0.0), (6000, 0.9), (8000, 0.9)]),
+            Run("offline_residual", 0, [(0, 0.5), (2000, 0.7), (8000, 0.8)], offline_success=0.7),
+            Run("offline_residual", 1, [(0, 0.5), (2000, 0.6), (8000, 0.9)], offline_success=0.6),
             Run("ppo", 0, status="not available", reason="missing")]
     rows = {r.metric: r for r in rows_for("lift", runs, rate_hz=20.0)}
     final = rows["final_success_residual_vs_bc_lift"]
@@ -31,6 +33,8 @@ def test_rows_compare_final_success_with_bc_and_speed_up_with_rlpd():
     assert rows["robot_minutes_to_90_rlpd_lift"].value == 6000 / 20.0 / 60.0
     assert math.isnan(rows["env_steps_to_95_rlpd_lift"].value)
     assert not any("ppo" in m for m in rows)
+    offline = rows["offline_success_vs_bc_lift"]
+    assert offline.value == (0.7 + 0.6) / 2 and offline.baseline_value == 0.5
 
 
 def test_seeds_are_a_count_or_one_jobs_list():
