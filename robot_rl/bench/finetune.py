@@ -61,7 +61,7 @@ class Run:
 
 
 class NotRun(Exception):
-    """report_only: a run the bench would have to start."""
+    """report_only: a stage the bench would have to run."""
 
 
 def algorithm_available(algo: str) -> tuple[bool, str]:
@@ -116,8 +116,10 @@ class FinetuneBench:
         return [int(x) for x in seeds] if isinstance(seeds, (list, tuple)) else list(range(int(seeds)))
 
     # ---- running the stages through the CLI (the same dispatch a user runs) -----------------------
-    @staticmethod
-    def _cli(args: list[str]) -> None:
+    def _cli(self, args: list[str]) -> None:
+        """Run one stage (collect, train, eval, finetune); with report_only, NotRun instead."""
+        if self.o["report_only"]:
+            raise NotRun(f"report_only: not run: robot-rl {' '.join(map(str, args))}")
         from robot_rl.cli import main
 
         code = main([str(a) for a in args])
@@ -133,8 +135,6 @@ class FinetuneBench:
         """The task's demo store and BC base (made once, reused by every method and seed)."""
         d = self.out / task
         store = d / "demos.zarr"
-        if self.o["report_only"] and (self._results(d / "collect") is None or self._results(d / "bc") is None):
-            raise ConfigError(f"bench finetune report_only: {d} has no finished demo set and BC base")
         if self._results(d / "collect") is None:
             self._cli(["collect", f"task={task}", *self.task_args, f"episodes={self.o['demos']}",
                        f"noise={self.o['noise']}", f"store={store}", f"out={d / 'collect'}", "progress=false"])
@@ -145,8 +145,6 @@ class FinetuneBench:
 
     def _finetune(self, algo: str, base: Path, store: Path, task: str, seed: int, out: Path, env_steps: int) -> dict:
         if self._results(out) is None or self._results(out).get("env_steps", 0) < env_steps:
-            if self.o["report_only"]:
-                raise NotRun(f"{out}: no finished run of {env_steps} env steps")
             self._cli(["finetune", f"algo={algo}", f"policy={base}", f"store={store}", f"task={task}",
                        *self.task_args, f"seed={seed}", f"out={out}", f"device={self.device}",
                        f"online.env_steps={env_steps}", f"online.eval_every={self.o['eval_every']}",
@@ -157,15 +155,13 @@ class FinetuneBench:
     def bc_curve(self, task: str, base: Path) -> list[tuple[int, float]]:
         out = self.out / task / "bc_eval"
         if self._results(out) is None:
-            if self.o["report_only"]:
-                raise NotRun(f"{out}: no finished evaluation of the BC base")
             self._cli(["eval", f"policy={base}", f"task={task}", *self.task_args,
                        f"episodes={self.o['eval_episodes']}", f"seed_offset={EVAL_SEED}", f"out={out}",
                        f"device={self.device}"])
         return [(0, float(self._results(out)["success_rate"]))]
 
     def run_method(self, method: str, task: str, store: Path, base: Path, seed: int) -> Run:
-        algos = ["offline", "residual"] if method == "offline_residual" else [method]
+        algos = {"bc": [], "offline_residual": ["offline", "residual"]}.get(method, [method])
         for algo in algos:
             ok, why = algorithm_available(algo)
             if not ok:
@@ -173,19 +169,21 @@ class FinetuneBench:
         out = self.out / task / method / f"seed{seed}"
         budget = int(self.o["env_steps"])
         try:
+            if method == "bc":
+                return Run(method, seed, self.bc_curve(task, base))
             if method != "offline_residual":
                 r = self._finetune(method, base, store, task, seed, out, budget)
                 return Run(method, seed, [(p["env_steps"], p["success_rate"]) for p in r["curve"]])
             off = self._finetune("offline", base, store, task, seed, out / "offline", 0)
             used = int(off.get("env_steps") or 0)             # rollouts the offline rounds collected
             start = [(0, self.bc_curve(task, base)[0][1])]
-            offline = off.get("success_rate")
+            offline = None if off.get("success_rate") is None else float(off["success_rate"])
             if offline is not None:
-                start.append((used, float(offline)))
+                start.append((used, offline))
             r = self._finetune("residual", Path(off["policy"]), store, task, seed, out / "residual",
                                max(0, budget - used))
             return Run(method, seed, start + [(used + p["env_steps"], p["success_rate"]) for p in r["curve"]],
-                       offline_success=None if offline is None else float(offline))
+                       offline_success=offline)
         except NotRun as e:
             return Run(method, seed, status="not run", reason=str(e))
         except Exception as e:  # noqa: BLE001 - one broken method must not lose the others' numbers
@@ -197,16 +195,14 @@ class FinetuneBench:
     def run(self) -> dict[str, list[Run]]:
         runs: dict[str, list[Run]] = {}
         for task in self.o["tasks"]:
-            store, base = self.prepare(task)
+            try:
+                store, base = self.prepare(task)
+            except NotRun as e:
+                raise ConfigError(f"bench finetune: {self.out / task} has no finished demo set and BC base "
+                                  f"({e})") from None
             runs[task] = []
             for method in self.o["methods"]:
-                if method == "bc":
-                    try:
-                        runs[task].append(Run("bc", 0, self.bc_curve(task, base)))
-                    except NotRun as e:
-                        runs[task].append(Run("bc", 0, status="not run", reason=str(e)))
-                    continue
-                for seed in self.seeds:
+                for seed in [0] if method == "bc" else self.seeds:
                     run = self.run_method(method, task, store, base, seed)
                     runs[task].append(run)
                     if run.status == "not available":
