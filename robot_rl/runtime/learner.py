@@ -68,15 +68,15 @@ class Learner:
 
     # ---- resume --------------------------------------------------------------------------------
     def _resume(self) -> None:
+        known = 0                # episodes the restored algorithm's counters already hold
         if self.checkpoint_dir is not None and (self.checkpoint_dir / "learner_state").exists() \
                 and hasattr(self.algo, "load_state"):
             from robot_rl.core.config import load_yaml
 
             restored = self.algo.load_state(self.checkpoint_dir / "learner_state")
             self.updates = int(load_yaml(self.checkpoint_dir / "learner_state" / "counters.yaml")["updates"])
-            known = restored.episodes if hasattr(self.algo, "remember") else 0
-        else:
-            known = 0
+            if hasattr(self.algo, "remember"):
+                known = restored.episodes
         if not (self.store_path / "zarr.json").exists():
             return
         from robot_rl.data.store import EpisodeStore
