@@ -14,8 +14,9 @@ action by more than `scale`.
 The bound is 0.02, not ResFiT's 0.1-0.2, because our actions are end-effector deltas (ResFiT's are
 absolute): an offset held over a chunk integrates. On the twin, 0.1 normalized is about 3.5 mm per
 step, 28 mm over an 8-step chunk; with that bound the residual broke insertion on every seed (80 to
-about 50 %, 3 seeds), while 0.02 (about 6 mm per chunk) kept it (75/75/80 % at 0/4k/8k steps, seed 0)
-and did as well or better on lift.
+53 % mean, 3 seeds), while 0.02 (about 6 mm per chunk) kept it (82 % mean) and lift stayed within
+noise (68 against 75 % mean final, 20 episodes per evaluation). At 0.02 with `penalty` 0.5 the
+residual stays near zero (the penalty's optimum scales with scale^2, docs/rl.md): safe, not yet helpful.
 
 Learner: TD3-style, not SAC. The residual is deterministic and explores with Gaussian noise
 (explore_std * scale, clipped to the bound); critic targets use clipped smoothing noise. Reasons: an
