@@ -3,7 +3,7 @@
 Both act on the critic's inputs (robot_rl.policies.critics.ChunkFeatures): the normalized observation
 history flattened (B, n_obs * D) and action chunks in normalized units flattened (B, n_act * Da).
 
-    ResidualActor   (obs, a_base) -> scale * tanh(f(obs, a_base)), last layer zero: starts as exactly 0
+    ResidualActor   (obs, a_base) -> bound * tanh(f(obs, a_base)), last layer zero: starts as exactly 0
     GaussianActor   obs -> tanh-Gaussian over the normalized chunk (SAC), deterministic mode tanh(mean)
 
 `LowDimHistory` keeps the raw observation history act() needs, and `save_actor_checkpoint` /
@@ -35,26 +35,25 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
 class ResidualActor(nn.Module):
-    """Bounded residual on a base action chunk: |output| <= bound <= scale elementwise, whatever the weights.
+    """Bounded residual on a base action chunk: |output| <= bound elementwise, whatever the weights.
 
     The flat chunk (A = n_steps * Da, step-major) gets either one offset per action dimension, the same on
     every step of the chunk (per_step=False: Da outputs; the base keeps the chunk's shape and timing), or an
-    independent value per element (per_step=True: A outputs). bound: (A,), the `bound` buffer saved with the
-    weights: `scale` where the residual may act, 0 on masked elements (dimensions the demos never vary)."""
+    independent value per element (per_step=True: A outputs). bound: (Da,) per action dimension, repeated
+    over the chunk into the saved `bound` buffer (A,); 0 masks a dimension (one the demos never vary)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, scale: float = 0.1, hidden=(256, 256),
-                 layer_norm: bool = True, mask: torch.Tensor | None = None, n_steps: int = 1,
-                 per_step: bool = False) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, bound: torch.Tensor, hidden=(256, 256),
+                 layer_norm: bool = True, n_steps: int = 1, per_step: bool = False) -> None:
         super().__init__()
-        if not scale > 0:
-            raise ConfigError(f"residual scale={scale}: must be > 0 (normalized action units)")
         if action_dim % n_steps:
             raise ConfigError(f"residual: flat chunk of {action_dim} elements is not {n_steps} steps")
-        self.scale, self.n_steps, self.per_step = float(scale), int(n_steps), bool(per_step)
-        mask = torch.ones(action_dim) if mask is None else torch.as_tensor(mask, dtype=torch.float32).reshape(-1)
-        if mask.shape != (action_dim,):
-            raise ConfigError(f"residual mask has {mask.numel()} elements, the flat action chunk {action_dim}")
-        self.register_buffer("bound", self.scale * (mask > 0).float())
+        bound = torch.as_tensor(bound, dtype=torch.float32).reshape(-1)
+        if bound.shape != (action_dim // n_steps,) or not bool(torch.isfinite(bound).all()) \
+                or bool((bound < 0).any()) or not bool((bound > 0).any()):
+            raise ConfigError(f"residual bound {bound.tolist()}: need {action_dim // n_steps} finite values >= 0, "
+                              f"at least one > 0 (normalized action units)")
+        self.n_steps, self.per_step = int(n_steps), bool(per_step)
+        self.register_buffer("bound", bound.repeat(self.n_steps))
         self.net = mlp(obs_dim + action_dim, tuple(hidden), action_dim if per_step else action_dim // n_steps,
                        layer_norm)
         last = self.net[-1]
@@ -69,10 +68,14 @@ class ResidualActor(nn.Module):
         """(B, O) features, (B, A) normalized base chunk -> (B, A) residual in normalized units."""
         return self.bound * torch.tanh(self.expand(self.net(torch.cat([obs, base], dim=-1))))
 
-    def noise(self, like: torch.Tensor, std: float) -> torch.Tensor:
-        """Gaussian noise (B, A) shaped like the residual's parameterization (one draw per chunk offset)."""
+    def noise(self, like: torch.Tensor, fraction: float, clip: float | None = None) -> torch.Tensor:
+        """Gaussian noise (B, A) with std `fraction` of each element's bound, shaped like the residual's
+        parameterization (one draw per chunk offset); clip: at most this fraction of the bound."""
         n = like.shape[1] if self.per_step else like.shape[1] // self.n_steps
-        return self.expand(std * torch.randn(like.shape[0], n, device=like.device, dtype=like.dtype))
+        eps = self.expand(torch.randn(like.shape[0], n, device=like.device, dtype=like.dtype)) * fraction
+        if clip is not None:
+            eps = eps.clamp(-clip, clip)
+        return eps * self.bound
 
     def clamp(self, residual: torch.Tensor) -> torch.Tensor:
         """A residual plus noise back inside the bound."""

@@ -2,12 +2,15 @@
 
     a = a_base + scale * tanh(f(obs, a_base))      in normalized action units, per executed chunk
 
-on the action dimensions `dims` (default all; the others stay exactly the base's); f gives one offset
+on the action dimensions `dims` (default all; the others stay exactly the base's), each bounded by
+`scale` or its own entry in `dim_scales` (the gripper is an absolute command: an offset there does not
+integrate over the chunk as a delta's does);
+f gives one offset
 per dimension for the whole chunk (default) or one per step (per_step). a_base is the base's
 executable slice for the same observation history and initial noise; the base is deterministic given
 that noise (DDIM with eta = 0), so the whole policy is too. The residual's last layer starts at zero,
-so a fresh ResidualPolicy acts exactly like its base, and |a - a_base| <= scale (normalized units; 0
-outside `dims`) holds for any weights. Checkpoint: the actor as a normal checkpoint directory
+so a fresh ResidualPolicy acts exactly like its base, and |a - a_base| <= the dimension's bound
+(normalized units; 0 outside `dims`) holds for any weights. Checkpoint: the actor as a normal checkpoint directory
 (policy.type = residual) with the base checkpoint inside it at <path>/base.
 """
 
@@ -35,9 +38,11 @@ class ResidualPolicy(nn.Module):
     kind = "residual"
 
     def __init__(self, base: ChunkPolicy, scale: float = 0.1, hidden=(256, 256), layer_norm: bool = True,
-                 dims: list[int] | None = None, per_step: bool = False) -> None:
+                 dims: list[int] | None = None, per_step: bool = False,
+                 dim_scales: Mapping[int, float] | None = None) -> None:
         """dims: the action dimensions the residual acts on (default all); the others stay the base's.
-        per_step: a residual per step of the chunk instead of one offset per dimension for the whole chunk."""
+        per_step: a residual per step of the chunk instead of one offset per dimension for the whole chunk.
+        dim_scales: {dimension: bound} overriding `scale` on those of `dims`."""
         super().__init__()
         if getattr(base.cfg, "eta", 0.0):   # the residual is learned on a base that is a function of its noise
             base.cfg = replace(base.cfg, eta=0.0)
@@ -47,21 +52,23 @@ class ResidualPolicy(nn.Module):
         dims = list(range(Da)) if dims is None else sorted(int(d) for d in dims)
         if any(not 0 <= d < Da for d in dims):
             raise ConfigError(f"residual dims={dims}: action dimensions are 0..{Da - 1}")
-        active = torch.zeros(Da)
-        active[dims] = 1.0
-        self.actor = ResidualActor(self.features.obs_dim, self.features.action_dim, scale, hidden, layer_norm,
-                                   active.repeat(base.spec.n_action_steps), base.spec.n_action_steps, per_step)
-        self.actor_cfg = {"scale": float(scale), "hidden": [int(h) for h in hidden], "layer_norm": bool(layer_norm),
-                          "dims": dims, "per_step": bool(per_step)}
+        dim_scales = {int(d): float(s) for d, s in (dim_scales or {}).items()}
+        if any(not 0 <= d < Da for d in dim_scales):
+            raise ConfigError(f"residual dim_scales={dim_scales}: action dimensions are 0..{Da - 1}")
+        bound = torch.zeros(Da)
+        for d in dims:
+            bound[d] = dim_scales.get(d, scale)
+        self.actor = ResidualActor(self.features.obs_dim, self.features.action_dim, bound, hidden, layer_norm,
+                                   base.spec.n_action_steps, per_step)
+        self.scale = float(scale)
+        self.actor_cfg = {"scale": self.scale, "hidden": [int(h) for h in hidden], "layer_norm": bool(layer_norm),
+                          "dims": dims, "per_step": bool(per_step),
+                          "dim_scales": {str(d): s for d, s in sorted(dim_scales.items())}}
         self._history = LowDimHistory(base.spec)
 
     @property
     def spec(self):
         return self.base.spec
-
-    @property
-    def scale(self) -> float:
-        return self.actor.scale
 
     @property
     def device(self) -> torch.device:
@@ -128,7 +135,7 @@ class ResidualPolicy(nn.Module):
                                   f"{Path(path) / BASE_DIR}")
         try:
             policy = cls(base, float(actor_cfg["scale"]), tuple(actor_cfg["hidden"]), bool(actor_cfg["layer_norm"]),
-                         actor_cfg["dims"], bool(actor_cfg["per_step"]))
+                         actor_cfg["dims"], bool(actor_cfg["per_step"]), actor_cfg.get("dim_scales"))
         except KeyError as e:
             raise CheckpointError(f"{Path(path) / 'config.yaml'}: policy.actor lacks {e}") from None
         load_actor_weights(policy.actor, ckpt, path)

@@ -58,6 +58,8 @@ class ResidualConfig(OffPolicyConfig):
     critic_heads: int = 4             # CPU: an update with 10 heads x 256 costs ~3x one with 4 (RLPD uses 10)
     actor_every: int = 2              # TD3's delayed actor updates
     scale: float = 0.02               # residual bound in normalized action units (see the module doc)
+    dim_scales: dict | None = None    # {action dimension: bound} overriding scale (configs/finetune.yaml: the
+                                      # rotations and the absolute gripper command of the 7-D EE action)
     explore_std: float = 0.5          # exploration noise std on the residual, as a fraction of scale
     target_noise: float = 0.2         # TD3 target smoothing noise std, fraction of scale
     target_noise_clip: float = 0.5    # ... clipped at this fraction of scale
@@ -72,6 +74,12 @@ class ResidualConfig(OffPolicyConfig):
         super().__post_init__()
         if not self.scale > 0:
             raise ConfigError(f"residual.scale={self.scale}: must be > 0 (normalized action units)")
+        try:
+            self.dim_scales = {int(d): float(b) for d, b in (self.dim_scales or {}).items()}
+        except (TypeError, ValueError):
+            raise ConfigError(f"residual.dim_scales={self.dim_scales}: must map action dimensions to bounds") from None
+        if any(not (d >= 0 and b >= 0) for d, b in self.dim_scales.items()):
+            raise ConfigError(f"residual.dim_scales={self.dim_scales}: dimensions and bounds must be >= 0")
         if self.explore_std < 0 or self.target_noise < 0 or self.target_noise_clip < 0:
             raise ConfigError("residual: explore_std, target_noise and target_noise_clip must be >= 0")
 
@@ -87,27 +95,28 @@ class ResidualAgent(OffPolicyAgent):
         super().__init__(base.spec, base.normalizer, cfg, device, seed, gamma)
 
     def build_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
-        self.policy = ResidualPolicy(self.base, self.rcfg.scale, self.rcfg.actor_hidden, self.rcfg.actor_layer_norm,
-                                     self.dims, self.rcfg.per_step)
+        c = self.rcfg
+        self.policy = ResidualPolicy(self.base, c.scale, c.actor_hidden, c.actor_layer_norm, self.dims, c.per_step,
+                                     c.dim_scales)
         return self.policy.actor
 
     def policy_action(self, obs, base, mode):
-        s = self.rcfg.scale
+        c = self.rcfg
         r = self.actor(obs, base)
-        if mode == "explore" and self.rcfg.explore_std > 0:
-            r = self.actor.clamp(r + self.actor.noise(r, s * self.rcfg.explore_std))
-        elif mode == "target" and self.rcfg.target_noise > 0:
-            c = s * self.rcfg.target_noise_clip
-            r = self.actor.clamp(r + self.actor.noise(r, s * self.rcfg.target_noise).clamp(-c, c))
+        if mode == "explore" and c.explore_std > 0:
+            r = self.actor.clamp(r + self.actor.noise(r, c.explore_std))
+        elif mode == "target" and c.target_noise > 0:
+            r = self.actor.clamp(r + self.actor.noise(r, c.target_noise, c.target_noise_clip))
         return base + r, None
 
     def action_penalty(self, action, base):
-        """penalty * mean (residual / scale)^2 over the active elements: the residual leaves the base only
+        """penalty * mean (residual / bound)^2 over the active elements: the residual leaves the base only
         where the critic's gain outweighs it (without it the actor saturates on critic noise)."""
         if self.rcfg.penalty <= 0:
             return 0.0
-        r = (action - base) / self.rcfg.scale
-        return self.rcfg.penalty * r.pow(2).sum() / (self.actor.bound.gt(0).sum() * len(r)).clamp(min=1)
+        active = self.actor.bound > 0
+        r = (action - base)[:, active] / self.actor.bound[active]
+        return self.rcfg.penalty * r.pow(2).mean()
 
     def act_base(self, obs):
         return self.policy.base_actions(obs, self.base.make_noise(1))

@@ -66,6 +66,30 @@ def test_residual_moves_no_action_more_than_its_scale_whatever_the_weights(base,
     assert moved > 0.5 * scale                              # the residual does act
 
 
+def test_the_gripper_gets_its_own_bound_and_keeps_it_through_a_checkpoint(base, tmp_path):
+    policy = ResidualPolicy(base, scale=0.02, hidden=(16,), dim_scales={6: 1.0})
+    with torch.no_grad():
+        for p in policy.actor.parameters():
+            p.normal_(0.0, 50.0)
+    loaded = ResidualPolicy.load(policy.save(tmp_path / "res"), device="cpu")
+    obs, noise = _history(base, 0), torch.randn(1, base.spec.horizon, base.spec.action_dim)
+    for p in (policy, loaded):
+        chunk = p.act(obs, noise)
+        delta = (base.normalize_action(torch.as_tensor(chunk.actions))
+                 - base.normalize_action(torch.as_tensor(chunk.info["base_action"]))).abs()
+        assert float(delta[:, :6].max()) <= 0.02 + 1e-5
+        assert 0.5 < float(delta[:, 6].max()) <= 1.0 + 1e-5     # the absolute gripper command moves further
+    np.testing.assert_array_equal(loaded.act(obs, noise).actions, policy.act(obs, noise).actions)
+    agent = ResidualAgent(base, ResidualConfig(critic_heads=2, critic_hidden=(16,), actor_hidden=(16,), scale=0.1,
+                                               dim_scales={'6': 0.5}, penalty=1.0, dims=(0, 6), record=False,
+                                               log_every=0))
+    n_act, Da = base.spec.n_action_steps, base.spec.action_dim
+    action = torch.zeros(2, n_act, Da)
+    action[:, :, 0], action[:, :, 6] = 0.1, 0.25             # the full bound on 0, half of it on the gripper
+    assert float(agent.action_penalty(action.view(2, -1), torch.zeros(2, n_act * Da))) == pytest.approx(
+        (1.0 + 0.25) / 2)
+
+
 def test_penalty_is_the_mean_squared_residual_over_the_active_elements(base):
     cfg = ResidualConfig(critic_heads=2, critic_hidden=(16,), actor_hidden=(16,), scale=0.1, penalty=0.5,
                          dims=(0, 1), record=False, log_every=0)
