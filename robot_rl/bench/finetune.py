@@ -144,7 +144,8 @@ class FinetuneBench:
         return store, d / "bc" / "checkpoints" / "best"
 
     def _finetune(self, algo: str, base: Path, store: Path, task: str, seed: int, out: Path, env_steps: int) -> dict:
-        if (self._results(out) or {}).get("env_steps", 0) < env_steps:
+        done = self._results(out)
+        if done is None or done.get("env_steps", 0) < env_steps:
             self._cli(["finetune", f"algo={algo}", f"policy={base}", f"store={store}", f"task={task}",
                        *self.task_args, f"seed={seed}", f"out={out}", f"device={self.device}",
                        f"online.env_steps={env_steps}", f"online.eval_every={self.o['eval_every']}",
