@@ -51,15 +51,16 @@ def test_an_algorithm_that_does_not_exist_is_not_available():
 def test_quick_bench_runs_the_methods_through_the_cli(tmp_path):
     out, js = tmp_path / "bench", tmp_path / "finetune.json"
     assert main(["bench", "finetune", "quick=true", f"out={out}", f"json={js}", "device=cpu",
-                 "finetune.methods=[bc,residual,rlpd]"]) == 0
+                 "finetune.methods=[bc,residual,rlpd,offline_residual]"]) == 0
     rows = {r["metric"]: r for r in json.loads(js.read_text())["rows"]}
     assert {"final_success_residual_vs_bc_lift", "final_success_rlpd_vs_bc_lift", "final_success_bc_lift",
             "env_steps_to_90_residual_vs_rlpd_lift"} <= set(rows)
     assert rows["final_success_residual_vs_bc_lift"]["baseline"] == "final_success_bc_lift"
     assert (out / "finetune_curves.png").stat().st_size > 0
     curves = json.loads((out / "finetune_curves.json").read_text())["runs"]["lift"]
-    assert [r["method"] for r in curves] == ["bc", "residual", "rlpd"]
+    assert [r["method"] for r in curves] == ["bc", "residual", "rlpd", "offline_residual"]
     assert all(r["status"] == "ok" and r["curve"][-1][0] >= 40 for r in curves[1:])
+    assert (out / "lift" / "offline_residual" / "seed0" / "offline" / "results.json").is_file()   # a 0-step stage runs
 
     # report_only: the same table from the finished runs; a method never run is "not run", nothing starts
     assert main(["bench", "finetune", "quick=true", f"out={out}", f"json={js}", "device=cpu",
