@@ -60,9 +60,9 @@ class ResidualConfig(OffPolicyConfig):
     scale: float = 0.02               # residual bound in normalized action units (see the module doc)
     dim_scales: dict | None = None    # {action dimension: bound} overriding scale (configs/finetune.yaml: the
                                       # rotations and the absolute gripper command of the 7-D EE action)
-    explore_std: float = 0.5          # exploration noise std on the residual, as a fraction of scale
-    target_noise: float = 0.2         # TD3 target smoothing noise std, fraction of scale
-    target_noise_clip: float = 0.5    # ... clipped at this fraction of scale
+    explore_std: float = 0.5          # exploration noise std on the residual, as a fraction of each bound
+    target_noise: float = 0.2         # TD3 target smoothing noise std, fraction of each bound
+    target_noise_clip: float = 0.5    # ... clipped at this fraction of the bound
     actor_layer_norm: bool = True
     per_step: bool = False            # one residual per step of the chunk instead of one offset per dimension
     penalty: float = 0.5              # actor loss += penalty * mean (residual / scale)^2 (Q units; 0: off)
@@ -78,8 +78,6 @@ class ResidualConfig(OffPolicyConfig):
             self.dim_scales = {int(d): float(b) for d, b in (self.dim_scales or {}).items()}
         except (TypeError, ValueError):
             raise ConfigError(f"residual.dim_scales={self.dim_scales}: must map action dimensions to bounds") from None
-        if any(not (d >= 0 and b >= 0) for d, b in self.dim_scales.items()):
-            raise ConfigError(f"residual.dim_scales={self.dim_scales}: dimensions and bounds must be >= 0")
         if self.explore_std < 0 or self.target_noise < 0 or self.target_noise_clip < 0:
             raise ConfigError("residual: explore_std, target_noise and target_noise_clip must be >= 0")
 
