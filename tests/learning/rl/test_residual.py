@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from robot_rl.cli import main
+from robot_rl.core.errors import ConfigError
 from robot_rl.commands.train import twin_env_factory
 from robot_rl.learning.rl.online import OnlineConfig, run_online
 from robot_rl.learning.rl.residual import ResidualAgent, ResidualConfig
@@ -80,6 +81,11 @@ def test_the_gripper_gets_its_own_bound_and_keeps_it_through_a_checkpoint(base, 
         assert float(delta[:, :6].max()) <= 0.02 + 1e-5
         assert 0.5 < float(delta[:, 6].max()) <= 1.0 + 1e-5     # the absolute gripper command moves further
     np.testing.assert_array_equal(loaded.act(obs, noise).actions, policy.act(obs, noise).actions)
+    for bad in ({9: 1.0}, {6: -1.0}):                          # no such dimension; a negative bound
+        with pytest.raises(ConfigError, match="residual"):
+            ResidualPolicy(base, scale=0.02, hidden=(16,), dim_scales=bad)
+    with pytest.raises(ConfigError, match="dim_scales"):
+        ResidualConfig(dim_scales={"gripper": 1.0})
     agent = ResidualAgent(base, ResidualConfig(critic_heads=2, critic_hidden=(16,), actor_hidden=(16,), scale=0.1,
                                                dim_scales={'6': 0.5}, penalty=1.0, dims=(0, 6), record=False,
                                                log_every=0))
