@@ -16,7 +16,10 @@ and _95_ (median over seeds of the first evaluation at or above the threshold; n
 never get there) with the real-robot minutes at the policy rate, and env_steps_to_90_residual_vs_rlpd
 (ratio = speed-up). Writes into out (default runs/bench/finetune/<stamp>, or beside json=): every run's
 directory, finetune_curves.png (success vs env steps, mean +- std over seeds), finetune_curves.json
-(raw curves) and the table. Finished runs are reused when the same out is given again; with
+(raw curves) and the table. With heldout_episodes > 0 (default 50), every final policy (and the BC base)
+is also evaluated on that many episodes on seeds 200000 + i, which no curve uses: rows
+heldout_success_<m>_vs_bc (mean over seeds), the finer measure (a 20-episode evaluation's standard error
+is about 10 points). Finished runs are reused when the same out is given again; with
 `finetune.report_only=true` nothing runs: the table and plot come from the finished runs in out, and
 a run that is missing or short of the budget is reported "not run" (e.g. seeds run as separate jobs).
 """
@@ -41,10 +44,11 @@ NAME = "finetune"
 METHODS = ("bc", "residual", "ppo", "dsrl", "offline_residual", "rlpd")
 THRESHOLDS = (0.9, 0.95)
 EVAL_SEED = 100_000          # the finetune command's default online.eval_seed; `eval` uses the same seeds
+HELDOUT_SEED = 200_000       # final policies' held-out evaluation: seeds no learning curve uses
 DEFAULTS: dict[str, Any] = {
     "tasks": ["lift", "insert"], "methods": list(METHODS), "seeds": 3, "demos": 50, "noise": 0.3,
     "env_steps": 20_000, "eval_every": 4_000, "eval_episodes": 20, "task_params": {}, "train": [],
-    "overrides": {}, "quick_sizes": {}, "report_only": False,
+    "heldout_episodes": 50, "overrides": {}, "quick_sizes": {}, "report_only": False,
 }
 
 
@@ -58,6 +62,7 @@ class Run:
     status: str = "ok"               # ok | not available | failed | not run (report_only)
     reason: str = ""
     offline_success: float | None = None   # offline_residual: the offline rounds' policy, before the residual
+    heldout_success: float | None = None   # the final policy on heldout_episodes held-out seeds (None: not run)
 
 
 class NotRun(Exception):
@@ -153,6 +158,18 @@ class FinetuneBench:
                        *(self.o["overrides"] or {}).get(algo, [])])
         return self._results(out)
 
+    def heldout(self, task: str, policy: Path | str, out: Path) -> float | None:
+        """The final policy's success on heldout_episodes episodes on seeds HELDOUT_SEED + i (None: off, or
+        report_only and not evaluated yet)."""
+        n = int(self.o["heldout_episodes"] or 0)
+        try:
+            if n > 0 and self._results(out) is None:
+                self._cli(["eval", f"policy={policy}", f"task={task}", *self.task_args, f"episodes={n}",
+                           f"seed_offset={HELDOUT_SEED}", f"out={out}", f"device={self.device}"])
+        except NotRun:
+            return None
+        return float(self._results(out)["success_rate"]) if n > 0 else None
+
     def bc_curve(self, task: str, base: Path) -> list[tuple[int, float]]:
         out = self.out / task / "bc_eval"
         if self._results(out) is None:
@@ -171,10 +188,12 @@ class FinetuneBench:
         budget = int(self.o["env_steps"])
         try:
             if method == "bc":
-                return Run(method, seed, self.bc_curve(task, base))
+                return Run(method, seed, self.bc_curve(task, base),
+                           heldout_success=self.heldout(task, base, self.out / task / "bc_heldout"))
             if method != "offline_residual":
                 r = self._finetune(method, base, store, task, seed, out, budget)
-                return Run(method, seed, [(p["env_steps"], p["success_rate"]) for p in r["curve"]])
+                return Run(method, seed, [(p["env_steps"], p["success_rate"]) for p in r["curve"]],
+                           heldout_success=self.heldout(task, out / "policy", out / "heldout"))
             off = self._finetune("offline", base, store, task, seed, out / "offline", 0)
             used = int(off.get("env_steps") or 0)             # rollouts the offline rounds collected
             start = [(0, self.bc_curve(task, base)[0][1])]
@@ -184,7 +203,8 @@ class FinetuneBench:
             r = self._finetune("residual", Path(off["policy"]), store, task, seed, out / "residual",
                                max(0, budget - used))
             return Run(method, seed, start + [(used + p["env_steps"], p["success_rate"]) for p in r["curve"]],
-                       offline_success=offline)
+                       offline_success=offline,
+                       heldout_success=self.heldout(task, out / "residual" / "policy", out / "heldout"))
         except NotRun as e:
             return Run(method, seed, status="not run", reason=str(e))
         except Exception as e:  # noqa: BLE001 - one broken method must not lose the others' numbers
@@ -241,6 +261,11 @@ def rows_for(task: str, runs: list[Run], rate_hz: float) -> list[BenchRow]:
     if offline and "bc" in final:      # the offline rounds alone against BC (mixed-quality data)
         rows.append(BenchRow.compare(f"offline_success_vs_bc_{task}", float(np.mean(offline)), "fraction",
                                      f"final_success_bc_{task}", final["bc"], higher_is_better=True))
+    heldout = {m: [r.heldout_success for r in v if r.heldout_success is not None] for m, v in ok.items()}
+    for m, values in heldout.items():     # the final policies on held-out seeds, against the BC base's
+        if m != "bc" and values and heldout.get("bc"):
+            rows.append(BenchRow.compare(f"heldout_success_{m}_vs_bc_{task}", float(np.mean(values)), "fraction",
+                                         f"heldout_success_bc_{task}", heldout["bc"][0], higher_is_better=True))
     if "residual" in ok and "rlpd" in ok:
         for th in THRESHOLDS:
             pct = int(th * 100)
@@ -290,8 +315,8 @@ def main(cfg: Any = None) -> int:
     for task, task_runs in runs.items():
         rows += rows_for(task, task_runs, policy_rate_hz(bench.out / task / "bc" / "checkpoints" / "best"))
     raw = {task: [{"method": r.method, "seed": r.seed, "status": r.status, "reason": r.reason,
-                   "curve": [list(p) for p in r.curve]} | ({"offline_success": r.offline_success}
-                                                           if r.offline_success is not None else {})
+                   "curve": [list(p) for p in r.curve]}
+                  | {k: getattr(r, k) for k in ("offline_success", "heldout_success") if getattr(r, k) is not None}
                   for r in rs] for task, rs in runs.items()}
     (bench.out / "finetune_curves.json").write_text(json.dumps({"options": bench.o, "runs": raw}, indent=1))
     plot = plot_curves(runs, bench.out / "finetune_curves.png", int(bench.o["env_steps"]))

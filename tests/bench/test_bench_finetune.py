@@ -17,9 +17,9 @@ def test_steps_to_threshold_and_median_over_seeds():
 
 
 def test_rows_compare_final_success_with_bc_and_speed_up_with_rlpd():
-    runs = [Run("bc", 0, [(0, 0.5)]),
-            Run("residual", 0, [(0, 0.5), (1000, 0.9), (2000, 0.95)]),
-            Run("residual", 1, [(0, 0.5), (2000, 0.9), (4000, 0.97)]),
+    runs = [Run("bc", 0, [(0, 0.5)], heldout_success=0.4),
+            Run("residual", 0, [(0, 0.5), (1000, 0.9), (2000, 0.95)], heldout_success=0.8),
+            Run("residual", 1, [(0, 0.5), (2000, 0.9), (4000, 0.97)], heldout_success=0.7),
             Run("rlpd", 0, [(0, 0.0), (6000, 0.9), (8000, 0.9)]),
             Run("offline_residual", 0, [(0, 0.5), (2000, 0.7), (8000, 0.8)], offline_success=0.7),
             Run("offline_residual", 1, [(0, 0.5), (2000, 0.6), (8000, 0.9)], offline_success=0.6),
@@ -35,6 +35,9 @@ def test_rows_compare_final_success_with_bc_and_speed_up_with_rlpd():
     assert not any("ppo" in m for m in rows)
     offline = rows["offline_success_vs_bc_lift"]
     assert offline.value == (0.7 + 0.6) / 2 and offline.baseline_value == 0.5
+    heldout = rows["heldout_success_residual_vs_bc_lift"]
+    assert heldout.value == (0.8 + 0.7) / 2 and heldout.baseline_value == 0.4
+    assert "heldout_success_rlpd_vs_bc_lift" not in rows          # no held-out evaluation, no row
 
 
 def test_seeds_are_a_count_or_one_jobs_list():
@@ -56,6 +59,8 @@ def test_quick_bench_runs_the_methods_through_the_cli(tmp_path):
     assert {"final_success_residual_vs_bc_lift", "final_success_rlpd_vs_bc_lift", "final_success_bc_lift",
             "env_steps_to_90_residual_vs_rlpd_lift"} <= set(rows)
     assert rows["final_success_residual_vs_bc_lift"]["baseline"] == "final_success_bc_lift"
+    assert rows["heldout_success_residual_vs_bc_lift"]["baseline"] == "heldout_success_bc_lift"
+    assert (out / "lift" / "residual" / "seed0" / "heldout" / "results.json").is_file()
     assert (out / "finetune_curves.png").stat().st_size > 0
     curves = json.loads((out / "finetune_curves.json").read_text())["runs"]["lift"]
     assert [r["method"] for r in curves] == ["bc", "residual", "rlpd", "offline_residual"]
