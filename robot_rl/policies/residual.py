@@ -1,6 +1,6 @@
 """ResidualPolicy: a frozen chunk policy (the base) plus a bounded learned residual on each executed chunk.
 
-    a = a_base + scale * tanh(f(obs, a_base))      in normalized action units, per executed chunk
+    a = a_base + bound * tanh(f(obs, a_base))      in normalized action units, per executed chunk
 
 on the action dimensions `dims` (default all; the others stay exactly the base's), each bounded by
 `scale` or by its own entry in `dim_scales`; f gives one offset per dimension for the whole chunk

@@ -1,6 +1,6 @@
 """`robot-rl finetune algo=residual`: off-policy RL of a bounded residual on a frozen diffusion base (ResFiT).
 
-    a = a_base + scale * tanh(f(obs, a_base))      normalized action units, one residual per executed chunk
+    a = a_base + bound * tanh(f(obs, a_base))      normalized action units, one residual per executed chunk
 
 f gives one offset per action dimension for the whole chunk (per_step=false, the default: the base keeps
 the chunk's shape and timing, exploration noise is one draw per chunk) or one value per step, on the
@@ -9,21 +9,24 @@ peg is never perturbed). a_base: the base's executable chunk from fresh initial 
 eta = 0, so the base is a function of that noise); kept in the transitions as extras["base_action"],
 and the base chunk at the n-step next state as extras["next_base_action"] (computed once at insert
 time). The last layer of f starts at zero, so the first policy IS the base, and no output of f moves an
-action by more than `scale`.
+action by more than its dimension's bound.
 
-The bound is 0.02, not ResFiT's 0.1-0.2, because our actions are end-effector deltas (ResFiT's are
-absolute): an offset held over a chunk integrates. On the twin, 0.1 normalized is about 3.5 mm per
-step, 28 mm over an 8-step chunk; with that bound the residual broke insertion on every seed (80 to
-53 % mean, 3 seeds), while 0.02 (about 6 mm per chunk) kept it (82 % mean) and lift stayed within
-noise (68 against 75 % mean final, 20 episodes per evaluation). At 0.02 with `penalty` 0.5 the
-residual stays near zero (the penalty's optimum scales with scale^2, docs/rl.md): safe, not yet helpful.
+Bounds, per action dimension (docs/rl.md has the measurements). Positions: `scale` 0.02, not ResFiT's
+0.1-0.2, because our actions are end-effector deltas (ResFiT's are absolute) and an offset held over a
+chunk integrates: 0.1 normalized is about 28 mm over an 8-step chunk on the twin, and with it the
+residual broke insertion on every seed. Rotations: 0.15 (`dim_scales`, configs/finetune.yaml), because
+0.02 of the yaw range is under one degree per chunk, and lift's failures are mostly grasps of a cube
+turned away from the gripper; with 0.15 the residual learned to turn towards the cube and lift's
+held-out success rose well above its base's. The gripper: 1.0, an absolute command (an offset there
+does not integrate). The penalty's optimum r = g b^2 / (2 penalty) for a critic gradient g shrinks with
+the square of a bound b: at 0.02 the position residual stays near zero.
 
 Learner: TD3-style, not SAC. The residual is deterministic and explores with Gaussian noise
-(explore_std * scale, clipped to the bound); critic targets use clipped smoothing noise. Reasons: an
+(explore_std * bound, clipped to the bound); critic targets use clipped smoothing noise. Reasons: an
 entropy bonus would push a bounded residual towards noise at its bound even where the base is already
 right (precise insertion needs it near zero), the exported policy is then exactly what the critic
 evaluated, and exploration stays an explicit, bounded knob for a real robot. For the same reason the
-actor loss carries `penalty` * mean (residual / scale)^2: measured on lift without it, the actor drives
+actor loss carries `penalty` * mean (residual / bound)^2: measured on lift without it, the actor drives
 70 % of the residual's elements to the bound within a few hundred updates (the critic's action gradient
 is mostly extrapolation noise), and on insert that alone breaks the insertion.
 The shared machinery (robot_rl.learning.rl.offpolicy): LayerNorm Q ensemble on the executed action
