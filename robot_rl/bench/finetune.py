@@ -290,16 +290,22 @@ def plot_curves(runs: dict[str, list[Run]], path: Path, budget: int) -> Path:
             if r.status == "ok" and r.curve:
                 by_method.setdefault(r.method, []).append(r)
         for m, rs in by_method.items():
+            heldout = [r.heldout_success for r in rs if r.heldout_success is not None]
             if m == "bc":
                 ax.axhline(rs[0].curve[0][1], color="gray", ls="--", label="bc base")
+                if heldout:
+                    ax.plot([budget], heldout[:1], "*", ms=11, color="gray", label="held-out (50 episodes)")
                 continue
             ys = np.stack([np.interp(grid, [p[0] for p in r.curve], [p[1] for p in r.curve]) for r in rs])
             mean, std = ys.mean(0), ys.std(0)
-            ax.plot(grid, mean, label=f"{m} ({len(rs)} seeds)")
+            (line,) = ax.plot(grid, mean, label=f"{m} ({len(rs)} seeds)")
             ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+            if heldout:                 # the final policies on held-out seeds, at the end of the budget
+                ax.plot([budget], [float(np.mean(heldout))], "*", ms=11, color=line.get_color())
         for th in THRESHOLDS:
             ax.axhline(th, color="k", lw=0.5, ls=":")
-        ax.set(title=task, xlabel="environment steps", ylabel="success rate", ylim=(-0.02, 1.02), xlim=(0, budget))
+        ax.set(title=task, xlabel="environment steps", ylabel="success rate", ylim=(-0.02, 1.02),
+               xlim=(0, budget * 1.03))
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
