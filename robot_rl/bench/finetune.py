@@ -162,13 +162,15 @@ class FinetuneBench:
         """The final policy's success on heldout_episodes episodes on seeds HELDOUT_SEED + i (None: off, or
         report_only and not evaluated yet)."""
         n = int(self.o["heldout_episodes"] or 0)
-        try:
-            if n > 0 and self._results(out) is None:
+        if n <= 0:
+            return None
+        if self._results(out) is None:
+            try:
                 self._cli(["eval", f"policy={policy}", f"task={task}", *self.task_args, f"episodes={n}",
                            f"seed_offset={HELDOUT_SEED}", f"out={out}", f"device={self.device}"])
-        except NotRun:
-            return None
-        return float(self._results(out)["success_rate"]) if n > 0 else None
+            except NotRun:
+                return None
+        return float(self._results(out)["success_rate"])
 
     def bc_curve(self, task: str, base: Path) -> list[tuple[int, float]]:
         out = self.out / task / "bc_eval"
