@@ -136,27 +136,39 @@ class FinetuneBench:
         f = path / "results.json"
         return json.loads(f.read_text()) if f.is_file() else None
 
+    def _stage(self, out: Path, args: list, finished=lambda results: True) -> dict:
+        """The results.json of the stage writing to `out`; runs `robot-rl args` first unless a finished one
+        is there (one that `finished` accepts). report_only: NotRun instead of running."""
+        results = self._results(out)
+        if results is None or not finished(results):
+            self._cli(args)
+            results = self._results(out)
+        return results
+
+    def _eval(self, policy: Path | str, task: str, episodes: int, seed_offset: int, out: Path) -> float:
+        """Success rate of `robot-rl eval` on seeds seed_offset + i (reused when out has it)."""
+        return float(self._stage(out, ["eval", f"policy={policy}", f"task={task}", *self.task_args,
+                                       f"episodes={episodes}", f"seed_offset={seed_offset}", f"out={out}",
+                                       f"device={self.device}"])["success_rate"])
+
     def prepare(self, task: str) -> tuple[Path, Path]:
         """The task's demo store and BC base (made once, reused by every method and seed)."""
         d = self.out / task
         store = d / "demos.zarr"
-        if self._results(d / "collect") is None:
-            self._cli(["collect", f"task={task}", *self.task_args, f"episodes={self.o['demos']}",
-                       f"noise={self.o['noise']}", f"store={store}", f"out={d / 'collect'}", "progress=false"])
-        if self._results(d / "bc") is None:
-            self._cli(["train", f"store={store}", f"task={task}", *self.task_args, f"out={d / 'bc'}",
-                       f"train.device={self.device}", *self.o["train"]])
+        self._stage(d / "collect", ["collect", f"task={task}", *self.task_args, f"episodes={self.o['demos']}",
+                                    f"noise={self.o['noise']}", f"store={store}", f"out={d / 'collect'}",
+                                    "progress=false"])
+        self._stage(d / "bc", ["train", f"store={store}", f"task={task}", *self.task_args, f"out={d / 'bc'}",
+                               f"train.device={self.device}", *self.o["train"]])
         return store, d / "bc" / "checkpoints" / "best"
 
     def _finetune(self, algo: str, base: Path, store: Path, task: str, seed: int, out: Path, env_steps: int) -> dict:
-        done = self._results(out)
-        if done is None or done.get("env_steps", 0) < env_steps:
-            self._cli(["finetune", f"algo={algo}", f"policy={base}", f"store={store}", f"task={task}",
-                       *self.task_args, f"seed={seed}", f"out={out}", f"device={self.device}",
-                       f"online.env_steps={env_steps}", f"online.eval_every={self.o['eval_every']}",
-                       f"online.eval_episodes={self.o['eval_episodes']}", f"online.eval_seed={EVAL_SEED}",
-                       *(self.o["overrides"] or {}).get(algo, [])])
-        return self._results(out)
+        return self._stage(out, ["finetune", f"algo={algo}", f"policy={base}", f"store={store}", f"task={task}",
+                                 *self.task_args, f"seed={seed}", f"out={out}", f"device={self.device}",
+                                 f"online.env_steps={env_steps}", f"online.eval_every={self.o['eval_every']}",
+                                 f"online.eval_episodes={self.o['eval_episodes']}", f"online.eval_seed={EVAL_SEED}",
+                                 *(self.o["overrides"] or {}).get(algo, [])],
+                           finished=lambda results: results.get("env_steps", 0) >= env_steps)
 
     def heldout(self, task: str, policy: Path | str, out: Path) -> float | None:
         """The final policy's success on heldout_episodes episodes on seeds HELDOUT_SEED + i (None: off, or
@@ -164,21 +176,13 @@ class FinetuneBench:
         n = int(self.o["heldout_episodes"] or 0)
         if n <= 0:
             return None
-        if self._results(out) is None:
-            try:
-                self._cli(["eval", f"policy={policy}", f"task={task}", *self.task_args, f"episodes={n}",
-                           f"seed_offset={HELDOUT_SEED}", f"out={out}", f"device={self.device}"])
-            except NotRun:
-                return None
-        return float(self._results(out)["success_rate"])
+        try:
+            return self._eval(policy, task, n, HELDOUT_SEED, out)
+        except NotRun:
+            return None
 
     def bc_curve(self, task: str, base: Path) -> list[tuple[int, float]]:
-        out = self.out / task / "bc_eval"
-        if self._results(out) is None:
-            self._cli(["eval", f"policy={base}", f"task={task}", *self.task_args,
-                       f"episodes={self.o['eval_episodes']}", f"seed_offset={EVAL_SEED}", f"out={out}",
-                       f"device={self.device}"])
-        return [(0, float(self._results(out)["success_rate"]))]
+        return [(0, self._eval(base, task, int(self.o["eval_episodes"]), EVAL_SEED, self.out / task / "bc_eval"))]
 
     def run_method(self, method: str, task: str, store: Path, base: Path, seed: int) -> Run:
         algos = {"bc": [], "offline_residual": ["offline", "residual"]}.get(method, [method])
