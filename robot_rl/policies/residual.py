@@ -6,10 +6,10 @@ on the action dimensions `dims` (default all; the others stay exactly the base's
 `scale` or by its own entry in `dim_scales`; f gives one offset per dimension for the whole chunk
 (default) or one per step (per_step). a_base is the base's executable slice for the same observation
 history and initial noise; the base is deterministic given that noise (DDIM with eta = 0), so the
-whole policy is too. The residual's last layer starts at zero,
-so a fresh ResidualPolicy acts exactly like its base, and |a - a_base| <= the dimension's bound
-(normalized units; 0 outside `dims`) holds for any weights. Checkpoint: the actor as a normal
-checkpoint directory (policy.type = residual) with the base checkpoint inside it at <path>/base.
+whole policy is too. The residual's last layer starts at zero, so a fresh ResidualPolicy acts exactly
+like its base, and |a - a_base| <= the dimension's bound (normalized units; 0 outside `dims`) holds
+for any weights. Checkpoint: the actor as a normal checkpoint directory (policy.type = residual) with
+the base checkpoint inside it at <path>/base.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class ResidualConfig(OffPolicyConfig):
     target_noise_clip: float = 0.5    # ... clipped at this fraction of the bound
     actor_layer_norm: bool = True
     per_step: bool = False            # one residual per step of the chunk instead of one offset per dimension
-    penalty: float = 0.5              # actor loss += penalty * mean (residual / scale)^2 (Q units; 0: off)
+    penalty: float = 0.5              # actor loss += penalty * mean (residual / bound)^2 (Q units; 0: off)
     dims: tuple[int, ...] | None = None   # action dimensions the residual acts on; default: those the prior
                                           # store's successful demos vary (one they hold constant, e.g. a
                                           # gripper kept closed around a peg, would only be perturbed)
