@@ -53,6 +53,8 @@ class BCConfig:
     checkpoint_every: int = 1000
     eval_every: int = 2000            # rollouts in the twin; 0 disables
     eval_episodes: int = 10
+    eval_seed: int = 50_000           # checkpoint selection's twin seeds (eval_seed + i): apart from the 100000+
+                                      # of `robot-rl eval` and bench curves, so picking the best does not fit them
     seed: int = 0
     device: str = "auto"
     resume: bool = True               # continue from out/train_state if present
@@ -178,7 +180,7 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
                 bar.set_postfix(loss=f"{value:.4f}")
             last = step >= cfg.steps or out_of_time()
             if main and cfg.eval_every and make_env is not None and (step % cfg.eval_every == 0 or last):
-                result = evaluate(export(), make_env, spec, cfg.eval_episodes, progress=False)
+                result = evaluate(export(), make_env, spec, cfg.eval_episodes, seed=cfg.eval_seed, progress=False)
                 evals.append({"step": step, **{k: v for k, v in result.to_dict().items() if k != "per_episode"}})
                 tb.add_scalar("eval/success_rate", result.success_rate, step)
                 if result.latency_ms_p50 is not None:

@@ -21,6 +21,7 @@ def test_train_evaluates_in_the_twin_and_keeps_best_checkpoint(reach_store, tmp_
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 20 and results["evals"][0]["episodes"] == 1
+    assert results["evals"][0]["seeds"] == [50_000]  # selection seeds, apart from eval's 100000+
     assert results["latency_ms_p50"] > 0 and results["env_steps"] > 0
     ckpt = load_checkpoint(out / "checkpoints" / "best")
     assert ckpt.config["policy"]["type"] == "diffusion"
