@@ -281,7 +281,7 @@ def rows_for(task: str, runs: list[Run], rate_hz: float) -> list[BenchRow]:
     return rows
 
 
-def plot_curves(runs: dict[str, list[Run]], path: Path, budget: int) -> Path:
+def plot_curves(runs: dict[str, list[Run]], path: Path, budget: int, heldout_episodes: int) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,7 +300,7 @@ def plot_curves(runs: dict[str, list[Run]], path: Path, budget: int) -> Path:
             if m == "bc":
                 ax.axhline(rs[0].curve[0][1], color="gray", ls="--", label="bc base")
                 if heldout:
-                    ax.plot([budget], heldout[:1], "*", ms=11, color="gray", label="held-out (50 episodes)")
+                    ax.plot([budget], heldout[:1], "*", ms=11, color="gray", label=f"held-out ({heldout_episodes} episodes)")
                 continue
             ys = np.stack([np.interp(grid, [p[0] for p in r.curve], [p[1] for p in r.curve]) for r in rs])
             mean, std = ys.mean(0), ys.std(0)
@@ -331,7 +331,8 @@ def main(cfg: Any = None) -> int:
                   | {k: getattr(r, k) for k in ("offline_success", "heldout_success") if getattr(r, k) is not None}
                   for r in rs] for task, rs in runs.items()}
     (bench.out / "finetune_curves.json").write_text(json.dumps({"options": bench.o, "runs": raw}, indent=1))
-    plot = plot_curves(runs, bench.out / "finetune_curves.png", int(bench.o["env_steps"]))
+    plot = plot_curves(runs, bench.out / "finetune_curves.png", int(bench.o["env_steps"]),
+                       int(bench.o["heldout_episodes"] or 0))
     table = format_bench_table(NAME, rows)
     missing = [f"{t}/{r.method}: {r.status} ({r.reason})" for t, rs in runs.items() for r in rs if r.status != "ok"]
     (bench.out / "finetune_table.txt").write_text(table + "\n" + "\n".join(missing) + "\n")
