@@ -38,6 +38,8 @@ def run(cfg, args: list[str]) -> int:
             writer.close()
     write_results(out / "results.json", stage="eval", policy=str(cfg.policy), task=task,
                   **result.to_dict())
-    print(f"{task}: success {result.success_rate:.0%} over {result.episodes} episodes; "
+    low, high = result.success_ci95 or (0.0, 0.0)
+    print(f"{task}: success {result.success_rate:.0%} over {result.episodes} episodes "
+          f"(95 % interval {low:.0%}-{high:.0%}); "
           f"latency p50 {result.latency_ms_p50:.2f} ms p99 {result.latency_ms_p99:.2f} ms -> {out / 'results.json'}")
     return 0

@@ -81,6 +81,17 @@ def latency_percentiles_ms(seconds: Iterable[float]) -> dict[str, float | None]:
     return {"latency_ms_p50": float(np.percentile(arr, 50)), "latency_ms_p99": float(np.percentile(arr, 99))}
 
 
+def success_interval(successes: int, episodes: int, z: float = 1.96) -> list[float] | None:
+    """Wilson score interval of a success rate (95 % at z = 1.96); None without episodes. It stays inside
+    [0, 1] and is honest at 0 or n successes, where the normal approximation collapses to a point."""
+    if episodes <= 0:
+        return None
+    p, z2 = successes / episodes, z * z
+    centre = (p + z2 / (2 * episodes)) / (1 + z2 / episodes)
+    half = z * np.sqrt(p * (1 - p) / episodes + z2 / (4 * episodes**2)) / (1 + z2 / episodes)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
 def write_results(path: str | Path, **fields: Any) -> dict:
     """Write a run's `results.json`: success_rate, episodes, env_steps, latency_ms_p50/p99, ..."""
     from robot_rl.core.config import to_plain

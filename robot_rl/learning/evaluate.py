@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from robot_rl.core.results import latency_percentiles_ms
+from robot_rl.core.results import latency_percentiles_ms, success_interval
 from robot_rl.core.spec import PolicySpec
 
 
@@ -28,6 +28,7 @@ class EvalResult:
     mean_time_to_success_s: float | None
     latency_ms_p50: float | None
     latency_ms_p99: float | None
+    success_ci95: list[float] | None = None   # Wilson interval: 50 episodes at 85 % span about 73-93 %
     seeds: list[int] = field(default_factory=list)
     per_episode: list[dict] = field(default_factory=list)
 
@@ -96,8 +97,9 @@ def evaluate(policy, make_env: Callable[[], Any], spec: PolicySpec, episodes: in
         env.close()
     times = [r["time_to_success_s"] for r in results if r["success"]]
     return EvalResult(
-        success_rate=float(np.mean([r["success"] for r in results])) if results else 0.0,
+        success_rate=len(times) / len(results) if results else 0.0,
         episodes=len(results),
+        success_ci95=success_interval(len(times), len(results)),
         env_steps=int(sum(r["steps"] for r in results)),
         mean_time_to_success_s=float(np.mean(times)) if times else None,
         seeds=[r["seed"] for r in results],
