@@ -28,7 +28,7 @@ class EvalResult:
     mean_time_to_success_s: float | None
     latency_ms_p50: float | None
     latency_ms_p99: float | None
-    success_ci95: list[float] | None = None   # Wilson interval: 50 episodes at 85 % span about 73-93 %
+    success_ci95: list[float] | None = None   # Wilson interval: 43 of 50 episodes (86 %) span 74-93 %
     seeds: list[int] = field(default_factory=list)
     per_episode: list[dict] = field(default_factory=list)
 
@@ -96,10 +96,11 @@ def evaluate(policy, make_env: Callable[[], Any], spec: PolicySpec, episodes: in
     finally:
         env.close()
     times = [r["time_to_success_s"] for r in results if r["success"]]
+    successes = sum(r["success"] for r in results)
     return EvalResult(
-        success_rate=len(times) / len(results) if results else 0.0,
+        success_rate=successes / len(results) if results else 0.0,
         episodes=len(results),
-        success_ci95=success_interval(len(times), len(results)),
+        success_ci95=success_interval(successes, len(results)),
         env_steps=int(sum(r["steps"] for r in results)),
         mean_time_to_success_s=float(np.mean(times)) if times else None,
         seeds=[r["seed"] for r in results],
