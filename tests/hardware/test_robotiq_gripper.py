@@ -9,6 +9,8 @@ from robot_rl.hardware.errors import (
 from robot_rl.hardware.robotiq import RobotiqGripper
 from robot_rl.hardware.robotiq_registers import ObjectStatus
 
+pytest.importorskip("serial", reason="pyserial not installed (pip install robot_rl[hardware])")
+
 FAST = dict(activation_time_s=0.02, time_scale=20.0)  # 2F-85 full stroke in ~30 ms instead of 0.6 s
 T = 0.5  # response timeout: generous, so a loaded CI machine scheduling socat late is not a failure
 
