@@ -4,13 +4,14 @@ The real `diffusion_policy` package is not on PyPI (it is a research repository)
 side is emulated from its ReplayBuffer conventions: `zarr.open(path, 'r')` on a format-2 group, the
 imagecodecs numcodecs codecs registered first, every array of `meta/` read whole, every `data/<key>`
 at least `episode_ends[-1]` long, episodes sliced by `episode_ends`. It runs with this venv's zarr 3
-and, when $ROBOT_RL_ZARR2_PYTHON (scripts/test.sh makes .venv-zarr2) or /work/zarr2-venv exists (zarr-python 2, as diffusion_policy and UMI pin), with zarr 2 in a
-subprocess.
+and, when $ROBOT_RL_ZARR2_PYTHON (default .venv-zarr2, which scripts/test.sh makes) exists (zarr-python 2,
+as diffusion_policy and UMI pin), with zarr 2 in a subprocess.
 """
 
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numcodecs
@@ -23,7 +24,7 @@ from robot_rl.data.align import sample_at
 from robot_rl.data.convert import diffusion_policy as dp
 from robot_rl.data.convert.demo import demo_store
 
-ZARR2_PYTHON = Path(os.environ.get("ROBOT_RL_ZARR2_PYTHON", "/work/zarr2-venv/bin/python"))
+ZARR2_PYTHON = Path(os.environ.get("ROBOT_RL_ZARR2_PYTHON", Path(__file__).resolve().parents[2] / ".venv-zarr2/bin/python"))
 
 # How diffusion_policy's ReplayBuffer reads a buffer (copy_from_path / create_from_path), written
 # for both zarr 2 and zarr 3; prints a JSON summary of what it read.
@@ -50,6 +51,69 @@ def read_replay_buffer(path):
 
 if __name__ == "__main__":
     print(json.dumps(read_replay_buffer(sys.argv[1])))
+"""
+
+# diffusion_policy's and UMI's readers (real_data_conversion, the robomimic image dataset, UMI's
+# dataset) register the codecs of their own module diffusion_policy/codecs/imagecodecs_numcodecs.py,
+# not imagecodecs.numcodecs. These stand-ins have exactly that module's constructor signatures
+# (identical in both repositories), so a .zarray naming any other parameter fails with the same
+# TypeError. Their decode calls imagecodecs like the originals; Jpeg2k's also refuses a non-int
+# verbose, as the jpeg2k_decode of UMI's pinned imagecodecs 2023.9.18 does.
+DP_CODEC_READER = r"""
+import json, sys
+import imagecodecs
+import numcodecs
+import numpy as np
+import zarr
+from numcodecs.abc import Codec
+
+
+class JpegXl(Codec):
+    codec_id = "imagecodecs_jpegxl"
+
+    def __init__(self, level=None, effort=None, distance=None, lossless=None, decodingspeed=None, photometric=None,
+                 planar=None, usecontainer=None, index=None, keeporientation=None, numthreads=None):
+        self.level, self.effort, self.distance, self.lossless = level, effort, distance, bool(lossless)
+        self.decodingspeed, self.photometric, self.planar = decodingspeed, photometric, planar
+        self.usecontainer, self.index, self.keeporientation, self.numthreads = usecontainer, index, keeporientation, numthreads
+
+    def encode(self, buf):
+        raise NotImplementedError("this check only reads")
+
+    def decode(self, buf, out=None):
+        return imagecodecs.jpegxl_decode(buf, index=self.index, keeporientation=self.keeporientation,
+                                         numthreads=self.numthreads, out=out)
+
+
+class Jpeg2k(Codec):
+    codec_id = "imagecodecs_jpeg2k"
+
+    def __init__(self, level=None, codecformat=None, colorspace=None, tile=None, reversible=None, bitspersample=None,
+                 resolutions=None, numthreads=None, verbose=0):
+        self.level, self.codecformat, self.colorspace, self.tile = level, codecformat, colorspace, tile
+        self.reversible, self.bitspersample, self.resolutions = reversible, bitspersample, resolutions
+        self.numthreads, self.verbose = numthreads, verbose
+
+    def encode(self, buf):
+        raise NotImplementedError("this check only reads")
+
+    def decode(self, buf, out=None):
+        if not isinstance(self.verbose, int):
+            raise TypeError(f"an integer is required for verbose, got {self.verbose!r}")
+        return imagecodecs.jpeg2k_decode(buf, verbose=self.verbose, numthreads=self.numthreads, out=out)
+
+
+for cls in (JpegXl, Jpeg2k):
+    numcodecs.register_codec(cls)
+    assert type(numcodecs.get_codec({"id": cls.codec_id})) is cls
+root = zarr.open(sys.argv[1], mode="r")
+ends = root["meta/episode_ends"][:]
+out = {"zarr": zarr.__version__, "keys": {}}
+for key, arr in root["data"].arrays():
+    value = np.asarray(arr[: ends[-1]])
+    out["keys"][key] = {"compressor": type(arr.compressor if hasattr(arr, "compressor") else arr.compressors[0]).__name__,
+                        "sum": float(value.astype(np.float64).sum())}
+print(json.dumps(out))
 """
 
 
@@ -115,13 +179,33 @@ def test_read_like_diffusion_policy_replay_buffer(exported, tmp_path):
     assert got["episode_ends"][-1] == summary["steps"]
     assert got["keys"]["cam_front_rgb"]["chunks"] == [1, 32, 32, 3]
     if not ZARR2_PYTHON.exists():
-        pytest.skip(f"{ZARR2_PYTHON} missing: zarr-python 2 check skipped (python3.11 -m venv /work/zarr2-venv && "
-                    f"/work/zarr2-venv/bin/pip install 'zarr<3' numcodecs imagecodecs)")
+        pytest.skip(f"{ZARR2_PYTHON} missing: zarr-python 2 check skipped (bash scripts/test.sh makes .venv-zarr2)")
     z2 = subprocess.run([str(ZARR2_PYTHON), str(script), str(out)], capture_output=True, text=True, timeout=120)
     assert z2.returncode == 0, z2.stderr
     got2 = json.loads(z2.stdout)
     assert got2["zarr"].startswith("2.")
     assert got2["keys"] == got["keys"]
+
+
+@pytest.mark.parametrize("image_codec", ["jpegxl", "jpeg2k"])
+def test_images_open_with_diffusion_policys_own_codec_module(demo, tmp_path, image_codec):
+    out = tmp_path / f"{image_codec}.zarr"
+    dp.export_store(demo, out, streams=["action", "cam_front_rgb"], image_codec=image_codec, episodes="2:")
+    dp.register_image_codecs()
+    expected = float(zarr.open_group(str(out), mode="r", zarr_format=2)["data/cam_front_rgb"][:].astype(np.float64).sum())
+    script = tmp_path / "read_with_dp_codecs.py"
+    script.write_text(DP_CODEC_READER)
+    pythons = [Path(sys.executable)] + ([ZARR2_PYTHON] if ZARR2_PYTHON.exists() else [])
+    for python in pythons:
+        run = subprocess.run([str(python), str(script), str(out)], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, f"{python}: {run.stderr}"
+        got = json.loads(run.stdout)["keys"]["cam_front_rgb"]
+        assert got["compressor"] in ("JpegXl", "Jpeg2k") and got["sum"] == expected, (python, got)
+    config = json.loads((out / "data" / "cam_front_rgb" / ".zarray").read_text())["compressor"]
+    assert config == ({"id": "imagecodecs_jpegxl", "level": 90, "lossless": False} if image_codec == "jpegxl" else
+                      {"id": "imagecodecs_jpeg2k", "level": 50, "verbose": 0})
+    if not ZARR2_PYTHON.exists():
+        pytest.skip(f"{ZARR2_PYTHON} missing: checked with zarr 3 only (bash scripts/test.sh makes .venv-zarr2)")
 
 
 def test_round_trip(demo, exported, tmp_path):

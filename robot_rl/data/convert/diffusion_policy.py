@@ -82,6 +82,26 @@ def _lowdim_compressor():
     return numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 
 
+# .zarray must name only parameters that diffusion_policy's and UMI's own codec module
+# (diffusion_policy/codecs/imagecodecs_numcodecs.py, registered by their dataset readers) accepts:
+# numcodecs builds the codec with cls(**config), and those constructors take no others (no planar,
+# bitspersample, mct or squeeze). Jpeg2k's verbose must be an int: with UMI's pinned imagecodecs
+# (2023.9.18) its decode raises on verbose=None, which is what imagecodecs' own class writes.
+_JPEGXL_CONFIG = ("level", "lossless")
+_JPEG2K_CONFIG = ("level", "verbose")
+
+
+def _portable(codec_cls, keys):
+    """A subclass of an imagecodecs numcodecs codec whose written config lists only `keys`."""
+
+    class Portable(codec_cls):
+        def get_config(self) -> dict:
+            return {"id": self.codec_id, **{k: getattr(self, k) for k in keys}}
+
+    Portable.__name__ = f"Portable{codec_cls.__name__}"
+    return Portable
+
+
 def _frame_compressor(spec, codec: str, level: Any):
     """The compressor for a frame array (chunks of one frame), and its name for the summary."""
     rgb = np.dtype(spec.dtype) == np.uint8 and len(spec.shape) == 3 and spec.shape[2] in (1, 3)
@@ -91,10 +111,12 @@ def _frame_compressor(spec, codec: str, level: Any):
 
     if codec == "jpegxl":
         level = 90 if level is None else int(level)
-        return Jpegxl(level=level, lossless=level >= 100, numthreads=1), f"imagecodecs_jpegxl(level={level})"
+        # lossless written explicitly: imagecodecs' class reads a missing one as True, diffusion_policy's as False
+        jxl = _portable(Jpegxl, _JPEGXL_CONFIG)(level=level, lossless=level >= 100, numthreads=1)
+        return jxl, f"imagecodecs_jpegxl(level={level})"
     if codec == "jpeg2k":
         level = 50 if level is None else int(level)
-        return Jpeg2k(level=level), f"imagecodecs_jpeg2k(level={level})"
+        return _portable(Jpeg2k, _JPEG2K_CONFIG)(level=level, verbose=0), f"imagecodecs_jpeg2k(level={level})"
     raise ConfigError(f"{FORMAT} export: image_codec={codec!r}; expected jpegxl, jpeg2k or zstd")
 
 
