@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import yaml
 
+from robot_rl.cli import main
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import rosbag as rb
 from robot_rl.data.convert.demo import demo_store
+from robot_rl.data.store import EpisodeStore
 
+ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "data" / "rosbag_topics.yaml"
 
 
@@ -59,6 +62,29 @@ def test_export_writes_standard_messages(demo, exported):
     pose = _bag_messages(bag, "/arm/ee_pose")[2][1].pose.orientation
     q, _ = demo.read("ee_quat", 0)
     np.testing.assert_allclose([pose.w, pose.x, pose.y, pose.z], q[2])  # ROS x y z w <-> store w x y z
+
+
+def test_shipped_mapping_exports_a_store_made_by_collect(tmp_path):
+    store_path, bags = tmp_path / "collected.zarr", tmp_path / "bags"
+    assert main(["collect", "task=reach", "episodes=1", f"store={store_path}", "progress=false", "noise=0.0",
+                 "task.params.time_limit=0.5", "policy_hz=10", f"out={tmp_path / 'run'}"]) == 0
+    assert main(["data", "export", str(store_path), str(bags), "format=rosbag", f"options.topics={CONFIG}"]) == 0
+    store = EpisodeStore.open(store_path)
+    topics = {t["topic_metadata"]["name"]: t["topic_metadata"]["type"] for t in yaml.safe_load(
+        (bags / "episode_000000" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["topics_with_message_count"]}
+    assert topics["/gripper/joint_states"] == "sensor_msgs/msg/JointState"
+    assert topics["/arm/ee_wrench"] == "geometry_msgs/msg/WrenchStamped"
+    assert "/cameras/front/color/image_raw" not in topics  # collect records no camera by default
+    width, t = store.read("gripper_pos", 0)
+    msgs = _bag_messages(bags / "episode_000000", "/gripper/joint_states")
+    assert [list(m.name) for _, m in msgs[:1]] == [["panda_finger_width"]] and len(msgs) == len(width)
+    np.testing.assert_array_equal([m.position[0] for _, m in msgs], width[:, 0])
+    summary = rb.export_store(store, tmp_path / "again", topics=str(CONFIG))
+    assert summary["unused_topics"] == {"cam_front_rgb": "/cameras/front/color/image_raw",
+                                        "cam_wrist_rgb": "/cameras/wrist/color/image_raw"}
+    back = rb.import_store(bags, tmp_path / "back.zarr")
+    assert sorted(back.streams) == sorted(store.streams)
+    np.testing.assert_array_equal(back.read("gripper_pos", 0)[0], width)
 
 
 def test_round_trip(demo, exported, tmp_path):
@@ -208,6 +234,8 @@ def test_bad_input_errors(demo, exported, tmp_path):
     assert not (tmp_path / "x.zarr").exists()
     with pytest.raises(ConfigError, match="unknown option"):
         rb.export_store(demo, tmp_path / "y", storage_plugin="mcap")
+    with pytest.raises(ConfigError, match=r"none of the mapping's streams \['imu'\] is in"):
+        rb.export_store(demo, tmp_path / "y", topics=[{"topic": "/imu", "type": ARRAY_TYPE, "stream": "imu"}])
     with pytest.raises(StoreError, match="already exists"):
         rb.export_store(demo, out)
     with pytest.raises(StoreError, match="negative"):
