@@ -10,6 +10,7 @@ as diffusion_policy and UMI pin), with zarr 2 in a subprocess.
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from robot_rl.core.errors import ConfigError, StaleDataError, StoreError
 from robot_rl.data.align import sample_at
 from robot_rl.data.convert import diffusion_policy as dp
 from robot_rl.data.convert.demo import demo_store
+from robot_rl.data.store import EpisodeStore
 
 ZARR2_PYTHON = Path(os.environ.get("ROBOT_RL_ZARR2_PYTHON", Path(__file__).resolve().parents[2] / ".venv-zarr2/bin/python"))
 
@@ -266,6 +268,40 @@ def test_import_foreign_buffer_synthesizes_times(tmp_path):
     assert meta["source"] == "imported" and meta["task"] == "push_t"
     img, _ = store.read("img", 0)
     assert abs(int(img[4, 0, 0, 0]) - 40) <= 3
+
+
+def test_foreign_buffer_without_timestamps_needs_its_rate_and_has_no_start_time(tmp_path, capsys):
+    from robot_rl.cli import main
+
+    src, out = tmp_path / "pusht.zarr", tmp_path / "store.zarr"
+    _write_foreign_buffer(src)
+    with pytest.raises(ConfigError, match=r"pusht.zarr: no data/timestamp, so the step rate is unknown; pass the "
+                                          r"rate the buffer was recorded at \(rate_hz\)") as err:
+        dp.import_store(src, out)
+    assert not out.exists()
+    suggested = shlex.split(str(err.value).split("`")[1])
+    assert suggested[0] == "robot-rl" and main(suggested[1:]) == 0  # the suggestion works when pasted
+    store = EpisodeStore.open(out)
+    assert store.streams["action"].rate_hz == 10.0 and store.n_episodes == 3
+    np.testing.assert_allclose(store.read("action", 1)[1], np.arange(3) / 10.0)
+    assert [m["start_time"] for m in store.meta_list()] == ["unknown"] * 3  # not the import time
+
+
+def test_foreign_buffer_timestamps_give_rate_and_start_time(tmp_path):
+    src = tmp_path / "real.zarr"
+    _write_foreign_buffer(src)
+    t0 = 1767268800.0  # 2026-01-01T12:00:00Z, as diffusion_policy's real-robot buffers stamp steps (Unix time)
+    times = np.concatenate([t0 + np.arange(5) / 10, t0 + 60 + np.arange(3) / 10, t0 + 120 + np.arange(4) / 10])
+    root = zarr.open_group(str(src), mode="r+", zarr_format=2)
+    root.create_array("data/timestamp", shape=(12,), chunks=(12,), dtype="float64")[:] = times
+    store = dp.import_store(src, tmp_path / "store.zarr")
+    assert store.streams["action"].rate_hz == pytest.approx(10.0, rel=1e-5)  # median step within episodes, not across
+    assert [m["start_time"] for m in store.meta_list()] == [
+        "2026-01-01T12:00:00.000+00:00", "2026-01-01T12:01:00.000+00:00", "2026-01-01T12:02:00.000+00:00"]
+    with pytest.raises(ConfigError, match="rate_hz='fast' is not a number"):
+        dp.import_store(src, tmp_path / "bad.zarr", rate_hz="fast")
+    with pytest.raises(ConfigError, match="rate_hz=inf must be a positive number"):
+        dp.import_store(src, tmp_path / "bad.zarr", rate_hz=float("inf"))
 
 
 def test_bad_input_errors(demo, exported, tmp_path):

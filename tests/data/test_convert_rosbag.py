@@ -117,9 +117,10 @@ def test_sqlite3_and_default_mapping(demo, tmp_path):
     np.testing.assert_array_equal(back.read("action", 0)[0], demo.read("action", 1)[0])
 
 
-def _write_robot_bag(path: Path) -> None:
+def _write_robot_bag(path: Path, base_s: float = 0.0) -> None:
     """A bag as `ros2 bag record` on a robot leaves it: no custom data, joints in driver order,
-    BGR camera frames with padded rows, one out-of-order stamp, two takes separated by 3 s."""
+    BGR camera frames with padded rows, one out-of-order stamp, two takes separated by 3 s, stamps
+    from base_s + 1000 s (a sim clock; a Unix time with base_s ~ 1.7e9)."""
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.writer import StoragePlugin
     from rosbags.typesys import Stores, get_typestore
@@ -138,7 +139,7 @@ def _write_robot_bag(path: Path) -> None:
         ci = w.add_connection("/camera/color/image_raw", "sensor_msgs/msg/Image", typestore=ts)
         w.add_connection("/rosout", "rcl_interfaces/msg/Log", typestore=ts)  # unsupported: ignored
         events = []
-        for take, t0 in enumerate((1000.0, 1003.5)):
+        for take, t0 in enumerate((base_s + 1000.0, base_s + 1003.5)):
             for k in range(20):
                 events.append((t0 + k * 0.05, "j", k))
             for k in range(5):
@@ -196,6 +197,7 @@ def test_import_robot_bag_with_mapping_and_gap_split(tmp_path):
     assert abs(int(img[2, 0, 0, 0]) - 200) < 8 and int(img[2, 0, 0, 2]) < 10  # BGR -> RGB, padding dropped
     meta = store.episode_meta(0)
     assert meta["source"] == "imported" and meta["task"] == "pick"
+    assert meta["start_time"] == "unknown"  # stamps from a sim clock date nothing; never the import time
     # the late wrench message of each take (stamp older than its predecessor) is skipped and counted
     assert meta["extra"]["import_skipped"] == {"wrench": 1}
     assert "skipped" in meta["notes"]
@@ -205,8 +207,9 @@ def test_import_robot_bag_with_mapping_and_gap_split(tmp_path):
 
 def test_import_without_mapping_uses_supported_topics(tmp_path):
     bag = tmp_path / "robot_bag"
-    _write_robot_bag(bag)
+    _write_robot_bag(bag, base_s=1767268800.0)  # 2026-01-01T12:00:00Z
     store = rb.import_store(bag, tmp_path / "auto.zarr")
+    assert store.episode_meta(0)["start_time"] == "2026-01-01T12:16:40.000+00:00"  # the first header stamp
     assert sorted(store.streams) == ["camera_color_image_raw", "franka_ee_pose", "ft_wrench", "joint_states"]
     assert store.streams["franka_ee_pose"].shape == (7,) and store.streams["ft_wrench"].shape == (6,)
     assert store.n_episodes == 1

@@ -452,6 +452,8 @@ class _Episode:
         if not self.open:
             meta = EpisodeMeta.from_dict({k: v for k, v in self.meta.items() if k not in ("source_episode",)})
             meta.extra["imported_from"] = {"format": FORMAT, "bag": str(self.bag), "part": self.part}
+            if not meta.start_time:  # a bag not written by us: its first stamp (each part of a split bag its own)
+                meta.start_time = _common.start_time_from(t)
             self.writer.begin_episode(meta)
             self.open = True
         if stream in self.last and t <= self.last[stream]:
