@@ -1,4 +1,6 @@
-"""The unchanged RobotiqGripper driver against the register-map emulator on a socat pty pair."""
+"""The unchanged RobotiqGripper driver against the register-map emulator on a socat pty pair: timing,
+retries, faults and errors. The emulator shares the driver's register module, so the register map itself
+is checked against an independent Modbus slave in test_robotiq_pymodbus.py."""
 
 import pytest
 
