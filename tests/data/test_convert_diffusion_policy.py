@@ -210,6 +210,22 @@ def test_images_open_with_diffusion_policys_own_codec_module(demo, tmp_path, ima
         pytest.skip(f"{ZARR2_PYTHON} missing: checked with zarr 3 only (bash scripts/test.sh makes .venv-zarr2)")
 
 
+def test_import_reads_a_codec_config_as_diffusion_policy_writes_it(demo, tmp_path):
+    out = tmp_path / "dp_written.zarr"
+    dp.export_store(demo, out, streams=["action", "cam_front_rgb"], episodes="2:")
+    zarray = out / "data" / "cam_front_rgb" / ".zarray"
+    meta = json.loads(zarray.read_text())
+    # get_default_image_compressor() of diffusion_policy's codec module, as its get_config writes it
+    meta["compressor"] = {"id": "imagecodecs_jpegxl", "level": None, "effort": 3, "distance": 0.3, "lossless": False,
+                          "decodingspeed": 1, "photometric": None, "planar": None, "usecontainer": None,
+                          "index": None, "keeporientation": None, "numthreads": None}
+    zarray.write_text(json.dumps(meta))
+    store = dp.import_store(out, tmp_path / "store.zarr")
+    frames = zarr.open_group(str(out), mode="r", zarr_format=2)["data/cam_front_rgb"][:]
+    got, _ = store.read("cam_front_rgb", 0)
+    assert len(got) == len(frames) and np.abs(got.astype(int) - frames.astype(int)).mean() < 3.0
+
+
 def test_round_trip(demo, exported, tmp_path):
     out, summary = exported
     back = dp.import_store(out, tmp_path / "back.zarr")
