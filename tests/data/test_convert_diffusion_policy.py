@@ -26,7 +26,8 @@ from robot_rl.data.convert import diffusion_policy as dp
 from robot_rl.data.convert.demo import demo_store
 from robot_rl.data.store import EpisodeStore
 
-ZARR2_PYTHON = Path(os.environ.get("ROBOT_RL_ZARR2_PYTHON", Path(__file__).resolve().parents[2] / ".venv-zarr2/bin/python"))
+REPO = Path(__file__).resolve().parents[2]
+ZARR2_PYTHON = Path(os.environ.get("ROBOT_RL_ZARR2_PYTHON", REPO / ".venv-zarr2" / "bin" / "python"))
 
 # How diffusion_policy's ReplayBuffer reads a buffer (copy_from_path / create_from_path), written
 # for both zarr 2 and zarr 3; prints a JSON summary of what it read.
@@ -77,7 +78,8 @@ class JpegXl(Codec):
                  planar=None, usecontainer=None, index=None, keeporientation=None, numthreads=None):
         self.level, self.effort, self.distance, self.lossless = level, effort, distance, bool(lossless)
         self.decodingspeed, self.photometric, self.planar = decodingspeed, photometric, planar
-        self.usecontainer, self.index, self.keeporientation, self.numthreads = usecontainer, index, keeporientation, numthreads
+        self.usecontainer, self.index, self.keeporientation = usecontainer, index, keeporientation
+        self.numthreads = numthreads
 
     def encode(self, buf):
         raise NotImplementedError("this check only reads")
@@ -113,8 +115,8 @@ ends = root["meta/episode_ends"][:]
 out = {"zarr": zarr.__version__, "keys": {}}
 for key, arr in root["data"].arrays():
     value = np.asarray(arr[: ends[-1]])
-    out["keys"][key] = {"compressor": type(arr.compressor if hasattr(arr, "compressor") else arr.compressors[0]).__name__,
-                        "sum": float(value.astype(np.float64).sum())}
+    codec = arr.compressor if hasattr(arr, "compressor") else arr.compressors[0]  # zarr 2 | zarr 3
+    out["keys"][key] = {"compressor": type(codec).__name__, "sum": float(value.astype(np.float64).sum())}
 print(json.dumps(out))
 """
 
@@ -194,7 +196,8 @@ def test_images_open_with_diffusion_policys_own_codec_module(demo, tmp_path, ima
     out = tmp_path / f"{image_codec}.zarr"
     dp.export_store(demo, out, streams=["action", "cam_front_rgb"], image_codec=image_codec, episodes="2:")
     dp.register_image_codecs()
-    expected = float(zarr.open_group(str(out), mode="r", zarr_format=2)["data/cam_front_rgb"][:].astype(np.float64).sum())
+    frames = zarr.open_group(str(out), mode="r", zarr_format=2)["data/cam_front_rgb"][:]
+    expected = float(frames.astype(np.float64).sum())
     script = tmp_path / "read_with_dp_codecs.py"
     script.write_text(DP_CODEC_READER)
     pythons = [Path(sys.executable)] + ([ZARR2_PYTHON] if ZARR2_PYTHON.exists() else [])

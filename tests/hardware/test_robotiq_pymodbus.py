@@ -188,12 +188,12 @@ def drive_activation_move_and_grasp(port: str, gripper: ManualGripper) -> None:
         assert (w["rACT"], w["rGTO"], w["rATR"], w["rPR"], w["rSP"], w["rFR"]) == (1, 1, 0, 100, 200, 50)
         status = driver.wait_until_stopped(timeout_s=5.0)
         assert status.position == gripper.gPO == 100 and status.requested_position == 100
-        assert status.object == robotiq_registers.ObjectStatus.AT_REQUEST and not status.has_object
+        assert int(status.object) == gripper.gOBJ == 3 and not status.has_object  # at the request
 
         driver.close(speed=255, force=150)
         assert (gripper.writes[-1]["rPR"], gripper.writes[-1]["rFR"]) == (255, 150)
         status = driver.wait_until_stopped(timeout_s=5.0)
-        assert status.has_object and status.object == robotiq_registers.ObjectStatus.CONTACT_CLOSING
+        assert status.has_object and int(status.object) == gripper.gOBJ == 2  # stopped on an object, closing
         assert status.position == gripper.gPO == gripper.object_at
         assert driver.width_m(status.position) == pytest.approx(0.085 * (255 - gripper.object_at) / 255)
 
