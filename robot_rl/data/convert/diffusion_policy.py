@@ -61,6 +61,7 @@ from typing import Any
 import numcodecs
 import numpy as np
 import zarr
+from imagecodecs.numcodecs import Jpeg2k, Jpegxl
 
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import _common, _grid
@@ -90,21 +91,24 @@ def _lowdim_compressor():
 # .zarray must name only parameters that diffusion_policy's and UMI's own codec module
 # (diffusion_policy/codecs/imagecodecs_numcodecs.py, registered by their dataset readers) accepts:
 # numcodecs builds the codec with cls(**config), and those constructors take no others (no planar,
-# bitspersample, mct or squeeze). Jpeg2k's verbose must be an int: with UMI's pinned imagecodecs
-# (2023.9.18) its decode raises on verbose=None, which is what imagecodecs' own class writes.
-_JPEGXL_CONFIG = ("level", "lossless")
-_JPEG2K_CONFIG = ("level", "verbose")
+# bitspersample, mct or squeeze), while imagecodecs' classes write every parameter they have.
+class _ListedConfig:
+    """Mixin for an imagecodecs numcodecs codec: its written config lists only `config_keys`."""
+
+    config_keys: tuple[str, ...] = ()
+
+    def get_config(self) -> dict:
+        return {"id": self.codec_id, **{k: getattr(self, k) for k in self.config_keys}}
 
 
-def _portable(codec_cls, keys):
-    """A subclass of an imagecodecs numcodecs codec whose written config lists only `keys`."""
+class _Jpegxl(_ListedConfig, Jpegxl):
+    # lossless written explicitly: imagecodecs reads a missing one as True, diffusion_policy as False
+    config_keys = ("level", "lossless")
 
-    class Portable(codec_cls):
-        def get_config(self) -> dict:
-            return {"id": self.codec_id, **{k: getattr(self, k) for k in keys}}
 
-    Portable.__name__ = f"Portable{codec_cls.__name__}"
-    return Portable
+class _Jpeg2k(_ListedConfig, Jpeg2k):
+    # verbose an int: the jpeg2k_decode of UMI's pinned imagecodecs (2023.9.18) raises on None
+    config_keys = ("level", "verbose")
 
 
 def _frame_compressor(spec, codec: str, level: Any):
@@ -112,16 +116,12 @@ def _frame_compressor(spec, codec: str, level: Any):
     rgb = np.dtype(spec.dtype) == np.uint8 and len(spec.shape) == 3 and spec.shape[2] in (1, 3)
     if codec == "zstd" or not rgb:
         return numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE), "blosc_zstd"
-    from imagecodecs.numcodecs import Jpeg2k, Jpegxl
-
     if codec == "jpegxl":
         level = 90 if level is None else int(level)
-        # lossless written explicitly: imagecodecs' class reads a missing one as True, diffusion_policy's as False
-        jxl = _portable(Jpegxl, _JPEGXL_CONFIG)(level=level, lossless=level >= 100, numthreads=1)
-        return jxl, f"imagecodecs_jpegxl(level={level})"
+        return _Jpegxl(level=level, lossless=level >= 100, numthreads=1), f"imagecodecs_jpegxl(level={level})"
     if codec == "jpeg2k":
         level = 50 if level is None else int(level)
-        return _portable(Jpeg2k, _JPEG2K_CONFIG)(level=level, verbose=0), f"imagecodecs_jpeg2k(level={level})"
+        return _Jpeg2k(level=level, verbose=0), f"imagecodecs_jpeg2k(level={level})"
     raise ConfigError(f"{FORMAT} export: image_codec={codec!r}; expected jpegxl, jpeg2k or zstd")
 
 
