@@ -4,13 +4,15 @@ The real `diffusion_policy` package is not on PyPI (it is a research repository)
 side is emulated from its ReplayBuffer conventions: `zarr.open(path, 'r')` on a format-2 group, the
 imagecodecs numcodecs codecs registered first, every array of `meta/` read whole, every `data/<key>`
 at least `episode_ends[-1]` long, episodes sliced by `episode_ends`. It runs with this venv's zarr 3
-and, when $ROBOT_RL_ZARR2_PYTHON (scripts/test.sh makes .venv-zarr2) or /work/zarr2-venv exists (zarr-python 2, as diffusion_policy and UMI pin), with zarr 2 in a
-subprocess.
+and, when $ROBOT_RL_ZARR2_PYTHON (default .venv-zarr2, which scripts/test.sh makes) exists (zarr-python 2,
+as diffusion_policy and UMI pin), with zarr 2 in a subprocess.
 """
 
 import json
 import os
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import numcodecs
@@ -22,8 +24,10 @@ from robot_rl.core.errors import ConfigError, StaleDataError, StoreError
 from robot_rl.data.align import sample_at
 from robot_rl.data.convert import diffusion_policy as dp
 from robot_rl.data.convert.demo import demo_store
+from robot_rl.data.store import EpisodeStore
 
-ZARR2_PYTHON = Path(os.environ.get("ROBOT_RL_ZARR2_PYTHON", "/work/zarr2-venv/bin/python"))
+REPO = Path(__file__).resolve().parents[2]
+ZARR2_PYTHON = Path(os.environ.get("ROBOT_RL_ZARR2_PYTHON", REPO / ".venv-zarr2" / "bin" / "python"))
 
 # How diffusion_policy's ReplayBuffer reads a buffer (copy_from_path / create_from_path), written
 # for both zarr 2 and zarr 3; prints a JSON summary of what it read.
@@ -50,6 +54,70 @@ def read_replay_buffer(path):
 
 if __name__ == "__main__":
     print(json.dumps(read_replay_buffer(sys.argv[1])))
+"""
+
+# diffusion_policy's and UMI's readers (real_data_conversion, the robomimic image dataset, UMI's
+# dataset) register the codecs of their own module diffusion_policy/codecs/imagecodecs_numcodecs.py,
+# not imagecodecs.numcodecs. These stand-ins have exactly that module's constructor signatures
+# (identical in both repositories), so a .zarray naming any other parameter fails with the same
+# TypeError. Their decode calls imagecodecs like the originals; Jpeg2k's also refuses a non-int
+# verbose, as the jpeg2k_decode of UMI's pinned imagecodecs 2023.9.18 does.
+DP_CODEC_READER = r"""
+import json, sys
+import imagecodecs
+import numcodecs
+import numpy as np
+import zarr
+from numcodecs.abc import Codec
+
+
+class JpegXl(Codec):
+    codec_id = "imagecodecs_jpegxl"
+
+    def __init__(self, level=None, effort=None, distance=None, lossless=None, decodingspeed=None, photometric=None,
+                 planar=None, usecontainer=None, index=None, keeporientation=None, numthreads=None):
+        self.level, self.effort, self.distance, self.lossless = level, effort, distance, bool(lossless)
+        self.decodingspeed, self.photometric, self.planar = decodingspeed, photometric, planar
+        self.usecontainer, self.index, self.keeporientation = usecontainer, index, keeporientation
+        self.numthreads = numthreads
+
+    def encode(self, buf):
+        raise NotImplementedError("this check only reads")
+
+    def decode(self, buf, out=None):
+        return imagecodecs.jpegxl_decode(buf, index=self.index, keeporientation=self.keeporientation,
+                                         numthreads=self.numthreads, out=out)
+
+
+class Jpeg2k(Codec):
+    codec_id = "imagecodecs_jpeg2k"
+
+    def __init__(self, level=None, codecformat=None, colorspace=None, tile=None, reversible=None, bitspersample=None,
+                 resolutions=None, numthreads=None, verbose=0):
+        self.level, self.codecformat, self.colorspace, self.tile = level, codecformat, colorspace, tile
+        self.reversible, self.bitspersample, self.resolutions = reversible, bitspersample, resolutions
+        self.numthreads, self.verbose = numthreads, verbose
+
+    def encode(self, buf):
+        raise NotImplementedError("this check only reads")
+
+    def decode(self, buf, out=None):
+        if not isinstance(self.verbose, int):
+            raise TypeError(f"an integer is required for verbose, got {self.verbose!r}")
+        return imagecodecs.jpeg2k_decode(buf, verbose=self.verbose, numthreads=self.numthreads, out=out)
+
+
+for cls in (JpegXl, Jpeg2k):
+    numcodecs.register_codec(cls)
+    assert type(numcodecs.get_codec({"id": cls.codec_id})) is cls
+root = zarr.open(sys.argv[1], mode="r")
+ends = root["meta/episode_ends"][:]
+out = {"zarr": zarr.__version__, "keys": {}}
+for key, arr in root["data"].arrays():
+    value = np.asarray(arr[: ends[-1]])
+    codec = arr.compressor if hasattr(arr, "compressor") else arr.compressors[0]  # zarr 2 | zarr 3
+    out["keys"][key] = {"compressor": type(codec).__name__, "sum": float(value.astype(np.float64).sum())}
+print(json.dumps(out))
 """
 
 
@@ -115,13 +183,50 @@ def test_read_like_diffusion_policy_replay_buffer(exported, tmp_path):
     assert got["episode_ends"][-1] == summary["steps"]
     assert got["keys"]["cam_front_rgb"]["chunks"] == [1, 32, 32, 3]
     if not ZARR2_PYTHON.exists():
-        pytest.skip(f"{ZARR2_PYTHON} missing: zarr-python 2 check skipped (python3.11 -m venv /work/zarr2-venv && "
-                    f"/work/zarr2-venv/bin/pip install 'zarr<3' numcodecs imagecodecs)")
+        pytest.skip(f"{ZARR2_PYTHON} missing: zarr-python 2 check skipped (bash scripts/test.sh makes .venv-zarr2)")
     z2 = subprocess.run([str(ZARR2_PYTHON), str(script), str(out)], capture_output=True, text=True, timeout=120)
     assert z2.returncode == 0, z2.stderr
     got2 = json.loads(z2.stdout)
     assert got2["zarr"].startswith("2.")
     assert got2["keys"] == got["keys"]
+
+
+@pytest.mark.parametrize("image_codec", ["jpegxl", "jpeg2k"])
+def test_images_open_with_diffusion_policys_own_codec_module(demo, tmp_path, image_codec):
+    out = tmp_path / f"{image_codec}.zarr"
+    dp.export_store(demo, out, streams=["action", "cam_front_rgb"], image_codec=image_codec, episodes="2:")
+    dp.register_image_codecs()
+    frames = zarr.open_group(str(out), mode="r", zarr_format=2)["data/cam_front_rgb"][:]
+    expected = float(frames.astype(np.float64).sum())
+    script = tmp_path / "read_with_dp_codecs.py"
+    script.write_text(DP_CODEC_READER)
+    pythons = [Path(sys.executable)] + ([ZARR2_PYTHON] if ZARR2_PYTHON.exists() else [])
+    for python in pythons:
+        run = subprocess.run([str(python), str(script), str(out)], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, f"{python}: {run.stderr}"
+        got = json.loads(run.stdout)["keys"]["cam_front_rgb"]
+        assert got["compressor"] in ("JpegXl", "Jpeg2k") and got["sum"] == expected, (python, got)
+    config = json.loads((out / "data" / "cam_front_rgb" / ".zarray").read_text())["compressor"]
+    assert config == ({"id": "imagecodecs_jpegxl", "level": 90, "lossless": False} if image_codec == "jpegxl" else
+                      {"id": "imagecodecs_jpeg2k", "level": 50, "verbose": 0})
+    if not ZARR2_PYTHON.exists():
+        pytest.skip(f"{ZARR2_PYTHON} missing: checked with zarr 3 only (bash scripts/test.sh makes .venv-zarr2)")
+
+
+def test_import_reads_a_codec_config_as_diffusion_policy_writes_it(demo, tmp_path):
+    out = tmp_path / "dp_written.zarr"
+    dp.export_store(demo, out, streams=["action", "cam_front_rgb"], episodes="2:")
+    zarray = out / "data" / "cam_front_rgb" / ".zarray"
+    meta = json.loads(zarray.read_text())
+    # get_default_image_compressor() of diffusion_policy's codec module, as its get_config writes it
+    meta["compressor"] = {"id": "imagecodecs_jpegxl", "level": None, "effort": 3, "distance": 0.3, "lossless": False,
+                          "decodingspeed": 1, "photometric": None, "planar": None, "usecontainer": None,
+                          "index": None, "keeporientation": None, "numthreads": None}
+    zarray.write_text(json.dumps(meta))
+    store = dp.import_store(out, tmp_path / "store.zarr")
+    frames = zarr.open_group(str(out), mode="r", zarr_format=2)["data/cam_front_rgb"][:]
+    got, _ = store.read("cam_front_rgb", 0)
+    assert len(got) == len(frames) and np.abs(got.astype(int) - frames.astype(int)).mean() < 3.0
 
 
 def test_round_trip(demo, exported, tmp_path):
@@ -182,6 +287,40 @@ def test_import_foreign_buffer_synthesizes_times(tmp_path):
     assert meta["source"] == "imported" and meta["task"] == "push_t"
     img, _ = store.read("img", 0)
     assert abs(int(img[4, 0, 0, 0]) - 40) <= 3
+
+
+def test_foreign_buffer_without_timestamps_needs_its_rate_and_has_no_start_time(tmp_path, capsys):
+    from robot_rl.cli import main
+
+    src, out = tmp_path / "pusht.zarr", tmp_path / "store.zarr"
+    _write_foreign_buffer(src)
+    with pytest.raises(ConfigError, match=r"pusht.zarr: no data/timestamp, so the step rate is unknown; pass the "
+                                          r"rate the buffer was recorded at \(rate_hz\)") as err:
+        dp.import_store(src, out)
+    assert not out.exists()
+    suggested = shlex.split(str(err.value).split("`")[1])
+    assert suggested[0] == "robot-rl" and main(suggested[1:]) == 0  # the suggestion works when pasted
+    store = EpisodeStore.open(out)
+    assert store.streams["action"].rate_hz == 10.0 and store.n_episodes == 3
+    np.testing.assert_allclose(store.read("action", 1)[1], np.arange(3) / 10.0)
+    assert [m["start_time"] for m in store.meta_list()] == ["unknown"] * 3  # not the import time
+
+
+def test_foreign_buffer_timestamps_give_rate_and_start_time(tmp_path):
+    src = tmp_path / "real.zarr"
+    _write_foreign_buffer(src)
+    t0 = 1767268800.0  # 2026-01-01T12:00:00Z, as diffusion_policy's real-robot buffers stamp steps (Unix time)
+    times = np.concatenate([t0 + np.arange(5) / 10, t0 + 60 + np.arange(3) / 10, t0 + 120 + np.arange(4) / 10])
+    root = zarr.open_group(str(src), mode="r+", zarr_format=2)
+    root.create_array("data/timestamp", shape=(12,), chunks=(12,), dtype="float64")[:] = times
+    store = dp.import_store(src, tmp_path / "store.zarr")
+    assert store.streams["action"].rate_hz == pytest.approx(10.0, rel=1e-5)  # median step within episodes, not across
+    assert [m["start_time"] for m in store.meta_list()] == [
+        "2026-01-01T12:00:00.000+00:00", "2026-01-01T12:01:00.000+00:00", "2026-01-01T12:02:00.000+00:00"]
+    with pytest.raises(ConfigError, match="rate_hz='fast' is not a number"):
+        dp.import_store(src, tmp_path / "bad.zarr", rate_hz="fast")
+    with pytest.raises(ConfigError, match="rate_hz=inf must be a positive number"):
+        dp.import_store(src, tmp_path / "bad.zarr", rate_hz=float("inf"))
 
 
 def test_bad_input_errors(demo, exported, tmp_path):

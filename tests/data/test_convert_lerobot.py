@@ -128,7 +128,7 @@ def test_export_layout(demo, exported):
     schema = pq.read_schema(out / "data/chunk-000/file-000.parquet")
     action_type = schema.field("action").type  # what `datasets` writes for Sequence(float32, length=7)
     assert action_type.list_size == 7 and str(action_type.value_type) == "float"
-    assert str(schema.field("observation.gripper_width").type) == "float"  # shape (1,) -> scalar column
+    assert str(schema.field("observation.gripper_pos").type) == "float"  # shape (1,) -> scalar column
     episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
     assert [e["length"] for e in episodes] == [e["dataset_to_index"] - e["dataset_from_index"] for e in episodes]
     assert episodes[1]["videos/observation.images.cam_front_rgb/from_timestamp"] == pytest.approx(episodes[0]["length"] / 10)
@@ -163,14 +163,14 @@ def test_round_trip(demo, exported, tmp_path):
 
 def test_state_option_concatenates_and_splits_back(demo, tmp_path):
     out = tmp_path / "state_ds"
-    summary = lr.export_store(demo, out, state="joint_pos,gripper_width", streams="action,joint_pos,gripper_width")
+    summary = lr.export_store(demo, out, state="joint_pos,gripper_pos", streams="action,joint_pos,gripper_pos")
     assert summary["features"]["observation.state"]["shape"] == [8]
     assert summary["video_keys"] == []
     info = json.loads((out / "meta/info.json").read_text())
-    assert info["video_path"] is None and info["features"]["observation.state"]["names"][-1] == "gripper_width"
+    assert info["video_path"] is None and info["features"]["observation.state"]["names"][-1] == "gripper_pos"
     back = lr.import_store(out, tmp_path / "back.zarr")
-    assert sorted(back.streams) == ["action", "gripper_width", "joint_pos"]
-    assert back.streams["gripper_width"].shape == (1,)
+    assert sorted(back.streams) == ["action", "gripper_pos", "joint_pos"]
+    assert back.streams["gripper_pos"].shape == (1,)
 
 
 def test_bad_input_errors(demo, exported, tmp_path):

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import yaml
 
+from robot_rl.cli import main
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import rosbag as rb
 from robot_rl.data.convert.demo import demo_store
+from robot_rl.data.store import EpisodeStore
 
+ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "data" / "rosbag_topics.yaml"
 
 
@@ -61,6 +64,29 @@ def test_export_writes_standard_messages(demo, exported):
     np.testing.assert_allclose([pose.w, pose.x, pose.y, pose.z], q[2])  # ROS x y z w <-> store w x y z
 
 
+def test_shipped_mapping_exports_a_store_made_by_collect(tmp_path):
+    store_path, bags = tmp_path / "collected.zarr", tmp_path / "bags"
+    assert main(["collect", "task=reach", "episodes=1", f"store={store_path}", "progress=false", "noise=0.0",
+                 "task.params.time_limit=0.5", "policy_hz=10", f"out={tmp_path / 'run'}"]) == 0
+    assert main(["data", "export", str(store_path), str(bags), "format=rosbag", f"options.topics={CONFIG}"]) == 0
+    store = EpisodeStore.open(store_path)
+    topics = {t["topic_metadata"]["name"]: t["topic_metadata"]["type"] for t in yaml.safe_load(
+        (bags / "episode_000000" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["topics_with_message_count"]}
+    assert topics["/gripper/joint_states"] == "sensor_msgs/msg/JointState"
+    assert topics["/arm/ee_wrench"] == "geometry_msgs/msg/WrenchStamped"
+    assert "/cameras/front/color/image_raw" not in topics  # collect records no camera by default
+    width, t = store.read("gripper_pos", 0)
+    msgs = _bag_messages(bags / "episode_000000", "/gripper/joint_states")
+    assert [list(m.name) for _, m in msgs[:1]] == [["panda_finger_width"]] and len(msgs) == len(width)
+    np.testing.assert_array_equal([m.position[0] for _, m in msgs], width[:, 0])
+    summary = rb.export_store(store, tmp_path / "again", topics=str(CONFIG))
+    assert summary["unused_topics"] == {"cam_front_rgb": "/cameras/front/color/image_raw",
+                                        "cam_wrist_rgb": "/cameras/wrist/color/image_raw"}
+    back = rb.import_store(bags, tmp_path / "back.zarr")
+    assert sorted(back.streams) == sorted(store.streams)
+    np.testing.assert_array_equal(back.read("gripper_pos", 0)[0], width)
+
+
 def test_round_trip(demo, exported, tmp_path):
     out, _ = exported
     back = rb.import_store(out, tmp_path / "back.zarr")
@@ -91,9 +117,10 @@ def test_sqlite3_and_default_mapping(demo, tmp_path):
     np.testing.assert_array_equal(back.read("action", 0)[0], demo.read("action", 1)[0])
 
 
-def _write_robot_bag(path: Path) -> None:
+def _write_robot_bag(path: Path, base_s: float = 0.0) -> None:
     """A bag as `ros2 bag record` on a robot leaves it: no custom data, joints in driver order,
-    BGR camera frames with padded rows, one out-of-order stamp, two takes separated by 3 s."""
+    BGR camera frames with padded rows, one out-of-order stamp, two takes separated by 3 s, stamps
+    from base_s + 1000 s (a sim clock; a Unix time with base_s ~ 1.7e9)."""
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.writer import StoragePlugin
     from rosbags.typesys import Stores, get_typestore
@@ -112,7 +139,7 @@ def _write_robot_bag(path: Path) -> None:
         ci = w.add_connection("/camera/color/image_raw", "sensor_msgs/msg/Image", typestore=ts)
         w.add_connection("/rosout", "rcl_interfaces/msg/Log", typestore=ts)  # unsupported: ignored
         events = []
-        for take, t0 in enumerate((1000.0, 1003.5)):
+        for take, t0 in enumerate((base_s + 1000.0, base_s + 1003.5)):
             for k in range(20):
                 events.append((t0 + k * 0.05, "j", k))
             for k in range(5):
@@ -170,6 +197,7 @@ def test_import_robot_bag_with_mapping_and_gap_split(tmp_path):
     assert abs(int(img[2, 0, 0, 0]) - 200) < 8 and int(img[2, 0, 0, 2]) < 10  # BGR -> RGB, padding dropped
     meta = store.episode_meta(0)
     assert meta["source"] == "imported" and meta["task"] == "pick"
+    assert meta["start_time"] == "unknown"  # stamps from a sim clock date nothing; never the import time
     # the late wrench message of each take (stamp older than its predecessor) is skipped and counted
     assert meta["extra"]["import_skipped"] == {"wrench": 1}
     assert "skipped" in meta["notes"]
@@ -179,8 +207,9 @@ def test_import_robot_bag_with_mapping_and_gap_split(tmp_path):
 
 def test_import_without_mapping_uses_supported_topics(tmp_path):
     bag = tmp_path / "robot_bag"
-    _write_robot_bag(bag)
+    _write_robot_bag(bag, base_s=1767268800.0)  # 2026-01-01T12:00:00Z
     store = rb.import_store(bag, tmp_path / "auto.zarr")
+    assert store.episode_meta(0)["start_time"] == "2026-01-01T12:16:40.000+00:00"  # the first header stamp
     assert sorted(store.streams) == ["camera_color_image_raw", "franka_ee_pose", "ft_wrench", "joint_states"]
     assert store.streams["franka_ee_pose"].shape == (7,) and store.streams["ft_wrench"].shape == (6,)
     assert store.n_episodes == 1
@@ -208,6 +237,8 @@ def test_bad_input_errors(demo, exported, tmp_path):
     assert not (tmp_path / "x.zarr").exists()
     with pytest.raises(ConfigError, match="unknown option"):
         rb.export_store(demo, tmp_path / "y", storage_plugin="mcap")
+    with pytest.raises(ConfigError, match=r"none of the mapping's streams \['imu'\] is in"):
+        rb.export_store(demo, tmp_path / "y", topics=[{"topic": "/imu", "type": ARRAY_TYPE, "stream": "imu"}])
     with pytest.raises(StoreError, match="already exists"):
         rb.export_store(demo, out)
     with pytest.raises(StoreError, match="negative"):

@@ -27,6 +27,7 @@ def wait_for(cond, timeout: float = 3.0) -> bool:
 
 
 def test_robotiq_closes_and_reports_its_width_through_the_link(pty_pair):
+    pytest.importorskip("serial", reason="pyserial not installed (pip install robot_rl[hardware])")
     with RobotiqEmulator(pty_pair[0], activation_time_s=0.02, time_scale=20.0) as emu:
         link = make_gripper_link({"type": "robotiq", "port": pty_pair[1], "model": "2f85", "force": 40.0,
                                   "speed": 0.1, "timeout_s": 0.5})

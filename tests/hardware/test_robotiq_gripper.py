@@ -1,4 +1,6 @@
-"""The unchanged RobotiqGripper driver against the register-map emulator on a socat pty pair."""
+"""The unchanged RobotiqGripper driver against the register-map emulator on a socat pty pair: timing,
+retries, faults and errors. The emulator shares the driver's register module, so the register map itself
+is checked against an independent Modbus slave in test_robotiq_pymodbus.py."""
 
 import pytest
 
@@ -8,6 +10,8 @@ from robot_rl.hardware.errors import (
 )
 from robot_rl.hardware.robotiq import RobotiqGripper
 from robot_rl.hardware.robotiq_registers import ObjectStatus
+
+pytest.importorskip("serial", reason="pyserial not installed (pip install robot_rl[hardware])")
 
 FAST = dict(activation_time_s=0.02, time_scale=20.0)  # 2F-85 full stroke in ~30 ms instead of 0.6 s
 T = 0.5  # response timeout: generous, so a loaded CI machine scheduling socat late is not a failure

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -188,10 +190,29 @@ def importing(out: str | Path, specs: list[StreamSpec], index_stream: str | None
     store.refresh()
 
 
+UNKNOWN_START_TIME = "unknown"
+_UNIX_TIME_MIN = 1e9  # 2001-09-09: smaller first times count from the episode (or session) start
+
+
+def start_time_from(t0: float) -> str:
+    """An imported episode's start_time (ISO 8601, UTC) from its first timestamp (s), if that is a Unix
+    time (diffusion_policy's real-robot buffers and ROS header stamps use the wall clock); "unknown"
+    when the source counts from its own start (simulation, LeRobot) or has no times: never the
+    import time, which would date old data as new."""
+    t0 = float(t0)
+    if _UNIX_TIME_MIN <= t0 <= time.time() + 86400.0:
+        return _dt.datetime.fromtimestamp(t0, _dt.timezone.utc).isoformat(timespec="milliseconds")
+    return UNKNOWN_START_TIME
+
+
 def write_episode(writer, meta: Mapping | EpisodeMeta, streams: Mapping[str, tuple[Any, np.ndarray]],
                   where: str) -> None:
-    """Append one episode: streams maps name -> (values indexable by row, float64 times)."""
+    """Append one episode: streams maps name -> (values indexable by row, float64 times). A meta without
+    start_time gets one from the first time (`start_time_from`)."""
     meta = EpisodeMeta.from_dict(dict(meta)) if not isinstance(meta, EpisodeMeta) else meta
+    if not meta.start_time:
+        firsts = [float(t[0]) for _, t in streams.values() if len(t)]
+        meta.start_time = start_time_from(min(firsts)) if firsts else UNKNOWN_START_TIME
     writer.begin_episode(meta)
     try:
         for name, (values, times) in streams.items():

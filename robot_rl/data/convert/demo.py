@@ -1,6 +1,6 @@
 """A small multi-rate episode store written with the project's own EpisodeWriter, for converter
 tests and demos: action at 10 Hz, joint_pos at 100 Hz (jittered clock), ee_quat at 100 Hz (slerp),
-one 32x32 RGB camera at 30 Hz that starts a few ms late, and a gripper width (1,) at 50 Hz."""
+one 32x32 RGB camera at 30 Hz that starts a few ms late, and a gripper opening gripper_pos (1,) at 50 Hz."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ DEMO_SPECS = (
     StreamSpec("action", "float32", (7,), 10.0, units="m,rad", frame="base", description="EE target"),
     StreamSpec("joint_pos", "float64", (7,), 100.0, units="rad", frame="joint"),
     StreamSpec("ee_quat", "float64", (4,), 100.0, frame="base", interp="slerp"),
-    StreamSpec("gripper_width", "float32", (1,), 50.0, units="m"),
+    StreamSpec("gripper_pos", "float32", (1,), 50.0, units="m"),
     StreamSpec("cam_front_rgb", "uint8", (32, 32, 3), 30.0, codec="jpeg", interp="hold", latency_s=0.03),
 )
 
@@ -40,7 +40,7 @@ def demo_signals(name: str, t: np.ndarray) -> np.ndarray:
         angle = 0.8 * t
         return quat_normalize(np.stack([np.cos(angle / 2), np.sin(angle / 2) * 0.6, np.sin(angle / 2) * 0.8,
                                         np.zeros_like(t)], -1))
-    if name == "gripper_width":
+    if name == "gripper_pos":
         return (0.04 + 0.04 * np.sin(t))[:, None].astype(np.float32)
     if name == "cam_front_rgb":
         return np.stack([demo_frame(float(ti)) for ti in t])

@@ -33,7 +33,9 @@ export_store(store, out, **options) options:
 
 import_store(src, out_store_path, **options) reads a buffer folder or a UMI-style `.zarr.zip`; options:
     keys             data keys to import; default all (not "timestamp")
-    rate_hz          the buffer's step rate, used when it has no data/timestamp; default 10
+    rate_hz          the buffer's step rate (Hz): the stream rates, and the step times when it has no
+                     data/timestamp; default: our export's grid rate, else the median step of
+                     data/timestamp; required when neither exists (no rate is guessed)
     timestamp_key    key holding per-step times; default "timestamp" (used when present)
     index_stream     default: the exported one, else "action" if present, else the first key
                      (streams are named after the keys, or the exported stream names)
@@ -42,13 +44,16 @@ import_store(src, out_store_path, **options) reads a buffer folder or a UMI-styl
     image_codec      store codec for frames: "auto" (jpeg for uint8 RGB, png otherwise), "png", "jpeg"
     jpeg_quality     store JPEG quality; default 90
     source           EpisodeMeta.source for foreign buffers; default "imported"
+                     (their start_time: the first data/timestamp if it is a Unix time, else "unknown")
     task             EpisodeMeta.task for foreign buffers; default ""
     append           add the episodes to an existing store with the same streams; default false
 """
 
 from __future__ import annotations
 
+import math
 import re
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +61,7 @@ from typing import Any
 import numcodecs
 import numpy as np
 import zarr
+from imagecodecs.numcodecs import Jpeg2k, Jpegxl
 
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import _common, _grid
@@ -82,19 +88,40 @@ def _lowdim_compressor():
     return numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 
 
+# .zarray must name only parameters that diffusion_policy's and UMI's own codec module
+# (diffusion_policy/codecs/imagecodecs_numcodecs.py, registered by their dataset readers) accepts:
+# numcodecs builds the codec with cls(**config), and those constructors take no others (no planar,
+# bitspersample, mct or squeeze), while imagecodecs' classes write every parameter they have.
+class _ListedConfig:
+    """Mixin for an imagecodecs numcodecs codec: its written config lists only `config_keys`."""
+
+    config_keys: tuple[str, ...] = ()
+
+    def get_config(self) -> dict:
+        return {"id": self.codec_id, **{k: getattr(self, k) for k in self.config_keys}}
+
+
+class _Jpegxl(_ListedConfig, Jpegxl):
+    # lossless written explicitly: imagecodecs reads a missing one as True, diffusion_policy as False
+    config_keys = ("level", "lossless")
+
+
+class _Jpeg2k(_ListedConfig, Jpeg2k):
+    # verbose an int: the jpeg2k_decode of UMI's pinned imagecodecs (2023.9.18) raises on None
+    config_keys = ("level", "verbose")
+
+
 def _frame_compressor(spec, codec: str, level: Any):
     """The compressor for a frame array (chunks of one frame), and its name for the summary."""
     rgb = np.dtype(spec.dtype) == np.uint8 and len(spec.shape) == 3 and spec.shape[2] in (1, 3)
     if codec == "zstd" or not rgb:
         return numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE), "blosc_zstd"
-    from imagecodecs.numcodecs import Jpeg2k, Jpegxl
-
     if codec == "jpegxl":
         level = 90 if level is None else int(level)
-        return Jpegxl(level=level, lossless=level >= 100, numthreads=1), f"imagecodecs_jpegxl(level={level})"
+        return _Jpegxl(level=level, lossless=level >= 100, numthreads=1), f"imagecodecs_jpegxl(level={level})"
     if codec == "jpeg2k":
         level = 50 if level is None else int(level)
-        return Jpeg2k(level=level), f"imagecodecs_jpeg2k(level={level})"
+        return _Jpeg2k(level=level, verbose=0), f"imagecodecs_jpeg2k(level={level})"
     raise ConfigError(f"{FORMAT} export: image_codec={codec!r}; expected jpegxl, jpeg2k or zstd")
 
 
@@ -224,12 +251,22 @@ def import_store(src: str | Path, out_store_path: str | Path, **options: Any) ->
         raise StoreError(f"{src}: no data keys to import")
 
     has_times = timestamp_key in all_keys
+    steps = _steps_within_episodes(src, data, timestamp_key, ends) if has_times else np.zeros(0)
     rate_hz = opts.get("rate_hz")
     if rate_hz is None:
-        rate_hz = (header.get("grid") or {}).get("rate_hz") or _median_rate(data, timestamp_key, ends) or 10.0
-    rate_hz = round(float(rate_hz), 6)
-    if not rate_hz > 0:
-        raise ConfigError(f"{FORMAT} import: rate_hz={rate_hz} must be positive")
+        rate_hz = (header.get("grid") or {}).get("rate_hz") or (1.0 / float(np.median(steps)) if len(steps) else None)
+    if rate_hz is None:  # nothing times the steps: a guessed rate would silently stretch or squeeze time
+        command = shlex.join(["robot-rl", "data", "import", str(src), str(out_store_path), f"format={FORMAT}",
+                              "+options.rate_hz=10"])
+        raise ConfigError(f"{src}: no data/{timestamp_key}{' with two steps in an episode' if has_times else ''}, "
+                          f"so the step rate is unknown; pass the rate the buffer was recorded at (rate_hz), e.g. "
+                          f"`{command}` (10 Hz is diffusion_policy's real-robot rate)")
+    try:
+        rate_hz = round(float(rate_hz), 6)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{FORMAT} import: rate_hz={rate_hz!r} is not a number") from None
+    if not (rate_hz > 0 and math.isfinite(rate_hz)):
+        raise ConfigError(f"{FORMAT} import: rate_hz={rate_hz} must be a positive number (steps per second)")
     interp = opts.get("interp") or {}
     if not isinstance(interp, dict):
         raise ConfigError(f"{FORMAT} import: interp must be a mapping key -> hold|linear|slerp, got {interp!r}")
@@ -273,12 +310,19 @@ def _stream_name(key: str) -> str:
     return name if name[:1].isalpha() else f"k_{name}"
 
 
-def _median_rate(data, timestamp_key: str, ends: np.ndarray) -> float | None:
-    if timestamp_key not in data or not len(ends) or ends[0] < 2:
-        return None
-    dt = np.diff(np.asarray(data[timestamp_key][: int(ends[0])], dtype=np.float64))
-    med = float(np.median(dt)) if len(dt) else 0.0
-    return 1.0 / med if med > 0 else None
+def _steps_within_episodes(src, data, timestamp_key: str, ends: np.ndarray) -> np.ndarray:
+    """The time steps of data/<timestamp_key> inside episodes (not across their boundaries); a
+    StoreError naming the row where they do not increase."""
+    times = np.asarray(data[timestamp_key][: int(ends[-1]) if len(ends) else 0], dtype=np.float64)
+    inside = np.ones(max(0, len(times) - 1), bool)
+    inside[ends[(ends > 0) & (ends < len(times))] - 1] = False
+    steps = np.diff(times)
+    bad = np.flatnonzero(inside & ~(steps > 0))
+    if len(bad):
+        k = int(bad[0])
+        raise StoreError(f"{src}: data/{timestamp_key}: timestamps not increasing at row {k + 1} "
+                         f"({times[k]!r} then {times[k + 1]!r})")
+    return steps[inside]
 
 
 class _RowReader:

@@ -16,7 +16,8 @@ Our exports also carry the stream specs, the mapping and each episode's metadata
 export_store(store, out, **options) options:
     topics         mapping: a YAML file path, a list of {topic, type, stream, field, names, frame},
                    or a dict with a `topics` list; streams without an entry are exported as
-                   sensor_msgs/Image (frames) or std_msgs/Float64MultiArray on /<stream>
+                   sensor_msgs/Image (frames) or std_msgs/Float64MultiArray on /<stream>; entries
+                   for streams the store lacks are skipped and listed in the summary's unused_topics
     streams        streams to export; default all
     episodes       episode indices (list or "a:b"); default all committed
     storage        "mcap" (default) | "sqlite3"
@@ -193,9 +194,13 @@ def export_store(store: EpisodeStore, out: str | Path, **options: Any) -> dict:
     maps, defaults = load_mapping(opts["topics"]) if opts.get("topics") is not None else ([], {})
     opts = defaults | opts
     streams = _common.select_streams(store, opts.get("streams"))
+    # A mapping names a rig's topics; a store need not record all of them (e.g. no cameras): entries
+    # for streams it lacks are skipped and reported. A mapping that matches nothing is a wrong file.
+    unused = {m.stream: m.topic for m in maps if m.stream not in store.streams}
+    if maps and len(unused) == len(maps):
+        raise ConfigError(f"{FORMAT} export: none of the mapping's streams {sorted(unused)} is in {store.path} "
+                          f"(streams {sorted(store.streams)}); is it the mapping for this store?")
     mapped = {m.stream: m for m in maps if m.stream in streams}
-    for m in maps:
-        store._check_stream(m.stream)
     for name in streams:
         mapped.setdefault(name, _auto_map(store.streams[name]))
     for m in mapped.values():
@@ -232,7 +237,7 @@ def export_store(store: EpisodeStore, out: str | Path, **options: Any) -> dict:
             bags.append(bag.name)
     return {"format": FORMAT, "out": str(out), "episodes": len(bags), "bags": bags, "messages": messages,
             "storage": storage, "resampled": False,
-            "topics": {n: mapped[n].to_dict() for n in streams}}
+            "topics": {n: mapped[n].to_dict() for n in streams}, "unused_topics": unused}
 
 
 def _merged_samples(store: EpisodeStore, episode: int, streams: list[str]) -> Iterator[tuple[float, str, Any]]:
@@ -447,6 +452,8 @@ class _Episode:
         if not self.open:
             meta = EpisodeMeta.from_dict({k: v for k, v in self.meta.items() if k not in ("source_episode",)})
             meta.extra["imported_from"] = {"format": FORMAT, "bag": str(self.bag), "part": self.part}
+            if not meta.start_time:  # a bag not written by us: its first stamp (each part of a split bag its own)
+                meta.start_time = _common.start_time_from(t)
             self.writer.begin_episode(meta)
             self.open = True
         if stream in self.last and t <= self.last[stream]:

@@ -8,6 +8,10 @@ Serves one serial port (a pty end, or any pyserial URL) from a background thread
 
 Fault injection for tests: `corrupt_crc=True` answers every request with a bad CRC, `corrupt_first=n`
 only the first n; `silent=True` never answers (timeout path).
+
+It encodes registers with the driver's own `robotiq_registers` and `modbus_rtu`, so it cannot catch a
+wrong register in them: tests/hardware/test_robotiq_pymodbus.py checks the driver against pymodbus's
+RTU server holding the manual's register map.
 """
 
 from __future__ import annotations
