@@ -59,6 +59,10 @@ class ArmBackend(Protocol):
     `read_state()` returns the latest sample; `write_torque(tau)` commands (7,) joint torques in Nm,
     excluding gravity when `gravity_compensated` is True (Franka firmware and the twin add it).
     On the twin, `write_torque` advances physics by one 1 ms tick.
+    Optional `brake()`: called instead of `write_torque` every tick while the controller is stopped on
+    a stale or non-finite state (`Controller.brake_requested`): stop the arm by the robot's own means
+    (Franka: robot.stop(), the robot brakes; the twin: joint damping brake). A backend without it gets
+    a torque ramp to zero, which lets a moving arm coast.
     """
 
     gravity_compensated: bool

@@ -152,6 +152,9 @@ def test_state_that_stops_updating_stops_the_controller_within_the_timeout(make_
         def write_torque(self, tau):
             self.arm.write_torque(tau)
 
+        def brake(self):
+            self.arm.brake()
+
     rec = Recorder(tw, FrozenAfter(tw.arm, 200))
     rec.ticks(200)
     L = tw.controller.limits
@@ -159,6 +162,7 @@ def test_state_that_stops_updating_stops_the_controller_within_the_timeout(make_
     assert tw.controller.mode == ControllerMode.STOPPED
     assert tw.controller.counts[Fault.STATE_STALE] == 1
     assert tw.controller.last_fault.fault == Fault.STATE_STALE
+    assert tw.controller.brake_requested                              # the arm is asked to brake itself
     rec.ticks(200)
     assert np.abs(rec.tau[-1]).max() == 0.0                           # torque ramped out ...
     _assert_safe(rec)                                                 # ... at the bounded rate

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from robot_rl.control.impedance import PROFILES, ImpedanceLaw, orientation_error
+from robot_rl.control.limits import SafetyLimits
 from robot_rl.control.state import ArmState
 from robot_rl.core.rotations import quat_error, rotvec_to_quat
 
@@ -38,7 +39,7 @@ def test_orientation_error_matches_core_rotations():
 
 
 def test_pose_error_is_clipped_per_axis_so_the_spring_force_is_bounded():
-    law = ImpedanceLaw(PROFILES["precise"], np.zeros(7), max_pos_error=0.01, max_rot_error=0.05)
+    law = ImpedanceLaw(PROFILES["precise"], np.zeros(7), SafetyLimits(max_pos_error=0.01, max_rot_error=0.05))
     tau = np.zeros(7)
     law.compute(_state(ee_pos=(0.9, 0, 0.3)), np.array([0.4, 0, 0.3]), np.array([1.0, 0, 0, 0]), np.zeros(6), tau)
     assert law.error[0] == 0.01
@@ -46,19 +47,19 @@ def test_pose_error_is_clipped_per_axis_so_the_spring_force_is_bounded():
 
 
 def test_damping_follows_the_damping_ratio():
-    law = ImpedanceLaw(PROFILES["compliant"], np.zeros(7), 0.03, 0.2)
+    law = ImpedanceLaw(PROFILES["compliant"], np.zeros(7), SafetyLimits())
     np.testing.assert_allclose(law.D[:3], 2 * math.sqrt(200.0))
     np.testing.assert_allclose(law.D[3:], 2 * math.sqrt(20.0))
 
 
 def test_switching_profile_changes_gains_at_run_time():
-    law = ImpedanceLaw(PROFILES["compliant"], np.zeros(7), 0.03, 0.2)
+    law = ImpedanceLaw(PROFILES["compliant"], np.zeros(7), SafetyLimits())
     law.set_profile(PROFILES["precise"])
     assert law.K[0] == 2000.0 and law.K[3] == 150.0
 
 
 def test_velocity_error_damping_vanishes_when_tracking_the_reference_velocity():
-    law = ImpedanceLaw(PROFILES["precise"], np.zeros(7), 0.03, 0.2)
+    law = ImpedanceLaw(PROFILES["precise"], np.zeros(7), SafetyLimits())
     s = _state()
     s.dq[:3] = [0.1, 0.0, 0.0]
     tau = np.zeros(7)
