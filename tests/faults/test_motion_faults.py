@@ -240,6 +240,30 @@ def test_a_frozen_arm_state_brakes_the_arm_within_the_stop_distance(make_twin, s
     assert np.all(ee >= np.array(L.workspace_min)) and np.all(ee <= np.array(L.workspace_max))
 
 
+@pytest.mark.parametrize("height", [0.03, 0.06])
+def test_a_state_frozen_while_diving_at_the_floor_stops_inside_the_workspace(make_twin, height):
+    tw = make_twin()
+    L = tw.controller.limits
+    floor = L.workspace_min[2]
+    move_to(tw, [0.5, 0.0, 0.25])
+    backend = FrozenState(tw.arm)
+    q = tw.arm.state.ee_quat.copy()
+    run = Run(tw, backend)
+    # targets under the table at full speed; the state freezes as the TCP passes `height` above the floor
+    dive = stream(tw, lambda k: ([0.5, 0.0, max(-0.1, 0.25 - 0.5 * 0.05 * (k + 1))], q))
+    while tw.arm.state.ee_pos[2] > floor + height:
+        run.ticks(1, dive)
+        assert len(run.v) < 3000
+    v0 = run.v[-1]
+    backend.freeze()
+    after = Run(tw, backend)
+    after.ticks(800, dive)
+    ee = np.array(after.ee)
+    print(f"\nfrozen {height * 100:.0f} cm above the floor at {v0:.3f} m/s: lowest TCP {ee[:, 2].min() - floor:+.4f} m "
+          f"from the floor, table contact {max(after.f_est):.1f} N")
+    assert ee[:, 2].min() >= floor and after.v[-1] < 1e-3 and max(after.f_est) == 0.0
+
+
 def test_the_twin_brake_releases_when_the_controller_is_reset(make_twin):
     tw = make_twin()
     backend = FrozenState(tw.arm)
