@@ -26,7 +26,8 @@ class ArmState:
     M: (7, 7) joint-space inertia (kg m^2); coriolis: (7,) Coriolis/centrifugal torques (Nm);
     gravity: (7,) gravity torques g(q) (Nm) — informational when the backend compensates gravity;
     tau_measured: (7,) measured joint torques without gravity (Nm);
-    f_ext: (6,) estimated external wrench at the TCP (N, Nm), force then torque, base frame;
+    f_ext: (6,) estimated external wrench the environment applies at the TCP (N, Nm), force then torque,
+       base frame (pressing down on a table reads +z);
     gripper_width: finger opening (m, sum of both fingers).
     Backends may reuse the arrays of one ArmState between ticks; copy to keep a sample.
     """

@@ -56,6 +56,17 @@ def test_robot_state_converts_to_the_arm_state_of_the_twin(franka):
     assert s.t == franka.clock()
 
 
+def test_the_external_wrench_is_the_environments_force_on_the_tcp(franka, monkeypatch):
+    # libfranka counts the force the robot applies to the environment as positive: pressing down on a
+    # table reads O_F_ext_hat_K z < 0, while ArmState.f_ext (what the contact bound uses) reads +z
+    franka.read_state()
+    rs, dur = franka.control.readOnce()
+    rs.O_F_ext_hat_K = [1.0, -2.0, -25.0, 0.1, 0.2, -0.3]
+    monkeypatch.setattr(franka.control, "readOnce", lambda: (rs, dur))
+    s = franka.read_state()
+    np.testing.assert_allclose(s.f_ext, [-1.0, 2.0, 25.0, -0.1, -0.2, 0.3])
+
+
 def test_impedance_law_tracks_a_target_on_the_franka_without_a_reflex(franka):
     from robot_rl.core.types import EETarget
 

@@ -10,7 +10,8 @@ This adapter only converts and guards; the impedance law and every limit stay in
 `robot_rl.control.Controller`, exactly as in the twin:
 - RobotState -> ArmState: O_T_EE (column-major 4x4) -> TCP position + quaternion (kept in one
   hemisphere), Model -> J (6, 7), M, coriolis, gravity; tau_J - gravity -> tau_measured;
-  O_F_ext_hat_K -> f_ext; t = host monotonic receive time;
+  -O_F_ext_hat_K -> f_ext (libfranka counts the robot's force on the environment positive, ArmState the
+  environment's force on the TCP); t = host monotonic receive time;
 - before each write: a non-finite command is replaced by a ramp to zero, then the torque is held
   inside Franka's hardware limits (tau_max, 1000 Nm/s), independently of the controller's own limits:
   a command the firmware would refuse (a torque-discontinuity reflex) never leaves the host;
@@ -118,7 +119,7 @@ class FrankaArm(ArmGripper):
         s.coriolis[:] = c
         s.gravity[:] = g
         np.subtract(rs.tau_J, s.gravity, out=s.tau_measured)
-        s.f_ext[:] = rs.O_F_ext_hat_K
+        np.negative(rs.O_F_ext_hat_K, out=s.f_ext)   # libfranka: robot on environment; ArmState: environment on TCP
         if self.gripper is not None:
             s.gripper_width = self.gripper.width
         return s

@@ -11,7 +11,8 @@ that reference here at the UR's 500 Hz servo rate:
 
 State: t is the host receive time of a *new* RTDE sample (the robot's own timestamp must advance; a
 repeated sample keeps t, so the controller's state watchdog sees a stalled stream); q, dq fill
-q[:6], dq[:6] (q[6] = 0); f_ext is getActualTCPForce (base frame); J, M, torques are zeros (unused).
+q[:6], dq[:6] (q[6] = 0); f_ext is getActualTCPForce (the force acting on the TCP, base frame: the
+ArmState convention); J, M, torques are zeros (unused).
 While the robot is protective- or emergency-stopped, or RTDE is disconnected, the state is frozen too:
 the controller latches a stop (Fault.STATE_STALE) and this backend stops streaming; after clearing
 the stop on the pendant, `reset()` the loop (the reference re-anchors at the measured pose). A refused
