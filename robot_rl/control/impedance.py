@@ -61,7 +61,7 @@ PROFILES = {
 class ImpedanceLaw:
     """Computes joint torques (Nm) from an ArmState and a reference pose; allocates nothing per call.
 
-    limits: the pose-error clip, the TCP speed guards and the force bound (see the module doc).
+    limits: the pose-error clip, the speed and face guards and the contact bound (see the module doc).
     gravity_comp: add state.gravity (only for backends that do not compensate gravity themselves).
     velocity_feedforward: damp the velocity error J dq - v_d (True) or the absolute velocity J dq.
     q_nullspace: (7,) posture the redundant DoF is pulled towards (rad).
