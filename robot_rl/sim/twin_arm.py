@@ -34,7 +34,7 @@ class TwinArm:
     gravity_compensated = True
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, ee_site: str = "ee",
-                 clock: Callable[[], float] | None = None, brake_damping: float = 50.0) -> None:
+                 clock: Callable[[], float] | None = None, brake_damping: float = 100.0) -> None:
         self.model, self.data = model, data
         self.clock = clock
         self.brake_damping = float(brake_damping)

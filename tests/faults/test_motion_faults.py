@@ -211,11 +211,12 @@ def test_pressing_into_a_surface_inside_the_workspace_is_bounded_by_max_contact_
 
 
 # ------------------------------------------------------------------------------------------ 2. frozen state
-@pytest.mark.parametrize("speed,direction", [(0.3, (0, 1, 0)), (0.3, None), (0.5, (1, 0, 0)), (0.5, None)])
+@pytest.mark.parametrize("speed,direction", [(0.3, (0, 1, 0)), (0.3, None), (0.5, (1, 0, 0)), (0.5, None),
+                                             (0.8, (0, 0, -1)), (0.8, (0, 1, 0))])
 def test_a_frozen_arm_state_brakes_the_arm_within_the_stop_distance(make_twin, speed, direction):
     direction = drawn(int(speed * 10)).normal(size=3) if direction is None else direction
     u = np.asarray(direction, float) / np.linalg.norm(direction)
-    tw = make_twin()
+    tw = make_twin(max_ee_speed=max(0.5, speed))          # 0.8 m/s: a rig configured faster than the twin
     L = tw.controller.limits
     centre = np.array([0.45, 0.0, 0.3])
     start = centre - 0.15 * u
