@@ -2,7 +2,9 @@
 
 Each 1 ms tick (`Controller.tick(state, now)`):
   1. state watchdog: non-finite, too old, or not advancing for `state_timeout` -> stop (latched);
-  2. e-stop / stopped: brake with joint damping (or ramp to zero torque when the state is stale);
+  2. e-stop / stopped: brake with joint damping; when the state is stale or non-finite the host
+     cannot brake (dq is unknown): the torque ramps to zero and `brake_requested` asks the backend to
+     stop the arm by its own means (`ArmBackend.brake()`: Franka's stop, the twin's joint brake);
   3. target watchdog: no fresh target for `target_timeout` -> hold: the reference velocity ramps to
      zero over `hold_ramp_time` (no jerk) and the pose is held;
   4. reference = trajectory interpolated at `now`, speed-limited, smoothed, clipped into the workspace;
@@ -12,7 +14,8 @@ Each 1 ms tick (`Controller.tick(state, now)`):
 Steps 1-5 are `update_reference(state, now)`, which position-controlled arms (servo to a pose, e.g. a
 UR through ur_rtde) run alone: they send the reference pose instead of torques.
 Targets are validated when pushed (`push_target`): NaN/inf rejected, out-of-workspace clipped (or
-rejected), jumps beyond `max_target_jump` rejected; each event is counted and reported as a Fault.
+rejected), jumps beyond `max_target_jump` / `max_target_rotation_jump` rejected; each event is counted
+and reported as a Fault.
 Times: seconds on the controller's clock (monotonic for real arms, simulation time in the
 synchronous twin). Positions in metres, base frame; quaternions (w, x, y, z).
 """
@@ -85,7 +88,7 @@ class Controller:
         if q_nullspace is None:
             q_nullspace = (0.0, -0.785398, 0.0, -2.356194, 0.0, 1.570796, 0.785398)
         L = self.limits
-        self.law = ImpedanceLaw(prof, np.asarray(q_nullspace), L.max_pos_error, L.max_rot_error, gravity_comp)
+        self.law = ImpedanceLaw(prof, np.asarray(q_nullspace), L, gravity_comp)
         self.trajectory = TargetTrajectory()
         self.mode = ControllerMode.IDLE
         self.counts = np.zeros(N_FAULTS, dtype=np.int64)
@@ -120,6 +123,7 @@ class Controller:
         self._estop_request: str | None = None
         self._state_stale = False
         self._stale_now = False                  # this tick's state is stale or non-finite
+        self.brake_requested = False             # stopped on a stale state: the backend must brake
         self._t_prev: float | None = None
 
     # ----------------------------------------------------------------------------- commands
@@ -164,6 +168,7 @@ class Controller:
         if t <= now:
             self._fault(now, Fault.TARGET_LATE, f"target time {t:.4f} is not after now {now:.4f}")
             t = now + self.dt
+        q = target.quat / qn
         prev = self.trajectory.sample(t) if len(self.trajectory) else None
         if prev is not None:
             jump = math.dist(prev[1:4], p.tolist())
@@ -171,7 +176,11 @@ class Controller:
                 self._fault(now, Fault.TARGET_JUMP, f"target jumps {jump:.3f} m > max_target_jump "
                             f"{L.max_target_jump} m from the reference")
                 return False
-        q = target.quat / qn
+            turn = _angle_between(prev[4:8], tuple(q.tolist()))
+            if turn > L.max_target_rotation_jump:
+                self._fault(now, Fault.TARGET_JUMP, f"target rotates {turn:.3f} rad > max_target_rotation_jump "
+                            f"{L.max_target_rotation_jump} rad from the reference")
+                return False
         self.trajectory.add((t, float(p[0]), float(p[1]), float(p[2]), float(q[0]), float(q[1]), float(q[2]),
                              float(q[3]), float(min(max(target.gripper, 0.0), 1.0))), now)
         self._last_target_rx = now
@@ -185,9 +194,11 @@ class Controller:
         self.ticks += 1
         L = self.limits
         tau_raw = self._tau_raw
-        if not self.update_reference(state, now):
+        live = self.update_reference(state, now)
+        self.brake_requested = not live and self._stale_now
+        if not live:
             if self._stale_now:
-                tau_raw[:] = 0.0                       # cannot trust dq: let go (rate-limited ramp)
+                tau_raw[:] = 0.0                       # cannot trust dq: the backend brakes (brake_requested)
             else:
                 np.multiply(state.dq, -L.stop_damping, out=tau_raw)   # brake
                 tau_raw += state.coriolis
@@ -264,6 +275,14 @@ class Controller:
         if d > s:
             k = s / d
             dx, dy, dz = dx * k, dy * k, dz * k
+        # ---- towards a workspace face no faster than a stop at boundary_deceleration allows: the
+        # reference arrives at the face at rest instead of stopping dead there at full speed (the arm
+        # would overshoot it, into whatever the face keeps it off, e.g. the table)
+        lo, hi = L.workspace_min, L.workspace_max
+        a2dt2 = 2.0 * L.boundary_deceleration * dt * dt
+        dx = _approach(dx, lim[0] - lo[0], hi[0] - lim[0], a2dt2)
+        dy = _approach(dy, lim[1] - lo[1], hi[1] - lim[1], a2dt2)
+        dz = _approach(dz, lim[2] - lo[2], hi[2] - lim[2], a2dt2)
         qlim = lim[3:7]
         qraw = raw[3:7]
         ang = _angle_between(qlim, qraw)
@@ -279,7 +298,6 @@ class Controller:
         nx = ox + a * (lim[0] - ox)
         ny = oy + a * (lim[1] - oy)
         nz = oz + a * (lim[2] - oz)
-        lo, hi = self.limits.workspace_min, self.limits.workspace_max   # plain float tuples
         nx = min(max(nx, lo[0]), hi[0])
         ny = min(max(ny, lo[1]), hi[1])
         nz = min(max(nz, lo[2]), hi[2])
@@ -381,6 +399,17 @@ class Controller:
     @property
     def last_fault(self) -> FaultReport | None:
         return self.faults[-1] if self.faults else None
+
+
+def _approach(d: float, room_lo: float, room_hi: float, a2dt2: float) -> float:
+    """Step d (m) limited to sqrt(2 a room) dt towards the face `room` (m) away; a2dt2 = 2 a dt^2."""
+    if d < 0.0:
+        m = math.sqrt(a2dt2 * room_lo) if room_lo > 0.0 else 0.0
+        return -m if -d > m else d
+    if d > 0.0:
+        m = math.sqrt(a2dt2 * room_hi) if room_hi > 0.0 else 0.0
+        return m if d > m else d
+    return d
 
 
 def _angle_between(q0: tuple, q1: tuple) -> float:

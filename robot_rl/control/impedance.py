@@ -8,6 +8,18 @@ q * conj(q_d) with the quaternion sign flipped onto the shortest arc (rad); each
 the SafetyLimits bounds so the spring force never exceeds K * clip. D = 2 zeta sqrt(K) per axis.
 v_d is the reference velocity from the trajectory interpolator: damping the velocity *error*
 instead of the absolute velocity removes the steady lag D v / K of the plain law while tracking.
+
+Wrench bounds, applied to F before it is mapped to joint torques (all from one SafetyLimits):
+- speed guard: once the measured TCP speed |v| exceeds v_g = ee_speed_guard * max_ee_speed, the
+  part of F that pushes along v is removed and ee_speed_damping * (|v| - v_g) brakes along -v
+  (likewise for the angular speed with max_ee_angular_speed / ee_angular_speed_damping). A
+  speed-limited reference is not enough: a lagging arm catches up faster than its reference. The
+  guard acts below the limit because the torque-rate limit delays the brake by a few ticks.
+- face guard: a TCP moving towards a workspace face faster than it could stop there at
+  boundary_deceleration stops being pushed that way and is braked (the reference slows down
+  towards the faces too, but a lagging arm arrives later and faster than its reference).
+- contact bound: once the measured contact force exceeds contact_detection_force, F pushes into
+  the surface (against that force) by at most max_contact_force, whatever the reference does.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from robot_rl.control.limits import SafetyLimits
 from robot_rl.core.errors import ConfigError
 
 
@@ -48,16 +61,18 @@ PROFILES = {
 class ImpedanceLaw:
     """Computes joint torques (Nm) from an ArmState and a reference pose; allocates nothing per call.
 
+    limits: the pose-error clip, the speed and face guards and the contact bound (see the module doc).
     gravity_comp: add state.gravity (only for backends that do not compensate gravity themselves).
     velocity_feedforward: damp the velocity error J dq - v_d (True) or the absolute velocity J dq.
     q_nullspace: (7,) posture the redundant DoF is pulled towards (rad).
     """
 
-    def __init__(self, profile: GainProfile, q_nullspace: np.ndarray, max_pos_error: float,
-                 max_rot_error: float, gravity_comp: bool = False, velocity_feedforward: bool = True) -> None:
+    def __init__(self, profile: GainProfile, q_nullspace: np.ndarray, limits: SafetyLimits,
+                 gravity_comp: bool = False, velocity_feedforward: bool = True) -> None:
         self.q_nullspace = np.array(q_nullspace, dtype=np.float64)
-        self.max_pos_error = float(max_pos_error)
-        self.max_rot_error = float(max_rot_error)
+        self.limits = limits
+        self.max_pos_error = float(limits.max_pos_error)
+        self.max_rot_error = float(limits.max_rot_error)
         self.gravity_comp = bool(gravity_comp)
         # False: damp the absolute TCP velocity (-D J dq), the plain franka_ros/SERL law (benchmark baseline)
         self.velocity_feedforward = bool(velocity_feedforward)
@@ -107,12 +122,31 @@ class ImpedanceLaw:
         e[:] = el
         J = state.J
         v = np.dot(J, state.dq, out=self._v)
+        vm = v.tolist()                             # measured TCP twist, for the speed guards
         if self.velocity_feedforward:
             v -= vel_d
         F = self._F
         np.multiply(self._negK, e, out=F)           # F = -K e - D v
         v *= self._negD
         F += v
+        L = self.limits
+        f = F.tolist()
+        _speed_guard(f, 0, vm, L.ee_speed_guard * L.max_ee_speed, L.ee_speed_damping)
+        _speed_guard(f, 3, vm, L.ee_speed_guard * L.max_ee_angular_speed, L.ee_angular_speed_damping)
+        lo, hi, a2 = L.workspace_min, L.workspace_max, 2.0 * L.boundary_deceleration
+        for i in range(3):
+            _face_guard(f, i, vm[i], p[i] - lo[i], hi[i] - p[i], a2, L.ee_speed_damping)
+        # in contact, push into the surface (against the measured contact force) by at most the limit
+        cx, cy, cz = state.f_ext[:3].tolist()
+        cn = math.sqrt(cx * cx + cy * cy + cz * cz)
+        if cn > L.contact_detection_force:
+            cx, cy, cz = cx / cn, cy / cn, cz / cn          # surface normal, out of the surface
+            excess = -(f[0] * cx + f[1] * cy + f[2] * cz) - L.max_contact_force
+            if excess > 0.0:
+                f[0] += excess * cx
+                f[1] += excess * cy
+                f[2] += excess * cz
+        F[:] = f
         np.dot(F, J, out=out)                       # J^T F
         # null-space posture torque, projected with the (kinematic) damped pseudo-inverse
         tn = self._tn
@@ -132,6 +166,33 @@ class ImpedanceLaw:
         if self.gravity_comp:
             out += state.gravity
         return out
+
+
+def _speed_guard(f: list, i: int, v: list, vmax: float, damping: float) -> None:
+    """Above vmax, remove the part of f[i:i+3] that pushes along v[i:i+3] and brake the excess."""
+    vx, vy, vz = v[i], v[i + 1], v[i + 2]
+    s = math.sqrt(vx * vx + vy * vy + vz * vz)
+    if s <= vmax:
+        return
+    ux, uy, uz = vx / s, vy / s, vz / s
+    push = f[i] * ux + f[i + 1] * uy + f[i + 2] * uz
+    c = max(push, 0.0) + damping * (s - vmax)
+    f[i] -= c * ux
+    f[i + 1] -= c * uy
+    f[i + 2] -= c * uz
+
+
+def _face_guard(f: list, i: int, v: float, room_lo: float, room_hi: float, a2: float, damping: float) -> None:
+    """Axis i moving towards a workspace face faster than it can stop there at deceleration a2 / 2:
+    remove the push towards the face and brake the excess (measured position and velocity)."""
+    if v < 0.0:
+        excess = -v - math.sqrt(a2 * room_lo) if room_lo > 0.0 else -v
+        if excess > 0.0:
+            f[i] = max(f[i], 0.0) + damping * excess
+    elif v > 0.0:
+        excess = v - math.sqrt(a2 * room_hi) if room_hi > 0.0 else v
+        if excess > 0.0:
+            f[i] = min(f[i], 0.0) - damping * excess
 
 
 def orientation_error_tuple(q, qd) -> tuple[float, float, float]:

@@ -13,7 +13,9 @@ without the loop changing; names other than `twin` are looked up in the hardware
 (`PoseBackend`: `write_pose`/`stop_motion` instead of `write_torque`, e.g. a UR servoing with
 servoL) gets the controller's reference pose each tick (`Controller.update_reference`: the same
 target validation, interpolation, speed limits, smoothing, workspace box and watchdogs) and
-`stop_motion()` while the controller is stopped; the loop runs at the rig's `control.loop_hz`
+`stop_motion()` while the controller is stopped. A torque backend with `brake()` is asked to stop
+the arm by its own means while the controller is stopped on a stale or non-finite state (it cannot
+brake an arm it cannot see); the loop runs at the rig's `control.loop_hz`
 (500 Hz for a UR). A backend with a task (`reset_episode(seed)`, `evaluate()`, `privileged_state()`,
 e.g. the twin's TaskTwinArm) runs whole episodes: `reset_episode` requests go through a command
 counter (the loop resets the task, builds a fresh controller that anchors at the new pose and
@@ -107,6 +109,7 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
         has_gripper = hasattr(backend, "command")
         has_task = hasattr(backend, "reset_episode")
         pose_arm = hasattr(backend, "write_pose")        # position-controlled: send the reference pose
+        can_brake = hasattr(backend, "brake")            # torque arm with its own stop (Franka, the twin)
         period = 1.0 / rig.loop_hz
         seen = {H_ESTOP: 0, H_RESET: 0, H_PROFILE_REQ: 0, H_EPISODE_REQ: 0}
         h[H_TORCH_LOADED] = int("torch" in sys.modules)
@@ -160,7 +163,10 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
             if has_gripper:
                 backend.command(ctrl.gripper)
             if not pose_arm:
-                backend.write_torque(tau)
+                if ctrl.brake_requested and can_brake:   # stopped on a stale state: the arm brakes itself
+                    backend.brake()
+                else:
+                    backend.write_torque(tau)
             elif live:
                 backend.write_pose(ctrl.ref_pos, ctrl.ref_quat)
             else:

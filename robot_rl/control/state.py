@@ -26,7 +26,8 @@ class ArmState:
     M: (7, 7) joint-space inertia (kg m^2); coriolis: (7,) Coriolis/centrifugal torques (Nm);
     gravity: (7,) gravity torques g(q) (Nm) — informational when the backend compensates gravity;
     tau_measured: (7,) measured joint torques without gravity (Nm);
-    f_ext: (6,) estimated external wrench at the TCP (N, Nm), force then torque, base frame;
+    f_ext: (6,) estimated external wrench the environment applies at the TCP (N, Nm), force then torque,
+       base frame (pressing down on a table reads +z);
     gripper_width: finger opening (m, sum of both fingers).
     Backends may reuse the arrays of one ArmState between ticks; copy to keep a sample.
     """
@@ -59,6 +60,10 @@ class ArmBackend(Protocol):
     `read_state()` returns the latest sample; `write_torque(tau)` commands (7,) joint torques in Nm,
     excluding gravity when `gravity_compensated` is True (Franka firmware and the twin add it).
     On the twin, `write_torque` advances physics by one 1 ms tick.
+    Optional `brake()`: called instead of `write_torque` every tick while the controller is stopped on
+    a stale or non-finite state (`Controller.brake_requested`): stop the arm by the robot's own means
+    (Franka: robot.stop(), the robot brakes; the twin: joint damping brake). A backend without it gets
+    a torque ramp to zero, which lets a moving arm coast.
     """
 
     gravity_compensated: bool

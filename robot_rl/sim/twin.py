@@ -117,7 +117,10 @@ class Twin:
             s = arm.read_state()
             tau = ctrl.tick(s, s.t)
             arm.command(ctrl.gripper)
-            arm.write_torque(tau)
+            if ctrl.brake_requested:     # stopped on a frozen/non-finite state: the arm brakes itself
+                arm.brake()
+            else:
+                arm.write_torque(tau)
             if cams is not None:
                 cams.poll(self.time)
 

@@ -27,20 +27,26 @@ class TwinArm:
 
     clock: returns the time stamped on each ArmState (seconds). None -> simulation time (data.time),
     used by the synchronous twin; the wall-clock loop passes the monotonic clock.
+    brake_damping: joint damping (Nm s/rad) of the arm's own brake (`brake()`), the stand-in for a
+    real arm's reflex stop.
     """
 
     gravity_compensated = True
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, ee_site: str = "ee",
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, brake_damping: float = 100.0) -> None:
         self.model, self.data = model, data
         self.clock = clock
+        self.brake_damping = float(brake_damping)
+        self.braking = False
         self.site = model.site(ee_site).id
         self.qadr = np.array([model.joint(j).qposadr[0] for j in ARM_JOINTS])
         self.dadr = np.array([model.joint(j).dofadr[0] for j in ARM_JOINTS])
         if not (np.all(np.diff(self.qadr) == 1) and np.all(np.diff(self.dadr) == 1)):
             raise ValueError("TwinArm: arm joints must be consecutive in the model")
         self._q0, self._d0 = int(self.qadr[0]), int(self.dadr[0])
+        self._damping = model.dof_damping[self._d0:self._d0 + 7].copy()   # the model's own joint friction
+        self._zero = np.zeros(7)
         self.act = np.array([model.actuator(j).id for j in ARM_JOINTS])
         self._a0 = int(self.act[0])
         self.gripper_act = model.actuator("gripper").id
@@ -98,6 +104,22 @@ class TwinArm:
         With a wall clock, physics keeps pace with it like a real arm does: after a late tick the
         command is held (zero-order hold) for as many steps as the clock advanced (at most
         `max_catch_up`), instead of the twin silently running slower than real time."""
+        if self.braking:
+            self.model.dof_damping[self._d0:self._d0 + 7] = self._damping
+            self.braking = False
+        self._advance(tau)
+
+    def brake(self) -> None:
+        """The arm stops by its own means, as a real arm does when its controller can no longer see it
+        (Franka: robot.stop() / a reflex; UR: stopL): motor torques off and joint brakes modelled as
+        joint damping `brake_damping` in physics, which acts on the true velocity (the host's copy of
+        the state may be frozen). Advances physics one tick like write_torque; write_torque releases it."""
+        if not self.braking:
+            self.model.dof_damping[self._d0:self._d0 + 7] = self.brake_damping
+            self.braking = True
+        self._advance(self._zero)
+
+    def _advance(self, tau: np.ndarray) -> None:
         m, d = self.model, self.data
         d.ctrl[self._a0:self._a0 + 7] = tau
         n = 1

@@ -24,6 +24,13 @@ def test_inverted_workspace_is_rejected():
         SafetyLimits(workspace_min=(0.9, 0, 0), workspace_max=(0.1, 1, 1))
 
 
+def test_contact_force_limits_must_be_ordered_below_the_relief_threshold():
+    with pytest.raises(ConfigError, match=r"max_contact_force \(50.0 N\) <= max_external_force \(40.0 N\)"):
+        SafetyLimits(max_contact_force=50.0)
+    with pytest.raises(ConfigError, match=r"ee_speed_guard: must be in \(0, 1\], got 1.5"):
+        SafetyLimits(ee_speed_guard=1.5)
+
+
 def test_rig_file_gives_controller_limits_gains_and_rates():
     rig = load_rig("panda_twin")
     assert rig.loop_hz == 1000 and 10 <= rig.policy_hz <= 50

@@ -38,7 +38,11 @@ def test_loop_process_follows_targets_and_reports_tick_times(loop):
     assert np.linalg.norm(s.ee_pos - goal) < 0.01
     tt = loop.tick_times_us()
     assert len(tt) >= 800 and np.all(tt > 0)
-    assert s.deadline_misses >= 0 and s.tick_us_max >= np.median(tt)
+    later = loop.state()               # read after the ring: its counters cover every tick in it
+    # the running maximum covers every tick (the ring holds float32 copies); a tick whose compute alone
+    # overran the 1 ms period is a deadline miss, and no tick counts twice
+    assert later.tick_us_max >= float(tt.max()) * (1 - 1e-6)
+    assert np.count_nonzero(tt > 1000.0) <= later.deadline_misses <= later.ticks
 
 
 def test_estop_through_shared_memory_latches_a_stop(loop):

@@ -28,7 +28,10 @@ class Recorder:
             s = self.backend.read_state()
             tau = ctrl.tick(s, now)
             tw.arm.command(ctrl.gripper)
-            self.backend.write_torque(tau)
+            if ctrl.brake_requested:
+                self.backend.brake()
+            else:
+                self.backend.write_torque(tau)
             self.tau.append(tau.copy())
             st = tw.arm.state
             self.q.append(st.q.copy())

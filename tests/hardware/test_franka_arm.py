@@ -56,6 +56,17 @@ def test_robot_state_converts_to_the_arm_state_of_the_twin(franka):
     assert s.t == franka.clock()
 
 
+def test_the_external_wrench_is_the_environments_force_on_the_tcp(franka, monkeypatch):
+    # libfranka counts the force the robot applies to the environment as positive: pressing down on a
+    # table reads O_F_ext_hat_K z < 0, while ArmState.f_ext (what the contact bound uses) reads +z
+    franka.read_state()
+    rs, dur = franka.control.readOnce()
+    rs.O_F_ext_hat_K = [1.0, -2.0, -25.0, 0.1, 0.2, -0.3]
+    monkeypatch.setattr(franka.control, "readOnce", lambda: (rs, dur))
+    s = franka.read_state()
+    np.testing.assert_allclose(s.f_ext, [-1.0, 2.0, 25.0, -0.1, -0.2, 0.3])
+
+
 def test_impedance_law_tracks_a_target_on_the_franka_without_a_reflex(franka):
     from robot_rl.core.types import EETarget
 
@@ -135,3 +146,26 @@ def test_bad_realtime_mode_is_refused_naming_the_field(vendor_fakes):
 
     with pytest.raises(ConfigError, match=r"arm.realtime='soft'"):
         FrankaArm("172.16.0.2", realtime="soft")
+
+
+def test_a_stale_state_makes_the_robot_stop_the_motion_itself_once(franka, caplog):
+    # the host stops seeing fresh states (descheduled, a stalled link): it cannot brake an arm it cannot
+    # see, so the loop asks the robot to stop (robot.stop(): the robot brakes by itself)
+    ctrl = load_rig("franka_fr3").make_controller(gravity_comp=False)
+    run(franka, ctrl, 20)
+    s = franka.read_state()
+    sent = len(franka.robot.fake_writes)
+    t = franka.clock()
+    with caplog.at_level(logging.ERROR):
+        for k in range(40):                     # the same sample, the clock going on
+            tau = ctrl.tick(s, t + 0.001 * (k + 1))
+            if ctrl.brake_requested:
+                franka.brake()
+            else:
+                franka.write_torque(tau)
+    assert int(ctrl.mode) == ControllerMode.STOPPED and ctrl.counts[Fault.STATE_STALE] == 1
+    assert franka.robot.fake_stops == 1                                   # asked once, not every tick
+    assert "no fresh robot state" in franka.error and franka.error in caplog.text
+    franka.write_torque(np.zeros(7))
+    assert len(franka.robot.fake_writes) <= sent + 25                     # nothing after the stop
+    assert franka.control is None

@@ -218,3 +218,17 @@ def test_a_pose_arm_gets_exactly_the_reference_a_torque_arm_gets():
         np.testing.assert_array_equal(pose.ref_quat, torque.ref_quat)
         assert pose.gripper == torque.gripper and pose.mode == torque.mode
         s.ee_pos += 0.5 * (pose.ref_pos - s.ee_pos)         # the arm follows its reference
+
+
+def test_the_stop_deceleration_is_raised_to_stop_within_max_stop_distance():
+    from robot_rl.core.errors import ConfigError
+    from robot_rl.hardware.arms.ur import stop_deceleration
+
+    rig = load_rig("ur5e")                           # 0.25 m/s: the configured 2 m/s^2 stops in 21 mm
+    assert stop_deceleration(rig.safety, 2.0) == 2.0
+    fast = dataclasses.replace(rig.safety, max_ee_speed=0.5, state_timeout=0.02, max_stop_distance=0.05)
+    a = stop_deceleration(fast, 2.0)                 # 10 mm travelled before the stale state is noticed
+    assert a == pytest.approx(0.5 ** 2 / (2 * 0.04))
+    assert 0.5 * 0.02 + 0.5 ** 2 / (2 * a) == pytest.approx(0.05)
+    with pytest.raises(ConfigError, match="max_stop_distance=0.05 m is covered before a stale state"):
+        stop_deceleration(dataclasses.replace(fast, state_timeout=0.2), 2.0)

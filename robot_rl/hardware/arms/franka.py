@@ -10,7 +10,8 @@ This adapter only converts and guards; the impedance law and every limit stay in
 `robot_rl.control.Controller`, exactly as in the twin:
 - RobotState -> ArmState: O_T_EE (column-major 4x4) -> TCP position + quaternion (kept in one
   hemisphere), Model -> J (6, 7), M, coriolis, gravity; tau_J - gravity -> tau_measured;
-  O_F_ext_hat_K -> f_ext; t = host monotonic receive time;
+  -O_F_ext_hat_K -> f_ext (libfranka counts the robot's force on the environment positive, ArmState the
+  environment's force on the TCP); t = host monotonic receive time;
 - before each write: a non-finite command is replaced by a ramp to zero, then the torque is held
   inside Franka's hardware limits (tau_max, 1000 Nm/s), independently of the controller's own limits:
   a command the firmware would refuse (a torque-discontinuity reflex) never leaves the host;
@@ -18,6 +19,9 @@ This adapter only converts and guards; the impedance law and every limit stay in
   the robot's error flags and freezes the state: the controller's state watchdog then latches a stop
   (Fault.STATE_STALE) and the loop reports `faulted` while it keeps publishing. Clear the cause
   (Desk, `automatic_error_recovery`) and restart the loop.
+- `brake()` (the loop calls it while the controller is stopped on a stale state: the host cannot
+  brake an arm whose state it does not see) asks the robot to stop the motion (`robot.stop()`: the
+  robot brakes by itself), once, and leaves the arm stopped like a vendor failure does.
 Torque control starts on the first `read_state()`, i.e. when the loop process starts ticking.
 """
 
@@ -115,7 +119,7 @@ class FrankaArm(ArmGripper):
         s.coriolis[:] = c
         s.gravity[:] = g
         np.subtract(rs.tau_J, s.gravity, out=s.tau_measured)
-        s.f_ext[:] = rs.O_F_ext_hat_K
+        np.negative(rs.O_F_ext_hat_K, out=s.f_ext)   # libfranka: robot on environment; ArmState: environment on TCP
         if self.gripper is not None:
             s.gripper_width = self.gripper.width
         return s
@@ -149,6 +153,14 @@ class FrankaArm(ArmGripper):
         self._sent[:] = cmd
         return cmd
 
+    def brake(self) -> None:
+        """The controller is stopped on a stale state: let the robot stop the motion itself (once)."""
+        if self.error is None:
+            self.error = (f"franka {self.ip}: the control loop saw no fresh robot state and stopped; the robot was "
+                          f"told to stop the motion. Find the cause (network, host load), then restart the loop")
+            log.error(self.error)
+            self._stop_robot()
+
     # ----------------------------------------------------------------------------- lifecycle
     def close(self) -> None:
         """End torque control (motion_finished) and release the gripper; safe to call twice."""
@@ -173,10 +185,13 @@ class FrankaArm(ArmGripper):
                       f"and the control loop holds a latched stop (state stale); clear the cause in Desk or with "
                       f"automatic_error_recovery, then restart the loop")
         log.error(self.error)
+        self._stop_robot()
+
+    def _stop_robot(self) -> None:
         try:
             self.robot.stop()
         except (self.pf.FrankaException, RuntimeError) as e2:
-            log.error("franka %s: stop after the failure also failed (%s: %s)", self.ip, type(e2).__name__, e2)
+            log.error("franka %s: robot.stop() failed too (%s: %s)", self.ip, type(e2).__name__, e2)
         self.control = None
 
 

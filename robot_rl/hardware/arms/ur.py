@@ -11,11 +11,14 @@ that reference here at the UR's 500 Hz servo rate:
 
 State: t is the host receive time of a *new* RTDE sample (the robot's own timestamp must advance; a
 repeated sample keeps t, so the controller's state watchdog sees a stalled stream); q, dq fill
-q[:6], dq[:6] (q[6] = 0); f_ext is getActualTCPForce (base frame); J, M, torques are zeros (unused).
+q[:6], dq[:6] (q[6] = 0); f_ext is getActualTCPForce (the force acting on the TCP, base frame: the
+ArmState convention); J, M, torques are zeros (unused).
 While the robot is protective- or emergency-stopped, or RTDE is disconnected, the state is frozen too:
 the controller latches a stop (Fault.STATE_STALE) and this backend stops streaming; after clearing
 the stop on the pendant, `reset()` the loop (the reference re-anchors at the measured pose). A refused
 command (servoL returning False, an exception) is final: restart the loop once the cause is fixed.
+servoStop/stopL decelerate at least hard enough that a TCP at max_ee_speed stops within the rig's
+control.safety.max_stop_distance after the stale state is noticed (`stop_deceleration`).
 With `watchdog_hz` the UR side stops the robot by itself when this process stops sending (ur_rtde's
 setWatchdog: every servoL counts; kickWatchdog keeps it fed while stopped).
 """
@@ -172,8 +175,22 @@ class URArm(ArmGripper):
         self.unavailable = reason
 
 
+def stop_deceleration(limits, configured: float, source: str = "ur") -> float:
+    """Tool deceleration (m/s^2) for servoStop/stopL: at least `configured`, and enough that a TCP at
+    max_ee_speed, which travels state_timeout before the stale state is noticed, stops within
+    max_stop_distance."""
+    v, d = limits.max_ee_speed, limits.max_stop_distance
+    room = d - v * limits.state_timeout
+    if room <= 0.0:
+        raise ConfigError(f"{source}: control.safety.max_stop_distance={d} m is covered before a stale state is "
+                          f"noticed (max_ee_speed {v} m/s x state_timeout {limits.state_timeout} s); lower "
+                          f"max_ee_speed or state_timeout, or raise max_stop_distance")
+    return max(float(configured), v * v / (2.0 * room))
+
+
 def make_loop_backend(rig, task=None) -> URArm:
-    """Loop factory (`backend: ur`): arm.ip, arm.lookahead_time, arm.gain, arm.stop_deceleration,
+    """Loop factory (`backend: ur`): arm.ip, arm.lookahead_time, arm.gain, arm.stop_deceleration (raised
+    where needed to stop within control.safety.max_stop_distance, see `stop_deceleration`),
     arm.watchdog_hz, arm.tcp_offset; control.loop_hz sets the servo rate (500 Hz on e-Series)."""
     if task:
         raise ConfigError(f"rig {rig.name}: backend ur runs without a task (task={task!r}); tasks with a "
@@ -183,4 +200,5 @@ def make_loop_backend(rig, task=None) -> URArm:
         raise ConfigError(f"rig {rig.name}: backend ur needs arm.ip (the robot's address)")
     return with_gripper(rig.gripper, str(a["ip"]), lambda gripper: URArm(
         str(a["ip"]), 1.0 / rig.loop_hz, float(a.get("lookahead_time", 0.1)), float(a.get("gain", 300.0)),
-        float(a.get("stop_deceleration", 2.0)), float(a.get("watchdog_hz", 20.0)), a.get("tcp_offset"), gripper))
+        stop_deceleration(rig.safety, float(a.get("stop_deceleration", 2.0)), f"rig {rig.name}"),
+        float(a.get("watchdog_hz", 20.0)), a.get("tcp_offset"), gripper))

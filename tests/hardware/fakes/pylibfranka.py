@@ -101,7 +101,7 @@ class RobotState:
         self.dq = arm.dq.tolist()
         self.tau_J = (arm.tau_measured + arm.gravity).tolist()     # the sensors measure gravity too
         self.O_T_EE = T.flatten(order="F").tolist()
-        self.O_F_ext_hat_K = arm.f_ext.tolist()
+        self.O_F_ext_hat_K = (-arm.f_ext).tolist()   # libfranka: the robot's force on the environment is positive
         self.time = Duration(ms)
         self.current_errors = errors
         self.last_motion_errors = errors
