@@ -256,9 +256,8 @@ class Learner:
                     raise WireError(f"unexpected frame type {header['type'][:40]!r} from an actor")
                 try:
                     key = episode_key(header.get("meta"), actor_id)
-                    record = EpisodeRecord.from_arrays(unpack_arrays(payload), header["meta"],
-                                                       source=f"episode {key[1]} of actor {actor_id}")
-                    record.check(self.spec, self.extras, f"episode {key[1]} of actor {actor_id}")
+                    record = EpisodeRecord.from_arrays(unpack_arrays(payload), header["meta"], f"episode {key[1]}")
+                    record.check(self.spec, self.extras, f"episode {key[1]}")
                 except (InvalidEpisode, WireError) as e:
                     self._reject(conn, lock, actor_id, header.get("meta"), str(e))
                     continue
@@ -276,7 +275,7 @@ class Learner:
     def _reject(self, conn, lock, actor_id: str, meta, reason: str) -> None:
         seq = meta.get("seq") if isinstance(meta, dict) else None
         self.rejected += 1
-        log.warning("learner: rejected episode %s of actor %s: %s", str(seq)[:40], actor_id, reason)
+        log.warning("learner: rejected an episode of actor %s: %s", actor_id, reason)
         self._send(conn, lock, {"type": "reject", "seq": seq if type(seq) is int else None, "reason": reason})
 
     def _send(self, conn, lock, header: dict, payload: bytes = b"") -> None:

@@ -60,9 +60,10 @@ class EpisodeRecord:
         unknown = sorted(k for k in arrays if k not in (*_STEP, "flags") and not k.startswith(("obs.", "extras.")))
         missing = [k for k in (*_STEP, "flags") if k not in arrays]
         obs = {k[4:]: v for k, v in arrays.items() if k.startswith("obs.")}
-        if missing or unknown or not obs:
-            raise InvalidEpisode(f"{source}: episode record lacks {missing or 'obs.<key>'} / has unknown arrays "
-                                 f"{unknown} (has {sorted(arrays)})")
+        if missing or not obs:
+            raise InvalidEpisode(f"{source}: episode record lacks {missing or ['obs.<key>']} (has {sorted(arrays)})")
+        if unknown:
+            raise InvalidEpisode(f"{source}: episode record has unknown arrays {unknown} (has {sorted(arrays)})")
         flat = [k for k, v in arrays.items() if np.ndim(v) == 0]
         if flat:
             raise InvalidEpisode(f"{source}: arrays {flat} are scalars; every array has a leading time/chunk axis")
