@@ -75,7 +75,7 @@ class EpisodeRecord:
                                  f"{ {k: len(v) for k, v in obs.items()} } (expected T + 1 = {T + 1})")
         for name, shape in (("interventions", (T,)), ("flags", (2,))):
             v = arrays[name]
-            if v.shape != shape or v.dtype not in (np.uint8, np.bool_) or (v.dtype == np.uint8 and v.max(initial=0) > 1):
+            if v.shape != shape or v.dtype not in (np.uint8, np.bool_) or v.astype(np.uint8).max(initial=0) > 1:
                 raise InvalidEpisode(f"{source}: {name} must be {shape} flags of 0/1 (uint8), got {v.dtype} "
                                      f"{v.shape} with values {np.unique(v)[:5].tolist()}")
         flags = arrays["flags"]
@@ -96,7 +96,8 @@ class EpisodeRecord:
         if set(self.obs) != set(want):
             raise InvalidEpisode(f"{source}: observation keys {sorted(self.obs)}, the run's spec has {sorted(want)}")
         arrays = {f"obs[{k!r}]": (self.obs[k], shape, "float32") for k, shape in want.items()}
-        arrays |= {"actions": (self.actions, (T, spec.action_dim), "float32"), "rewards": (self.rewards, (T,), "float32")}
+        arrays |= {"actions": (self.actions, (T, spec.action_dim), "float32"),
+                   "rewards": (self.rewards, (T,), "float32")}
         if extras is not None and set(self.extras) != set(extras):
             raise InvalidEpisode(f"{source}: extras {sorted(self.extras)}, the run's algorithm sends {sorted(extras)}")
         for k, v in self.extras.items():
