@@ -73,21 +73,34 @@ def _spawn_actors(cfg, out: Path, port: int) -> list[subprocess.Popen]:
     return procs
 
 
+def learner_config(link):
+    """LearnerConfig of the `learner:` config group; its limits can be set too (e.g. +learner.max_connections=128)."""
+    from dataclasses import fields
+
+    from robot_rl.core.config import to_plain
+    from robot_rl.runtime.learner import LearnerConfig
+
+    given = dict(to_plain(link))
+    unknown = sorted(set(given) - {f.name for f in fields(LearnerConfig)})
+    if unknown:
+        raise ConfigError(f"learner.{unknown[0]}: unknown setting; known: {[f.name for f in fields(LearnerConfig)]}")
+    return LearnerConfig(**given | {"token": str(given.get("token") or "")})
+
+
 def run_learner(cfg, ctx):
     """Serve actors until online.env_steps; returns the FinetuneResult of the exported policy."""
     from tqdm import tqdm
 
     from robot_rl.learning.rl.offpolicy import export_result
     from robot_rl.learning.rl.online import CurvePoint
-    from robot_rl.runtime.learner import Learner, LearnerConfig
+    from robot_rl.runtime.learner import Learner
 
     out, online = Path(ctx.out), ctx.online
     agent, agent_cfg = _agent(cfg, ctx)
     n_prior = agent.load_prior(ctx.store, progress=ctx.progress) if ctx.store is not None else 0
     link = cfg.learner
-    learner = Learner(agent, agent.spec, out / "online.zarr", LearnerConfig(str(link.host), int(link.port),
-                                                                             str(link.token or "")),
-                      gamma=online.gamma, checkpoint_dir=out / "learner")
+    learner = Learner(agent, agent.spec, out / "online.zarr", learner_config(link), gamma=online.gamma,
+                      checkpoint_dir=out / "learner")
     print(f"learner on {learner.address[0]}:{learner.address[1]} ({cfg.actors} local actors); "
           f"resumed at {learner.env_steps} env steps")
     curve: list[CurvePoint] = []

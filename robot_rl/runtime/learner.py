@@ -53,12 +53,18 @@ class LearnerConfig:
     max_episode_bytes: int = 1 << 30    # the largest episode payload taken in
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.host, str) and self.host) or not isinstance(self.token, str):
+            raise ConfigError(f"learner.host={self.host!r} / learner.token: expected strings (a host name or address)")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"learner.port={self.port!r}: expected a TCP port 0-65535 (0: any free port)")
         for name in ("publish_every", "checkpoint_every", "max_connections", "max_episode_bytes"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ConfigError(f"learner.{name}={getattr(self, name)!r}: expected an integer >= 1")
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"learner.{name}={v!r}: expected an integer >= 1")
         for name in ("handshake_timeout_s", "idle_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"learner.{name}={getattr(self, name)!r}: expected seconds > 0")
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"learner.{name}={v!r}: expected seconds > 0")
 
 
 def actor_weights(algo) -> dict:
