@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from robot_rl.core.errors import ConfigError
+from robot_rl.core.errors import ConfigError, RobotRLError
 
 SPLIT_ALGORITHMS = ("residual", "rlpd")       # those with actor_weights / load_actor_weights
 
@@ -33,7 +33,9 @@ def _agent(cfg, ctx):
 
 
 def run_actor(cfg, ctx) -> int:
-    """One twin actor until killed (or `actor_episodes` episodes)."""
+    """One twin actor until killed (or `actor_episodes` episodes, then until the learner took them in).
+    Raises LearnerRefused (a RobotRLError: exit status 1 with the learner's reason) when the learner
+    refuses it, and RobotRLError when episodes stay unacknowledged; either way they stay spooled."""
     from robot_rl.runtime.actor import Actor
 
     if ctx.make_env is None:
@@ -47,7 +49,9 @@ def run_actor(cfg, ctx) -> int:
     print(f"actor {actor_id} -> learner {link.host}:{link.port}")
     try:
         actor.run(episodes=int(cfg.actor_episodes) or None)
-        actor.drain()
+        if not actor.drain():
+            raise RobotRLError(f"actor {actor_id}: {actor.pending()} episode(s) not acknowledged by the learner at "
+                               f"{link.host}:{link.port} within 30 s; they stay in {actor.spool} for the next run")
     finally:
         actor.close()
     return 0
@@ -69,21 +73,34 @@ def _spawn_actors(cfg, out: Path, port: int) -> list[subprocess.Popen]:
     return procs
 
 
+def learner_config(link):
+    """LearnerConfig of the `learner:` config group; its limits can be set too (e.g. +learner.max_connections=128)."""
+    from dataclasses import fields
+
+    from robot_rl.core.config import to_plain
+    from robot_rl.runtime.learner import LearnerConfig
+
+    given = dict(to_plain(link))
+    unknown = sorted(set(given) - {f.name for f in fields(LearnerConfig)})
+    if unknown:
+        raise ConfigError(f"learner.{unknown[0]}: unknown setting; known: {[f.name for f in fields(LearnerConfig)]}")
+    return LearnerConfig(**given | {"token": str(given.get("token") or "")})
+
+
 def run_learner(cfg, ctx):
     """Serve actors until online.env_steps; returns the FinetuneResult of the exported policy."""
     from tqdm import tqdm
 
     from robot_rl.learning.rl.offpolicy import export_result
     from robot_rl.learning.rl.online import CurvePoint
-    from robot_rl.runtime.learner import Learner, LearnerConfig
+    from robot_rl.runtime.learner import Learner
 
     out, online = Path(ctx.out), ctx.online
     agent, agent_cfg = _agent(cfg, ctx)
     n_prior = agent.load_prior(ctx.store, progress=ctx.progress) if ctx.store is not None else 0
     link = cfg.learner
-    learner = Learner(agent, agent.spec, out / "online.zarr", LearnerConfig(str(link.host), int(link.port),
-                                                                             str(link.token or "")),
-                      gamma=online.gamma, checkpoint_dir=out / "learner")
+    learner = Learner(agent, agent.spec, out / "online.zarr", learner_config(link), gamma=online.gamma,
+                      checkpoint_dir=out / "learner")
     print(f"learner on {learner.address[0]}:{learner.address[1]} ({cfg.actors} local actors); "
           f"resumed at {learner.env_steps} env steps")
     curve: list[CurvePoint] = []
@@ -101,7 +118,7 @@ def run_learner(cfg, ctx):
         next_eval = (learner.env_steps // online.eval_every + 1) * online.eval_every if online.eval_every else None
         while learner.env_steps < online.env_steps:
             before = learner.env_steps
-            learner.step()
+            learner.step(max_env_steps=online.env_steps)   # the rest stays spooled for a resumed run
             bar.update(learner.env_steps - before)
             bar.set_postfix(updates=learner.updates, episodes=learner.episodes, version=learner.version)
             if next_eval is not None and learner.env_steps >= next_eval and learner.env_steps < online.env_steps:
@@ -109,8 +126,10 @@ def run_learner(cfg, ctx):
                 next_eval += online.eval_every
             for i, p in enumerate(procs):
                 if p.poll() is not None:
-                    raise RuntimeError(f"actor twin{i} exited with status {p.returncode}; see "
-                                       f"{out / 'actors' / f'twin{i}.log'}")
+                    log = out / "actors" / f"twin{i}.log"
+                    last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+                    raise RobotRLError(f"actor twin{i} exited with status {p.returncode}"
+                                       f"{': ' + last[0] if last else ''} (log: {log})")
         bar.close()
         learner.checkpoint()
         evaluate()
@@ -132,9 +151,13 @@ def main(argv: list[str]) -> int:
     from robot_rl.core.config import load_yaml
 
     cfg = OmegaConf.create(load_yaml(argv[0]))
-    ctx, _ = build_context(cfg, Path(cfg.out))
-    ctx.progress = False
-    return run_actor(cfg, ctx)
+    try:
+        ctx, _ = build_context(cfg, Path(cfg.out))
+        ctx.progress = False
+        return run_actor(cfg, ctx)
+    except RobotRLError as e:           # the learner's log shows this line (see run_learner)
+        print(f"robot-rl finetune actor {cfg.get('actor_id')}: error: {e}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,15 +2,21 @@
 
 Each finished episode is first written to a local spool directory (safetensors), then sent; the spool
 file is deleted only when the learner acknowledges that the episode is in its store. A background
-thread keeps (re)connecting, resends everything still spooled after a reconnect, and keeps the latest
-weights the learner published; the actor swaps them in between episodes. Sequence numbers persist in
-the spool directory, so a restarted actor continues where it stopped and nothing is sent twice under
-a new name.
+thread keeps (re)connecting, resends everything still spooled after a reconnect, pings an idle
+connection, and keeps the latest weights the learner published; the actor swaps them in between
+episodes. Sequence numbers persist in the spool directory, so a restarted actor continues where it
+stopped and nothing is sent twice under a new name.
+
+An episode the learner rejects (it does not fit the run) moves to <spool>/rejected/ with the reason
+beside it. A learner that refuses the actor itself (a wrong token) stops it: the next run_episode()
+or drain() raises LearnerRefused with the learner's reason, and the spool stays for the next run.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import select
 import socket
 import threading
 import time
@@ -18,9 +24,17 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable
 
+from robot_rl.core.errors import RobotRLError
 from robot_rl.learning.rl.chunk_env import ChunkEnv
 from robot_rl.learning.rl.episode_record import EpisodeRecord
 from robot_rl.runtime.rl_wire import WireError, pack_arrays, recv_frame, send_frame, unpack_weights
+
+log = logging.getLogger(__name__)
+HANDSHAKE_S = 10.0           # connect + the learner's answer to hello
+
+
+class LearnerRefused(RobotRLError):
+    """The learner refused this actor (e.g. a wrong token): retrying cannot help."""
 
 
 class Actor:
@@ -32,61 +46,131 @@ class Actor:
                  max_steps: int | None = None, seed: int = 0, make_corrector=None) -> None:
         self.algo, self.address, self.actor_id, self.token = algo, tuple(address), str(actor_id), token
         self.spool = Path(spool_dir)
+        self.rejected_dir = self.spool / "rejected"
         self.spool.mkdir(parents=True, exist_ok=True)
         raw = make_env()
         corrector = make_corrector(raw) if make_corrector is not None else None
         self.env = ChunkEnv(raw, algo.spec, gamma, reward, corrector=corrector, max_steps=max_steps)
         self.seed = seed
         state = self.spool / "actor.json"
-        spooled = [int(p.stem) for p in self.spool.glob("*.safetensors")]
+        used = [int(p.stem) for d in (self.spool, self.rejected_dir) for p in d.glob("*.safetensors")]
         self.next_seq = max([json.loads(state.read_text())["next_seq"] if state.exists() else 0,
-                             *(s + 1 for s in spooled)])
+                             *(s + 1 for s in used)])
         self.weights_version = -1
         self._latest: tuple[int, bytes] | None = None
-        self._sock: socket.socket | None = None
+        self._sock: socket.socket | None = None        # the connection episodes go to, once the learner said yes
+        self._dialing: socket.socket | None = None     # the connection being set up (close() interrupts it)
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
-        self.acked = 0
+        self._settled = threading.Condition()     # notified on every ack, reject and refusal
+        self.acked = self.rejected = 0
+        self.refused: str | None = None            # the learner's reason, once it refused this actor
         self._link = threading.Thread(target=self._link_loop, name=f"actor-{actor_id}-link", daemon=True)
         self._link.start()
 
     # ---- link to the learner -------------------------------------------------------------------
     def _link_loop(self) -> None:
         backoff = 0.1
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.refused is None:
+            sock = None
             try:
-                sock = socket.create_connection(self.address, timeout=5.0)
-                sock.settimeout(None)
+                sock = self._dialing = socket.create_connection(self.address, timeout=HANDSHAKE_S)
                 send_frame(sock, {"type": "hello", "token": self.token, "actor_id": self.actor_id})
+                header, payload = recv_frame(sock, deadline=time.monotonic() + HANDSHAKE_S)
+                if header["type"] == "error":
+                    self._on_error(header)
+                    continue
+                if header["type"] != "weights":
+                    raise WireError(f"learner answered hello with {header['type'][:40]!r}, expected weights")
+                self._latest = (int(header["version"]), payload)
+                idle_s = float(header.get("idle_timeout_s", 60.0))
+                sock.settimeout(idle_s)
                 with self._send_lock:
                     self._sock = sock
                     for path in sorted(self.spool.glob("*.safetensors"), key=lambda p: int(p.stem)):
+                        if self._sock is None:
+                            break
                         self._send_file(path)
                 backoff = 0.1
-                while not self._stop.is_set():
-                    header, payload = recv_frame(sock)
-                    if header["type"] == "weights":
-                        self._latest = (int(header["version"]), payload)
-                    elif header["type"] == "ack":
-                        (self.spool / f"{int(header['seq'])}.safetensors").unlink(missing_ok=True)
-                        self.acked += 1
-                    elif header["type"] == "error":
-                        raise WireError(f"learner refused actor {self.actor_id}: {header.get('message')}")
-            except (OSError, WireError):
+                self._receive(sock, ping_every=idle_s / 4)
+            except (OSError, WireError, ValueError, KeyError, TypeError) as e:   # the learner is away or odd: retry
+                log.debug("actor %s: link to %s:%s down: %s", self.actor_id, *self.address, e)
+            finally:
                 with self._send_lock:
-                    self._sock = None
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
+                    if self._sock is sock:
+                        self._sock = None
+                if sock is not None:
+                    sock.close()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _receive(self, sock: socket.socket, ping_every: float) -> None:
+        """Frames from the learner until the connection ends; a ping whenever nothing came for ping_every."""
+        while not self._stop.is_set():
+            if not select.select([sock], [], [], ping_every)[0]:
+                with self._send_lock:
+                    if self._sock is not sock:
+                        raise WireError("a send on this connection failed")
+                    send_frame(sock, {"type": "ping"})
+                continue
+            header, payload = recv_frame(sock)
+            kind = header["type"]
+            if kind == "weights":
+                self._latest = (int(header["version"]), payload)
+            elif kind in ("ack", "reject"):
+                self._settle(header.get("seq"), None if kind == "ack" else str(header.get("reason")))
+            elif kind == "error":
+                self._on_error(header)
+                return
+
+    def _on_error(self, header: dict) -> None:
+        message = str(header.get("message"))[:2000]
+        if header.get("retry"):
+            raise WireError(f"learner: {message}")
+        self.refused = message
+        log.error("actor %s: learner %s:%s refused it: %s", self.actor_id, *self.address, message)
+        with self._settled:
+            self._settled.notify_all()
+
+    def _settle(self, seq, reason: str | None) -> None:
+        """An ack (reason None: the spooled copy goes) or a reject (it moves to rejected/ with the reason)."""
+        path = self.spool / f"{seq}.safetensors"
+        if type(seq) is not int:
+            log.error("actor %s: learner rejected an episode it could not name: %s", self.actor_id, reason)
+        elif reason is None:
+            path.unlink(missing_ok=True)
+            self.acked += 1
+        else:
+            self.rejected_dir.mkdir(exist_ok=True)
+            (self.rejected_dir / f"{seq}.reason.txt").write_text(reason + "\n")
+            if path.exists():
+                path.replace(self.rejected_dir / path.name)
+            self.rejected += 1
+            log.error("actor %s: learner rejected episode %d (kept in %s): %s", self.actor_id, seq,
+                      self.rejected_dir, reason)
+        with self._settled:
+            self._settled.notify_all()
 
     def _send_file(self, path: Path) -> None:
-        """Send one spooled episode (caller holds _send_lock). A failure leaves it spooled."""
+        """Send one spooled episode (caller holds _send_lock). A failure leaves it spooled and ends the link."""
         from safetensors import safe_open
 
-        with safe_open(str(path), "np") as f:
-            meta = json.loads((f.metadata() or {}).get("meta", "{}"))
         try:
-            send_frame(self._sock, {"type": "episode", "meta": meta}, path.read_bytes())
+            with safe_open(str(path), "np") as f:
+                meta = json.loads((f.metadata() or {}).get("meta", "{}"))
+            payload = path.read_bytes()
+        except FileNotFoundError:     # acknowledged meanwhile (a resend)
+            return
+        except Exception as e:        # a damaged spool file: set aside, never resent in a loop
+            self._settle(int(path.stem), f"unreadable spool file {path}: {e}")
+            return
+        try:
+            send_frame(self._sock, {"type": "episode", "meta": meta}, payload)
         except OSError:
+            try:                      # wakes the link thread, which reconnects and resends
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._sock = None
 
     def _spool_and_send(self, record: EpisodeRecord) -> None:
@@ -99,6 +183,11 @@ class Actor:
             if self._sock is not None:
                 self._send_file(path)
 
+    def _check_refused(self) -> None:
+        if self.refused is not None:
+            raise LearnerRefused(f"learner {self.address[0]}:{self.address[1]} refused actor {self.actor_id!r}: "
+                                 f"{self.refused}; {self.pending()} episode(s) stay in {self.spool} for the next run")
+
     # ---- acting --------------------------------------------------------------------------------
     def _swap_weights(self) -> None:
         latest = self._latest
@@ -107,6 +196,7 @@ class Actor:
             self.weights_version = latest[0]
 
     def run_episode(self) -> EpisodeRecord:
+        self._check_refused()
         self._swap_weights()
         seq = self.next_seq
         self.next_seq += 1
@@ -122,7 +212,8 @@ class Actor:
         return record
 
     def run(self, episodes: int | None = None, stop: threading.Event | None = None) -> int:
-        """Run episodes until `episodes` are done or `stop` is set. Returns the number run."""
+        """Run episodes until `episodes` are done or `stop` is set. Returns the number run.
+        Raises LearnerRefused once the learner has refused this actor."""
         n = 0
         while (episodes is None or n < episodes) and not (stop is not None and stop.is_set()):
             self.run_episode()
@@ -130,22 +221,25 @@ class Actor:
         return n
 
     def pending(self) -> int:
-        """Episodes spooled but not yet acknowledged by the learner."""
+        """Episodes spooled but not yet acknowledged (or rejected) by the learner."""
         return len(list(self.spool.glob("*.safetensors")))
 
     def drain(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every spooled episode is acknowledged (or timeout). True when drained."""
-        t0 = time.monotonic()
-        while self.pending() and time.monotonic() - t0 < timeout_s:
-            time.sleep(0.05)
+        """Wait until every spooled episode is acknowledged or rejected (or timeout). True when drained.
+        Raises LearnerRefused if the learner refuses this actor meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        with self._settled:
+            while self.pending() and self.refused is None and time.monotonic() < deadline:
+                self._settled.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+        self._check_refused()
         return not self.pending()
 
     def close(self) -> None:
         self._stop.set()
-        with self._send_lock:
-            if self._sock is not None:
+        for sock in (self._dialing, self._sock):
+            if sock is not None:
                 try:
-                    self._sock.shutdown(socket.SHUT_RDWR)
+                    sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
         self._link.join(timeout=5)

@@ -7,21 +7,37 @@ resent after a lost acknowledgement are recognised by (actor_id, seq) and stored
 throttled to the algorithm's update-to-data budget (`allowed_updates`), so a fast learner never runs
 ahead of the data. On restart the learner rebuilds its data from the store and its weights from
 its last checkpoint (algorithms with save_state/load_state).
+
+Nothing an actor sends can stop the learner or poison its store: every episode is checked against the
+run's spec (keys, shapes, dtypes, finite values, the algorithm's extras) and its meta before it is
+queued, and one that does not fit is rejected with the reason, which the actor logs and sets aside.
+Connections are capped (a thread each), must authenticate within a handshake timeout and are dropped
+after an idle timeout; frames have bounded header size and nesting (robot_rl.runtime.rl_wire).
 """
 
 from __future__ import annotations
 
+import logging
 import queue
+import re
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from robot_rl.core.errors import ConfigError, RobotRLError, StoreError
 from robot_rl.core.spec import PolicySpec
-from robot_rl.learning.rl.episode_record import EpisodeRecord, read_record, record_streams, write_record
-from robot_rl.runtime.rl_wire import (WireError, check_bind, check_token, pack_weights, recv_frame, send_frame,
-                                      unpack_arrays)
+from robot_rl.learning.rl.episode_record import (EpisodeRecord, InvalidEpisode, read_record, record_streams,
+                                                 write_record)
+from robot_rl.runtime.rl_wire import (PayloadTooLarge, WireError, check_bind, check_token, pack_weights, recv_frame,
+                                      send_frame, skip_bytes, unpack_arrays)
+
+log = logging.getLogger(__name__)
+ACTOR_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+META_KEYS = ("actor_id", "seq", "weights_version")     # what an actor's episode meta holds, nothing else
 
 
 @dataclass
@@ -31,6 +47,24 @@ class LearnerConfig:
     token: str = ""
     publish_every: int = 20      # updates between weight broadcasts
     checkpoint_every: int = 100  # updates between learner checkpoints (algorithms with save_state)
+    max_connections: int = 64    # connections served at once (a thread each); more are told "busy" and closed
+    handshake_timeout_s: float = 10.0   # a new connection must say a valid hello within this
+    idle_timeout_s: float = 60.0        # a connection silent this long is dropped (actors ping at a quarter of it)
+    max_episode_bytes: int = 1 << 30    # the largest episode payload taken in
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.host, str) and self.host) or not isinstance(self.token, str):
+            raise ConfigError(f"learner.host={self.host!r} / learner.token: expected strings (a host name or address)")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"learner.port={self.port!r}: expected a TCP port 0-65535 (0: any free port)")
+        for name in ("publish_every", "checkpoint_every", "max_connections", "max_episode_bytes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"learner.{name}={v!r}: expected an integer >= 1")
+        for name in ("handshake_timeout_s", "idle_timeout_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"learner.{name}={v!r}: expected seconds > 0")
 
 
 def actor_weights(algo) -> dict:
@@ -40,6 +74,49 @@ def actor_weights(algo) -> dict:
     return algo.export_policy().state_dict()
 
 
+def expected_extras(algo, spec: PolicySpec) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{name: (per-chunk shape, dtype)} of the extras the run's actors send: what this algorithm's act()
+    returns (asked once, on a zero observation, without disturbing its random state)."""
+    import torch
+
+    obs = {f.key: np.zeros((spec.n_obs_steps, *f.shape), np.float32) for f in spec.obs}
+    with torch.random.fork_rng(devices=[]):
+        _, extras = algo.act(obs, explore=False)
+    return {k: (np.shape(v), str(np.asarray(v).dtype)) for k, v in (extras or {}).items()}
+
+
+def store_streams(spec: PolicySpec, extras: dict[str, tuple[tuple[int, ...], str]]):
+    """The StreamSpecs of a learner's store: fixed by the run's spec and algorithm, never by an episode."""
+    template = EpisodeRecord({f.key: np.zeros((1, *f.shape), np.float32) for f in spec.obs},
+                             np.zeros((0, spec.action_dim), np.float32), np.zeros(0, np.float32), np.zeros(0, bool),
+                             False, False, {k: np.zeros((0, *shape), dtype) for k, (shape, dtype) in extras.items()})
+    return record_streams(template, spec.rate_hz, spec.n_action_steps)
+
+
+def _brief(value) -> str:
+    """A peer-sent value for a message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def episode_key(meta, actor_id: str | None = None) -> tuple[str, int]:
+    """(actor_id, seq) of an episode's meta; InvalidEpisode unless it holds exactly META_KEYS with sane
+    values (and, given the connection's `actor_id`, that one: an actor cannot file episodes for another)."""
+    if not isinstance(meta, dict):
+        raise InvalidEpisode(f"episode meta must be a JSON object, got {type(meta).__name__} {_brief(meta)}")
+    if set(meta) != set(META_KEYS):
+        raise InvalidEpisode(f"episode meta has keys {sorted(meta)}, expected exactly {list(META_KEYS)}")
+    aid, seq, version = meta["actor_id"], meta["seq"], meta["weights_version"]
+    if actor_id is not None and aid != actor_id:
+        raise InvalidEpisode(f"episode meta.actor_id={_brief(aid)}: this connection's hello named {actor_id!r}")
+    if not (isinstance(aid, str) and ACTOR_ID.match(aid)):
+        raise InvalidEpisode(f"episode meta.actor_id={_brief(aid)}: expected an actor name")
+    for name, v, low in (("seq", seq, 0), ("weights_version", version, -1)):
+        if type(v) is not int or not low <= v < 2 ** 53:
+            raise InvalidEpisode(f"episode meta.{name}={_brief(v)}: expected an integer >= {low}")
+    return aid, seq
+
+
 class Learner:
     def __init__(self, algo, spec: PolicySpec, store_path: str | Path, cfg: LearnerConfig | None = None,
                  gamma: float = 0.99, checkpoint_dir: str | Path | None = None) -> None:
@@ -47,24 +124,32 @@ class Learner:
         check_bind(self.cfg.host, self.cfg.token)
         self.store_path = Path(store_path)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.extras = expected_extras(algo, spec)
         self.inbox: queue.Queue = queue.Queue()
         self.env_steps = self.n_transitions = self.updates = self.episodes = 0
+        self.rejected = 0        # episodes refused as malformed (the actor is told why)
         self.version = 0
         self.successes: list[bool] = []
         self._seen: set[tuple[str, int]] = set()
-        self._clients: dict[socket.socket, threading.Lock] = {}
+        self._clients: dict[socket.socket, threading.Lock] = {}        # actors past hello: weights go to them
+        self._connections: dict[socket.socket, threading.Thread] = {}  # every connection being served
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self.store = self.writer = None
         self._resume()
         self._server = socket.create_server((self.cfg.host, self.cfg.port))
-        self._server.settimeout(0.2)
         self._acceptor = threading.Thread(target=self._accept_loop, name="learner-accept", daemon=True)
         self._acceptor.start()
 
     @property
     def address(self) -> tuple[str, int]:
         return self._server.getsockname()[:2]
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now (each holds one thread and one socket)."""
+        with self._lock:
+            return len(self._connections)
 
     # ---- resume --------------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -82,18 +167,30 @@ class Learner:
         from robot_rl.data.store import EpisodeStore
 
         self.store = EpisodeStore.open(self.store_path, "a")
+        want = {s.name: (s.dtype, tuple(s.shape)) for s in store_streams(self.spec, self.extras)}
+        have = {name: (s.dtype, tuple(s.shape)) for name, s in self.store.streams.items() if name in want}
+        if have != want:
+            raise StoreError(f"{self.store_path}: its streams {have} do not fit this run's spec and algorithm "
+                             f"({want}); resume with the run that made it, or give this run a new out=")
         # an episode the previous learner was writing when it died was never acknowledged: the actor resends it
         self.writer = self.store.writer(on_interrupted="discard")
         self.store.refresh()
         # the store keeps arrival order: its first `known` episodes are in the restored agent's counters
         for ep in range(len(self.store)):
-            self._observe(read_record(self.store, ep), counted=ep < known)
+            source = f"{self.store_path}[episode {ep}]"
+            try:   # a store written before episodes were checked may hold one nobody can learn from
+                record = read_record(self.store, ep)
+                key = episode_key(record.meta)
+                record.check(self.spec, self.extras, source)
+            except (RobotRLError, ValueError, KeyError) as e:
+                log.warning("learner: %s cannot be learned from and is skipped: %s", source, e)
+                continue
+            self._seen.add(key)
+            self._observe(record, counted=ep < known)
 
     def _observe(self, record: EpisodeRecord, counted: bool = False) -> None:
         """Feed one episode to the algorithm; `counted`: it already is in the restored algorithm's counters
         (replay only)."""
-        meta = record.meta
-        self._seen.add((str(meta.get("actor_id")), int(meta.get("seq", -1))))
         t = record.transitions(self.spec, self.gamma, episode=self.episodes)
         (self.algo.remember if counted else self.algo.observe)(t)
         self.n_transitions += len(t)
@@ -105,34 +202,87 @@ class Learner:
     def _accept_loop(self) -> None:
         while not self._closed.is_set():
             try:
-                conn, _ = self._server.accept()
-            except (socket.timeout, OSError):
+                conn, peer = self._server.accept()
+            except OSError:          # close() shut the listening socket down, or out of descriptors: wait
+                self._closed.wait(0.05)
                 continue
-            threading.Thread(target=self._serve, args=(conn,), name="learner-conn", daemon=True).start()
+            with self._lock:
+                busy = len(self._connections) >= self.cfg.max_connections
+                if not busy:
+                    thread = threading.Thread(target=self._serve, args=(conn, peer), name="learner-conn", daemon=True)
+                    self._connections[conn] = thread
+            if busy:                 # answered without a thread; the frame fits any socket buffer
+                self._refuse(conn, f"learner busy: {self.cfg.max_connections} connections "
+                                   "(learner.max_connections); retry later", retry=True)
+            else:
+                thread.start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    @staticmethod
+    def _refuse(conn: socket.socket, message: str, retry: bool) -> None:
         try:
-            hello, _ = recv_frame(conn, max_payload=0)
-            if hello.get("type") != "hello" or not check_token(self.cfg.token, hello.get("token", "")):
-                send_frame(conn, {"type": "error", "message": "hello with a valid token expected"})
+            conn.setblocking(False)
+            send_frame(conn, {"type": "error", "message": message, "retry": retry})
+        except OSError:
+            pass
+        conn.close()
+
+    def _serve(self, conn: socket.socket, peer) -> None:
+        lock = threading.Lock()
+        try:
+            try:
+                hello, _ = recv_frame(conn, max_payload=0, deadline=time.monotonic() + self.cfg.handshake_timeout_s)
+            except WireError as e:
+                self._refuse(conn, f"a hello frame within {self.cfg.handshake_timeout_s:g} s expected: {e}", False)
                 return
-            lock = threading.Lock()
+            actor_id = hello.get("actor_id")
+            if hello["type"] != "hello" or not check_token(self.cfg.token, hello.get("token", "")):
+                log.warning("learner: refused %s: no hello with a valid token", peer)
+                self._refuse(conn, "hello with a valid token expected (learner.token)", retry=False)
+                return
+            if not (isinstance(actor_id, str) and ACTOR_ID.match(actor_id)):
+                self._refuse(conn, f"hello actor_id={_brief(actor_id)}: expected 1-64 characters of "
+                                   "letters, digits, '_', '.', ':' or '-'", retry=False)
+                return
+            conn.settimeout(self.cfg.idle_timeout_s)
             with self._lock:
                 self._clients[conn] = lock
             with lock:
-                send_frame(conn, {"type": "weights", "version": self.version}, pack_weights(actor_weights(self.algo)))
+                send_frame(conn, {"type": "weights", "version": self.version,
+                                  "idle_timeout_s": self.cfg.idle_timeout_s}, pack_weights(actor_weights(self.algo)))
             while not self._closed.is_set():
-                header, payload = recv_frame(conn)
+                try:
+                    header, payload = recv_frame(conn, max_payload=self.cfg.max_episode_bytes)
+                except PayloadTooLarge as e:     # refused unread, then skipped: the connection stays in step
+                    self._reject(conn, lock, actor_id, e.header.get("meta"), str(e))
+                    skip_bytes(conn, e.size)
+                    continue
+                if header["type"] == "ping":
+                    continue
                 if header["type"] != "episode":
-                    raise WireError(f"unexpected frame type {header['type']!r} from an actor")
-                record = EpisodeRecord.from_arrays(unpack_arrays(payload), header.get("meta"), source="actor episode")
-                self.inbox.put((conn, lock, record))
-        except (WireError, OSError, ValueError):
-            pass
+                    raise WireError(f"unexpected frame type {header['type'][:40]!r} from an actor")
+                try:
+                    key = episode_key(header.get("meta"), actor_id)
+                    record = EpisodeRecord.from_arrays(unpack_arrays(payload), header["meta"], f"episode {key[1]}")
+                    record.check(self.spec, self.extras, f"episode {key[1]}")
+                except (InvalidEpisode, WireError) as e:
+                    self._reject(conn, lock, actor_id, header.get("meta"), str(e))
+                    continue
+                self.inbox.put((conn, lock, key, record))
+        except (WireError, OSError) as e:
+            log.info("learner: connection from %s closed: %s", peer, e)
+        except Exception:   # a bug must cost one connection, never the learner
+            log.exception("learner: connection from %s failed", peer)
         finally:
             with self._lock:
                 self._clients.pop(conn, None)
+                self._connections.pop(conn, None)
             conn.close()
+
+    def _reject(self, conn, lock, actor_id: str, meta, reason: str) -> None:
+        seq = meta.get("seq") if isinstance(meta, dict) else None
+        self.rejected += 1
+        log.warning("learner: rejected an episode of actor %s: %s", actor_id, reason)
+        self._send(conn, lock, {"type": "reject", "seq": seq if type(seq) is int else None, "reason": reason})
 
     def _send(self, conn, lock, header: dict, payload: bytes = b"") -> None:
         try:
@@ -146,34 +296,35 @@ class Learner:
         if self.writer is None:
             from robot_rl.data.store import EpisodeStore
 
-            streams = record_streams(record, self.spec.rate_hz, self.spec.n_action_steps)
+            streams = store_streams(self.spec, self.extras)
             self.store = EpisodeStore.create(self.store_path, streams, index_stream="action")
             self.writer = self.store.writer()
-        write_record(self.writer, record, self.spec.rate_hz, self.spec.n_action_steps,
-                     {"source": "policy", "task": str(record.meta.get("task", ""))})
+        write_record(self.writer, record, self.spec.rate_hz, self.spec.n_action_steps, {"source": "policy"})
 
-    def step(self, timeout: float = 0.1) -> int:
+    def step(self, timeout: float = 0.1, max_env_steps: int | None = None) -> int:
         """Take in the episodes that arrived (store, acknowledge, observe), then run the updates the data
-        allows, publishing weights and checkpointing on schedule. Returns the number of new episodes."""
+        allows, publishing weights and checkpointing on schedule. Returns the number of new episodes.
+        max_env_steps: take in no episode once this many env steps are in (the rest stay unacknowledged,
+        spooled on their actors, for the next run)."""
         new = 0
-        try:
-            item = self.inbox.get(timeout=timeout)
-        except queue.Empty:
-            item = None
-        budget = self.inbox.qsize() + 1        # what has arrived by now: fast actors must not keep this loop here
-        while item is not None and budget > 0:
-            budget -= 1
-            conn, lock, record = item
-            key = (str(record.meta.get("actor_id")), int(record.meta.get("seq", -1)))
-            if key not in self._seen:
+        budget = None
+        while max_env_steps is None or self.env_steps < max_env_steps:
+            try:
+                item = self.inbox.get(timeout=timeout) if budget is None else self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if budget is None:             # what has arrived by now: fast actors must not keep this loop here
+                budget = self.inbox.qsize() + 1
+            conn, lock, key, record = item
+            if key not in self._seen:      # checked on arrival: it fits the spec, so it is stored and learned
                 self._store_record(record)
+                self._seen.add(key)
                 self._observe(record)
                 new += 1
             self._send(conn, lock, {"type": "ack", "seq": key[1]})
-            try:
-                item = self.inbox.get_nowait() if budget > 0 else None
-            except queue.Empty:
-                item = None
+            budget -= 1
+            if budget == 0:
+                break
         while self.updates < self.algo.allowed_updates(self.n_transitions):
             self.algo.update()
             self.updates += 1
@@ -213,17 +364,25 @@ class Learner:
         while self.env_steps < env_steps:
             if timeout_s is not None and time.monotonic() - t0 > timeout_s:
                 raise TimeoutError(f"learner: {self.env_steps} of {env_steps} env steps after {timeout_s:.0f} s")
-            if self.step() and on_progress is not None:
+            if self.step(max_env_steps=env_steps) and on_progress is not None:
                 on_progress(self)
 
     def close(self) -> None:
         self._closed.set()
+        try:   # wakes the acceptor: a listening socket closed under a blocked accept() would keep listening
+            self._server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._acceptor.join(timeout=5)
         self._server.close()
         with self._lock:
-            for conn in list(self._clients):
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            connections = dict(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in connections.values():
+            thread.join(timeout=5)
         if self.writer is not None:
             self.writer.close()

@@ -3,6 +3,7 @@ actors, and a learner crash plus an actor restart that lose no episode."""
 
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -144,4 +145,27 @@ def test_learner_crash_and_actor_restart_lose_no_episode(tmp_path):
     seqs = sorted(m["extra"]["seq"] for m in learner.store.meta_list())
     assert seqs == [0, 1, 2, 3, 4, 5]
     actor.close()
+    learner.close()
+
+
+def test_the_learner_takes_no_episode_past_its_budget_and_the_rest_stay_spooled(tmp_path):
+    learner = Learner(LinearGaussian(), SPEC, tmp_path / "online.zarr")
+    actors = [Actor(LinearGaussian(), _twin, learner.address, f"twin{i}", tmp_path / f"spool{i}", max_steps=8)
+              for i in range(2)]
+    for a in actors:
+        a.run(3)                                           # 6 episodes on their way before the learner looks
+    learner.run(env_steps=1, timeout_s=60)                 # a budget of 1 env step: one episode is taken
+    assert learner.episodes == 1 and len(learner.store) == 1
+    deadline = time.monotonic() + 30
+    while sum(a.pending() for a in actors) > 5:            # the one acknowledgement reaches its actor ...
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert sum(a.pending() for a in actors) == 5           # ... the other 5 stay spooled, unacknowledged
+    while learner.episodes < 6:                            # a later run (a larger budget) takes them all
+        learner.step(timeout=1.0)
+    assert all(a.drain(30) for a in actors)
+    keys = sorted((m["extra"]["actor_id"], m["extra"]["seq"]) for m in learner.store.meta_list())
+    assert keys == [(f"twin{i}", s) for i in range(2) for s in range(3)]
+    for a in actors:
+        a.close()
     learner.close()

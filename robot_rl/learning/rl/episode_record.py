@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_rl.core.errors import StoreError
+from robot_rl.core.errors import RobotRLError, StoreError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.learning.rl.transitions import Transitions, chunk_transitions
 
 _STEP = ("actions", "rewards", "interventions")
+
+
+class InvalidEpisode(RobotRLError, ValueError):
+    """An episode record that is malformed or does not fit its run (a learner rejects it, saying why)."""
 
 
 @dataclass
@@ -52,20 +56,62 @@ class EpisodeRecord:
 
     @staticmethod
     def from_arrays(arrays: dict[str, np.ndarray], meta: dict | None = None, source: str = "record") -> "EpisodeRecord":
+        """The record of `to_arrays` output; InvalidEpisode naming the array when the set is not one."""
+        unknown = sorted(k for k in arrays if k not in (*_STEP, "flags") and not k.startswith(("obs.", "extras.")))
         missing = [k for k in (*_STEP, "flags") if k not in arrays]
-        if missing:
-            raise ValueError(f"{source}: episode record lacks {missing} (has {sorted(arrays)})")
         obs = {k[4:]: v for k, v in arrays.items() if k.startswith("obs.")}
+        if missing or not obs:
+            raise InvalidEpisode(f"{source}: episode record lacks {missing or ['obs.<key>']} (has {sorted(arrays)})")
+        if unknown:
+            raise InvalidEpisode(f"{source}: episode record has unknown arrays {unknown} (has {sorted(arrays)})")
+        flat = [k for k, v in arrays.items() if np.ndim(v) == 0]
+        if flat:
+            raise InvalidEpisode(f"{source}: arrays {flat} are scalars; every array has a leading time/chunk axis")
         T = len(arrays["actions"])
         bad = {k: len(v) for k, v in obs.items() if len(v) != T + 1}
-        if not obs or bad or len(arrays["rewards"]) != T or len(arrays["interventions"]) != T:
-            raise ValueError(f"{source}: inconsistent episode record: {T} actions, {len(arrays['rewards'])} rewards, "
-                             f"{len(arrays['interventions'])} intervention flags, obs lengths "
-                             f"{ {k: len(v) for k, v in obs.items()} } (expected T + 1 = {T + 1})")
+        if bad or len(arrays["rewards"]) != T or len(arrays["interventions"]) != T:
+            raise InvalidEpisode(f"{source}: inconsistent episode record: {T} actions, {len(arrays['rewards'])} "
+                                 f"rewards, {len(arrays['interventions'])} intervention flags, obs lengths "
+                                 f"{ {k: len(v) for k, v in obs.items()} } (expected T + 1 = {T + 1})")
+        for name, shape in (("interventions", (T,)), ("flags", (2,))):
+            v = arrays[name]
+            if v.shape != shape or v.dtype not in (np.uint8, np.bool_) or v.astype(np.uint8).max(initial=0) > 1:
+                raise InvalidEpisode(f"{source}: {name} must be {shape} flags of 0/1 (uint8), got {v.dtype} "
+                                     f"{v.shape} with values {np.unique(v)[:5].tolist()}")
         flags = arrays["flags"]
         return EpisodeRecord(obs, arrays["actions"], arrays["rewards"], arrays["interventions"].astype(bool),
                              bool(flags[0]), bool(flags[1]),
                              {k[7:]: v for k, v in arrays.items() if k.startswith("extras.")}, dict(meta or {}))
+
+    def check(self, spec: PolicySpec, extras: dict[str, tuple[tuple[int, ...], str]] | None = None,
+              source: str = "episode") -> None:
+        """Raise InvalidEpisode naming the first array that does not fit the run: obs keys and shapes of
+        `spec` (T + 1 steps), actions (T, action_dim), T >= 1, float32 throughout, every value finite, and
+        one row of each extra per executed chunk with the per-chunk (shape, dtype) of `extras` (what the
+        run's algorithm returns from act(); None: any). Whatever passes, the learner can store and learn from."""
+        T, n_chunks = self.env_steps, -(-self.env_steps // spec.n_action_steps)
+        if T < 1:
+            raise InvalidEpisode(f"{source}: no actions (an episode needs at least one env step)")
+        want = {f.key: (T + 1, *f.shape) for f in spec.obs}
+        if set(self.obs) != set(want):
+            raise InvalidEpisode(f"{source}: observation keys {sorted(self.obs)}, the run's spec has {sorted(want)}")
+        arrays = {f"obs[{k!r}]": (self.obs[k], shape, "float32") for k, shape in want.items()}
+        arrays |= {"actions": (self.actions, (T, spec.action_dim), "float32"),
+                   "rewards": (self.rewards, (T,), "float32")}
+        if extras is not None and set(self.extras) != set(extras):
+            raise InvalidEpisode(f"{source}: extras {sorted(self.extras)}, the run's algorithm sends {sorted(extras)}")
+        for k, v in self.extras.items():
+            shape, dtype = extras[k] if extras is not None else (v.shape[1:], str(v.dtype))
+            arrays[f"extras[{k!r}]"] = (v, (n_chunks, *shape), dtype)
+        for name, (v, shape, dtype) in arrays.items():
+            if v.shape != shape or str(v.dtype) != dtype:
+                raise InvalidEpisode(f"{source}: {name} is {v.dtype} {tuple(v.shape)}, expected {dtype} {shape}"
+                                     f" ({T} env steps, {n_chunks} chunks of {spec.n_action_steps})")
+            if v.dtype.kind not in "biuf":
+                raise InvalidEpisode(f"{source}: {name} has dtype {v.dtype}; only numbers are learnable")
+            if v.dtype.kind == "f" and not np.isfinite(v).all():
+                bad = np.argwhere(~np.isfinite(v))[0].tolist()
+                raise InvalidEpisode(f"{source}: {name} holds a non-finite value ({v[tuple(bad)]} at index {bad})")
 
 
 # ---- episode store ----------------------------------------------------------------------------

@@ -66,9 +66,14 @@ def test_best_of_n_executes_the_argmax_q_chunk_and_round_trips(base_ckpt, tmp_pa
     assert isinstance(back, BestOfNPolicy) and back.n == 8
     _, scores_back = back.scored_candidates(obs, torch.Generator().manual_seed(2))
     torch.testing.assert_close(scores_back, scores)
+    torch.manual_seed(3)
     chunk = back.act({"state": obs["state"][0].numpy()})             # a full history, as evaluate() passes it
-    assert chunk.actions.shape == (base.spec.n_action_steps, base.spec.action_dim)
-    assert chunk.info["q"] >= chunk.info["q_mean"]
+    torch.manual_seed(3)                                              # ... scored against the same candidates
+    candidates, q = back.scored_candidates({"state": obs["state"][:1]})
+    best, start = int(q[0].argmax()), base.spec.n_obs_steps - 1
+    np.testing.assert_allclose(chunk.actions, candidates[0, best, start:start + base.spec.n_action_steps].numpy())
+    assert chunk.info["q"] == pytest.approx(float(q[0, best])) and chunk.info["q_mean"] == pytest.approx(float(q[0].mean()))
+    assert chunk.info["q"] > chunk.info["q_mean"]                     # 8 candidates with distinct scores
 
 
 def test_offline_config_rejects_unknown_fields_and_bad_values():

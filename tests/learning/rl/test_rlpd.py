@@ -4,6 +4,7 @@ its actor-only checkpoint read back by load_policy and eval."""
 import json
 
 import numpy as np
+import pytest
 import torch
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
@@ -53,5 +54,10 @@ def test_finetune_rlpd_from_scratch_writes_a_policy_that_eval_reads(base_ckpt, t
     ev = tmp_path / "eval"
     assert main(["eval", f"policy={out / 'policy'}", *TASK, "episodes=1", f"out={ev}", "device=cpu"]) == 0
     evaluated = json.loads((ev / "results.json").read_text())
-    low, high = evaluated["success_ci95"]
-    assert evaluated["episodes"] == 1 and low <= evaluated["success_rate"] <= high
+    [episode] = evaluated["per_episode"]
+    assert evaluated["episodes"] == 1 and evaluated["success_rate"] == float(episode["success"])
+    # the same policy on the same fixed seed (100000) as the run's final evaluation: the same outcome
+    assert evaluated["seeds"] == [100000] and evaluated["success_rate"] == results["success_rate"]
+    # the Wilson 95 % interval of one episode: [0.207, 1] after a success, [0, 0.793] after a failure
+    expected = [0.20654, 1.0] if episode["success"] else [0.0, 0.79346]
+    assert evaluated["success_ci95"] == pytest.approx(expected, abs=1e-5)
