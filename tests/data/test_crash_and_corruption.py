@@ -33,6 +33,8 @@ RECORDER = textwrap.dedent(
     i = 0
     while True:  # record until killed
         w.append("joint_pos", np.full(7, float(i)), 10.0 + i * 0.01)
+        if i % 10 == 0:
+            w.append("action", np.full(7, float(i)), 10.0 + i * 0.01)
         if i % 3 == 0:
             w.append("cam_front_rgb", np.full((32, 32, 3), i % 250, np.uint8), 10.0 + i * 0.01)
         if i == 60:
@@ -50,7 +52,8 @@ def _record_and_kill(path):
     assert proc.stdout.readline().strip() == b"RECORDING"
     for _ in range(3000):  # wait until the open episode has reached disk (readers may open any time)
         r = EpisodeStore.open(path)
-        if r.times("joint_pos").attrs.get("flushed", 0) > 200 and r.n_episodes == 2:
+        flushed = r.times("joint_pos").attrs.get("flushed") or {}
+        if r.n_episodes == 2 and flushed.get("end", 0) > 200 and r.header.get("open_episode"):
             break
     else:
         pytest.fail("recording process never flushed the open episode")

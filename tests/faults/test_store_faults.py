@@ -1,0 +1,196 @@
+"""Faults injected into the episode store: kill -9 of a real recording process around discarded and
+dropped episodes, kill -9 during store creation, and an interrupted episode with no index-stream row.
+
+Every sample a recorder writes carries its episode's tag (the `notes` of the episode), so a row
+attributed to the wrong episode is seen in the values themselves."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from robot_rl.data.recover import recover
+from robot_rl.data.store import EpisodeStore
+from robot_rl.data.validate import validate
+from tests.data.conftest import small_specs
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TAGGED = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from robot_rl.data.schema import EpisodeMeta
+    from robot_rl.data.store import EpisodeStore
+
+    T = [0.0]
+
+    def begin(w, tag):
+        w.begin_episode(EpisodeMeta(task="reach", source="teleop", notes=f"tag={tag}"))
+
+    def record(w, tag, steps, cameras=True):
+        # action/joint_pos carry tag * 1000 + step; frames carry the tag in every pixel
+        for i in range(steps):
+            T[0] += 0.01
+            w.append("action", np.full(7, tag * 1000 + i, np.float32), T[0])
+            w.append("joint_pos", np.full(7, tag * 1000.0 + i), T[0])
+            w.append("ee_quat", np.array([1.0, 0, 0, 0]), T[0])
+            if cameras:
+                w.append("cam_front_rgb", np.full((32, 32, 3), 10 * tag + 5, np.uint8), T[0])
+                w.append("cam_front_depth", np.full((32, 32), tag, np.uint16), T[0])
+    """
+)
+
+
+def _spawn(script: str, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", TAGGED + textwrap.dedent(script), *map(str, args)],
+                            stdout=subprocess.PIPE, cwd=REPO, env=os.environ | {"PYTHONPATH": REPO})
+
+
+def _wait_line(proc: subprocess.Popen, expected: bytes) -> None:
+    line = proc.stdout.readline().strip()
+    assert line == expected, f"recorder said {line!r}, expected {expected!r} (exit {proc.poll()})"
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _wait_flushed(path, stream: str, deadline_s: float = 60.0) -> None:
+    """Until `stream` has flushed rows of the journaled open episode."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        store = EpisodeStore.open(path)
+        journal = store.header.get("open_episode") or {}
+        flushed = store.times(stream).attrs.get("flushed") or {}
+        if journal.get("id") and flushed.get("episode") == journal["id"]:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"{stream} never flushed rows of the open episode")
+
+
+def assert_every_row_belongs_to_its_episode(path) -> int:
+    """Each committed episode holds only samples tagged with its own tag. Returns the episode count."""
+    store = EpisodeStore.open(path)
+    for ep in range(store.n_episodes):
+        tag = int(store.episode_meta(ep)["notes"].removeprefix("tag="))
+        action, _ = store.read("action", ep)
+        joint, _ = store.read("joint_pos", ep)
+        rgb, _ = store.read("cam_front_rgb", ep)
+        depth, _ = store.read("cam_front_depth", ep)
+        assert len(action) > 0, f"episode {ep} (tag {tag}) has no action row"
+        assert np.all(action // 1000 == tag) and np.all(joint // 1000 == tag), f"episode {ep}: rows of another episode"
+        assert np.all(depth == tag), f"episode {ep} (tag {tag}): depth frames of tags {np.unique(depth)}"
+        assert np.all(np.abs(rgb.mean(axis=(1, 2, 3)) - (10 * tag + 5)) < 3), f"episode {ep}: foreign frames"
+    return store.n_episodes
+
+
+@pytest.fixture
+def path(tmp_path):
+    p = tmp_path / "demo.zarr"
+    EpisodeStore.create(p, small_specs())
+    return p
+
+
+DISCARD_THEN_CRASH = """
+    store = EpisodeStore.open(sys.argv[1], mode="a")
+    w = store.writer(flush_interval_s=0.02)
+    begin(w, 1); record(w, 1, 20); w.commit(success=True)
+    begin(w, 2); record(w, 2, 70)  # 70 frames: a 64-frame shard of tag 2 reaches disk
+    w.wait(); time.sleep(0.2)  # flush_interval_s passes: every lane has flushed tag 2
+    w.discard()
+    begin(w, 3)
+    point = sys.argv[2]
+    if point == "actions":
+        record(w, 3, 5, cameras=False)
+    elif point == "frames":
+        record(w, 3, 5)
+    w.wait()  # the journal of tag 3 is on disk
+    print("READY", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("point", ["begin", "actions", "frames"])
+def test_kill_after_a_discard_never_commits_the_discarded_frames(path, point):
+    proc = _spawn(DISCARD_THEN_CRASH, path, point)
+    _wait_line(proc, b"READY")
+    if point != "begin":
+        _wait_flushed(path, "cam_front_rgb" if point == "frames" else "action")
+    _kill(proc)
+    summary = recover(EpisodeStore.open(path, mode="a"))
+    if point == "begin":  # no action row of tag 3: nothing to commit
+        assert summary["action"] == "discarded" and "index stream" in summary["reason"]
+    else:
+        assert summary["action"] == "committed"
+    store = EpisodeStore.open(path)
+    assert store.n_episodes == (1 if point == "begin" else 2)
+    if point == "actions":  # tag 3 recorded no frames, so none may be committed for it
+        assert store.episode(1).length("cam_front_rgb") == 0 and store.episode(1).length("action") == 5
+    assert_every_row_belongs_to_its_episode(path)
+    assert validate(path) == []
+
+
+CRASH_MID_EPISODE = """
+    store = EpisodeStore.open(sys.argv[1], mode="a")
+    w = store.writer(flush_interval_s=0.02, on_interrupted="error")
+    tag = int(sys.argv[2])
+    begin(w, tag)
+    record(w, tag, int(sys.argv[3]), cameras=sys.argv[4] == "1")
+    w.wait()
+    print("READY", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_kill_after_recover_dropped_an_episode_never_commits_its_frames(path):
+    proc = _spawn(CRASH_MID_EPISODE, path, 1, 70, 1)
+    _wait_line(proc, b"READY")
+    _wait_flushed(path, "cam_front_rgb")
+    _kill(proc)
+    assert recover(EpisodeStore.open(path, mode="a"), discard=True)["action"] == "discarded"
+    proc = _spawn(CRASH_MID_EPISODE, path, 2, 5, 0)  # the next episode records actions only
+    _wait_line(proc, b"READY")
+    _wait_flushed(path, "action")
+    _kill(proc)
+    assert recover(EpisodeStore.open(path, mode="a"))["action"] == "committed"
+    store = EpisodeStore.open(path)
+    assert store.n_episodes == 1 and store.episode(0).length("cam_front_rgb") == 0
+    assert assert_every_row_belongs_to_its_episode(path) == 1
+
+
+RANDOM_RECORDER = """
+    rng = np.random.default_rng(int(sys.argv[2]))
+    store = EpisodeStore.open(sys.argv[1], mode="a")
+    w = store.writer(flush_interval_s=0.01, on_interrupted="commit")
+    tag = 0
+    while True:
+        tag += 1
+        begin(w, tag)
+        record(w, tag, int(rng.integers(1, 90)))
+        if rng.random() < 0.5:
+            w.discard()
+        else:
+            w.commit(success=True)
+        print(f"EPISODE {tag}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill_at_random_points_of_commit_and_discard_cycles(path, seed):
+    rng = np.random.default_rng(seed)
+    proc = _spawn(RANDOM_RECORDER, path, seed)
+    for _ in range(int(rng.integers(3, 8))):
+        assert proc.stdout.readline().startswith(b"EPISODE")
+    time.sleep(float(rng.uniform(0, 0.05)))  # a random point of the next episode; any point must be safe
+    _kill(proc)
+    recover(EpisodeStore.open(path, mode="a"))
+    assert_every_row_belongs_to_its_episode(path)
+    assert validate(path) == []
