@@ -18,6 +18,9 @@ to the open (or an interrupted) episode; `recover()` commits or drops them.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -37,6 +40,28 @@ ATTR = "robot_rl"
 
 def _is_url(path: str | Path) -> bool:
     return "://" in str(path)
+
+
+def _creation_dir(target: Path) -> Path:
+    """A fresh temporary directory beside `target` to build a store in; also removes those left by
+    creating processes that died (their pid is in the name)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}.creating-"
+    for stale in target.parent.glob(prefix + "*"):
+        pid = stale.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return target.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _open_group(path: str | Path, mode: str, storage_options: dict | None = None) -> zarr.Group:
@@ -104,10 +129,14 @@ class EpisodeStore:
             if sorted(store.streams) != sorted(names):
                 raise StoreError(f"{path}: exists with streams {sorted(store.streams)}, not {sorted(names)}")
             return store
+        local = not _is_url(path)
+        # a local store is built under a temporary name and renamed into place, so a process killed
+        # while creating it leaves no half-made store at `path` (an object store has no rename: its
+        # header, written last, is what makes it a store)
+        build = path
         try:
-            if not _is_url(path):
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            root = _open_group(path, "w", storage_options)
+            build = _creation_dir(Path(path)) if local else path
+            root = _open_group(build, "w", storage_options)
             for spec in streams:
                 root.create_array(f"data/{spec.name}", shape=(0, *spec.shape), dtype=spec.dtype,
                                   fill_value=0, **codecs.value_array_kwargs(spec, jpeg_quality))
@@ -120,8 +149,19 @@ class EpisodeStore:
                 "format": FORMAT, "version": VERSION, "index_stream": index_stream,
                 "streams": {s.name: s.to_dict() for s in streams}, "n_episodes": 0, "open_episode": None,
             }
+            if local:
+                os.rename(build, path)
+                root = _open_group(path, "r+")
         except OSError as e:
+            if local and build != path:
+                shutil.rmtree(build, ignore_errors=True)
+                if Path(path).exists():  # another process created it meanwhile
+                    return cls.create(path, streams, index_stream, exist_ok, storage_options, jpeg_quality)
             raise StoreError(f"{path}: cannot create store ({e.strerror or e})") from None
+        except BaseException:
+            if local and build != path:
+                shutil.rmtree(build, ignore_errors=True)
+            raise
         return cls(root, path, writable=True)
 
     @classmethod

@@ -194,3 +194,45 @@ def test_kill_at_random_points_of_commit_and_discard_cycles(path, seed):
     recover(EpisodeStore.open(path, mode="a"))
     assert_every_row_belongs_to_its_episode(path)
     assert validate(path) == []
+
+
+CREATOR = """
+    import os, sys, time
+    import zarr
+    from robot_rl.data.store import EpisodeStore
+    from tests.data.conftest import small_specs
+
+    point = sys.argv[2]
+
+    def pause(what):
+        print(what, flush=True)
+        time.sleep(600)
+
+    create_array, calls = zarr.Group.create_array, [0]
+
+    def create_array_then_pause(self, *args, **kwargs):
+        array = create_array(self, *args, **kwargs)
+        calls[0] += 1
+        if point == f"array{calls[0]}":
+            pause("PAUSED")
+        return array
+
+    zarr.Group.create_array = create_array_then_pause
+    if point == "rename":
+        rename = os.rename
+        os.rename = lambda *a: pause("PAUSED")
+    EpisodeStore.create(sys.argv[1], small_specs())
+"""
+
+
+@pytest.mark.parametrize("point", ["array1", "array8", "array17", "rename"])
+def test_kill_during_create_leaves_no_unusable_store(tmp_path, point):
+    path = tmp_path / "demo.zarr"
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CREATOR), str(path), point],
+                            stdout=subprocess.PIPE, cwd=REPO, env=os.environ | {"PYTHONPATH": REPO})
+    _wait_line(proc, b"PAUSED")
+    _kill(proc)
+    assert not path.exists()  # the half-made store is under a temporary name, not at `path`
+    store = EpisodeStore.create(path, small_specs())  # so creating it again just works
+    assert store.n_episodes == 0 and validate(path) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.zarr"]  # the dead creator's leftovers are gone
