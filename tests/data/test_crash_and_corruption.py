@@ -111,7 +111,8 @@ def test_validate_names_a_corrupt_chunk(store, store_path):
     chunk = store_path / "data" / "joint_pos" / "c" / "0" / "0"
     chunk.write_bytes(b"\x00garbage" * 4)
     problems = validate(store_path)
-    assert any(p.where == "data/joint_pos" and "corrupt chunk for rows [0," in p.what for p in problems)
+    assert any(p.where == "data/joint_pos rows [0, 100)" and "corrupt chunk in" in p.what
+               and str(chunk) in p.what for p in problems)
 
 
 def test_validate_names_a_missing_chunk(store, store_path):
@@ -119,7 +120,8 @@ def test_validate_names_a_missing_chunk(store, store_path):
         record_episode(w, 1.0)
     (store_path / "time" / "action" / "c" / "0").unlink()
     problems = validate(store_path)
-    assert any(p.where == "time/action" and "missing chunk files for rows [0, 10)" in p.what for p in problems)
+    assert any(p.where == "time/action rows [0, 10)" and "chunk file" in p.what and "is missing" in p.what
+               for p in problems)
 
 
 def test_validate_names_non_monotonic_timestamps(store, store_path):

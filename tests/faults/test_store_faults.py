@@ -1,9 +1,12 @@
 """Faults injected into the episode store: kill -9 of a real recording process around discarded and
-dropped episodes, kill -9 during store creation, and an interrupted episode with no index-stream row.
+dropped episodes, kill -9 during store creation, an interrupted episode with no index-stream row, and
+corrupt stores (header, layout and values), which validate, info and the training loader refuse
+naming the store, stream and rows.
 
 Every sample a recorder writes carries its episode's tag (the `notes` of the episode), so a row
 attributed to the wrong episode is seen in the values themselves."""
 
+import json
 import os
 import signal
 import subprocess
@@ -13,11 +16,16 @@ import time
 
 import numpy as np
 import pytest
+import zarr
 
+from robot_rl.cli import main
+from robot_rl.core.errors import StoreError
+from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.recover import recover
+from robot_rl.data.sampler import WindowSampler
 from robot_rl.data.store import EpisodeStore
 from robot_rl.data.validate import validate
-from tests.data.conftest import small_specs
+from tests.data.conftest import record_episode, small_specs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,8 +49,16 @@ TAGGED = textwrap.dedent(
             w.append("joint_pos", np.full(7, tag * 1000.0 + i), T[0])
             w.append("ee_quat", np.array([1.0, 0, 0, 0]), T[0])
             if cameras:
-                w.append("cam_front_rgb", np.full((32, 32, 3), 10 * tag + 5, np.uint8), T[0])
-                w.append("cam_front_depth", np.full((32, 32), tag, np.uint16), T[0])
+                frames(w, tag)
+
+    def record_frames_only(w, tag, steps):
+        for i in range(steps):
+            T[0] += 0.01
+            frames(w, tag)
+
+    def frames(w, tag):
+        w.append("cam_front_rgb", np.full((32, 32, 3), 10 * tag + 5, np.uint8), T[0])
+        w.append("cam_front_depth", np.full((32, 32), tag, np.uint16), T[0])
     """
 )
 
@@ -141,9 +157,12 @@ def test_kill_after_a_discard_never_commits_the_discarded_frames(path, point):
 CRASH_MID_EPISODE = """
     store = EpisodeStore.open(sys.argv[1], mode="a")
     w = store.writer(flush_interval_s=0.02, on_interrupted="error")
-    tag = int(sys.argv[2])
+    tag, steps, streams = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     begin(w, tag)
-    record(w, tag, int(sys.argv[3]), cameras=sys.argv[4] == "1")
+    if streams == "frames-only":
+        record_frames_only(w, tag, steps)
+    else:
+        record(w, tag, steps, cameras=streams == "all")
     w.wait()
     print("READY", flush=True)
     time.sleep(600)
@@ -151,12 +170,12 @@ CRASH_MID_EPISODE = """
 
 
 def test_kill_after_recover_dropped_an_episode_never_commits_its_frames(path):
-    proc = _spawn(CRASH_MID_EPISODE, path, 1, 70, 1)
+    proc = _spawn(CRASH_MID_EPISODE, path, 1, 70, "all")
     _wait_line(proc, b"READY")
     _wait_flushed(path, "cam_front_rgb")
     _kill(proc)
     assert recover(EpisodeStore.open(path, mode="a"), discard=True)["action"] == "discarded"
-    proc = _spawn(CRASH_MID_EPISODE, path, 2, 5, 0)  # the next episode records actions only
+    proc = _spawn(CRASH_MID_EPISODE, path, 2, 5, "no-cameras")  # the next episode records actions only
     _wait_line(proc, b"READY")
     _wait_flushed(path, "action")
     _kill(proc)
@@ -236,3 +255,156 @@ def test_kill_during_create_leaves_no_unusable_store(tmp_path, point):
     store = EpisodeStore.create(path, small_specs())  # so creating it again just works
     assert store.n_episodes == 0 and validate(path) == []
     assert [p.name for p in tmp_path.iterdir()] == ["demo.zarr"]  # the dead creator's leftovers are gone
+
+
+def test_recover_drops_an_episode_with_frames_but_no_action(path):
+    proc = _spawn(CRASH_MID_EPISODE, path, 1, 70, "frames-only")
+    _wait_line(proc, b"READY")
+    _wait_flushed(path, "cam_front_rgb")
+    _kill(proc)
+    summary = recover(EpisodeStore.open(path, mode="a"))
+    assert summary["action"] == "discarded" and summary["rows"]["cam_front_rgb"] > 0
+    assert "no rows of the index stream 'action'" in summary["reason"]
+    assert EpisodeStore.open(path).n_episodes == 0 and validate(path) == []
+
+
+# -- corrupt stores: refused with the store, stream and rows named -----------------------------------
+
+
+def _group(path):
+    return zarr.open_group(str(path), mode="r+", zarr_format=3)
+
+
+def _edit_header(path, edit):
+    group = _group(path)
+    header = json.loads(json.dumps(group.attrs["robot_rl"]))
+    edit(header)
+    group.attrs["robot_rl"] = header
+
+
+def _int64_x100(path):
+    group = _group(path)
+    actions = group["data/action"][:]
+    del group["data/action"]
+    group.create_array("data/action", shape=actions.shape, dtype="int64", chunks=(256, 7))[:] = (actions * 100).astype("int64")
+
+
+def _set(array, row, value):
+    return lambda path: _group(path)[array].__setitem__(row, value)
+
+
+def _rewrite(file, content):
+    return lambda path: (path / file).write_bytes(content)
+
+
+# each: (injection, fragments the refusal must name). Two episodes: action rows [0, 10), [10, 20);
+# joint_pos rows [0, 100), [100, 200); cam_front_rgb rows [0, 30), [30, 60) in one 64-frame shard.
+LAYOUT_FAULTS = {
+    "action_rewritten_as_int64_x100": (_int64_x100, ["data/action", "int64", "float32"]),
+    "ends_point_past_the_data": (_set("meta/ends/joint_pos", 1, 10**6), ["meta/ends/joint_pos[1]", "row 1000000"]),
+    "episode_ends_mismatch": (_set("meta/episode_ends", 0, 3), ["meta/episode_ends[0]", "meta/ends/action[0] = 10"]),
+    "stream_missing_from_header": (lambda p: _edit_header(p, lambda h: h["streams"].pop("ee_quat")),
+                                   ["data/ee_quat", "missing from the header"]),
+    "shape_differs_from_header": (lambda p: _edit_header(p, lambda h: h["streams"]["joint_pos"].update(shape=[6])),
+                                  ["data/joint_pos", "(7,)", "(6,)"]),
+    "garbage_root_zarr_json": (_rewrite("zarr.json", b"\x00garbage{"), ["zarr.json", "not valid zarr"]),
+    "header_n_episodes_not_an_int": (lambda p: _edit_header(p, lambda h: h.update(n_episodes="two")),
+                                     ["attributes.robot_rl.n_episodes", "'two'"]),
+    "header_stream_spec_malformed": (lambda p: _edit_header(p, lambda h: h["streams"]["action"].update(shape="abc")),
+                                     ["attributes.robot_rl.streams.action"]),
+    "header_not_a_mapping": (lambda p: _group(p).attrs.__setitem__("robot_rl", [1, 2]),
+                             ["attributes.robot_rl.format"]),
+    "garbage_array_zarr_json": (_rewrite("data/action/zarr.json", b"{\"zarr_format\": 3"), ["data/action/zarr.json"]),
+}
+VALUE_FAULTS = {
+    "deleted_value_chunk": (lambda p: (p / "data/action/c/0/0").unlink(), ["data/action rows [0, 20)", "missing"]),
+    "corrupt_value_chunk": (_rewrite("data/action/c/0/0", b"\x00garbage" * 4), ["data/action rows [0, 20)", "corrupt"]),
+    "nan_timestamp": (_set("time/action", 13, np.nan), ["time/action row 13 (episode 1)", "not finite"]),
+    "nan_value": (_set("data/joint_pos", 105, np.full(7, np.nan)), ["data/joint_pos row 105 (episode 1)", "non-finite"]),
+    "deleted_image_shard": (lambda p: (p / "data/cam_front_rgb/c/0/0/0/0").unlink(),
+                            ["data/cam_front_rgb rows [0, 60)", "missing"]),
+}
+FAULTS = LAYOUT_FAULTS | VALUE_FAULTS
+
+
+@pytest.fixture
+def recorded(path):
+    with EpisodeStore.open(path, mode="a").writer() as w:
+        record_episode(w, 1.0)
+        record_episode(w, 1.0, t0=2.0)
+    assert validate(path) == []
+    return path
+
+
+def _assert_names(text, path, fragments):
+    for fragment in [str(path), *fragments]:
+        assert fragment in text, f"{fragment!r} not in:\n{text}"
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_validate_reports_a_corrupt_store(recorded, fault, capsys):
+    inject, fragments = FAULTS[fault]
+    inject(recorded)
+    assert main(["data", "validate", str(recorded)]) == 1
+    _assert_names(capsys.readouterr().out, recorded, fragments)
+
+
+@pytest.mark.parametrize("fault", sorted(LAYOUT_FAULTS))
+def test_info_refuses_a_store_whose_layout_is_corrupt(recorded, fault, capsys):
+    inject, fragments = LAYOUT_FAULTS[fault]
+    inject(recorded)
+    assert main(["data", "info", str(recorded)]) == 1
+    _assert_names(capsys.readouterr().err, recorded, fragments)
+
+
+TRAIN_SPEC = PolicySpec(obs=(FeatureSpec("joint_pos", (7,)), FeatureSpec("cam_front_rgb", (3, 32, 32), kind="rgb",
+                                                                         normalize="image")),
+                        action=FeatureSpec("action", (7,)), n_obs_steps=2, horizon=4, n_action_steps=2)
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_training_loader_refuses_a_corrupt_store(recorded, fault):
+    WindowSampler(recorded, TRAIN_SPEC)  # the intact store loads
+    inject, fragments = FAULTS[fault]
+    inject(recorded)
+    with pytest.raises(StoreError) as refused:
+        WindowSampler(recorded, TRAIN_SPEC)
+    _assert_names(str(refused.value), recorded, fragments)
+
+
+def test_validate_reports_an_episode_with_no_action_row(recorded, capsys):
+    _set("meta/ends/action", 0, 0)(recorded)  # episode 0 keeps its frames but loses its actions
+    _set("meta/episode_ends", 0, 0)(recorded)
+    assert main(["data", "validate", str(recorded)]) == 1
+    _assert_names(capsys.readouterr().out, recorded, ["meta/ends/action[0]", "episode 0 has no row of the index stream"])
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory):
+    """Two scripted reach demos recorded by `robot-rl collect` (the real twin and writer)."""
+    path = tmp_path_factory.mktemp("demos") / "reach.zarr"
+    out = tmp_path_factory.mktemp("collect")
+    assert main(["collect", "task=reach", "episodes=2", f"store={path}", f"out={out}", "progress=false"]) == 0
+    return path
+
+
+@pytest.mark.parametrize("fault", ["action_rewritten_as_int64_x100", "nan_value", "deleted_value_chunk"])
+def test_train_refuses_a_corrupt_store_and_exits_1(collected, tmp_path, fault, capsys):
+    import shutil
+
+    from tests.learning.conftest import FAST_TRAIN, TINY_MODEL
+
+    path = tmp_path / "reach.zarr"
+    shutil.copytree(collected, path)
+    inject, fragments = {
+        "action_rewritten_as_int64_x100": (_int64_x100, ["data/action", "int64", "float32"]),
+        "nan_value": (_set("data/action", 5, np.full(7, np.nan, np.float32)), ["data/action row 5 (episode 0)"]),
+        "deleted_value_chunk": (lambda p: (p / "data/action/c/0/0").unlink(), ["data/action rows [0, ", "missing"]),
+    }[fault]
+    inject(path)
+    args = ["train", f"store={path}", f"out={tmp_path / 'run'}", "train.steps=2", "train.eval_every=0",
+            *TINY_MODEL, *FAST_TRAIN]
+    assert main(args) == 1
+    _assert_names(capsys.readouterr().err, path, fragments)
+    assert not (tmp_path / "run" / "checkpoints").exists()
