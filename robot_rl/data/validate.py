@@ -3,8 +3,9 @@
 Two levels share one set of checks: the layout checks every `EpisodeStore.open` runs
 (robot_rl.data.store.layout_problems), and the value checks here, which read every committed row:
 chunk files present, chunks decodable, timestamps finite and increasing within each episode, float
-values finite, every episode holding a row of the index stream. `robot-rl data validate` runs both; training runs the value checks on the streams it
-loads (`require_valid_values`) before it uses a single row.
+values finite. `robot-rl data validate` runs both and also reports episodes with no row of the index
+stream; training runs the value checks on the streams it loads (`require_valid_values`) before it
+uses a single row.
 """
 
 from __future__ import annotations
@@ -64,11 +65,12 @@ def value_problems(store: EpisodeStore, name: str, decode: bool = True) -> list[
         seg = t[lo:hi]
         if not np.all(np.isfinite(seg)):
             row = lo + int(np.flatnonzero(~np.isfinite(seg))[0])
-            problems.append(Problem(f"time/{name} row {row} (episode {ep})", f"timestamp {float(t[row])} is not finite"))
+            problems.append(Problem(f"time/{name} row {row} (episode {ep})",
+                                    f"timestamp {float(t[row])} is not finite"))
         elif seg.size > 1 and np.any(np.diff(seg) <= 0):
             k = int(np.flatnonzero(np.diff(seg) <= 0)[0])
             problems.append(Problem(f"time/{name} row {lo + k + 1} (episode {ep})",
-                                    f"non-monotonic timestamps at row {lo + k + 1}: {float(seg[k])} -> {float(seg[k + 1])}"))
+                                    f"non-monotonic timestamps: {float(seg[k])} -> {float(seg[k + 1])}"))
     if decode:
         per = values.metadata.chunk_grid.chunk_shape[0]
         check_finite = values.dtype.kind == "f"

@@ -130,7 +130,7 @@ def test_validate_names_non_monotonic_timestamps(store, store_path):
     t = EpisodeStore.open(store_path, mode="a").times("action")
     t[4] = 0.0
     problems = validate(store_path)
-    assert any("non-monotonic timestamps at row 4" in p.what for p in problems)
+    assert any(p.where == "time/action row 4 (episode 0)" and "non-monotonic timestamps" in p.what for p in problems)
 
 
 def test_disk_full_is_a_clear_error_and_keeps_committed_data(store, store_path, monkeypatch):

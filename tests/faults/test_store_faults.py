@@ -286,7 +286,8 @@ def _int64_x100(path):
     group = _group(path)
     actions = group["data/action"][:]
     del group["data/action"]
-    group.create_array("data/action", shape=actions.shape, dtype="int64", chunks=(256, 7))[:] = (actions * 100).astype("int64")
+    rewritten = group.create_array("data/action", shape=actions.shape, dtype="int64", chunks=(256, 7))
+    rewritten[:] = (actions * 100).astype("int64")
 
 
 def _set(array, row, value):
@@ -318,9 +319,11 @@ LAYOUT_FAULTS = {
 }
 VALUE_FAULTS = {
     "deleted_value_chunk": (lambda p: (p / "data/action/c/0/0").unlink(), ["data/action rows [0, 20)", "missing"]),
-    "corrupt_value_chunk": (_rewrite("data/action/c/0/0", b"\x00garbage" * 4), ["data/action rows [0, 20)", "corrupt"]),
+    "corrupt_value_chunk": (_rewrite("data/action/c/0/0", b"\x00garbage" * 4),
+                            ["data/action rows [0, 20)", "corrupt"]),
     "nan_timestamp": (_set("time/action", 13, np.nan), ["time/action row 13 (episode 1)", "not finite"]),
-    "nan_value": (_set("data/joint_pos", 105, np.full(7, np.nan)), ["data/joint_pos row 105 (episode 1)", "non-finite"]),
+    "nan_value": (_set("data/joint_pos", 105, np.full(7, np.nan)),
+                  ["data/joint_pos row 105 (episode 1)", "non-finite"]),
     "deleted_image_shard": (lambda p: (p / "data/cam_front_rgb/c/0/0/0/0").unlink(),
                             ["data/cam_front_rgb rows [0, 60)", "missing"]),
 }
@@ -377,7 +380,8 @@ def test_validate_reports_an_episode_with_no_action_row(recorded, capsys):
     _set("meta/ends/action", 0, 0)(recorded)  # episode 0 keeps its frames but loses its actions
     _set("meta/episode_ends", 0, 0)(recorded)
     assert main(["data", "validate", str(recorded)]) == 1
-    _assert_names(capsys.readouterr().out, recorded, ["meta/ends/action[0]", "episode 0 has no row of the index stream"])
+    _assert_names(capsys.readouterr().out, recorded,
+                  ["meta/ends/action[0]", "episode 0 has no row of the index stream"])
 
 
 @pytest.fixture(scope="module")
