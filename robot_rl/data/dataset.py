@@ -98,14 +98,15 @@ class FrameReader:
                     index = np.frombuffer(f.read(self.index_nbytes)[:-4], dtype="<u8").reshape(-1, 2)
                     cached = self.indexes[shard] = ((st.st_size, st.st_mtime_ns), index)
                 offset, nbytes = (int(x) for x in cached[1][inner])
-                if offset == _MISSING:  # never written: zarr's fill value, as zarr would return
-                    return np.full(self.array.shape[1:], self.array.fill_value, self.array.dtype)
+                if offset == _MISSING:  # the writer writes every committed frame: one is missing
+                    raise StoreError(f"{path}: frame {row} (chunk {inner} of shard {shard}) is missing; "
+                                     f"run `robot-rl data validate`")
                 f.seek(offset)
                 data = f.read(nbytes)
             frame = np.asarray(self.decode(data))
             return frame.reshape(self.array.shape[1:]).astype(self.array.dtype, copy=False)
-        except FileNotFoundError:  # a shard with no chunk written
-            return np.full(self.array.shape[1:], self.array.fill_value, self.array.dtype)
+        except FileNotFoundError:  # the writer writes every committed frame: the shard was deleted
+            raise StoreError(f"{path}: shard file of frame {row} is missing; run `robot-rl data validate`") from None
         except (OSError, ValueError, RuntimeError) as e:  # truncated/corrupt shard, undecodable frame
             raise StoreError(f"{path}: cannot read frame {row} (chunk {inner} of shard {shard}): {e}; "
                              f"run `robot-rl data validate`") from None

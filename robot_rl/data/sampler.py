@@ -30,6 +30,7 @@ from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.align import (EpisodeGrid, effective_interp, episode_grid, hold_indices, sample_at,
                                  staleness_bounds, stream_times)
 from robot_rl.data.store import EpisodeStore
+from robot_rl.data.validate import require_valid_values
 
 
 def feature_streams(feature: FeatureSpec) -> list[str]:
@@ -196,6 +197,9 @@ class WindowSampler:
         low_features = [*spec.low_dim, spec.action]
         low_streams = sorted({s for f in low_features for s in feature_streams(f)})
         image_streams = sorted({feature_streams(f)[0] for f in spec.images})
+        # every row used is checked before any is: low-dim values are loaded into memory here (decode
+        # them all, refuse non-finite ones); image frames are decoded later, one by one
+        require_valid_values(store, image_streams, decode_streams={*low_streams, grid_stream or store.index_stream})
         self.grid = align_to_grid(store, episodes, low_streams, image_streams, grid_stream, max_staleness, on_stale)
         self.streams = {name: store.streams[name] for name in low_streams + image_streams}
         self.features: dict[str, np.ndarray] = {}

@@ -13,11 +13,19 @@ Layout (all episodes concatenated on axis 0, diffusion_policy-style episode inde
 `n_episodes` in the root attributes is the commit point: readers only see episodes below it, so a
 crash while recording never exposes a half-written episode. Rows past the last committed end belong
 to the open (or an interrupted) episode; `recover()` commits or drops them.
+
+Opening a store checks its layout (`layout_problems`: the header, every array's dtype and shape
+against it, and the episode index against the arrays), which costs a few small reads; checks that
+read every value (`robot_rl.data.validate`) run in `robot-rl data validate` and when training loads
+the data. A store that fails either is refused with a StoreError naming the file, stream and rows.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -39,6 +47,28 @@ def _is_url(path: str | Path) -> bool:
     return "://" in str(path)
 
 
+def _creation_dir(target: Path) -> Path:
+    """A fresh temporary directory beside `target` to build a store in; also removes those left by
+    creating processes that died (their pid is in the name)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}.creating-"
+    for stale in target.parent.glob(prefix + "*"):
+        pid = stale.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return target.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _open_group(path: str | Path, mode: str, storage_options: dict | None = None) -> zarr.Group:
     kwargs = {"storage_options": storage_options} if storage_options and _is_url(path) else {}
     try:
@@ -47,6 +77,107 @@ def _open_group(path: str | Path, mode: str, storage_options: dict | None = None
         raise StoreError(f"{path}: no episode store here (no zarr v3 group)") from None
     except PermissionError as e:
         raise StoreError(f"{path}: permission denied ({e})") from None
+    except (ValueError, TypeError, KeyError) as e:  # zarr.json that is not JSON or not zarr metadata
+        raise StoreError(f"{path}/zarr.json: not valid zarr v3 group metadata ({type(e).__name__}: {e})") from None
+
+
+@dataclass
+class Problem:
+    """One integrity problem: `where` names the array (and entry or rows), `what` says what is wrong."""
+
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+def problems_error(path, problems: list[Problem]) -> StoreError:
+    """A StoreError listing `problems` of the store at `path` (the first few; validate lists all)."""
+    shown = "; ".join(str(p) for p in problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+    return StoreError(f"{path}: corrupt episode store: {shown}; run `robot-rl data validate {path}` for every problem")
+
+
+def _array(group: zarr.Group, name: str, dtype, tail: tuple, problems: list[Problem]) -> zarr.Array | None:
+    """group[name] if it is an array of `dtype` with (rows, *tail) shape, else None with a problem."""
+    try:
+        arr = group[name]
+    except KeyError:
+        problems.append(Problem(name, "array is missing"))
+        return None
+    except (ValueError, TypeError) as e:
+        problems.append(Problem(f"{name}/zarr.json", f"unreadable array metadata ({type(e).__name__}: {e})"))
+        return None
+    if not isinstance(arr, zarr.Array):
+        problems.append(Problem(name, "is a group, not an array"))
+        return None
+    if arr.dtype != np.dtype(dtype) or tuple(arr.shape[1:]) != tuple(tail):
+        problems.append(Problem(name, f"holds {arr.dtype} rows of shape {tuple(arr.shape[1:])}, the header "
+                                      f"declares {np.dtype(dtype)} rows of shape {tuple(tail)}"))
+        return None
+    return arr
+
+
+def stream_layout_problems(store: "EpisodeStore", name: str) -> list[Problem]:
+    """Cheap checks of one stream: its arrays match the header, and the committed ends in
+    meta/ends/<name> are non-decreasing and within the data. Caches the ends on success."""
+    spec, n, problems = store.streams[name], store.n_episodes, []
+    values = _array(store.group, f"data/{name}", spec.dtype, spec.shape, problems)
+    times = _array(store.group, f"time/{name}", "float64", (), problems)
+    ends_arr = _array(store.group, f"meta/ends/{name}", "int64", (), problems)
+    if problems:
+        return problems
+    ends = np.asarray(ends_arr[:n], dtype=np.int64)
+    if len(ends) < n:
+        return [Problem(f"meta/ends/{name}", f"{len(ends)} entries for {n} committed episodes")]
+    starts = np.r_[0, ends[:-1]]
+    if np.any(ends < starts):
+        k = int(np.flatnonzero(ends < starts)[0])
+        return [Problem(f"meta/ends/{name}[{k}]", f"end {ends[k]} of episode {k} is before its start {starts[k]}")]
+    for label, arr in (("data", values), ("time", times)):
+        past = np.flatnonzero(ends > arr.shape[0])
+        if past.size:
+            k = int(past[0])
+            problems.append(Problem(f"meta/ends/{name}[{k}]", f"episode {k} ends at row {ends[k]}, past the data: "
+                                                              f"{label}/{name} has {arr.shape[0]} rows"))
+    if not problems:
+        store._ends[name] = ends
+    return problems
+
+
+def layout_problems(store: "EpisodeStore") -> list[Problem]:
+    """Cheap integrity checks run at every open (a few metadata reads and the small index arrays):
+    each stream's layout, arrays of streams the header does not list, meta/episode_ends against the
+    index stream's ends and meta/episode_info's length."""
+    problems: list[Problem] = []
+    n = store.n_episodes
+    for name in store.streams:
+        problems += stream_layout_problems(store, name)
+    for group in ("data", "time"):
+        try:
+            extra = sorted(set(store.group[group].array_keys()) - set(store.streams))
+        except (KeyError, ValueError, TypeError) as e:
+            problems.append(Problem(group, f"unreadable group ({type(e).__name__}: {e})"))
+            continue
+        problems += [Problem(f"{group}/{x}", "array of a stream missing from the header (zarr.json "
+                             f"attributes.{ATTR}.streams)") for x in extra]
+    index_ends = _array(store.group, "meta/episode_ends", "int64", (), problems)
+    try:
+        n_info = store.group["meta/episode_info"].shape[0]
+        if n_info < n:
+            problems.append(Problem("meta/episode_info", f"{n_info} entries for {n} committed episodes"))
+    except (KeyError, ValueError, TypeError) as e:
+        problems.append(Problem("meta/episode_info", f"missing or unreadable ({type(e).__name__}: {e})"))
+    ends = store._ends.get(store.index_stream)
+    if index_ends is not None and ends is not None:
+        got = np.asarray(index_ends[:n], dtype=np.int64)
+        if len(got) < n:
+            problems.append(Problem("meta/episode_ends", f"{len(got)} entries for {n} committed episodes"))
+        elif not np.array_equal(got, ends):
+            k = int(np.flatnonzero(got != ends)[0])
+            problems.append(Problem(f"meta/episode_ends[{k}]", f"= {got[k]}, but meta/ends/{store.index_stream}[{k}] "
+                                                               f"= {ends[k]} (the index stream's end of episode {k})"))
+    return problems
 
 
 @dataclass
@@ -76,10 +207,11 @@ class Episode:
 class EpisodeStore:
     """Reader (and factory for the writer) of an episode store at a local path or fsspec URL."""
 
-    def __init__(self, group: zarr.Group, path: str | Path, writable: bool) -> None:
+    def __init__(self, group: zarr.Group, path: str | Path, writable: bool, check: bool = True) -> None:
         self.group = group
         self.path = path
         self.writable = writable
+        self.check = check
         self._load_header()
 
     # -- opening -----------------------------------------------------------------------------
@@ -104,10 +236,14 @@ class EpisodeStore:
             if sorted(store.streams) != sorted(names):
                 raise StoreError(f"{path}: exists with streams {sorted(store.streams)}, not {sorted(names)}")
             return store
+        local = not _is_url(path)
+        # a local store is built under a temporary name and renamed into place, so a process killed
+        # while creating it leaves no half-made store at `path` (an object store has no rename: its
+        # header, written last, is what makes it a store)
+        build = path
         try:
-            if not _is_url(path):
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            root = _open_group(path, "w", storage_options)
+            build = _creation_dir(Path(path)) if local else path
+            root = _open_group(build, "w", storage_options)
             for spec in streams:
                 root.create_array(f"data/{spec.name}", shape=(0, *spec.shape), dtype=spec.dtype,
                                   fill_value=0, **codecs.value_array_kwargs(spec, jpeg_quality))
@@ -120,33 +256,75 @@ class EpisodeStore:
                 "format": FORMAT, "version": VERSION, "index_stream": index_stream,
                 "streams": {s.name: s.to_dict() for s in streams}, "n_episodes": 0, "open_episode": None,
             }
+            if local:
+                os.rename(build, path)
+                root = _open_group(path, "r+")
         except OSError as e:
+            if local and build != path:
+                shutil.rmtree(build, ignore_errors=True)
+                if Path(path).exists():  # another process created it meanwhile
+                    return cls.create(path, streams, index_stream, exist_ok, storage_options, jpeg_quality)
             raise StoreError(f"{path}: cannot create store ({e.strerror or e})") from None
+        except BaseException:
+            if local and build != path:
+                shutil.rmtree(build, ignore_errors=True)
+            raise
         return cls(root, path, writable=True)
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r", storage_options: dict | None = None) -> "EpisodeStore":
-        """Open an existing store; mode 'r' (read-only) or 'a' (append episodes)."""
+    def open(cls, path: str | Path, mode: str = "r", storage_options: dict | None = None,
+             check: bool = True) -> "EpisodeStore":
+        """Open an existing store; mode 'r' (read-only) or 'a' (append episodes). Raises StoreError if
+        the layout checks fail (check=False skips them: `data validate` reports them itself)."""
         if mode not in ("r", "a"):
             raise StoreError(f"{path}: mode must be 'r' or 'a', got {mode!r}")
         if not _is_url(path) and not Path(path).exists():
             raise StoreError(f"{path}: does not exist")
         group = _open_group(path, "r" if mode == "r" else "r+", storage_options)
-        return cls(group, path, writable=mode == "a")
+        return cls(group, path, writable=mode == "a", check=check)
 
     def _load_header(self) -> None:
+        where = f"{self.path}/zarr.json: attributes.{ATTR}"
         header = self.group.attrs.get(ATTR)
+        if header is None:
+            raise StoreError(f"{self.path}: not a robot_rl episode store (zarr.json has no attributes.{ATTR}); "
+                             "an older robot_rl killed while creating a store left such a directory: it holds no "
+                             "episodes, delete it and create the store again")
         if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise StoreError(f"{self.path}: not a robot_rl episode store (missing attrs[{ATTR!r}].format={FORMAT!r})")
-        if int(header.get("version", 0)) > VERSION:
-            raise StoreError(f"{self.path}: store version {header.get('version')} is newer than supported ({VERSION})")
+            got = header.get("format") if isinstance(header, dict) else header
+            raise StoreError(f"{self.path}: not a robot_rl episode store ({where}.format is {str(got)[:80]!r}, "
+                             f"expected {FORMAT!r})")
+
+        def field(name, ok, expected):
+            value = header.get(name)
+            if not ok(value):
+                raise StoreError(f"{where}.{name} is {str(value)[:80]!r}: expected {expected}")
+            return value
+
+        is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        version = field("version", lambda v: is_int(v) and v >= 1, "a positive integer")
+        if version > VERSION:
+            raise StoreError(f"{self.path}: store version {version} is newer than supported ({VERSION})")
+        raw = field("streams", lambda v: isinstance(v, dict) and v and all(isinstance(d, dict) for d in v.values()),
+                    "a mapping of stream names to stream specs")
+        streams = {}
+        for name, d in raw.items():
+            try:
+                streams[name] = StreamSpec.from_dict(d)
+            except (StoreError, TypeError, ValueError) as e:
+                raise StoreError(f"{where}.streams.{name} is {str(d)[:160]}: {e}") from None
+            if streams[name].name != name:
+                raise StoreError(f"{where}.streams.{name}: spec is named {streams[name].name!r}")
+        self.index_stream: str = field("index_stream", lambda v: v in streams, f"one of the streams {sorted(streams)}")
+        self.n_episodes: int = field("n_episodes", lambda v: is_int(v) and v >= 0, "a non-negative integer")
+        field("open_episode", lambda v: v is None or isinstance(v, dict), "null or the journal of an open episode")
         self.header = header
-        self.streams: dict[str, StreamSpec] = {
-            name: StreamSpec.from_dict(d) for name, d in header["streams"].items()
-        }
-        self.index_stream: str = header["index_stream"]
-        self.n_episodes: int = int(header["n_episodes"])
+        self.streams: dict[str, StreamSpec] = streams
         self._ends: dict[str, np.ndarray] = {}
+        if self.check:
+            problems = layout_problems(self)
+            if problems:
+                raise problems_error(self.path, problems)
 
     def refresh(self) -> None:
         """Re-read the header to see episodes committed since opening."""
@@ -243,4 +421,10 @@ class EpisodeStore:
     def meta_list(self) -> list[dict]:
         """All committed episodes' metadata (one read)."""
         raw = self.group["meta/episode_info"][: self.n_episodes]
-        return [json.loads(str(r)) for r in raw]
+        metas = []
+        for i, r in enumerate(raw):
+            try:
+                metas.append(json.loads(str(r)))
+            except json.JSONDecodeError:
+                raise StoreError(f"{self.path}: meta/episode_info[{i}] is not valid JSON: {str(r)[:80]!r}") from None
+        return metas

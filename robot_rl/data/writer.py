@@ -7,8 +7,11 @@ encoded once). A full queue drops the sample and counts it; the count lands in t
 `begin_episode`, and at `commit` waits for the lanes to flush, writes the episode index, then bumps
 `n_episodes` (the commit point) in one atomic metadata write.
 
-After a crash the journal (`open_episode` in the header) plus each lane's `flushed` row count
-(attribute of `time/<stream>`) let `recover()` commit or drop the interrupted episode.
+After a crash the journal (`open_episode` in the header) plus each lane's `flushed` journal
+(attribute of `time/<stream>`: the end row flushed and the id of the episode those rows belong to)
+let `recover()` commit or drop the interrupted episode. Each episode gets a fresh id at
+`begin_episode`, so rows flushed for an episode that was later discarded (or dropped by recover)
+can never be taken for rows of the next one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import queue
 import threading
 import time
+import uuid
 import warnings
 from concurrent.futures import Future
 from pathlib import Path
@@ -60,6 +64,7 @@ class _Lane(threading.Thread):
         self.buf_v: list[np.ndarray] = []
         self.buf_t: list[float] = []
         self.oldest = 0.0
+        self.episode: str | None = None  # id of the episode whose samples are being buffered
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -87,10 +92,13 @@ class _Lane(threading.Thread):
                 elif item[0] == "flush":
                     self._flush()
                     item[1].set()
+                elif item[0] == "begin":
+                    self.episode = item[1]
                 elif item[0] == "reset":
                     self.buf_v.clear()
                     self.buf_t.clear()
                     self.buf_start = item[1]
+                    self.episode = None
                 if self.buf_v and time.monotonic() - self.oldest > interval:
                     self._flush()
             except BaseException as e:  # keep serving markers so commit() can report the error
@@ -115,7 +123,7 @@ class _Lane(threading.Thread):
             self.allocated = grow
         self.values[lo:hi] = np.stack(self.buf_v)
         self.times[lo:hi] = np.asarray(self.buf_t, dtype=np.float64)
-        self.times.attrs["flushed"] = hi  # journal for recovery
+        self.times.attrs["flushed"] = {"episode": self.episode, "end": hi}  # journal for recovery
         self.buf_v.clear()
         self.buf_t.clear()
         self.buf_start = hi
@@ -224,7 +232,10 @@ class EpisodeWriter:
         self._dropped = {name: 0 for name in self.store.streams}
         self._t_first: dict[str, float] = {}
         self._t_last: dict[str, float] = {}
-        self._jobs.put(("begin", meta.to_dict(), dict(self._committed_rows)))
+        episode_id = uuid.uuid4().hex
+        for lane in self._lanes.values():
+            lane.queue.put(("begin", episode_id))
+        self._jobs.put(("begin", meta.to_dict(), dict(self._committed_rows), episode_id))
 
     def append(self, stream: str, value: Any, t: float) -> bool:
         """Queue one sample of `stream` taken at time `t` (seconds). Returns False if it was dropped
@@ -336,8 +347,8 @@ class EpisodeWriter:
             kind = job[0]
             try:
                 if kind == "begin":
-                    _, meta, start_rows = job
-                    self._set_header(open_episode={"meta": meta, "start_rows": start_rows})
+                    _, meta, start_rows, episode_id = job
+                    self._set_header(open_episode={"id": episode_id, "meta": meta, "start_rows": start_rows})
                 elif kind == "discard":
                     self._set_header(open_episode=None)
                 elif kind == "barrier":

@@ -33,6 +33,8 @@ RECORDER = textwrap.dedent(
     i = 0
     while True:  # record until killed
         w.append("joint_pos", np.full(7, float(i)), 10.0 + i * 0.01)
+        if i % 10 == 0:
+            w.append("action", np.full(7, float(i)), 10.0 + i * 0.01)
         if i % 3 == 0:
             w.append("cam_front_rgb", np.full((32, 32, 3), i % 250, np.uint8), 10.0 + i * 0.01)
         if i == 60:
@@ -50,7 +52,8 @@ def _record_and_kill(path):
     assert proc.stdout.readline().strip() == b"RECORDING"
     for _ in range(3000):  # wait until the open episode has reached disk (readers may open any time)
         r = EpisodeStore.open(path)
-        if r.times("joint_pos").attrs.get("flushed", 0) > 200 and r.n_episodes == 2:
+        flushed = r.times("joint_pos").attrs.get("flushed") or {}
+        if r.n_episodes == 2 and flushed.get("end", 0) > 200 and r.header.get("open_episode"):
             break
     else:
         pytest.fail("recording process never flushed the open episode")
@@ -108,7 +111,8 @@ def test_validate_names_a_corrupt_chunk(store, store_path):
     chunk = store_path / "data" / "joint_pos" / "c" / "0" / "0"
     chunk.write_bytes(b"\x00garbage" * 4)
     problems = validate(store_path)
-    assert any(p.where == "data/joint_pos" and "corrupt chunk for rows [0," in p.what for p in problems)
+    assert any(p.where == "data/joint_pos rows [0, 100)" and "corrupt chunk in" in p.what
+               and str(chunk) in p.what for p in problems)
 
 
 def test_validate_names_a_missing_chunk(store, store_path):
@@ -116,7 +120,8 @@ def test_validate_names_a_missing_chunk(store, store_path):
         record_episode(w, 1.0)
     (store_path / "time" / "action" / "c" / "0").unlink()
     problems = validate(store_path)
-    assert any(p.where == "time/action" and "missing chunk files for rows [0, 10)" in p.what for p in problems)
+    assert any(p.where == "time/action rows [0, 10)" and "chunk file" in p.what and "is missing" in p.what
+               for p in problems)
 
 
 def test_validate_names_non_monotonic_timestamps(store, store_path):
@@ -125,7 +130,7 @@ def test_validate_names_non_monotonic_timestamps(store, store_path):
     t = EpisodeStore.open(store_path, mode="a").times("action")
     t[4] = 0.0
     problems = validate(store_path)
-    assert any("non-monotonic timestamps at row 4" in p.what for p in problems)
+    assert any(p.where == "time/action row 4 (episode 0)" and "non-monotonic timestamps" in p.what for p in problems)
 
 
 def test_disk_full_is_a_clear_error_and_keeps_committed_data(store, store_path, monkeypatch):
