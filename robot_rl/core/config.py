@@ -86,8 +86,41 @@ def compose(name: str, overrides: list[str] | None = None):
             cfg = hydra_compose(config_name=name, overrides=list(overrides or []))
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"configs/{name}.yaml with overrides {overrides}: {e}") from None
+        raise ConfigError(_composition_error(name, str(e), list(overrides or []))) from None
     return cfg
+
+
+def _composition_error(name: str, message: str, overrides: list[str]) -> str:
+    """Hydra's error as one line naming the key and value. Hydra's own hint for an unknown key
+    ("use +key=value") is dropped: the command would ignore an appended key."""
+    import re
+
+    unknown = re.search(r"Could not override '([^']+)'", message)
+    if unknown:
+        return (f"unknown key {unknown.group(1)}: configs/{name}.yaml has no such key "
+                f"(`robot-rl {name} --help` lists the keys and their defaults)")
+    missing = re.search(r"Could not find '([^'/]+)/([^']+)'", message)
+    if missing:
+        group, option = missing.groups()
+        options = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+        return f"{group}={option}: expected one of {', '.join(options)} (configs/{group}/)"
+    first = message.strip().splitlines()[0] if message.strip() else type(message).__name__
+    return f"configs/{name}.yaml with overrides {' '.join(overrides)}: {first}"
+
+
+def check_config(name: str, cfg, overrides: list[str], rules: dict | None = None) -> None:
+    """Check the composed config of command `name` with robot_rl.core.fields (the command's `rules`,
+    the common names, the types of configs/<name>.yaml's defaults); normalizes values in place
+    (e.g. episodes=3.0 -> 3). Raises ConfigError naming the key and value."""
+    from omegaconf import OmegaConf
+
+    from robot_rl.core.fields import check_fields
+
+    groups = set(config_groups())
+    chosen = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in groups]   # e.g. task=push
+    defaults = to_plain(compose(name, chosen))
+    for key, value in check_fields(to_plain(cfg), rules or {}, defaults).items():
+        OmegaConf.update(cfg, key, value, merge=False)
 
 
 def config_groups() -> dict[str, list[str]]:
@@ -102,7 +135,10 @@ def config_groups() -> dict[str, list[str]]:
 
 def dataclass_from_dict(cls, d, where: str):
     """Build dataclass `cls` from a mapping, refusing unknown keys (a typo is an error, not a silent
-    default). YAML lists become tuples. `where` names the config section in the error."""
+    default) and values of the wrong type for a field annotated bool, int, float, str, a tuple of them
+    or an Optional of them (`lr: float` refuses "abc", `steps: int` refuses 2.7, `ema: bool` refuses
+    "maybe"). YAML lists become tuples. `where` names the config section in the error."""
+    import typing
     from dataclasses import fields
 
     d = dict(d or {})
@@ -110,4 +146,74 @@ def dataclass_from_dict(cls, d, where: str):
     unknown = sorted(set(d) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:   # an annotation that does not resolve: check names only
+        hints = {}
+    values = {}
+    for k, v in d.items():
+        v = tuple(v) if isinstance(v, list) else v
+        ok, v = _typed(v, hints.get(k, typing.Any))
+        if not ok:
+            raise ConfigError(f"{where}.{k}={v!r}: expected {_type_name(hints[k])}")
+        values[k] = v
+    return cls(**values)
+
+
+def _typed(v, hint) -> tuple[bool, Any]:
+    """(whether `v` fits the annotation `hint`, v converted: 3.0 -> 3 for int, numpy scalars -> Python).
+    Annotations other than bool/int/float/str, tuples and Optionals of them are not checked."""
+    import math
+    import types
+    import typing
+
+    if hasattr(v, "item") and getattr(v, "ndim", None) == 0:   # numpy scalar
+        v = v.item()
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if v is None and type(None) in args:
+            return True, v
+        for a in args:
+            if a is not type(None):
+                ok, w = _typed(v, a)
+                if ok:
+                    return True, w
+        return False, v
+    if origin is tuple:
+        if not isinstance(v, (tuple, list)):
+            return False, v
+        each = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if each is None and args and len(args) != len(v):
+            return False, v
+        out = []
+        for i, x in enumerate(v):
+            ok, w = _typed(x, each if each is not None else (args[i] if args else typing.Any))
+            if not ok:
+                return False, v
+            out.append(w)
+        return True, tuple(out)
+    if hint is bool:
+        return isinstance(v, bool), v
+    if hint is int:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        return isinstance(v, int) and not isinstance(v, bool), v
+    if hint is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v), v
+    if hint is str:
+        return isinstance(v, str), v
+    return True, v
+
+
+def _type_name(hint) -> str:
+    import typing
+
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if hint in names:
+        return names[hint]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_type_name(args[0]).replace('an ', '').replace('a ', '')}s" if args else "a list"
+    if args and len(args) < len(typing.get_args(hint)):
+        return "null or " + " or ".join(_type_name(a) for a in args)
+    return str(hint)
