@@ -57,8 +57,9 @@ def run(cfg, args: list[str]) -> int:
         raise ConfigError(f"robot-rl data <action>: action must be one of {ACTIONS}, got {args[:1]}")
     action, rest = args[0], args[1:]
     options = dict(to_plain(cfg.get("options") or {}))
-    if action in ("export", "import") and cfg.fps is not None:   # LeRobot's fps, by its name
-        options.setdefault("fps", cfg.fps)
+    if action in ("export", "import"):
+        if cfg.fps is not None:   # LeRobot's fps, by its name
+            options.setdefault("fps", cfg.fps)
     elif options:
         raise ConfigError(f"data {action}: unknown key(s) {', '.join(sorted(options))}; converter options apply to "
                           f"export and import only (`robot-rl data --help` lists the keys)")

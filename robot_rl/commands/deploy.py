@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
-from robot_rl.core.fields import Invalid, Rule, choice, existing_path, integer, key_of, number, optional
+from robot_rl.core.fields import (Invalid, Rule, Unusable, choice, existing_path, integer, key_of, number,
+                                  optional)
 
 
 def _policy_source(v):
@@ -25,8 +26,8 @@ def _policy_source(v):
         return v
     try:
         return existing_path.check(v)
-    except Invalid:
-        raise Invalid("scripted or an existing checkpoint directory (not found)") from None
+    except Invalid as e:
+        raise Unusable(f"{e} (policy= takes a checkpoint directory or scripted)") from None
 
 
 FIELDS = {

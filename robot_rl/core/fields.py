@@ -30,6 +30,10 @@ class Invalid(ValueError):
     """A value a Rule refuses; the message says what is expected."""
 
 
+class Unusable(Invalid):
+    """A value of the right form that cannot be used (a path that does not exist); the message says why."""
+
+
 @dataclass(frozen=True)
 class Rule:
     """check(value) -> the value to use (e.g. 3.0 -> 3 for an integer), or raise Invalid; with
@@ -117,6 +121,8 @@ def optional(rule: Rule) -> Rule:
             return None
         try:
             return rule.check(v, *config)
+        except Unusable:
+            raise
         except Invalid as e:
             raise Invalid(f"null or {e}") from None
 
@@ -159,7 +165,7 @@ def _is_url(v: str) -> bool:
 def _existing(v):
     v = _text(v)
     if not _is_url(v) and not Path(v).exists():
-        raise Invalid("an existing path (not found)")
+        raise Unusable("does not exist")
     return v
 
 
@@ -169,7 +175,7 @@ existing_path = Rule(_existing)   # something to read: it must exist
 def _directory_target(v):
     v = _text(v)
     if not _is_url(v) and Path(v).exists() and not Path(v).is_dir():
-        raise Invalid("a directory to create or reuse; it exists and is a file")
+        raise Unusable("is a file; expected a directory to create or to add to")
     return v
 
 
@@ -184,7 +190,7 @@ def _device(v):
         import torch
 
         if not torch.cuda.is_available():
-            raise Invalid("auto or cpu: CUDA is not available on this machine")
+            raise Invalid("auto or cpu (CUDA is not available on this machine)")
     return v
 
 
@@ -283,6 +289,8 @@ def check_fields(values: Mapping, rules: Mapping[str, Rule], defaults: Mapping |
                 continue
         try:
             checked = rule.check(value, values) if rule.with_config else rule.check(value)
+        except Unusable as e:
+            raise ConfigError(f"{where}{key}={_show(value)}: {e}") from None
         except Invalid as e:
             raise ConfigError(f"{where}{key}={_show(value)}: expected {e}") from None
         if type(checked) is not type(value) or checked != value:
