@@ -96,6 +96,7 @@ BAD_INPUTS = [
     (["collect", "profile=wobbly"], ["profile=wobbly", "compliant, precise"]),
     (["collect", "store={file}"], ["store=", "a_file", "is a file"]),
     (["collect", "seed=-1"], ["seed=-1", ">= 0"]),
+    (["collect", "out={file}/run"], ["out=", "a_file/run: cannot create the run directory"]),
     (["collect", "session.reset_s=abc"], ["session.reset_s=abc"]),
     (["collect", "task=wobbly"], ["task=wobbly", "lift"]),
     (["collect", "episodes=[1,2]"], ["episodes=[1,2]"]),
