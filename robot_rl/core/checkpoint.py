@@ -142,8 +142,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise CheckpointError(f"{meta_path}: format_version={version!r}, expected an integer from 1 to "
-                              f"{FORMAT_VERSION}")
+        raise CheckpointError(f"{meta_path}: format_version={version!r}, expected an integer version "
+                              f"(this robot_rl reads 1 to {FORMAT_VERSION})")
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{meta_path}: format_version {version} is newer than this robot_rl supports ({FORMAT_VERSION}); "

@@ -63,8 +63,8 @@ def check_model_size(cls: type[ChunkPolicy], spec: PolicySpec, cfg: PolicyConfig
 
 def _size_fields(cfg: PolicyConfig) -> str:
     if cfg.denoiser == "mlp":
-        return f"model.mlp_hidden_dim={cfg.mlp_hidden_dim} or model.mlp_num_blocks={cfg.mlp_num_blocks}"
-    return f"model.down_dims={list(cfg.down_dims)}"
+        return f"model.mlp_hidden_dim (now {cfg.mlp_hidden_dim}) or model.mlp_num_blocks (now {cfg.mlp_num_blocks})"
+    return f"model.down_dims (now {list(cfg.down_dims)})"
 
 
 def _composite(kind: str):

@@ -110,7 +110,7 @@ BAD_INPUTS = [
     (["train", "store={store}", "train.betas=[0.9,abc]"], ["train.betas=[0.9,abc]"]),
     (["train", "store={store}", "train.log_every=0"], ["train.log_every=0", ">= 1"]),
     (["train", "store={store}", "model.mlp_hidden_dim=-5"], ["model.mlp_hidden_dim=-5", ">= 1"]),
-    (["train", "store={store}", "model.mlp_hidden_dim=300000"], ["model.mlp_hidden_dim=300000", "GiB"]),
+    (["train", "store={store}", "model.mlp_hidden_dim=300000"], ["model.mlp_hidden_dim (now 300000)", "GiB"]),
     (["train", "store={store}", "model.down_dims=[256,-1]"], ["model.down_dims=[256,-1]"]),
     (["train", "store={store}", "spec.horizon=0"], ["spec.horizon=0"]),
     (["train", "store={file}x"], ["store=", "a_filex", "does not exist"]),
