@@ -44,6 +44,7 @@ FIELDS = {
     "teleop.deadband": optional(number(0.0, 1.0)),
     "teleop.require_deadman": optional(boolean),
     "teleop.frame": optional(choice("base", "ee")),
+    "live_view": choice("off", "http", "window"),
     "live_view_port": integer(0, 65535),
     "live_view_fps": number(0.0, min_open=True),
 }

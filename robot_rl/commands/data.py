@@ -47,7 +47,7 @@ def _need(args: list[str], n: int, usage: str) -> list[str]:
 def _converter(fmt: str):
     fmt = ALIASES.get(fmt, fmt)
     if fmt not in FORMATS:
-        raise ConfigError(f"format={fmt}: expected one of {', '.join(FORMATS)} (or an alias: "
+        raise ConfigError(f"format={fmt!r}: expected one of {', '.join(FORMATS)} (or an alias: "
                           f"{', '.join(f'{a} = {f}' for a, f in ALIASES.items())})")
     return importlib.import_module(f"robot_rl.data.convert.{fmt}")
 

@@ -289,8 +289,8 @@ def check_fields(values: Mapping, rules: Mapping[str, Rule], defaults: Mapping |
                 continue
         try:
             checked = rule.check(value, values) if rule.with_config else rule.check(value)
-        except Unusable as e:
-            raise ConfigError(f"{where}{key}={_show(value)}: {e}") from None
+        except Unusable as e:   # a path: spelt bare, as the project's other path errors
+            raise ConfigError(f"{where}{key}={value}: {e}") from None
         except Invalid as e:
             raise ConfigError(f"{where}{key}={_show(value)}: expected {e}") from None
         if type(checked) is not type(value) or checked != value:
@@ -299,11 +299,11 @@ def check_fields(values: Mapping, rules: Mapping[str, Rule], defaults: Mapping |
 
 
 def _show(value: Any) -> str:
-    """The value as it would be typed on the command line."""
+    """The value as YAML/the command line spell it; strings quoted, as in the project's other errors."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_show(v) for v in value) + "]"
-    return str(value)
+    return repr(value)

@@ -52,15 +52,15 @@ def test_rules_match_by_name_in_any_section_and_the_command_rule_wins():
 
 def test_keys_without_a_rule_are_checked_against_their_default_type():
     defaults = {"flag": False, "count": 1, "rate": 0.5, "name": "a"}
-    for key, bad in (("flag", "maybe"), ("count", 2.5), ("rate", "fast")):
-        with pytest.raises(ConfigError, match=f"{key}={bad}"):
+    for key, bad, shown in (("flag", "maybe", "'maybe'"), ("count", 2.5, "2.5"), ("rate", "fast", "'fast'")):
+        with pytest.raises(ConfigError, match=f"{key}={shown}"):
             check_fields({**defaults, key: bad}, {}, defaults)
     assert check_fields({**defaults, "count": 4.0, "name": 3}, {}, defaults) == {"count": 4}
 
 
 def test_a_key_can_be_checked_against_another_part_of_the_config():
     values = {"profile": "wobbly", "robot": {"profiles": {"soft": {}, "stiff": {}}}}
-    with pytest.raises(ConfigError, match=r"profile=wobbly: expected one of soft, stiff \(robot.profiles\)"):
+    with pytest.raises(ConfigError, match=r"profile='wobbly': expected one of soft, stiff \(robot.profiles\)"):
         check_fields(values, {"profile": key_of("robot.profiles")})
 
 
