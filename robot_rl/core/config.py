@@ -104,7 +104,7 @@ def _composition_error(name: str, message: str, overrides: list[str]) -> str:
         group, option = missing.groups()
         options = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
         return f"{group}={option}: expected one of {', '.join(options)} (configs/{group}/)"
-    first = message.strip().splitlines()[0] if message.strip() else type(message).__name__
+    first = (message.strip().splitlines() or ["invalid override"])[0]
     return f"configs/{name}.yaml with overrides {' '.join(overrides)}: {first}"
 
 
@@ -141,6 +141,8 @@ def dataclass_from_dict(cls, d, where: str):
     import typing
     from dataclasses import fields
 
+    from robot_rl.core.fields import annotation_name, fits_annotation
+
     d = dict(d or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - known)
@@ -152,68 +154,7 @@ def dataclass_from_dict(cls, d, where: str):
         hints = {}
     values = {}
     for k, v in d.items():
-        v = tuple(v) if isinstance(v, list) else v
-        ok, v = _typed(v, hints.get(k, typing.Any))
+        ok, values[k] = fits_annotation(tuple(v) if isinstance(v, list) else v, hints.get(k, typing.Any))
         if not ok:
-            raise ConfigError(f"{where}.{k}={v!r}: expected {_type_name(hints[k])}")
-        values[k] = v
+            raise ConfigError(f"{where}.{k}={v!r}: expected {annotation_name(hints[k])}")
     return cls(**values)
-
-
-def _typed(v, hint) -> tuple[bool, Any]:
-    """(whether `v` fits the annotation `hint`, v converted: 3.0 -> 3 for int, numpy scalars -> Python).
-    Annotations other than bool/int/float/str, tuples and Optionals of them are not checked."""
-    import math
-    import types
-    import typing
-
-    if hasattr(v, "item") and getattr(v, "ndim", None) == 0:   # numpy scalar
-        v = v.item()
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if v is None and type(None) in args:
-            return True, v
-        for a in args:
-            if a is not type(None):
-                ok, w = _typed(v, a)
-                if ok:
-                    return True, w
-        return False, v
-    if origin is tuple:
-        if not isinstance(v, (tuple, list)):
-            return False, v
-        each = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-        if each is None and args and len(args) != len(v):
-            return False, v
-        out = []
-        for i, x in enumerate(v):
-            ok, w = _typed(x, each if each is not None else (args[i] if args else typing.Any))
-            if not ok:
-                return False, v
-            out.append(w)
-        return True, tuple(out)
-    if hint is bool:
-        return isinstance(v, bool), v
-    if hint is int:
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        return isinstance(v, int) and not isinstance(v, bool), v
-    if hint is float:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v), v
-    if hint is str:
-        return isinstance(v, str), v
-    return True, v
-
-
-def _type_name(hint) -> str:
-    import typing
-
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    if hint in names:
-        return names[hint]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is tuple:
-        return f"a list of {_type_name(args[0]).replace('an ', '').replace('a ', '')}s" if args else "a list"
-    if args and len(args) < len(typing.get_args(hint)):
-        return "null or " + " or ".join(_type_name(a) for a in args)
-    return str(hint)

@@ -10,6 +10,9 @@ was silently coerced (`int(2.7)`, `bool("maybe")`). Here every leaf of the confi
     an int default only whole numbers, a float default only finite numbers).
 
 A failed check is a ConfigError naming the full key and value and the form that is accepted.
+Sections built into dataclasses (train.*, distill.*, the RL algorithms' configs, a checkpoint's model)
+are also checked against the dataclass's annotations (`fits_annotation`, used by
+robot_rl.core.config.dataclass_from_dict), so library callers get the same type errors.
 """
 
 from __future__ import annotations
@@ -307,3 +310,65 @@ def _show(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_show(v) for v in value) + "]"
     return repr(value)
+
+
+# -- dataclass fields by their annotations (robot_rl.core.config.dataclass_from_dict) -------------------
+def fits_annotation(v, hint) -> tuple[bool, Any]:
+    """(whether `v` fits the annotation `hint`, v converted: 3.0 -> 3 for int, numpy scalars -> Python).
+    Annotations other than bool/int/float/str, tuples and Optionals of them are not checked."""
+    import types
+    import typing
+
+    if hasattr(v, "item") and getattr(v, "ndim", None) == 0:   # numpy scalar
+        v = v.item()
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if v is None and type(None) in args:
+            return True, v
+        for a in args:
+            if a is not type(None):
+                ok, w = fits_annotation(v, a)
+                if ok:
+                    return True, w
+        return False, v
+    if origin is tuple:
+        if not isinstance(v, (tuple, list)):
+            return False, v
+        each = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if each is None and args and len(args) != len(v):
+            return False, v
+        out = []
+        for i, x in enumerate(v):
+            ok, w = fits_annotation(x, each if each is not None else (args[i] if args else typing.Any))
+            if not ok:
+                return False, v
+            out.append(w)
+        return True, tuple(out)
+    if hint is bool:
+        return isinstance(v, bool), v
+    if hint is int:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        return isinstance(v, int) and not isinstance(v, bool), v
+    if hint is float:
+        return _is_number(v) and not math.isnan(v), v
+    if hint is str:
+        return isinstance(v, str), v
+    return True, v
+
+
+_NAMES = {bool: ("true or false", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+          str: ("a string", "strings")}
+
+
+def annotation_name(hint) -> str:
+    import typing
+
+    if hint in _NAMES:
+        return _NAMES[hint][0]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_NAMES[args[0]][1]}" if args and args[0] in _NAMES else "a list"
+    if args and len(args) < len(typing.get_args(hint)):
+        return "null or " + " or ".join(annotation_name(a) for a in args)
+    return str(hint)

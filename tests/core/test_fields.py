@@ -28,8 +28,8 @@ class Section:
     ("lr", float("nan"), "section.lr=nan: expected a number"),
     ("ema", "maybe", "section.ema='maybe': expected true or false"),
     ("ema", 1, "section.ema=1: expected true or false"),
-    ("betas", [0.9], r"section.betas=\(0.9,\): expected a list of numbers"),
-    ("hidden", [64, "x"], r"section.hidden=\(64, 'x'\): expected a list of integers"),
+    ("betas", [0.9], r"section.betas=\[0.9\]: expected a list of numbers"),
+    ("hidden", [64, "x"], r"section.hidden=\[64, 'x'\]: expected a list of integers"),
     ("limit", "abc", "section.limit='abc': expected null or a number"),
     ("name", 3, "section.name=3: expected a string"),
 ])
