@@ -34,6 +34,7 @@ FIELDS = {
     "learner.host": text,
     "learner.port": integer(0, 65535),
     "online.env_steps": integer(1),
+    "online.eval_episodes": integer(1),   # a success rate over 0 episodes would read as 0 %
     "online.reward": choice("sparse", "dense"),
     "offline.rounds": integer(1),
     "offline.n_q": integer(1),

@@ -17,6 +17,7 @@ from robot_rl.policies.config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTIO
 FIELDS = {
     "algo": choice("bc", "reward"),
     "store": optional(existing_path),
+    "train.eval_episodes": integer(1),   # evaluation is turned off with train.eval_every=0, not with 0 episodes
     "spec.n_obs_steps": integer(1),
     "spec.horizon": integer(1),
     "spec.n_action_steps": integer(1),
