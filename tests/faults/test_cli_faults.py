@@ -141,6 +141,7 @@ BAD_INPUTS = [
     (["pipeline", "torch_threads=0"], ["torch_threads=0"]),
     (["pipeline", "stages=[collect,fly]"], ["stages=['collect','fly']"]),
     (["pipeline", "out={file}"], ["out=", "is a file"]),
+    (["bench", "all", "twin.duration=oops"], ["twin.duration='oops'", "number"]),
     (["data", "view", "{store}", "episode=-1"], ["episode=-1"]),
     (["data", "info", "{store}", "decode=maybe"], ["decode='maybe'"]),
     (["data", "info", "{store}", "overwrite=true"], ["overwrite", "export and import only"]),
