@@ -33,7 +33,7 @@ FIELDS = {
     "actor_episodes": integer(0),
     "learner.host": text,
     "learner.port": integer(0, 65535),
-    "online.env_steps": integer(1),
+    "online.env_steps": integer(0),   # 0: algo=offline collects nothing online
     "online.eval_episodes": integer(1),   # a success rate over 0 episodes would read as 0 %
     "online.reward": choice("sparse", "dense"),
     "offline.rounds": integer(1),

@@ -129,7 +129,7 @@ BAD_INPUTS = [
     (["distill", "teacher={policy}", "distill.lr=abc"], ["distill.lr='abc'"]),
     (["distill", "teacher={policy}", "distill.mode=fast"], ["distill.mode='fast'", "dagger"]),
     (["finetune", "policy={policy}", "online.gamma=2"], ["online.gamma=2", "[0.0, 1.0]"]),
-    (["finetune", "policy={policy}", "online.env_steps=-5"], ["online.env_steps=-5"]),
+    (["finetune", "policy={policy}", "online.env_steps=-5"], ["online.env_steps=-5", ">= 0"]),
     (["finetune", "policy={policy}", "online.eval_episodes=0"], ["online.eval_episodes=0"]),
     (["finetune", "policy={policy}", "residual.batch_size=0"], ["residual.batch_size=0"]),
     (["finetune", "policy={policy}", "residual.utd=abc"], ["residual.utd='abc'"]),
