@@ -165,8 +165,13 @@ def _is_url(v: str) -> bool:
     return "://" in v
 
 
+def _path(v) -> str:
+    """Hydra reads a bare `nan`, `123` or `1e3` as a number: as a path it is the text typed (quote 1e3)."""
+    return _text(str(v) if _is_number(v) else v)
+
+
 def _existing(v):
-    v = _text(v)
+    v = _path(v)
     if not _is_url(v) and not Path(v).exists():
         raise Unusable("does not exist")
     return v
@@ -176,7 +181,7 @@ existing_path = Rule(_existing)   # something to read: it must exist
 
 
 def _directory_target(v):
-    v = _text(v)
+    v = _path(v)
     if not _is_url(v) and Path(v).exists() and not Path(v).is_dir():
         raise Unusable("is a file; expected a directory to create or to add to")
     return v

@@ -169,6 +169,17 @@ def test_bad_input_from_the_console_script_exits_1_without_a_traceback(tmp_path)
     assert r.stderr.strip() == "robot-rl collect: error: episodes='abc': expected an integer >= 1"
 
 
+def test_a_path_hydra_reads_as_a_number_is_taken_as_the_path(tmp_path, monkeypatch):
+    from robot_rl.commands import eval as eval_command
+    from robot_rl.core.config import check_config, compose
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nan").mkdir()
+    cfg = compose("eval", ["policy=nan"])
+    check_config("eval", cfg, ["policy=nan"], eval_command.FIELDS)
+    assert cfg.policy == "nan"
+
+
 def test_a_whole_number_given_as_a_float_is_taken_as_the_integer():
     from robot_rl.core.config import check_config, compose
     from robot_rl.commands import collect
