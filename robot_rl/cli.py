@@ -3,7 +3,8 @@
     robot-rl <command> [positional ...] [key=value ...]
     robot-rl <command> --help     config groups and defaults of that command
 
-Each command lives in `robot_rl/commands/<command>.py` as `run(cfg, args) -> int`.
+Each command lives in `robot_rl/commands/<command>.py` as `run(cfg, args) -> int`, with optional
+`FIELDS` (robot_rl.core.fields rules for its keys) checked before it runs.
 """
 
 from __future__ import annotations
@@ -75,13 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         if module is None:
             print(f"robot-rl {name}: not implemented yet in this version of robot_rl", file=sys.stderr)
             return 2
-        from robot_rl.core.config import compose
+        from robot_rl.core.config import check_config, compose
 
         overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         positional = [a for a in rest if a not in overrides]
         # `options.*` holds free-form keys (e.g. converter options) that no config declares
         overrides = [f"++{a}" if a.startswith(FREE_FORM) else a for a in overrides]
+        section = getattr(module, "OPTIONS_SECTION", None)
+        if section:   # the command takes its options' keys bare too (`overwrite=true` = `options.overwrite=true`)
+            declared = set(compose(name))
+            overrides = [f"++{section}.{a}" if a[0].isalpha() and a.split("=", 1)[0].split(".")[0] not in declared
+                         else a for a in overrides]
         cfg = compose(name, overrides)
+        check_config(name, cfg, overrides, getattr(module, "FIELDS", None))  # typed checks before anything runs
         return int(module.run(cfg, positional) or 0)
     except RobotRLError as e:
         print(f"robot-rl {name}: error: {e}", file=sys.stderr)

@@ -96,7 +96,7 @@ def _opencv_hand_eye(A: list[np.ndarray], C: list[np.ndarray], method: str) -> n
     if not hasattr(cv2, "calibrateHandEye"):
         raise CalibrationError(
             f"handeye.method={method!r}: this OpenCV build ({cv2.__version__}) does not expose "
-            f"cv2.calibrateHandEye to Python (opencv/opencv#29565); use method=park_martin")
+            f"cv2.calibrateHandEye to Python (opencv/opencv#29565); use handeye.method=park_martin")
     G = [invert(a) for a in A]   # "gripper2base" of OpenCV's eye-in-hand form
     R, t = cv2.calibrateHandEye([g[:3, :3] for g in G], [g[:3, 3] for g in G], [c[:3, :3] for c in C],
                                 [c[:3, 3] for c in C], method=getattr(cv2, OPENCV_METHODS[method]))

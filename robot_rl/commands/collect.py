@@ -21,10 +21,33 @@ from pathlib import Path
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
+from robot_rl.core.fields import (boolean, choice, directory_target, integer, key_of, number, optional,
+                                  text)
 
 # a session needs a backend that reads the input itself: keyboard and gamepad logic read through evdev
 BACKENDS = {"keyboard": "evdev_keyboard", "gamepad": "evdev_gamepad"}
 EVENT_DEVICES = {"keyboard": "kbd", "gamepad": "joystick"}
+
+FIELDS = {
+    "episodes": integer(1),
+    "noise": number(0.0, 1.0),
+    "store": optional(directory_target),
+    "source": text,
+    "cameras": boolean,
+    "policy_hz": optional(number(1.0, 100.0)),   # as the rig's control.policy_hz
+    "profile": optional(key_of("robot.control.profiles")),
+    "session.reset_s": number(0.0),
+    "session.max_episode_s": number(0.0),
+    "session_keys": optional(text),
+    "teleop.max_linear_mps": optional(number(0.0, min_open=True)),
+    "teleop.max_angular_radps": optional(number(0.0, min_open=True)),
+    "teleop.deadband": optional(number(0.0, 1.0)),
+    "teleop.require_deadman": optional(boolean),
+    "teleop.frame": optional(choice("base", "ee")),
+    "live_view": choice("off", "http", "window"),
+    "live_view_port": integer(0, 65535),
+    "live_view_fps": number(0.0, min_open=True),
+}
 
 
 def run(cfg, args) -> int:
@@ -32,13 +55,7 @@ def run(cfg, args) -> int:
 
     if args:
         raise ConfigError(f"collect: unexpected positional arguments {args}; use key=value")
-    episodes = int(cfg.episodes)
-    noise = float(cfg.noise)
-    source = str(cfg.source)
-    if episodes < 1:
-        raise ConfigError(f"collect: episodes={episodes} must be >= 1")
-    if not 0.0 <= noise <= 1.0:
-        raise ConfigError(f"collect: noise={noise} must be in [0, 1]")
+    episodes, noise, source = cfg.episodes, float(cfg.noise), str(cfg.source)   # checked by FIELDS
     if source == "scripted":
         return record(cfg, source, episodes, noise)
     if noise:

@@ -4,10 +4,12 @@
   robot-rl data validate <store> [decode=false]   find truncated/corrupt chunks, bad index, bad timestamps
   robot-rl data recover <store> [discard=true]    commit (or drop) an episode left open by a crash
   robot-rl data view <store> episode=<i> [video=<file.mp4|gif>]
-  robot-rl data export <store> <out> format=diffusion_policy|lerobot|rosbag
-  robot-rl data import <src> <store> format=diffusion_policy|lerobot|rosbag
+  robot-rl data export <store> <out> format=diffusion_policy|lerobot|rosbag [<option>=<value> ...]
+  robot-rl data import <src> <store> format=diffusion_policy|lerobot|rosbag [<option>=<value> ...]
 
 <store> is a local path or an fsspec URL (e.g. s3://bucket/demos.zarr, memory://x).
+format also takes replay_buffer (diffusion_policy/UMI), rosbag2 and lerobot_v3. Converter options are given
+bare or under options. (overwrite=true and options.overwrite=true are the same); fps= is LeRobot's fps.
 """
 
 from __future__ import annotations
@@ -18,10 +20,22 @@ from pathlib import Path
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError, StoreError
+from robot_rl.core.fields import integer, number, optional, text
 from robot_rl.data.store import EpisodeStore
 
 ACTIONS = ("info", "validate", "recover", "view", "export", "import")
 FORMATS = ("diffusion_policy", "lerobot", "rosbag")
+# the names the formats go by elsewhere: diffusion_policy's/UMI's ReplayBuffer, ROS 2 bags, LeRobot v3 datasets
+ALIASES = {"replay_buffer": "diffusion_policy", "rosbag2": "rosbag", "lerobot_v3": "lerobot"}
+
+OPTIONS_SECTION = "options"   # export/import: keys data.yaml does not declare are converter options
+
+FIELDS = {
+    "episode": integer(0),
+    "fps": optional(number(0.0, min_open=True)),
+    "video": optional(text),
+    "format": text,
+}
 
 
 def _need(args: list[str], n: int, usage: str) -> list[str]:
@@ -31,8 +45,10 @@ def _need(args: list[str], n: int, usage: str) -> list[str]:
 
 
 def _converter(fmt: str):
+    fmt = ALIASES.get(fmt, fmt)
     if fmt not in FORMATS:
-        raise ConfigError(f"format={fmt!r}: expected one of {FORMATS}")
+        raise ConfigError(f"format={fmt!r}: expected one of {', '.join(FORMATS)} (or an alias: "
+                          f"{', '.join(f'{a} = {f}' for a, f in ALIASES.items())})")
     return importlib.import_module(f"robot_rl.data.convert.{fmt}")
 
 
@@ -41,6 +57,12 @@ def run(cfg, args: list[str]) -> int:
         raise ConfigError(f"robot-rl data <action>: action must be one of {ACTIONS}, got {args[:1]}")
     action, rest = args[0], args[1:]
     options = dict(to_plain(cfg.get("options") or {}))
+    if action in ("export", "import"):
+        if cfg.fps is not None:   # LeRobot's fps, by its name
+            options.setdefault("fps", cfg.fps)
+    elif options:
+        raise ConfigError(f"data {action}: unknown key(s) {', '.join(sorted(options))}; converter options apply to "
+                          f"export and import only (`robot-rl data --help` lists the keys)")
     if action == "info":
         from robot_rl.data.info import format_info, store_info
 

@@ -17,6 +17,39 @@ from __future__ import annotations
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
+from robot_rl.core.fields import (Invalid, Rule, Unusable, choice, existing_path, integer, key_of, number,
+                                  optional)
+
+
+def _policy_source(v):
+    if v == "scripted":
+        return v
+    try:
+        return existing_path.check(v)
+    except Invalid as e:
+        raise Unusable(f"{e} (policy= takes a checkpoint directory or scripted)") from None
+
+
+FIELDS = {
+    "policy": optional(Rule(_policy_source)),
+    "calibration": optional(existing_path),
+    "episodes": integer(1),
+    "profile": optional(key_of("robot.control.profiles")),
+    "runtime.replan_steps": optional(integer(1)),
+    "runtime.rate_hz": optional(number(0.0, min_open=True)),
+    "runtime.poll_hz": number(0.0, min_open=True),
+    "runtime.lookahead_steps": integer(0),
+    "runtime.max_staleness_s": number(0.0, min_open=True),
+    "runtime.scheduler": choice("crossfade", "ensemble", "replace"),
+    "runtime.blend_steps": integer(0),
+    "runtime.ensemble_k": number(0.0),
+    "runtime.min_lead_s": number(0.0),
+    "runtime.settle_s": number(0.0),
+    "runtime.time_limit_s": optional(number(0.0, min_open=True)),
+    "runtime.max_target_lead": number(0.0, min_open=True),
+    "runtime.action_frame": choice("base", "tool"),
+    "runtime.latency_s.*": number(0.0),
+}
 
 
 def _real_rig_error(rig) -> ConfigError:
@@ -51,9 +84,7 @@ def run(cfg, args: list[str]) -> int:
     rig = load_rig(raw)
     if not bool(cfg.twin):
         raise _real_rig_error(rig)
-    episodes = int(cfg.episodes)
-    if episodes < 1:
-        raise ConfigError(f"deploy: episodes={episodes} must be >= 1")
+    episodes = cfg.episodes   # checked by FIELDS
     task_cfg = to_plain(cfg.task)
     task = str(task_cfg["name"])
     task_params = dict(task_cfg.get("params") or {})

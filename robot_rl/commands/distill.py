@@ -13,7 +13,20 @@ from pathlib import Path
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
+from robot_rl.core.fields import choice, existing_path, integer, number, optional
 from robot_rl.core.rundir import make_run_dir
+
+FIELDS = {
+    "teacher": optional(existing_path),
+    "store": optional(existing_path),
+    "distill.mode": choice("auto", "same_noise", "dagger"),
+    "distill.obs_source": choice("auto", "store", "twin"),
+    "distill.dagger_rounds": integer(0),
+    "distill.dagger_beta_decay": number(0.0, 1.0),
+    "distill.latency_repeats": integer(1),
+    "distill.latency_threads": integer(1),
+    "distill.probe_size": integer(1),
+}
 
 
 def _default_store(cfg, teacher_run: dict) -> str | None:

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
+from robot_rl.core.fields import directory_target, existing_path, integer, optional
 from robot_rl.core.results import write_results
 from robot_rl.core.rundir import make_run_dir
+
+FIELDS = {
+    "policy": optional(existing_path),
+    "episodes": integer(1),
+    "record": optional(directory_target),
+}
 
 
 def run(cfg, args: list[str]) -> int:
@@ -31,7 +38,7 @@ def run(cfg, args: list[str]) -> int:
         probe.close()
         writer = store.writer()
     try:
-        result = evaluate(policy, make_env, policy.spec, int(cfg.episodes), seed=int(cfg.seed_offset), writer=writer,
+        result = evaluate(policy, make_env, policy.spec, cfg.episodes, seed=cfg.seed_offset, writer=writer,
                           meta={"task": task, "rig": "twin", "notes": f"eval of {cfg.policy}"})
     finally:
         if writer is not None:

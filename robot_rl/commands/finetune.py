@@ -17,9 +17,60 @@ from pathlib import Path
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
+from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional, text
 from robot_rl.core.rundir import make_run_dir
 
 ROLES = ("local", "learner", "actor")   # local: actor and learner interleaved in this process
+
+FIELDS = {
+    "algo": choice("offline", "residual", "ppo", "dsrl", "rlpd"),
+    "policy": optional(existing_path),
+    "store": optional(existing_path),
+    "corrector": optional(choice("scripted")),
+    "actors": integer(0),
+    "role": choice(*ROLES),
+    "actor_id": optional(text),
+    "actor_episodes": integer(0),
+    "learner.host": text,
+    "learner.port": integer(0, 65535),
+    "online.env_steps": integer(0),   # 0: algo=offline collects nothing online
+    "online.eval_episodes": integer(1),   # a success rate over 0 episodes would read as 0 %
+    "online.reward": choice("sparse", "dense"),
+    "offline.rounds": integer(1),
+    "offline.n_q": integer(1),
+    "offline.export": choice("policy", "best_of_n"),
+    "offline.best_of_n": integer(0),
+    "offline.dynamics_models": integer(1),
+    "offline.ope_horizon": integer(1),
+    "offline.ope_starts": integer(1),
+    "offline.gate_threshold": number(0.0),
+    "*.log_every": integer(0),   # 0: no TensorBoard scalars
+    "*.log_prob_reduce": choice("mean", "sum"),
+    "*.chain_steps": integer(1),
+    "*.num_inference_steps": integer(1),
+    "*.clip": number(0.0, min_open=True),
+    "*.eta": number(0.0),
+    "*.min_std": number(0.0),
+    "*.utd": number(0.0, min_open=True),
+    "*.n_step": integer(1),
+    "*.capacity": integer(1),
+    "*.critic_heads": integer(1),
+    "*.target_heads": integer(1),
+    "*.n_critics": integer(1),
+    "*.target_subset": integer(1),
+    "*.scale": number(0.0, min_open=True),
+    "*.dim_scales.*": number(0.0, min_open=True),
+    "*.dims": optional(integers(0)),
+    "*.penalty": number(0.0),
+    "*.explore_std": number(0.0),
+    "*.max_noise": number(0.0, min_open=True),
+    "*.init_alpha": number(0.0, min_open=True),
+    "*.init_temperature": number(0.0, min_open=True),
+    "*.epochs": integer(1),
+    "*.rollout_chunks": integer(1),
+    "*.gae_lambda": number(0.0, 1.0),
+    "dsrl.check_episodes": integer(-1),   # -1: online.eval_episodes, 0: skip
+}
 
 
 def build_context(cfg, out: Path):

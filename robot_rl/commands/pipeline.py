@@ -21,10 +21,27 @@ from pathlib import Path
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError, RobotRLError
+from robot_rl.core.fields import Invalid, Rule, choice, integer, key_of
 
 STAGES = ("collect", "bc", "offline", "online", "distill", "deploy")
 RL_STAGES = ("offline", "online")
 EVAL_SEED = 100_000
+
+
+def _stage_names(v):
+    if not isinstance(v, list) or not v or any(s not in STAGES for s in v):
+        raise Invalid(f"a non-empty list of stages from {list(STAGES)}, e.g. [collect,bc]")
+    return v
+
+
+FIELDS = {
+    "obs": choice("state", "image"),
+    "profile": key_of("profiles"),
+    "online_algo": choice("residual", "ppo", "dsrl"),
+    "torch_threads": integer(1),
+    "stages": Rule(_stage_names),
+    "profiles.*.eval_episodes": integer(1),
+}
 
 
 @dataclass

@@ -10,7 +10,36 @@ from functools import partial
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
+from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional
 from robot_rl.core.rundir import make_run_dir
+from robot_rl.policies.config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTION_TYPES
+
+FIELDS = {
+    "algo": choice("bc", "reward"),
+    "store": optional(existing_path),
+    "train.eval_episodes": integer(1),   # evaluation is turned off with train.eval_every=0, not with 0 episodes
+    "spec.n_obs_steps": integer(1),
+    "spec.horizon": integer(1),
+    "spec.n_action_steps": integer(1),
+    "spec.rate_hz": optional(number(0.0, min_open=True)),
+    "reward.positive_s": number(0.0, min_open=True),
+    "reward.min_precision": number(0.0, 1.0),
+    "model.denoiser": choice(*DENOISERS),
+    "model.image_pool": choice(*POOLS),
+    "model.beta_schedule": choice(*BETA_SCHEDULES),
+    "model.prediction_type": choice(*PREDICTION_TYPES),
+    "model.down_dims": integers(1),
+    "model.image_blocks": integers(1),
+    "model.state_dims": integers(1),
+    "model.mlp_num_blocks": integer(0),
+    "model.crop_ratio": number(0.0, 1.0, min_open=True),
+    "model.eta": number(0.0),
+    "model.*_dim": integer(1),
+    "model.num_*": integer(1),
+    "model.kernel_size": integer(1),
+    "model.n_groups": integer(1),
+    "model.image_width": integer(1),
+}
 
 
 def twin_env_factory(task_cfg, spec, seed: int = 0):
@@ -38,6 +67,8 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.learning.bc import BCConfig, train_bc
     from robot_rl.learning.spec_builder import build_spec
     from robot_rl.policies.config import PolicyConfig
+    from robot_rl.policies.diffusion_policy import DiffusionPolicy
+    from robot_rl.policies.io import check_model_size
 
     if args:
         raise ConfigError(f"robot-rl train takes key=value options only, got {args}")
@@ -51,12 +82,14 @@ def run(cfg, args: list[str]) -> int:
     if cfg.algo == "reward":
         return _train_reward(cfg, store, spec)
     train_cfg = BCConfig.from_dict(to_plain(cfg.train) | {"seed": cfg.seed})
+    model_cfg = PolicyConfig.from_dict(to_plain(cfg.model))
+    check_model_size(DiffusionPolicy, spec, model_cfg, f"train model={model_cfg.denoiser}")
     task = resolve_task(cfg.get("task"), store)
     make_env = twin_env_factory(task, spec, cfg.seed) if task else None
     out = make_run_dir(cfg, "train")
     print(f"training {cfg.algo} on {cfg.store} ({store.n_episodes} episodes) -> {out}"
           + (f"; evaluating on twin task {task['name']}" if task else "; no twin evaluation"))
-    result = train_bc(cfg.store, spec, PolicyConfig.from_dict(to_plain(cfg.model)), train_cfg, out, make_env,
+    result = train_bc(cfg.store, spec, model_cfg, train_cfg, out, make_env,
                       run_config=to_plain(cfg))
     print(f"best checkpoint: {result.best}")
     return 0

@@ -7,7 +7,8 @@ Layout of a checkpoint directory:
     meta.json               format version, code version, creation time, sha256 of every file
 
 Loading parses JSON, YAML (safe loader) and safetensors headers only, so it never executes code.
-The sha256 digests catch truncated or tampered files; shape checks catch a mismatched model.
+The sha256 digests catch truncated or tampered files; shape checks catch a mismatched model; weights
+or normalizer statistics with NaN/inf (a diverged run) are refused, naming the tensor.
 """
 
 from __future__ import annotations
@@ -133,16 +134,24 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{meta_path}: missing; {path} is not a robot_rl checkpoint") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{meta_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
-    if int(meta.get("format_version", -1)) > FORMAT_VERSION:
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{meta_path}: format_version={version!r}, expected an integer version "
+                              f"(this robot_rl reads 1 to {FORMAT_VERSION})")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{meta_path}: format_version {meta.get('format_version')} is newer than this robot_rl "
-            f"supports ({FORMAT_VERSION}); upgrade robot_rl"
+            f"{meta_path}: format_version {version} is newer than this robot_rl supports ({FORMAT_VERSION}); "
+            f"upgrade robot_rl"
         )
-    digests = meta.get("sha256", {})
+    digests = meta.get("sha256")
+    if not isinstance(digests, dict):
+        raise CheckpointError(f"{meta_path}: sha256={digests!r}, expected a mapping of file name to digest")
     for name in (WEIGHTS, NORMALIZER, CONFIG):
         file = path / name
         if not file.is_file():
@@ -160,10 +169,26 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         normalizer = load_file(str(path / NORMALIZER))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from None
+    for name, tensors in ((WEIGHTS, weights), (NORMALIZER, normalizer)):
+        check_finite(tensors, str(path / name))
     config = load_yaml(path / CONFIG) or {}
     if not isinstance(config, dict):
         raise CheckpointError(f"{path / CONFIG}: expected a mapping, got {type(config).__name__}")
     return Checkpoint(path=path, weights=weights, config=config, normalizer=normalizer, meta=meta)
+
+
+def check_finite(tensors: Mapping[str, np.ndarray], source: str) -> None:
+    """Raise CheckpointError naming the first tensors holding NaN or inf (such a policy acts on garbage)."""
+    bad = []
+    for name, arr in tensors.items():
+        if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating):
+            n = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            if n:
+                bad.append(f"{name} ({n} of {arr.size} values)")
+    if bad:
+        raise CheckpointError(f"{source}: non-finite weights (NaN or inf) in {', '.join(bad[:5])}"
+                              f"{f' and {len(bad) - 5} more tensors' if len(bad) > 5 else ''}; the run that saved "
+                              f"it diverged: use an earlier checkpoint")
 
 
 def check_shapes(expected: Mapping[str, tuple], weights: Mapping[str, np.ndarray], source: str) -> None:

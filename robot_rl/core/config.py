@@ -86,8 +86,41 @@ def compose(name: str, overrides: list[str] | None = None):
             cfg = hydra_compose(config_name=name, overrides=list(overrides or []))
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"configs/{name}.yaml with overrides {overrides}: {e}") from None
+        raise ConfigError(_composition_error(name, str(e), list(overrides or []))) from None
     return cfg
+
+
+def _composition_error(name: str, message: str, overrides: list[str]) -> str:
+    """Hydra's error as one line naming the key and value. Hydra's own hint for an unknown key
+    ("use +key=value") is dropped: the command would ignore an appended key."""
+    import re
+
+    unknown = re.search(r"Could not override '([^']+)'", message)
+    if unknown:
+        return (f"unknown key {unknown.group(1)}: configs/{name}.yaml has no such key "
+                f"(`robot-rl {name} --help` lists the keys and their defaults)")
+    missing = re.search(r"Could not find '([^'/]+)/([^']+)'", message)
+    if missing:
+        group, option = missing.groups()
+        options = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+        return f"{group}={option}: expected one of {', '.join(options)} (configs/{group}/)"
+    first = (message.strip().splitlines() or ["invalid override"])[0]
+    return f"configs/{name}.yaml with overrides {' '.join(overrides)}: {first}"
+
+
+def check_config(name: str, cfg, overrides: list[str], rules: dict | None = None) -> None:
+    """Check the composed config of command `name` with robot_rl.core.fields (the command's `rules`,
+    the common names, the types of configs/<name>.yaml's defaults); normalizes values in place
+    (e.g. episodes=3.0 -> 3). Raises ConfigError naming the key and value."""
+    from omegaconf import OmegaConf
+
+    from robot_rl.core.fields import check_fields
+
+    groups = set(config_groups())
+    chosen = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in groups]   # e.g. task=push
+    defaults = to_plain(compose(name, chosen))
+    for key, value in check_fields(to_plain(cfg), rules or {}, defaults).items():
+        OmegaConf.update(cfg, key, value, merge=False)
 
 
 def config_groups() -> dict[str, list[str]]:
@@ -102,12 +135,26 @@ def config_groups() -> dict[str, list[str]]:
 
 def dataclass_from_dict(cls, d, where: str):
     """Build dataclass `cls` from a mapping, refusing unknown keys (a typo is an error, not a silent
-    default). YAML lists become tuples. `where` names the config section in the error."""
+    default) and values of the wrong type for a field annotated bool, int, float, str, a tuple of them
+    or an Optional of them (`lr: float` refuses "abc", `steps: int` refuses 2.7, `ema: bool` refuses
+    "maybe"). YAML lists become tuples. `where` names the config section in the error."""
+    import typing
     from dataclasses import fields
+
+    from robot_rl.core.fields import annotation_name, fits_annotation
 
     d = dict(d or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:   # an annotation that does not resolve: check names only
+        hints = {}
+    values = {}
+    for k, v in d.items():
+        ok, values[k] = fits_annotation(tuple(v) if isinstance(v, list) else v, hints.get(k, typing.Any))
+        if not ok:
+            raise ConfigError(f"{where}.{k}={v!r}: expected {annotation_name(hints[k])}")
+    return cls(**values)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from robot_rl.core.config import save_yaml, to_plain
+from robot_rl.core.errors import ConfigError
 
 
 def make_run_dir(cfg, command: str) -> Path:
@@ -17,6 +18,9 @@ def make_run_dir(cfg, command: str) -> Path:
         run_id = os.environ.get("TORCHELASTIC_RUN_ID")  # torchrun: every rank must pick the same directory
         out = Path("runs") / command / (f"torchrun-{run_id}" if run_id else stamp)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:   # a file in the way, no permission, a read-only file system
+        raise ConfigError(f"out={out}: cannot create the run directory ({e.strerror or e})") from None
     save_yaml(to_plain(cfg), out / "config.yaml")
     return out

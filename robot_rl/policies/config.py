@@ -56,6 +56,18 @@ class PolicyConfig:
                 raise ConfigError(f"policy.{name}={getattr(self, name)!r}: expected one of {allowed}")
         if not self.down_dims:
             raise ConfigError("policy.down_dims: at least one level is required")
+        sizes = {"down_dims": self.down_dims, "image_blocks": self.image_blocks, "kernel_size": self.kernel_size,
+                 "n_groups": self.n_groups, "mlp_hidden_dim": self.mlp_hidden_dim, "image_width": self.image_width,
+                 "num_keypoints": self.num_keypoints, "num_train_timesteps": self.num_train_timesteps}
+        for name, value in sizes.items():
+            if any(v < 1 for v in (value if isinstance(value, tuple) else (value,))):
+                shown = list(value) if isinstance(value, tuple) else value
+                raise ConfigError(f"policy.{name}={shown}: must be >= 1")
+        if self.mlp_num_blocks < 0 or any(d < 1 for d in self.state_dims):
+            raise ConfigError(f"policy.mlp_num_blocks={self.mlp_num_blocks} / state_dims={list(self.state_dims)}: "
+                              f"blocks must be >= 0 and state layer sizes >= 1")
+        if self.step_embed_dim < 4 or self.step_embed_dim % 2:
+            raise ConfigError(f"policy.step_embed_dim={self.step_embed_dim}: must be even and >= 4 (sinusoidal)")
         bad = [d for d in self.down_dims if d % self.n_groups]
         if bad:
             raise ConfigError(f"policy.down_dims={list(self.down_dims)}: {bad} not divisible by n_groups={self.n_groups}")

@@ -19,5 +19,5 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     except RuntimeError:
         raise ConfigError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r}: CUDA is not available on this machine; use device=auto or cpu")
+        raise ConfigError(f"device={name!r}: CUDA is not available on this machine; use device=auto or device=cpu")
     return device

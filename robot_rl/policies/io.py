@@ -6,6 +6,7 @@ training config); normalizer.safetensors holds "<key>.scale" / "<key>.offset".
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,6 +32,39 @@ COMPOSITE_TYPES: dict[str, str] = {
     "gaussian": "robot_rl.policies.gaussian_chunk:GaussianChunkPolicy",   # actor-only (RLPD from scratch)
     "best_of_n": "robot_rl.policies.best_of_n:BestOfNPolicy",            # N base samples, argmax Q (offline)
 }
+
+
+def physical_memory_bytes() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+# bytes per parameter to train it: fp32 weights, gradients, AdamW's two moments and the EMA copy
+TRAINING_BYTES_PER_PARAMETER = 5 * 4
+
+
+def check_model_size(cls: type[ChunkPolicy], spec: PolicySpec, cfg: PolicyConfig, source: str,
+                     bytes_per_parameter: int = TRAINING_BYTES_PER_PARAMETER) -> int:
+    """Count the parameters of `cls(spec, cfg)` without allocating them (built on the meta device) and
+    raise ConfigError when they would not fit this machine's memory (e.g. model.mlp_hidden_dim=300000
+    asks for ~360 GB of weights). Returns the parameter count."""
+    try:
+        with torch.device("meta"):
+            model = cls(spec, cfg)
+    except (ValueError, RuntimeError) as e:   # a shape the layers refuse (e.g. kernel larger than the chunk)
+        raise ConfigError(f"{source}: the model cannot be built from this config: {e}") from None
+    n = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    need, have = n * bytes_per_parameter, physical_memory_bytes()
+    if need > have:
+        raise ConfigError(f"{source}: the model has {n / 1e9:.2f} billion parameters and needs about "
+                          f"{need / 2**30:.0f} GiB, more than this machine's {have / 2**30:.0f} GiB of memory; "
+                          f"reduce {_size_fields(cfg)}")
+    return n
+
+
+def _size_fields(cfg: PolicyConfig) -> str:
+    if cfg.denoiser == "mlp":
+        return f"model.mlp_hidden_dim (now {cfg.mlp_hidden_dim}) or model.mlp_num_blocks (now {cfg.mlp_num_blocks})"
+    return f"model.down_dims (now {list(cfg.down_dims)})"
 
 
 def _composite(kind: str):
@@ -71,6 +105,10 @@ def load_policy(path: str | Path, device: str | torch.device = "auto") -> ChunkP
     except ConfigError as e:
         raise CheckpointError(f"{config_file}: {e}") from None
     normalizer = Normalizer.from_flat(spec, ckpt.normalizer, source=str(Path(path) / "normalizer.safetensors"))
+    try:   # the config is checked before anything is allocated: a tampered size must not exhaust memory
+        check_model_size(cls, spec, cfg, str(config_file), bytes_per_parameter=4)
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
     policy = cls(spec, cfg, normalizer)
     expected = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
     check_shapes(expected, ckpt.weights, str(Path(path) / WEIGHTS))

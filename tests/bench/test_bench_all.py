@@ -36,8 +36,12 @@ def test_quick_run_writes_one_report_holding_every_row_of_the_benchmark(quick_ru
     assert f"**{rtf['ratio']:.2f}**" in md
 
 
-def test_a_failing_benchmark_is_reported_and_fails_the_run(tmp_path):
-    code = main(["bench", "all", "all.benches=[twin]", "all.peers=[]", "twin.duration=oops", f"out={tmp_path}"])
+def test_a_failing_benchmark_is_reported_and_fails_the_run(tmp_path, monkeypatch):
+    def failing_benchmark(cfg):   # a bad value on the command line is refused before any benchmark runs
+        raise ValueError("oops")
+
+    monkeypatch.setattr("robot_rl.bench.twin.main", failing_benchmark)
+    code = main(["bench", "all", "all.benches=[twin]", "all.peers=[]", f"out={tmp_path}"])
     assert code == 1
     report = json.loads((tmp_path / "bench_all.json").read_text())
     assert report["sections"]["twin"]["status"] == "failed"

@@ -62,3 +62,35 @@ def test_shape_mismatch_names_the_tensor():
         check_shapes({"layer.weight": (4, 3)}, {"layer.weight": np.zeros((2, 3))}, "ckpt")
     with pytest.raises(CheckpointError, match="missing"):
         check_shapes({"a": (1,), "b": (1,)}, {"a": np.zeros(1)}, "ckpt")
+
+
+def _write_meta(path, meta):
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda m: [m], "expected a JSON object, got list"),
+    (lambda m: m | {"format_version": "abc"}, "format_version='abc', expected an integer"),
+    (lambda m: m | {"format_version": 1.5}, "format_version=1.5"),
+    (lambda m: m | {"format_version": None}, "format_version=None"),
+    (lambda m: m | {"sha256": ["x"]}, r"sha256=\['x'\], expected a mapping"),
+])
+def test_malformed_meta_json_is_refused_naming_the_field(ckpt, edit, words):
+    path, _ = ckpt
+    _write_meta(path, edit(json.loads((path / "meta.json").read_text())))
+    with pytest.raises(CheckpointError, match=f"meta.json: .*{words}"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("file, bad", [("model.safetensors", np.nan), ("model.safetensors", np.inf),
+                                       ("normalizer.safetensors", np.nan)])
+def test_non_finite_tensors_are_refused_naming_file_and_tensor(tmp_path, file, bad):
+    weights = {"layer.weight": np.ones((2, 3), np.float32), "layer.bias": np.zeros(2, np.float32)}
+    normalizer = {"action.scale": np.ones(7, np.float32)}
+    target = weights if file == "model.safetensors" else normalizer
+    name = sorted(target)[0]
+    target[name] = target[name].copy()
+    target[name].flat[1] = bad
+    path = save_checkpoint(tmp_path / "ckpt", weights, {"x": 1}, normalizer)   # saving a diverged run is allowed
+    with pytest.raises(CheckpointError, match=rf"{file}: non-finite weights .* in {name} \(1 of"):
+        load_checkpoint(path)

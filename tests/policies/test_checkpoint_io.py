@@ -91,3 +91,32 @@ def test_bad_spec_in_config_names_the_file(tmp_path):
     rehash(path, "config.yaml")
     with pytest.raises(CheckpointError, match=r"config.yaml: policy.down_dims=\[16, 30\]"):
         load_policy(path, device="cpu")
+
+
+def _set_model_field(path, field, value):
+    import yaml
+
+    cfg = yaml.safe_load((path / "config.yaml").read_text())
+    cfg["policy"]["model"][field] = value
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rehash(path, "config.yaml")
+
+
+@pytest.mark.parametrize("value, words", [(-5, r"mlp_hidden_dim=-5: must be >= 1"),
+                                          (300_000, r"config.yaml: the model has .* billion parameters .* GiB"),
+                                          ("abc", r"mlp_hidden_dim='abc': expected an integer")])
+def test_model_size_in_a_checkpoint_is_checked_before_anything_is_allocated(tmp_path, value, words):
+    save_policy(trained_looking_policy(), tmp_path / "ckpt")
+    _set_model_field(tmp_path / "ckpt", "mlp_hidden_dim", value)
+    _set_model_field(tmp_path / "ckpt", "denoiser", "mlp")
+    with pytest.raises(CheckpointError, match=words):   # 300000 would be hundreds of GB if it were built
+        load_policy(tmp_path / "ckpt", device="cpu")
+
+
+def test_model_size_check_counts_what_the_model_allocates():
+    from robot_rl.policies.io import check_model_size
+
+    spec = make_spec(1)
+    policy = DiffusionPolicy(spec, tiny_config())
+    real = sum(p.numel() for p in policy.parameters()) + sum(b.numel() for b in policy.buffers())
+    assert check_model_size(DiffusionPolicy, spec, tiny_config(), "test") == real

@@ -197,8 +197,8 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
     if ctx.store is None:
         raise ConfigError("finetune algo=offline needs prior data: store=<episode store> (or a base trained on one)")
     if cfg.rounds > 1 and ctx.make_env is None:
-        raise ConfigError(f"finetune algo=offline rounds={cfg.rounds}: collecting rollouts between rounds needs a "
-                          f"twin task (task=...); use rounds=1 on robot data")
+        raise ConfigError(f"finetune algo=offline offline.rounds={cfg.rounds}: collecting rollouts between rounds "
+                          f"needs a twin task (task=...); use offline.rounds=1 on robot data")
     device = resolve_device(ctx.device)
     torch.manual_seed(ctx.seed)
     gamma, reward = ctx.online.gamma, ctx.online.reward
