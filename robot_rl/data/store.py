@@ -243,6 +243,8 @@ class EpisodeStore:
         build = path
         try:
             build = _creation_dir(Path(path)) if local else path
+            if local:
+                os.mkdir(build)  # an unwritable place fails here with the OS's reason, not as "no store"
             root = _open_group(build, "w", storage_options)
             for spec in streams:
                 root.create_array(f"data/{spec.name}", shape=(0, *spec.shape), dtype=spec.dtype,

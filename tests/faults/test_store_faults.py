@@ -412,3 +412,10 @@ def test_train_refuses_a_corrupt_store_and_exits_1(collected, tmp_path, fault, c
     assert main(args) == 1
     _assert_names(capsys.readouterr().err, path, fragments)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc (a place no process can create in)")
+def test_a_store_in_a_place_that_cannot_hold_one_is_refused_with_the_os_reason():
+    with pytest.raises(StoreError, match=r"/proc/robot_rl_test\.zarr: cannot create store \(No such file"):
+        EpisodeStore.create("/proc/robot_rl_test.zarr", small_specs())
+    assert not os.path.exists("/proc/robot_rl_test.zarr")
