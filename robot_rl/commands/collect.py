@@ -151,6 +151,8 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
     env = make_gym_env(task_cfg, cameras=bool(cfg.cameras), seed=int(cfg.seed))
     try:
         driver = ExpertDriver(str(cfg.expert or ""), env, noise, seed=int(cfg.seed))
+        env.reset(seed=int(cfg.seed))
+        driver(env.raw_obs)   # an expert with a wrong action fails here, before the store is touched
         specs = gym_stream_specs(env)
         out = make_run_dir(cfg, "collect")
         store_path = Path(cfg.store) if cfg.store else out / "episodes.zarr"
