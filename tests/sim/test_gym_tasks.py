@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from robot_rl.cli import main
+from robot_rl.core.errors import ConfigError
 from robot_rl.data.store import EpisodeStore
 from robot_rl.data.validate import validate
 
@@ -218,3 +219,19 @@ def test_panda_reach_through_collect_train_eval_finetune_distill(tmp_path, exper
                  "distill.eval_episodes=1", f"out={tmp_path / 'distill'}", "distill.device=cpu"]) == 0
     dr = results(tmp_path / "distill")
     assert dr["student_success_rate"] is not None and (tmp_path / "distill" / "checkpoints" / "student").is_dir()
+
+
+def test_bench_finetune_selects_a_gymnasium_id_with_its_expert(experts):
+    from robot_rl.bench.finetune import FinetuneBench
+
+    bench = FinetuneBench({"gym": {"module": "panda_gym", "expert": "my_experts:reach",
+                                   "kwargs": {"reward_type": "dense"}}})
+    assert bench.task_sel("lift") == ["task=lift"]
+    sel = ["task=gym", "task.id=PandaReach-v3", "task.module=panda_gym", "+task.kwargs.reward_type=dense"]
+    assert bench.task_sel("PandaReach-v3") == sel
+    assert bench.task_sel("PandaReach-v3", "collect") == [*sel, "source=expert", "expert=my_experts:reach"]
+    assert bench.task_sel("PandaReach-v3", "train") == [*sel, "spec.obs.state.stream=achieved_goal+desired_goal+"
+                                                              "observation"]
+    assert bench.task_sel("PandaReach-v3", "residual") == [*sel, "residual.dim_scales=null"]
+    with pytest.raises(ConfigError, match="finetune.gym.expert=<module>:<attr>"):
+        FinetuneBench({"gym": {"module": "panda_gym"}}).task_sel("PandaReach-v3", "collect")
