@@ -6,6 +6,9 @@ controller and every command run on both; CI runs a subset on mujoco==3.3.0 (scr
   short keyframe with qpos0, MuJoCo 3 refuses to compile it ("invalid qpos size"): pad it ourselves.
 - mj_fullM: MuJoCo 4 reads the inertia from MjData (mj_fullM(m, d, dst)), MuJoCo 3 from the sparse d.qM
   (mj_fullM(m, dst, qM)).
+- A camera's principal_pixel: the optical axis lands on OpenCV column cx = W/2 - 0.5 - principal_pixel_x in
+  both, but on row cy = H/2 - 0.5 - principal_pixel_y in MuJoCo 4 and H/2 - 0.5 + principal_pixel_y in
+  MuJoCo 3.3 (measured by rendering a sphere on the axis; tests/calibration recover cx, cy from renders).
 """
 
 from __future__ import annotations
@@ -36,3 +39,16 @@ def full_inertia(m: mujoco.MjModel, d: mujoco.MjData, dst: np.ndarray) -> None:
         mujoco.mj_fullM(m, d, dst)
     else:
         mujoco.mj_fullM(m, dst, d.qM)
+
+
+_PRINCIPAL_Y_SIGN = 1.0 if MUJOCO_MAJOR >= 4 else -1.0
+
+
+def principal_pixel(width: int, height: int, cx: float, cy: float) -> list[float]:
+    """MuJoCo camera `principal_pixel` that puts the optical axis at OpenCV pixel (cx, cy)."""
+    return [0.5 * width - 0.5 - cx, _PRINCIPAL_Y_SIGN * (0.5 * height - 0.5 - cy)]
+
+
+def optical_centre(width: int, height: int, px: float, py: float) -> tuple[float, float]:
+    """OpenCV (cx, cy) of a MuJoCo camera with principal offset (px, py) pixels (the inverse of principal_pixel)."""
+    return 0.5 * width - 0.5 - px, 0.5 * height - 0.5 - _PRINCIPAL_Y_SIGN * py

@@ -4,7 +4,7 @@
 import mujoco
 import numpy as np
 
-from robot_rl.sim.mujoco_compat import compile_spec, full_inertia
+from robot_rl.sim.mujoco_compat import compile_spec, full_inertia, optical_centre, principal_pixel
 
 CELL = """<mujoco><worldbody><body name="link"><joint name="j" type="hinge" axis="0 0 1"/>
 <geom type="capsule" size="0.05" fromto="0 0 0 0.3 0 0" mass="1"/></body></worldbody>
@@ -41,3 +41,26 @@ def test_full_inertia_is_the_dense_mass_matrix():
         columns[:, i] = col
     np.testing.assert_allclose(M, columns, atol=1e-12)
     assert M[0, 0] > 0.03 and np.allclose(M, M.T)
+
+
+def test_the_optical_axis_lands_on_the_calibrated_principal_point():
+    """MuJoCo 3.3 flips the vertical principal offset relative to 4.x; both must put (cx, cy) on the axis."""
+    W, H, cx, cy = 64, 48, 27.0, 31.0     # off-centre both ways
+    px, py = principal_pixel(W, H, cx, cy)
+    assert optical_centre(W, H, px, py) == (cx, cy)
+    spec = mujoco.MjSpec.from_string(f"""<mujoco><visual><global offwidth="{W}" offheight="{H}"/></visual>
+        <worldbody><light pos="0 0 1" dir="0 0 -1"/>
+        <camera name="c" resolution="{W} {H}" sensorsize="0.064 0.048" focalpixel="60 60"
+                principalpixel="{px} {py}"/>
+        <geom type="sphere" size="0.01" pos="0 0 -1"/></worldbody></mujoco>""")
+    model = compile_spec(spec)
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    renderer = mujoco.Renderer(model, H, W)
+    try:
+        renderer.update_scene(data, "c")
+        img = renderer.render().astype(float).sum(-1)
+    finally:
+        renderer.close()
+    rows, cols = np.nonzero(img > 0.5 * img.max())   # the sphere on the axis, a few pixels across
+    assert abs(cols.mean() - cx) <= 0.5 and abs(rows.mean() - cy) <= 0.5, (cols.mean(), rows.mean())
