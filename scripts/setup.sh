@@ -2,7 +2,7 @@
 # Set up robot_rl on a fresh Debian/Ubuntu machine: system packages, a virtualenv in .venv, and the
 # package in editable mode (so `robot-rl` finds configs/ in this checkout). Safe to run again.
 #   TORCH_VERSION=2.13.0   torch release to install if the venv has none (PyPI picks the CUDA build on
-#                          GPU machines; the package itself accepts torch>=2.4,<3)
+#                          GPU machines; the package itself accepts torch>=2.13,<3)
 #   EXTRAS=dev,hardware,ros,interop,gym   pip extras to install (ros: rclpy wheels + colcon for the ROS2 tier;
 #                                         gym: panda-gym, the third-party suite of the task=gym tests)
 set -euo pipefail
