@@ -76,7 +76,7 @@ def run(cfg, args: list[str]) -> int:
         make_env().close()   # a wrong task.id, module or env fails now, not at the first evaluation
     out = make_run_dir(cfg, "train")
     print(f"training {cfg.algo} on {cfg.store} ({store.n_episodes} episodes) -> {out}"
-          + (f"; evaluating on task {task_label(task)}" if task else "; no twin evaluation"))
+          + (f"; evaluating on task {task_label(task)}" if task else "; no evaluation rollouts (no task)"))
     result = train_bc(cfg.store, spec, PolicyConfig.from_dict(to_plain(cfg.model)), train_cfg, out, make_env,
                       run_config=to_plain(cfg))
     print(f"best checkpoint: {result.best}")

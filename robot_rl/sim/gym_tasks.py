@@ -72,7 +72,11 @@ def observation_streams(space: spaces.Space, path: tuple[str, ...] = ()) -> dict
     if isinstance(space, spaces.Dict):
         out = {}
         for k, sub in space.spaces.items():
-            out |= observation_streams(sub, (*path, str(k)))
+            for name, leaf in observation_streams(sub, (*path, str(k))).items():
+                if name in out:
+                    raise ConfigError(f"task=gym: observations {'.'.join(out[name][0])} and {'.'.join(leaf[0])} "
+                                      f"both map to the stream {name!r}")
+                out[name] = leaf
         return out
     if isinstance(space, (spaces.Box, spaces.MultiBinary, spaces.MultiDiscrete, spaces.Discrete)):
         return {stream_name(path or ("state",)): (path, space)}
@@ -103,6 +107,7 @@ class GymTaskEnv(gym.Wrapper):
             raise ConfigError(f"task.id={task_id}: {e}") from None
         super().__init__(adapted)
         self.task_id = task_id
+        self.env_action_space = env.action_space   # the env's own units (a third-party expert's)
         self.raw_obs: Any = None   # the env's own last observation (what a third-party expert sees)
         self.streams = observation_streams(env.observation_space)
         self.policy_hz = float(rate_hz or env.metadata.get("render_fps") or
@@ -119,19 +124,17 @@ class GymTaskEnv(gym.Wrapper):
         self.max_episode_steps = int(env.spec.max_episode_steps)
         obs = {k: spaces.Box(-np.inf, np.inf, b.shape or (1,), np.float32) for k, (_, b) in self.streams.items()}
         self.steps, self.time, self._seed, self._episodes = 0, 0.0, seed, 0
-        if self.cameras:
-            self.reset(seed=seed)
-            frame = self._frame()
-            obs[CAMERA_STREAM] = spaces.Box(0, 255, frame.shape, np.uint8)
-        self.observation_space = spaces.Dict(obs)
         self._check_success_flag()
+        if self.cameras:   # the frame size, from a frame of the episode the check began
+            obs[CAMERA_STREAM] = spaces.Box(0, 255, self._frame().shape, np.uint8)
+        self.observation_space = spaces.Dict(obs)
 
     def _check_success_flag(self) -> None:
         """A success flag in reset's or a step's info, else ConfigError now (not silent zero success later)."""
         _, info = self.env.env.reset(seed=self._seed)
         if "is_success" in info or "success" in info:
             return
-        _, _, _, _, info = self.env.env.step(self.env._lo + 0.5 * (self.env._hi - self.env._lo))
+        _, _, _, _, info = self.env.env.step(self.env.to_env_action(np.zeros(self.action_space.shape)))
         if "is_success" not in info and "success" not in info:
             raise ConfigError(f"task.id={self.task_id}: the env reports no success flag (info has "
                               f"{sorted(info)}; robot_rl needs info['is_success'] or info['success'])")
@@ -173,10 +176,9 @@ class GymTaskEnv(gym.Wrapper):
         self.time = self.steps / self.policy_hz
         return self._obs(raw), r, term, trunc, info
 
-    # actions in the env's own units <-> normalized
-    def normalize_action(self, action) -> np.ndarray:
-        lo, hi = self.env._lo, self.env._hi
-        return (2.0 * (np.asarray(action, np.float64) - lo) / (hi - lo) - 1.0).astype(np.float32)
+    def normalize_action(self, env_action) -> np.ndarray:
+        """An action in the env's own units, normalized to the policy's [-1, 1] (unclipped)."""
+        return self.env.to_normalized(env_action)
 
 
 def make_gym_env(task_cfg: Mapping[str, Any], cameras: bool = False, seed: int = 0) -> GymTaskEnv:
@@ -343,7 +345,7 @@ class ExpertDriver:
             a = np.asarray(a, np.float64)
         except (TypeError, ValueError):
             a = np.array(None)
-        shape = self.env.env.env.action_space.shape
+        shape = self.env.env_action_space.shape
         if a.dtype == object or a.shape != shape or not np.all(np.isfinite(a)):
             raise ConfigError(f"expert={self.ref}: returned {np.asarray(a, object).tolist()!r} (shape {a.shape}); "
                               f"{self.env.task_id} expects a finite action of shape {shape} in its own action space")

@@ -255,3 +255,13 @@ def test_bench_finetune_selects_a_gymnasium_id_with_its_expert(experts):
     assert bench.task_sel("PandaReach-v3", "residual") == [*sel, "residual.dim_scales=null"]
     with pytest.raises(ConfigError, match="finetune.gym.expert=<module>:<attr>"):
         FinetuneBench({"gym": {"module": "panda_gym"}}).task_sel("PandaReach-v3", "collect")
+
+
+def test_two_observation_keys_that_map_to_one_stream_are_refused():
+    from gymnasium import spaces
+
+    from robot_rl.sim.gym_tasks import observation_streams
+
+    clash = spaces.Dict({"a_b": spaces.Box(0, 1, (1,)), "a": spaces.Dict({"b": spaces.Box(0, 1, (2,))})})
+    with pytest.raises(ConfigError, match="observations a_b and a.b both map to the stream 'a_b'"):
+        observation_streams(clash)
