@@ -263,5 +263,5 @@ def test_two_observation_keys_that_map_to_one_stream_are_refused():
     from robot_rl.sim.gym_tasks import observation_streams
 
     clash = spaces.Dict({"a_b": spaces.Box(0, 1, (1,)), "a": spaces.Dict({"b": spaces.Box(0, 1, (2,))})})
-    with pytest.raises(ConfigError, match="observations a_b and a.b both map to the stream 'a_b'"):
+    with pytest.raises(ConfigError, match=r"observations a\.b and a_b both map to the stream 'a_b'"):
         observation_streams(clash)
