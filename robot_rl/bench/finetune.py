@@ -2,8 +2,8 @@
 
 Fine-tuning methods side by side on the twin (state observations, CPU), per task of `tasks`
 (default lift and insert; a Gymnasium id with the `gym` option, docs/environments.md): one mixed-quality
-demo set (`collect noise=0.3`), one BC base trained on it, then for `seeds` seeds (a count, or a list: one job's share) and the same online budget
-(`env_steps`, evaluated every `eval_every` steps on the same fixed seeds):
+demo set (`collect noise=0.3`), one BC base trained on it, then for `seeds` seeds (a count, or a list:
+one job's share) and the same online budget (`env_steps`, evaluated every `eval_every` steps on the same fixed seeds):
     bc                 the BC base alone (its success at 0 env steps)
     residual           robot-rl finetune algo=residual (the default online path)
     ppo, dsrl          robot-rl finetune algo=ppo | dsrl

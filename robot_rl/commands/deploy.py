@@ -57,9 +57,9 @@ def run(cfg, args: list[str]) -> int:
         raise ConfigError(f"deploy: episodes={episodes} must be >= 1")
     task_cfg = to_plain(cfg.task)
     if is_gym_task(task_cfg):   # the runner's targets feed the impedance loop, which a Gymnasium env does not have
-        raise ConfigError(f"deploy: task=gym ({task_cfg.get('id')}) has no 1 kHz impedance loop to deploy to (that loop "
-                          "is the twin's and the real arm's); run the policy at the env's own rate with `robot-rl eval "
-                          f"policy={cfg.policy} {' '.join(task_overrides(task_cfg))} episodes={episodes}`")
+        raise ConfigError(f"deploy: task=gym ({task_cfg.get('id')}) has no 1 kHz impedance loop to deploy to (that "
+                          "loop is the twin's and the real arm's); run the policy at the env's own rate with "
+                          f"`robot-rl eval policy={cfg.policy} {' '.join(task_overrides(task_cfg))} episodes={episodes}`")
     task = str(task_cfg["name"])
     task_params = dict(task_cfg.get("params") or {})
     time_limit = make_task(task, task_params).p.time_limit

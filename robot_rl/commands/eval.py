@@ -34,7 +34,8 @@ def run(cfg, args: list[str]) -> int:
         writer = store.writer()
     try:
         result = evaluate(policy, make_env, policy.spec, int(cfg.episodes), seed=int(cfg.seed_offset), writer=writer,
-                          meta={"task": task, "rig": "gym" if is_gym_task(task_cfg) else "twin", "notes": f"eval of {cfg.policy}"})
+                          meta={"task": task, "rig": "gym" if is_gym_task(task_cfg) else "twin",
+                                "notes": f"eval of {cfg.policy}"})
     finally:
         if writer is not None:
             writer.close()

@@ -190,8 +190,8 @@ def run(cfg, args: list[str]) -> int:
         marker.write_text(json.dumps(row, indent=1, default=float))
         rows.append(row)
     summary = [{k: v for k, v in r.items() if k != "latencies_ms"} for r in rows]
-    write_results(out / "results.json", stage="pipeline", task=task_label(to_plain(cfg.task)), obs=cfg.obs, profile=cfg.profile,
-                  stages=summary, skipped=skipped, wall_s=time.monotonic() - t0)
+    write_results(out / "results.json", stage="pipeline", task=task_label(to_plain(cfg.task)), obs=cfg.obs,
+                  profile=cfg.profile, stages=summary, skipped=skipped, wall_s=time.monotonic() - t0)
     report = write_report(out, rows, skipped, cfg)
     print(f"pipeline: {len(rows)} stages -> {report} and {out / 'results.json'}")
     return 0

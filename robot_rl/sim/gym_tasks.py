@@ -48,9 +48,11 @@ def task_label(task_cfg: Mapping[str, Any]) -> str:
 def task_overrides(task_cfg: Mapping[str, Any]) -> list[str]:
     """The command-line overrides that select this task in another robot-rl command."""
     if not is_gym_task(task_cfg):
-        return [f"task={task_cfg['name']}"] + [f"task.params.{k}={v}" for k, v in (task_cfg.get("params") or {}).items()]
+        params = task_cfg.get("params") or {}
+        return [f"task={task_cfg['name']}"] + [f"task.params.{k}={v}" for k, v in params.items()]
     args = ["task=gym", f"task.id={task_cfg['id']}"]
-    args += [f"task.{k}={task_cfg[k]}" for k in ("module", "max_episode_steps", "rate_hz") if task_cfg.get(k) is not None]
+    args += [f"task.{k}={task_cfg[k]}" for k in ("module", "max_episode_steps", "rate_hz")
+             if task_cfg.get(k) is not None]
     return args + [f"+task.kwargs.{k}={v}" for k, v in (task_cfg.get("kwargs") or {}).items()]
 
 
@@ -67,7 +69,7 @@ def stream_name(path: tuple[str, ...]) -> str:
     return f"obs_{name}" if name[0].isdigit() or name in RECORDER_STREAMS or name.startswith("cam_") else name
 
 
-def observation_streams(space: spaces.Space, path: tuple[str, ...] = ()) -> dict[str, tuple[tuple[str, ...], spaces.Box]]:
+def observation_streams(space: spaces.Space, path: tuple[str, ...] = ()) -> dict[str, tuple[tuple[str, ...], Any]]:
     """{stream name: (key path, Box)} of an observation space (a Box, or Dicts of them)."""
     if isinstance(space, spaces.Dict):
         out = {}
@@ -171,7 +173,8 @@ class GymTaskEnv(gym.Wrapper):
     def step(self, action):
         raw, r, term, trunc, info = self.env.step(action)
         if info.get("success_missing"):
-            raise ConfigError(f"task.id={self.task_id}: a step's info lacks 'is_success'/'success' (has {sorted(info)})")
+            raise ConfigError(f"task.id={self.task_id}: a step's info lacks 'is_success'/'success' "
+                              f"(has {sorted(info)})")
         self.steps += 1
         self.time = self.steps / self.policy_hz
         return self._obs(raw), r, term, trunc, info
