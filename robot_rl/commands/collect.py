@@ -148,6 +148,10 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
     if source != "expert":
         raise ConfigError(f"collect: task=gym records a third-party expert: source=expert expert=<module>:<attr> "
                           f"(source={source} drives the twin)")
+    twin_only = {k: cfg.get(k) for k in ("policy_hz", "profile", "randomize") if cfg.get(k)}
+    if twin_only:
+        raise ConfigError(f"collect: {twin_only} set the twin's rate, gains and randomization; a Gymnasium task takes "
+                          "its rate from task.rate_hz (default: the env's) and its options from +task.kwargs.<name>=")
     env = make_gym_env(task_cfg, cameras=bool(cfg.cameras), seed=int(cfg.seed))
     try:
         driver = ExpertDriver(str(cfg.expert or ""), env, noise, seed=int(cfg.seed))

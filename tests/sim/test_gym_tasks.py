@@ -181,6 +181,7 @@ def test_cameras_record_env_render_frames_as_an_image_stream(tmp_path, experts):
                                                    "PandaReach-v3 expects a finite action of shape (3,)"),
     ([*REACH[1:], "expert=my_experts:nope"], "expert=my_experts:nope: module my_experts has no 'nope'"),
     ([*REACH[1:], "expert=gone_experts:reach"], "expert=gone_experts: no module named 'gone_experts'"),
+    ([*REACH[1:], "policy_hz=20"], "collect: {'policy_hz': 20} set the twin's rate"),
 ])
 def test_bad_input_is_one_clear_line_without_a_traceback(tmp_path, experts, capsys, args, message):
     if not any(a.startswith("expert=") for a in args):
