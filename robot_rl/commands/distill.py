@@ -30,13 +30,16 @@ def _task(cfg, teacher_run: dict, store: str | None) -> dict | None:
     """task=..., else the teacher's run task, else the store's single twin task. A Gymnasium task (task=gym) is
     only built when named on the command line: building it imports code, and a checkpoint never does."""
     from robot_rl.commands.train import resolve_task
-    from robot_rl.sim.gym_tasks import is_gym_task
+    from robot_rl.sim.gym_tasks import is_gym_task, task_overrides
 
     if cfg.get("task"):
         return to_plain(cfg.task)
     task = teacher_run.get("task")
     if isinstance(task, dict) and task.get("name") and not is_gym_task(task):
         return task
+    if is_gym_task(task if isinstance(task, dict) else None):
+        print(f"the run's task is a Gymnasium task; to evaluate on it, name it: {' '.join(task_overrides(task))}")
+        return None
     if store:
         from robot_rl.data.store import EpisodeStore
 

@@ -240,6 +240,11 @@ def test_panda_tasks_through_collect_train_eval_finetune_distill(tmp_path, exper
                  "distill.dagger_episodes=1", f"out={tmp_path / 'distill'}", "distill.device=cpu"]) == 0
     dr = results(tmp_path / "distill")
     assert dr["student_success_rate"] is not None and (tmp_path / "distill" / "checkpoints" / "student").is_dir()
+    capsys.readouterr()
+    assert main(["distill", f"teacher={bc}", "distill.steps=2", "distill.batch_size=8", "distill.device=cpu",
+                 f"out={tmp_path / 'distill_no_task'}"]) == 0   # the checkpoint names the task; it is not rebuilt
+    assert f"to evaluate on it, name it: task=gym task.id={task} task.module=panda_gym" in capsys.readouterr().out
+    assert results(tmp_path / "distill_no_task")["student_success_rate"] is None
 
 
 def test_bench_finetune_selects_a_gymnasium_id_with_its_expert(experts):
