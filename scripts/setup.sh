@@ -2,8 +2,9 @@
 # Set up robot_rl on a fresh Debian/Ubuntu machine: system packages, a virtualenv in .venv, and the
 # package in editable mode (so `robot-rl` finds configs/ in this checkout). Safe to run again.
 #   TORCH_VERSION=2.13.0   torch release to install if the venv has none (PyPI picks the CUDA build on
-#                          GPU machines; the package itself accepts torch>=2.4,<3)
-#   EXTRAS=dev,hardware,ros,interop   pip extras to install (ros: rclpy wheels + colcon for the ROS2 tier)
+#                          GPU machines; the package itself accepts torch>=2.13,<3)
+#   EXTRAS=dev,hardware,ros,interop,gym   pip extras to install (ros: rclpy wheels + colcon for the ROS2 tier;
+#                                         gym: panda-gym, the third-party suite of the task=gym tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,5 +31,5 @@ fi
 if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 fi
-.venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev,hardware,ros,interop}]"
+.venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev,hardware,ros,interop,gym}]"
 echo "robot_rl set up in .venv: run .venv/bin/robot-rl --help"

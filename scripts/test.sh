@@ -25,6 +25,19 @@ if [ ! -x .venv-zarr2/bin/python ]; then
 fi
 export ROBOT_RL_ZARR2_PYTHON="$PWD/.venv-zarr2/bin/python"
 
+# The lowest declared MuJoCo and Gymnasium in their own venv: suites that pin mujoco==3.3.0 share a venv with
+# robot_rl, so the twin, the controller, collect and task=gym must run on it as on 4.x
+# (robot_rl/sim/mujoco_compat.py). The venv holds only mujoco 3.3.0 and gymnasium 1.0.0 (and their deps); a .pth
+# after its site-packages adds .venv's packages (robot_rl, zarr, pytest, ...).
+if [ ! -x .venv-mujoco3/bin/python ]; then
+  .venv/bin/python -m venv .venv-mujoco3
+  .venv-mujoco3/bin/python -m pip install -q "mujoco==3.3.0" "gymnasium==1.0.0"
+  main_site="$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')"
+  side_site="$(.venv-mujoco3/bin/python -c 'import site; print(site.getsitepackages()[0])')"
+  echo "import site; site.addsitedir('$main_site')" > "$side_site/zz_robot_rl_main_venv.pth"
+fi
+.venv-mujoco3/bin/python -c 'import mujoco, gymnasium as g; assert (mujoco.__version__, g.__version__) == ("3.3.0", "1.0.0")'
+
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 # Two pytest processes: the ROS2 tier runs in its own, because a process that has used both
 # librealsense (pyrealsense2 wheel) and rclpy (ROS2 PyPI wheels) segfaults in their C++ teardown
@@ -38,6 +51,8 @@ run_pytest() {
   return "$status"
 }
 status=0
+.venv-mujoco3/bin/python -m pytest -q -m "not ros and not slow" tests/sim/test_mujoco_compat.py tests/sim/test_env.py \
+  tests/control/test_impedance.py tests/sim/test_collect.py tests/sim/test_gym_tasks.py || status=$?   # mujoco 3.3.0
 run_pytest -m "not ros" "$@" || status=$?
 run_pytest tests/ros -m ros "$@" || status=$?  # collects only tests/ros: no librealsense objects
 exit "$status"

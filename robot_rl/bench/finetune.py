@@ -1,9 +1,9 @@
 """`robot-rl bench finetune [json=<file>] [out=<dir>] [quick=true] [finetune.<option>=...]`
 
 Fine-tuning methods side by side on the twin (state observations, CPU), per task of `tasks`
-(default lift and insert): one mixed-quality demo set (`collect noise=0.3`), one BC base trained on
-it, then for `seeds` seeds (a count, or a list: one job's share) and the same online budget
-(`env_steps`, evaluated every `eval_every` steps on the same fixed seeds):
+(default lift and insert; a Gymnasium id with the `gym` option, docs/environments.md): one mixed-quality
+demo set (`collect noise=0.3`), one BC base trained on it, then for `seeds` seeds (a count, or a list:
+one job's share) and the same online budget (`env_steps`, evaluated every `eval_every` steps on the same fixed seeds):
     bc                 the BC base alone (its success at 0 env steps)
     residual           robot-rl finetune algo=residual (the default online path)
     ppo, dsrl          robot-rl finetune algo=ppo | dsrl
@@ -48,7 +48,7 @@ HELDOUT_SEED = 200_000       # final policies' held-out evaluation: seeds no lea
 DEFAULTS: dict[str, Any] = {
     "tasks": ["lift", "insert"], "methods": list(METHODS), "seeds": 3, "demos": 50, "noise": 0.3,
     "env_steps": 20_000, "eval_every": 4_000, "eval_episodes": 20, "task_params": {}, "train": [],
-    "heldout_episodes": 50, "overrides": {}, "quick_sizes": {}, "report_only": False,
+    "heldout_episodes": 50, "overrides": {}, "quick_sizes": {}, "report_only": False, "gym": {},
 }
 
 
@@ -115,6 +115,31 @@ class FinetuneBench:
         self.out = Path(out) if out else (Path(js).parent / NAME if js else Path("runs/bench/finetune") / stamp)
         self.task_args = [f"task.params.{k}={v}" for k, v in (opts["task_params"] or {}).items()]
 
+    def task_sel(self, task: str, stage: str = "") -> list[str]:
+        """The overrides selecting `task` in a stage: a twin task by name, any other name as a Gymnasium id with
+        the `gym` option's module, kwargs, max_episode_steps, rate_hz and (collect) expert."""
+        from robot_rl.sim.gym_tasks import task_overrides
+        from robot_rl.sim.tasks import TASKS
+
+        if task in TASKS:
+            return [f"task={task}", *self.task_args]
+        g = dict(self.o["gym"] or {})
+        task_cfg = {"name": "gym", "id": task} | {k: g.get(k) for k in ("module", "kwargs", "max_episode_steps",
+                                                                        "rate_hz")}
+        args = task_overrides(task_cfg)
+        if stage == "collect":
+            if not g.get("expert"):
+                raise ConfigError(f"bench finetune: task {task} is a Gymnasium id; its demos need an expert: "
+                                  "finetune.gym.expert=<module>:<attr> (docs/environments.md)")
+            args += ["source=expert", f"expert={g['expert']}"]
+        elif stage == "train":
+            from robot_rl.commands.pipeline import gym_state_streams
+
+            args += [f"spec.obs.state.stream={'+'.join(sorted(gym_state_streams(task_cfg)))}"]
+        elif stage == "residual":   # the default bounds name the twin's 7-D action's dimensions
+            args += ["residual.dim_scales=null"]
+        return args
+
     @property
     def seeds(self) -> list[int]:
         seeds = self.o["seeds"]
@@ -147,7 +172,7 @@ class FinetuneBench:
 
     def _eval(self, policy: Path | str, task: str, episodes: int, seed_offset: int, out: Path) -> float:
         """Success rate of `robot-rl eval` on seeds seed_offset + i (reused when out has it)."""
-        return float(self._stage(out, ["eval", f"policy={policy}", f"task={task}", *self.task_args,
+        return float(self._stage(out, ["eval", f"policy={policy}", *self.task_sel(task),
                                        f"episodes={episodes}", f"seed_offset={seed_offset}", f"out={out}",
                                        f"device={self.device}"])["success_rate"])
 
@@ -155,16 +180,16 @@ class FinetuneBench:
         """The task's demo store and BC base (made once, reused by every method and seed)."""
         d = self.out / task
         store = d / "demos.zarr"
-        self._stage(d / "collect", ["collect", f"task={task}", *self.task_args, f"episodes={self.o['demos']}",
+        self._stage(d / "collect", ["collect", *self.task_sel(task, "collect"), f"episodes={self.o['demos']}",
                                     f"noise={self.o['noise']}", f"store={store}", f"out={d / 'collect'}",
                                     "progress=false"])
-        self._stage(d / "bc", ["train", f"store={store}", f"task={task}", *self.task_args, f"out={d / 'bc'}",
+        self._stage(d / "bc", ["train", f"store={store}", *self.task_sel(task, "train"), f"out={d / 'bc'}",
                                f"train.device={self.device}", *self.o["train"]])
         return store, d / "bc" / "checkpoints" / "best"
 
     def _finetune(self, algo: str, base: Path, store: Path, task: str, seed: int, out: Path, env_steps: int) -> dict:
-        return self._stage(out, ["finetune", f"algo={algo}", f"policy={base}", f"store={store}", f"task={task}",
-                                 *self.task_args, f"seed={seed}", f"out={out}", f"device={self.device}",
+        return self._stage(out, ["finetune", f"algo={algo}", f"policy={base}", f"store={store}",
+                                 *self.task_sel(task, algo), f"seed={seed}", f"out={out}", f"device={self.device}",
                                  f"online.env_steps={env_steps}", f"online.eval_every={self.o['eval_every']}",
                                  f"online.eval_episodes={self.o['eval_episodes']}", f"online.eval_seed={EVAL_SEED}",
                                  *(self.o["overrides"] or {}).get(algo, [])],

@@ -52,8 +52,10 @@ def add_board(spec, board: BoardSpec, body, name: str = "board", px_per_square: 
 
 def model_intrinsics(model, camera: str) -> Intrinsics:
     """OpenCV intrinsics (pixel centres at integer coordinates) of a compiled MuJoCo camera. Measured by
-    calibrating renders (tests/calibration): the optical axis lands at (W/2 - 0.5 - px, H/2 - 0.5 - py)
-    in OpenCV pixels for a MuJoCo principal offset (px, py) in pixels."""
+    calibrating renders (tests/calibration): robot_rl.sim.mujoco_compat.optical_centre maps MuJoCo's
+    principal offset (px, py) in pixels to OpenCV pixels."""
+    from robot_rl.sim.mujoco_compat import optical_centre
+
     c = model.camera(camera)
     W, H = (int(x) for x in model.cam_resolution[c.id])
     sw, sh = model.cam_sensorsize[c.id]
@@ -64,7 +66,7 @@ def model_intrinsics(model, camera: str) -> Intrinsics:
     else:   # fovy camera: square pixels, centred
         fy = 0.5 * H / np.tan(np.radians(model.cam_fovy[c.id]) / 2)
         fx, px, py = fy, 0.0, 0.0
-    return Intrinsics.from_values(W, H, fx, fy, 0.5 * W - 0.5 - px, 0.5 * H - 0.5 - py)
+    return Intrinsics.from_values(W, H, fx, fy, *optical_centre(W, H, px, py))
 
 
 def scaled_camera(cam, width: int, height: int):

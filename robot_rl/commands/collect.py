@@ -1,6 +1,7 @@
 """Record episodes in the MuJoCo twin into an episode store: scripted teleop or a teleop device.
 
     robot-rl collect task=<reach|push|lift|insert> episodes=<n> store=<path> noise=<0..1> cameras=true|false
+    robot-rl collect task=gym task.id=<Gymnasium id> source=expert expert=<module>:<attr> noise=<0..1> episodes=<n>
     robot-rl collect source=<spacemouse|keyboard|gamepad|plug-in> options.<arg>=<value> session_keys=<kbd event device>
                      session.reset_s=<s> live_view=off|http|window
 
@@ -52,10 +53,13 @@ FIELDS = {
 
 def run(cfg, args) -> int:
     from robot_rl.runtime.live_view import LiveView, view_mode
+    from robot_rl.sim.gym_tasks import is_gym_task
 
     if args:
         raise ConfigError(f"collect: unexpected positional arguments {args}; use key=value")
     episodes, noise, source = cfg.episodes, float(cfg.noise), str(cfg.source)   # checked by FIELDS
+    if source == "expert" or is_gym_task(to_plain(cfg.task)):
+        return record_expert(cfg, source, episodes, noise)
     if source == "scripted":
         return record(cfg, source, episodes, noise)
     if noise:
@@ -139,6 +143,67 @@ def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise
                   failures_injected=sum(bool(r["failures"]) for r in results))
     print(f"collect: {len(results)} {task} episodes (noise {noise}) -> {store_path}; scripted success "
           f"{rate:.0%}; results in {out / 'results.json'}")
+    return 0
+
+
+def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
+    """task=gym source=expert: a third-party expert (expert=<module>:<attr>) on a Gymnasium task; its success
+    rate at this noise level goes to results.json (robot_rl.sim.gym_tasks)."""
+    from tqdm import tqdm
+
+    from robot_rl.core.results import write_results
+    from robot_rl.core.rundir import make_run_dir
+    from robot_rl.data.schema import EpisodeMeta
+    from robot_rl.data.store import EpisodeStore
+    from robot_rl.sim.gym_tasks import (ExpertDriver, GymRecorder, gym_stream_specs, is_gym_task, make_gym_env,
+                                        run_expert_episode)
+
+    task_cfg = to_plain(cfg.task)
+    if not is_gym_task(task_cfg):
+        raise ConfigError(f"collect: source=expert runs a Gymnasium task's expert (task=gym task.id=<id> "
+                          f"expert=<module>:<attr>); task={task_cfg['name']} records with source=scripted or a device")
+    if source != "expert":
+        raise ConfigError(f"collect: task=gym records a third-party expert: source=expert expert=<module>:<attr> "
+                          f"(source={source} drives the twin)")
+    twin_only = {k: cfg.get(k) for k in ("policy_hz", "profile", "randomize") if cfg.get(k)}
+    if twin_only:
+        raise ConfigError(f"collect: {twin_only} set the twin's rate, gains and randomization; a Gymnasium task takes "
+                          "its rate from task.rate_hz (default: the env's) and its options from +task.kwargs.<name>=")
+    env = make_gym_env(task_cfg, cameras=bool(cfg.cameras), seed=int(cfg.seed))
+    try:
+        driver = ExpertDriver(str(cfg.expert or ""), env, noise, seed=int(cfg.seed))
+        env.reset(seed=int(cfg.seed))
+        driver(env.raw_obs)   # an expert with a wrong action fails here, before the store is touched
+        specs = gym_stream_specs(env)
+        out = make_run_dir(cfg, "collect")
+        store_path = Path(cfg.store) if cfg.store else out / "episodes.zarr"
+        if store_path.exists():
+            store = EpisodeStore.open(store_path, mode="a")
+            if {s.name: s.shape for s in specs} != {n: store.streams[n].shape for n in store.streams}:
+                raise ConfigError(f"collect: store {store_path} has streams {sorted(store.streams)} of other shapes "
+                                  f"or names than {env.task_id}'s; use a new store=")
+        else:
+            store = EpisodeStore.create(store_path, specs)
+        results = []
+        with store.writer() as w:
+            rec = GymRecorder(env, w)
+            bar = tqdm(range(episodes), desc=f"collect {env.task_id} noise={noise}", unit="ep",
+                       disable=not cfg.progress)
+            for i in bar:
+                rec.begin(EpisodeMeta(task=env.task_id, source="scripted", rig="gym", notes=f"expert={cfg.expert} "
+                                      f"noise={noise}"))
+                r = run_expert_episode(env, driver, seed=int(cfg.seed) * 100003 + i, on_step=rec.on_step)
+                rec.end(r["success"], noise=noise, expert=str(cfg.expert), policy_hz=env.policy_hz)
+                results.append(r)
+                bar.set_postfix(success=f"{sum(x['success'] for x in results)}/{len(results)}")
+    finally:
+        env.close()
+    rate = sum(r["success"] for r in results) / len(results)
+    write_results(out / "results.json", task=env.task_id, source="expert", expert=str(cfg.expert), noise=noise,
+                  episodes=len(results), success_rate=rate, env_steps=sum(r["steps"] for r in results),
+                  store=str(store_path))
+    print(f"collect: {len(results)} {env.task_id} episodes (expert {cfg.expert}, noise {noise}) -> {store_path}; "
+          f"expert success {rate:.0%}; results in {out / 'results.json'}")
     return 0
 
 

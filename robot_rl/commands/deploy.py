@@ -75,6 +75,7 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.core.rundir import make_run_dir
     from robot_rl.runtime.deploy import (DeployConfig, GoalReachPolicy, StreamPolicy, load_latency_calibration,
                                          run_deploy, stream_latencies, write_cycle_log)
+    from robot_rl.sim.gym_tasks import is_gym_task, task_overrides
     from robot_rl.sim.tasks import make_task
 
     if args or not cfg.policy:
@@ -86,6 +87,10 @@ def run(cfg, args: list[str]) -> int:
         raise _real_rig_error(rig)
     episodes = cfg.episodes   # checked by FIELDS
     task_cfg = to_plain(cfg.task)
+    if is_gym_task(task_cfg):   # the runner's targets feed the impedance loop, which a Gymnasium env does not have
+        raise ConfigError(f"deploy: task=gym ({task_cfg.get('id')}) has no 1 kHz impedance loop to deploy to (that "
+                          "loop is the twin's and the real arm's); run the policy at the env's own rate with "
+                          f"`robot-rl eval policy={cfg.policy} {' '.join(task_overrides(task_cfg))} episodes={episodes}`")
     task = str(task_cfg["name"])
     task_params = dict(task_cfg.get("params") or {})
     time_limit = make_task(task, task_params).p.time_limit

@@ -40,14 +40,19 @@ def _default_store(cfg, teacher_run: dict) -> str | None:
 
 
 def _task(cfg, teacher_run: dict, store: str | None) -> dict | None:
-    """task=..., else the teacher's run task, else the store's single twin task."""
+    """task=..., else the teacher's run task, else the store's single twin task. A Gymnasium task (task=gym) is
+    only built when named on the command line: building it imports code, and a checkpoint never does."""
     from robot_rl.commands.train import resolve_task
+    from robot_rl.sim.gym_tasks import is_gym_task, task_overrides
 
     if cfg.get("task"):
         return to_plain(cfg.task)
     task = teacher_run.get("task")
-    if isinstance(task, dict) and task.get("name"):
+    if isinstance(task, dict) and task.get("name") and not is_gym_task(task):
         return task
+    if is_gym_task(task if isinstance(task, dict) else None):
+        print(f"the run's task is a Gymnasium task; to evaluate on it, name it: {' '.join(task_overrides(task))}")
+        return None
     if store:
         from robot_rl.data.store import EpisodeStore
 
@@ -60,6 +65,7 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.core.checkpoint import load_checkpoint
     from robot_rl.learning.distill import DistillConfig, distill
     from robot_rl.policies.io import load_policy
+    from robot_rl.sim.gym_tasks import is_gym_task, task_label
 
     if args or not cfg.teacher:
         raise ConfigError("usage: robot-rl distill teacher=<checkpoint dir> [store=<store>] [task=<twin task>] "
@@ -70,9 +76,11 @@ def run(cfg, args: list[str]) -> int:
     store = _default_store(cfg, teacher_run)
     task = _task(cfg, teacher_run, store)
     make_env = twin_env_factory(task, teacher.spec, cfg.seed) if task else None
+    if make_env is not None and is_gym_task(task):
+        make_env().close()   # a wrong task.id, module or env fails now
     out = make_run_dir(cfg, "distill")
     print(f"distilling {cfg.teacher} ({teacher.kind}) -> {out}; observations from "
-          f"{store or 'the twin'}; " + (f"twin task {task['name']}" if task else "no twin evaluation"))
+          f"{store or 'the task'}; " + (f"task {task_label(task)}" if task else "no task evaluation"))
     result = distill(teacher, distill_cfg, out, make_env, store, run_config=to_plain(cfg),
                      teacher_path=str(cfg.teacher))
     r = result.results

@@ -20,26 +20,29 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.commands.train import twin_env_factory
     from robot_rl.learning.evaluate import evaluate
     from robot_rl.policies.io import load_policy
+    from robot_rl.sim.gym_tasks import is_gym_task, stream_specs, task_label
 
     if args or not cfg.policy:
         raise ConfigError("usage: robot-rl eval policy=<checkpoint dir> task=<twin task> episodes=<n>")
     policy = load_policy(cfg.policy, device=cfg.device)
     task_cfg = to_plain(cfg.task)
-    task = task_cfg["name"]
+    task = task_label(task_cfg)
     make_env = twin_env_factory(task_cfg, policy.spec, cfg.seed)
+    if is_gym_task(task_cfg):
+        make_env().close()   # a wrong task.id, module or env fails before the run directory is made
     out = make_run_dir(cfg, "eval")
     writer = None
     if cfg.record:
         from robot_rl.data.store import EpisodeStore
-        from robot_rl.sim.recording import twin_stream_specs
 
         probe = make_env()
-        store = EpisodeStore.create(cfg.record, twin_stream_specs(probe), exist_ok=True)
+        store = EpisodeStore.create(cfg.record, stream_specs(probe), exist_ok=True)
         probe.close()
         writer = store.writer()
     try:
         result = evaluate(policy, make_env, policy.spec, cfg.episodes, seed=cfg.seed_offset, writer=writer,
-                          meta={"task": task, "rig": "twin", "notes": f"eval of {cfg.policy}"})
+                          meta={"task": task, "rig": "gym" if is_gym_task(task_cfg) else "twin",
+                                "notes": f"eval of {cfg.policy}"})
     finally:
         if writer is not None:
             writer.close()

@@ -83,6 +83,7 @@ def build_context(cfg, out: Path):
     from robot_rl.learning.rl.context import ALGORITHMS, FinetuneContext
     from robot_rl.learning.rl.online import OnlineConfig
     from robot_rl.policies.io import load_policy
+    from robot_rl.sim.gym_tasks import is_gym_task, task_label
 
     if cfg.algo not in ALGORITHMS:
         raise ConfigError(f"finetune: algo={cfg.algo!r}, expected one of {list(ALGORITHMS)}")
@@ -100,12 +101,22 @@ def build_context(cfg, out: Path):
         if spec is None:
             raise ConfigError("finetune algo=rlpd needs policy=<ckpt> for its observation/action spec")
         make_env = twin_env_factory(task, spec, cfg.seed)
+        if is_gym_task(task):
+            make_env().close()   # a wrong task.id, module or env fails now
+            scales = (cfg.get("residual") or {}).get("dim_scales") or {}
+            if cfg.algo == "residual" and any(int(d) >= spec.action_dim for d in scales):
+                raise ConfigError(f"finetune: residual.dim_scales={to_plain(scales)} are the twin's 7-D EE action's; "
+                                  f"{task_label(task)} has {spec.action_dim} action dimensions: add "
+                                  "residual.dim_scales=null (or name its own)")
 
     def success_rate(policy) -> float:
         return evaluate(policy, make_env, policy.spec, online.eval_episodes, seed=online.eval_seed,
                         progress=False).success_rate
 
     make_corrector = None
+    if cfg.corrector == "scripted" and is_gym_task(task):
+        raise ConfigError(f"finetune: corrector=scripted takes over the twin's tasks; task={task_label(task)} is a "
+                          "Gymnasium task: use corrector=null")
     if cfg.corrector == "scripted":
         from robot_rl.sim.corrector import scripted_corrector
 
@@ -121,6 +132,7 @@ def run(cfg, args: list[str]) -> int:
     from dataclasses import asdict
 
     from robot_rl.core.results import write_results
+    from robot_rl.sim.gym_tasks import task_label
 
     if args:
         raise ConfigError(f"finetune takes no positional arguments, got {args}; see robot-rl finetune --help")
@@ -134,7 +146,7 @@ def run(cfg, args: list[str]) -> int:
 
         return run_actor(cfg, ctx)
     print(f"finetune algo={cfg.algo} base={cfg.policy} store={ctx.store.path if ctx.store else None} "
-          f"task={task['name'] if task else None} -> {out}")
+          f"task={task_label(task) if task else None} -> {out}")
     if role == "learner" or int(cfg.actors) > 0:
         from robot_rl.commands.finetune_split import run_learner
 

@@ -63,15 +63,25 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
     if cfg.profile not in profiles:
         raise ConfigError(f"pipeline: profile={cfg.profile!r}, expected one of {sorted(profiles)}")
     prof = profiles[cfg.profile]
-    task = str(cfg.task.name)
+    from robot_rl.sim.gym_tasks import is_gym_task
+
+    task_cfg = to_plain(cfg.task)
+    gym = is_gym_task(task_cfg)
+    if gym and not cfg.expert:
+        raise ConfigError("pipeline: task=gym collects its demos from a third-party expert: add "
+                          "expert=<module>:<class, factory or function> (docs/environments.md)")
     store = out / "demos.zarr"
-    common = [f"task={task}", f"seed={cfg.seed}"]
+    common = [*task_args(task_cfg), f"seed={cfg.seed}"]
     stages, skipped, policy = [], [], None
     for name in STAGES:
         if name not in cfg.stages:
             continue
         if name in RL_STAGES and cfg.obs == "image":
             skipped.append(f"{name}: the RL stages train on state observations (obs=image)")
+            continue
+        if name == "deploy" and gym:
+            skipped.append("deploy: a Gymnasium task has no 1 kHz impedance loop (the eval rows run the policy at "
+                           "the env's own rate)")
             continue
         if name != "collect" and name != "bc" and policy is None:
             raise ConfigError(f"pipeline: stage {name} needs a policy from an earlier stage (stages={list(cfg.stages)})")
@@ -80,13 +90,17 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
         if name == "collect":
             argv = ["collect", *common, f"store={store}", "progress=false"] + (["cameras=true"] if cfg.obs == "image"
                                                                                 else [])
+            argv += ["source=expert", f"expert={cfg.expert}"] if gym else []
             stages.append(Stage(name, argv + [f"out={d}", *extra], None, d))
             continue
         if name == "bc":
             argv = ["train", f"store={store}", *common, "train.success_only=true", f"train.device={cfg.device}"]
+            if gym:   # the policy's state: every observation stream of the env
+                argv += [f"spec.obs.state.stream={'+'.join(sorted(gym_state_streams(task_cfg)))}"]
             if cfg.obs == "image":
-                argv += ["model=diffusion_unet_small", "++spec.obs.front.stream=cam_front_rgb",
-                         "++spec.obs.wrist.stream=cam_wrist_rgb"]
+                argv += ["model=diffusion_unet_small"] + (["++spec.obs.render.stream=cam_render_rgb"] if gym else
+                                                          ["++spec.obs.front.stream=cam_front_rgb",
+                                                           "++spec.obs.wrist.stream=cam_wrist_rgb"])
             produced = d / "checkpoints" / "best"
         elif name == "offline":
             argv = ["finetune", "algo=offline", f"policy={policy}", f"store={store}", *common, f"device={cfg.device}"]
@@ -94,6 +108,8 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
         elif name == "online":
             argv = ["finetune", f"algo={cfg.online_algo}", f"policy={policy}", f"store={store}", *common,
                     f"device={cfg.device}"]
+            if gym and cfg.online_algo == "residual":   # the default bounds name the twin's 7-D action's dimensions
+                argv += ["residual.dim_scales=null"]
             produced = d / "policy"
         elif name == "distill":
             argv = ["distill", f"teacher={policy}", f"store={store}", *common, f"distill.device={cfg.device}"]
@@ -118,7 +134,25 @@ def _run(argv: list[str]) -> None:
         raise RobotRLError(f"pipeline: `robot-rl {' '.join(argv)}` exited with {code}")
 
 
-def stage_row(stage: Stage, eval_episodes: int, task: str) -> dict:
+def task_args(task_cfg: dict) -> list[str]:
+    """The overrides selecting the pipeline's task in each stage (a twin task by name, as its stages default)."""
+    from robot_rl.sim.gym_tasks import is_gym_task, task_overrides
+
+    return task_overrides(task_cfg) if is_gym_task(task_cfg) else [f"task={task_cfg['name']}"]
+
+
+def gym_state_streams(task_cfg: dict) -> list[str]:
+    """The observation streams a Gymnasium task records (the env is built once to read its spaces)."""
+    from robot_rl.sim.gym_tasks import make_gym_env
+
+    env = make_gym_env(task_cfg)
+    try:
+        return list(env.streams)
+    finally:
+        env.close()
+
+
+def stage_row(stage: Stage, eval_episodes: int, task: list[str]) -> dict:
     """Run the stage's evaluation (policy stages) and assemble its row of results.json."""
     res = _read(stage.out / "results.json")
     row = {"name": stage.name, "command": "robot-rl " + " ".join(stage.argv)}
@@ -135,7 +169,7 @@ def stage_row(stage: Stage, eval_episodes: int, task: str) -> dict:
                       "mean_time_to_success_s": res.get("mean_time_to_success_s"),
                       "control_rate_hz": runner.get("achieved_hz"), "loop": res.get("loop")}
     ev_dir = stage.out / "eval"
-    _run(["eval", f"policy={stage.policy}", f"task={task}", f"episodes={eval_episodes}", f"seed_offset={EVAL_SEED}",
+    _run(["eval", f"policy={stage.policy}", *task, f"episodes={eval_episodes}", f"seed_offset={EVAL_SEED}",
           f"out={ev_dir}"])
     ev = _read(ev_dir / "results.json")
     return row | {"success_rate": ev["success_rate"], "episodes": ev["episodes"], "env_steps": train_steps,
@@ -150,6 +184,7 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.commands.pipeline_report import write_report
     from robot_rl.core.results import write_results
     from robot_rl.core.rundir import make_run_dir
+    from robot_rl.sim.gym_tasks import task_label
 
     if args:
         raise ConfigError(f"pipeline takes no positional arguments, got {args}; see robot-rl pipeline --help")
@@ -168,12 +203,12 @@ def run(cfg, args: list[str]) -> int:
         print(f"[{i + 1}/{len(stages)}] {stage.name}: robot-rl {' '.join(stage.argv)}", flush=True)
         t_stage = time.monotonic()
         _run(stage.argv)
-        row = stage_row(stage, eval_episodes, str(cfg.task.name)) | {"wall_s": time.monotonic() - t_stage}
+        row = stage_row(stage, eval_episodes, task_args(to_plain(cfg.task))) | {"wall_s": time.monotonic() - t_stage}
         marker.write_text(json.dumps(row, indent=1, default=float))
         rows.append(row)
     summary = [{k: v for k, v in r.items() if k != "latencies_ms"} for r in rows]
-    write_results(out / "results.json", stage="pipeline", task=str(cfg.task.name), obs=cfg.obs, profile=cfg.profile,
-                  stages=summary, skipped=skipped, wall_s=time.monotonic() - t0)
+    write_results(out / "results.json", stage="pipeline", task=task_label(to_plain(cfg.task)), obs=cfg.obs,
+                  profile=cfg.profile, stages=summary, skipped=skipped, wall_s=time.monotonic() - t0)
     report = write_report(out, rows, skipped, cfg)
     print(f"pipeline: {len(rows)} stages -> {report} and {out / 'results.json'}")
     return 0

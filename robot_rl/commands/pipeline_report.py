@@ -86,7 +86,8 @@ def plot_latency(rows: list[dict], path: Path) -> Path | None:
 def write_report(out: Path, rows: list[dict], skipped: list[str], cfg) -> Path:
     from robot_rl.core.results import machine_summary
 
-    lines = [f"# robot_rl pipeline: {cfg.task.name}, {cfg.obs} observations, profile {cfg.profile}", "",
+    lines = [f"# robot_rl pipeline: {cfg.task.get('id') or cfg.task.name}, {cfg.obs} observations, "
+             f"profile {cfg.profile}", "",
              f"Machine: {machine_summary()}", "", stage_table(rows), ""]
     if skipped:
         lines += ["Skipped: " + "; ".join(skipped), ""]

@@ -43,16 +43,21 @@ FIELDS = {
 
 
 def twin_env_factory(task_cfg, spec, seed: int = 0):
-    """A TwinEnv factory for a task config {name, params} matching the spec (cameras iff it has images)."""
+    """An env factory for a task config matching the spec (cameras iff it has images): a TwinEnv for
+    {name, params}, a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks)."""
     from robot_rl.sim.env import TwinEnv
+    from robot_rl.sim.gym_tasks import gym_env_factory, is_gym_task
 
+    if is_gym_task(task_cfg):
+        return gym_env_factory(task_cfg, cameras=bool(spec.images), seed=seed)
     cams = [f.stream[len("cam_"):-len("_rgb")] for f in spec.images]
     return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
                    cameras=cams or False, privileged=True, seed=seed)
 
 
 def resolve_task(task_cfg, store) -> dict | None:
-    """The chosen task config, else the store's task when all its episodes come from one twin task."""
+    """The chosen task config, else the store's task when all its episodes come from one twin task (a Gymnasium
+    task is never taken from a store: building it imports code, so it is chosen on the command line)."""
     from robot_rl.sim.tasks import TASKS
 
     if task_cfg:
@@ -62,6 +67,16 @@ def resolve_task(task_cfg, store) -> dict | None:
     return {"name": name, "params": {}} if name in TASKS else None
 
 
+def state_hint(store) -> str:
+    """For a store without the twin's streams (e.g. a Gymnasium task's): the override naming its own."""
+    from robot_rl.sim.gym_tasks import RECORDER_STREAMS
+
+    own = [n for n, s in store.streams.items() if n not in RECORDER_STREAMS and not s.is_image]
+    if not own or "ee_pos" in store.streams:
+        return ""
+    return f"; this store's observations: spec.obs.state.stream={'+'.join(sorted(own))}"
+
+
 def run(cfg, args: list[str]) -> int:
     from robot_rl.data.store import EpisodeStore
     from robot_rl.learning.bc import BCConfig, train_bc
@@ -69,6 +84,7 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.policies.config import PolicyConfig
     from robot_rl.policies.diffusion_policy import DiffusionPolicy
     from robot_rl.policies.io import check_model_size
+    from robot_rl.sim.gym_tasks import is_gym_task, task_label
 
     if args:
         raise ConfigError(f"robot-rl train takes key=value options only, got {args}")
@@ -78,7 +94,10 @@ def run(cfg, args: list[str]) -> int:
     if not cfg.store:
         raise ConfigError("store=<path> is required (an episode store, e.g. from `robot-rl collect`)")
     store = EpisodeStore.open(cfg.store)
-    spec = build_spec(to_plain(cfg.spec), store)
+    try:
+        spec = build_spec(to_plain(cfg.spec), store)
+    except ConfigError as e:
+        raise ConfigError(f"{e}{state_hint(store)}") from None
     if cfg.algo == "reward":
         return _train_reward(cfg, store, spec)
     train_cfg = BCConfig.from_dict(to_plain(cfg.train) | {"seed": cfg.seed})
@@ -86,9 +105,11 @@ def run(cfg, args: list[str]) -> int:
     check_model_size(DiffusionPolicy, spec, model_cfg, f"train model={model_cfg.denoiser}")
     task = resolve_task(cfg.get("task"), store)
     make_env = twin_env_factory(task, spec, cfg.seed) if task else None
+    if make_env is not None and is_gym_task(task):
+        make_env().close()   # a wrong task.id, module or env fails now, not at the first evaluation
     out = make_run_dir(cfg, "train")
     print(f"training {cfg.algo} on {cfg.store} ({store.n_episodes} episodes) -> {out}"
-          + (f"; evaluating on twin task {task['name']}" if task else "; no twin evaluation"))
+          + (f"; evaluating on task {task_label(task)}" if task else "; no evaluation rollouts (no task)"))
     result = train_bc(cfg.store, spec, model_cfg, train_cfg, out, make_env,
                       run_config=to_plain(cfg))
     print(f"best checkpoint: {result.best}")

@@ -206,6 +206,8 @@ device = Rule(_device)
 
 # Names that mean the same thing wherever they appear (`**.x` matches x in any section).
 COMMON: dict[str, Rule] = {
+    "task.max_episode_steps": optional(integer(1)),   # task=gym: null keeps the env's own limit
+    "task.rate_hz": optional(number(0, min_open=True)),
     "out": optional(directory_target),
     "seed": integer(0),
     "**.*seed": integer(0),

@@ -189,7 +189,7 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
                     best_success = result.success_rate
                     save_policy(export(), best_dir, config=run_config,
                                 meta={"step": step, "success_rate": result.success_rate})
-                bar.write(f"step {step}: twin success {result.success_rate:.0%} (best {best_success:.0%})")
+                bar.write(f"step {step}: rollout success {result.success_rate:.0%} (best {best_success:.0%})")
             if main and (step % cfg.checkpoint_every == 0 or last):
                 if val_set is not None and len(val_set) and step % cfg.checkpoint_every == 0:
                     tb.add_scalar("val/loss", validation_loss(export(), val_set, cfg, device), step)

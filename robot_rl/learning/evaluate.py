@@ -80,9 +80,9 @@ def evaluate(policy, make_env: Callable[[], Any], spec: PolicySpec, episodes: in
     env = make_env()
     recorder = None
     if writer is not None:
-        from robot_rl.sim.recording import EpisodeRecorder
+        from robot_rl.sim.gym_tasks import episode_recorder
 
-        recorder = EpisodeRecorder(env, writer)
+        recorder = episode_recorder(env, writer)
     results, latencies = [], []
     try:
         for i in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):

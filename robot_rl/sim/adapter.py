@@ -4,7 +4,8 @@ The wrapped env must report `info["is_success"]` or `info["success"]`. The adapt
 - exposes actions normalized to [-1, 1] (rescaled affinely onto the env's Box bounds);
 - returns dict observations (a non-dict observation becomes {"state": obs});
 - always sets both `info["is_success"]` and `info["success"]` (bool).
-The twin's TwinEnv already satisfies this contract; the adapter is for third-party envs.
+The twin's TwinEnv already satisfies this contract; the adapter is for third-party envs (robot_rl.sim.gym_tasks
+builds it for `task=gym` and adds the episode-store view of the observations).
 """
 
 from __future__ import annotations
@@ -54,8 +55,15 @@ class GymAdapter(gym.Wrapper):
         obs, info = self.env.reset(**kwargs)
         return self._obs(obs), self._info(info)
 
-    def step(self, action):
+    def to_env_action(self, action) -> np.ndarray:
+        """A normalized action (clipped to [-1, 1]) in the env's own units."""
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        env_action = self._lo + (a + 1.0) * 0.5 * (self._hi - self._lo)
-        obs, r, term, trunc, info = self.env.step(env_action.astype(self.env.action_space.dtype))
+        return (self._lo + (a + 1.0) * 0.5 * (self._hi - self._lo)).astype(self.env.action_space.dtype)
+
+    def to_normalized(self, env_action) -> np.ndarray:
+        """An action in the env's own units, normalized (not clipped: out of bounds maps outside [-1, 1])."""
+        return (2.0 * (np.asarray(env_action, np.float64) - self._lo) / (self._hi - self._lo) - 1.0).astype(np.float32)
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(self.to_env_action(action))
         return self._obs(obs), float(r), bool(term), bool(trunc), self._info(info)

@@ -68,6 +68,8 @@ def load_camera_calibration(path: str | Path) -> tuple[str, dict[str, CameraCali
 
 def add_cameras(spec, cams: dict[str, CameraCalibration], names=None) -> None:
     """Add calibrated cameras to an MjSpec (before compile). MuJoCo name = 'cam_<name>'."""
+    from robot_rl.sim.mujoco_compat import principal_pixel
+
     for name, c in cams.items():
         if names is not None and name not in names:
             continue
@@ -78,8 +80,7 @@ def add_cameras(spec, cams: dict[str, CameraCalibration], names=None) -> None:
         cam.resolution = [c.width, c.height]
         cam.sensor_size = [c.width * _PIXEL_PITCH, c.height * _PIXEL_PITCH]
         cam.focal_pixel = [c.fx, c.fy]
-        # MuJoCo puts the optical axis at OpenCV cx = W/2 - 0.5 - principal_pixel_x (measured by calibrating renders)
-        cam.principal_pixel = [0.5 * c.width - 0.5 - c.cx, 0.5 * c.height - 0.5 - c.cy]
+        cam.principal_pixel = principal_pixel(c.width, c.height, c.cx, c.cy)   # its convention differs across versions
 
 
 class CameraRig:

@@ -16,6 +16,7 @@ from robot_rl.control.controller import Controller
 from robot_rl.control.rig import RigConfig, load_rig
 from robot_rl.core.types import EETarget
 from robot_rl.sim.cameras import CameraRig, add_cameras, load_camera_calibration
+from robot_rl.sim.mujoco_compat import compile_spec
 from robot_rl.sim.randomization import DomainRandomizer, RandomizationParams
 from robot_rl.sim.tasks import Task, make_task
 from robot_rl.sim.twin_arm import TwinArm
@@ -28,7 +29,7 @@ def build_model(rig: RigConfig, task: Task | None) -> tuple[mujoco.MjModel, str,
     add_cameras(spec, cams)
     if task is not None:
         task.build(spec)
-    return spec.compile(), calibration_id, cams
+    return compile_spec(spec), calibration_id, cams
 
 
 class Twin:

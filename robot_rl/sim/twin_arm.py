@@ -17,6 +17,7 @@ import mujoco
 import numpy as np
 
 from robot_rl.control.state import ArmState
+from robot_rl.sim.mujoco_compat import full_inertia
 
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 GRIPPER_MAX_WIDTH = 0.08  # m, both fingers (Franka Hand stroke)
@@ -83,7 +84,7 @@ class TwinArm:
         mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self.site)
         s.J[:3] = self._jacp[:, d0:d0 + 7]
         s.J[3:] = self._jacr[:, d0:d0 + 7]
-        mujoco.mj_fullM(m, d, self._M)
+        full_inertia(m, d, self._M)
         s.M[:] = self._M[d0:d0 + 7, d0:d0 + 7]
         s.gravity[:] = d.qfrc_gravcomp[d0:d0 + 7]
         np.subtract(d.qfrc_bias[d0:d0 + 7], s.gravity, out=s.coriolis)

@@ -165,11 +165,11 @@ class RolloutCollector:
 
     def __init__(self, ctx: FinetuneContext, spec, gamma: float, reward: str) -> None:
         from robot_rl.data.store import EpisodeStore
-        from robot_rl.sim.recording import twin_stream_specs
+        from robot_rl.sim.gym_tasks import GymTaskEnv, stream_specs
 
         probe = ctx.make_env()
-        self.task = probe.task.name
-        self.store = EpisodeStore.create(ctx.out / "rollouts.zarr", twin_stream_specs(probe), exist_ok=True)
+        self.task = probe.task_id if isinstance(probe, GymTaskEnv) else probe.task.name
+        self.store = EpisodeStore.create(ctx.out / "rollouts.zarr", stream_specs(probe), exist_ok=True)
         probe.close()
         self.ctx, self.spec, self.gamma, self.reward = ctx, spec, gamma, reward
         self.env_steps = 0

@@ -334,7 +334,9 @@ def train_online(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConf
         from torch.utils.tensorboard import SummaryWriter
 
         agent.tb = SummaryWriter(str(out / "tb"))
-    task_name = (ctx.task or {}).get("name", "")
+    from robot_rl.sim.gym_tasks import task_label
+
+    task_name = task_label(ctx.task) if ctx.task else ""
     recorder = OnlineRecorder(online_store, task=task_name) if cfg.record else None
     make_env = recorder.wrap(ctx.make_env) if recorder is not None else ctx.make_env
     try:

@@ -32,12 +32,12 @@ class OnlineRecorder:
         return make
 
     def attach(self, env) -> None:
-        from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+        from robot_rl.sim.gym_tasks import episode_recorder, stream_specs
 
         self.close()
-        store = EpisodeStore.create(self.path, twin_stream_specs(env), exist_ok=True)
+        store = EpisodeStore.create(self.path, stream_specs(env), exist_ok=True)
         self._writer = store.writer(on_interrupted="discard")   # a crash's half episode is not data
-        self._rec = EpisodeRecorder(env, self._writer)
+        self._rec = episode_recorder(env, self._writer)
 
     def on_step(self, obs, action, reward, info: dict) -> None:
         if self._rec is None:
