@@ -165,6 +165,7 @@ class Learner:
         # a peer sending more before buffering it (actors check the limit their welcome states before sending)
         router.setsockopt(zmq.MAXMSGSIZE, cfg.max_episode_bytes + (1 << 20))
         router.setsockopt(zmq.HANDSHAKE_IVL, int(cfg.handshake_timeout_s * 1000))   # the ZMTP greeting
+        router.setsockopt(zmq.ZAP_DOMAIN, b"robot_rl")   # with it libzmq closes a peer not speaking ZMTP 3 at once
         router.setsockopt(zmq.HEARTBEAT_IVL, int(cfg.idle_timeout_s * 250))          # drops dead peers' TCP
         router.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(cfg.idle_timeout_s * 1000))
         try:
@@ -308,12 +309,17 @@ class Learner:
 
     def _on_hello(self, identity: bytes, frames: list) -> None:
         try:
-            hello, _ = decode(frames, max_payload=0)
+            hello, payload = decode(frames, max_payload=self.cfg.max_episode_bytes)
+        except PayloadTooLarge as e:
+            hello, payload = e.header, b"?"
         except WireError as e:
             self._end(identity, f"a hello message expected: {e}", retry=False)
             return
         if hello["type"] != "hello":     # e.g. an actor whose session ended (or whose learner restarted)
             self._end(identity, f"hello expected first, got {hello['type'][:40]!r}", retry=True)
+            return
+        if payload:
+            self._end(identity, "a hello message carries no payload", retry=False)
             return
         actor_id = hello.get("actor_id")
         if not check_token(self.cfg.token, hello.get("token", "")):
