@@ -165,7 +165,9 @@ class Learner:
         # a peer sending more before buffering it (actors check the limit their welcome states before sending)
         router.setsockopt(zmq.MAXMSGSIZE, cfg.max_episode_bytes + (1 << 20))
         router.setsockopt(zmq.HANDSHAKE_IVL, int(cfg.handshake_timeout_s * 1000))   # the ZMTP greeting
-        router.setsockopt(zmq.ZAP_DOMAIN, b"robot_rl")   # with it libzmq closes a peer not speaking ZMTP 3 at once
+        # with a ZAP domain libzmq closes at once a peer that does not speak ZMTP 3 (any foreign bytes); no ZAP
+        # handler runs, so every ZeroMQ peer gets through to the hello check
+        router.setsockopt(zmq.ZAP_DOMAIN, b"robot_rl")
         router.setsockopt(zmq.HEARTBEAT_IVL, int(cfg.idle_timeout_s * 250))          # drops dead peers' TCP
         router.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(cfg.idle_timeout_s * 1000))
         try:
@@ -240,16 +242,15 @@ class Learner:
         poller.register(self._outbox_rx, zmq.POLLIN)
         while not self._closed.is_set():
             ready = dict(poller.poll(50))
-            if self._router in ready:
-                for _ in range(64):      # then the outbox: acks are never starved by a busy inbound stream
-                    try:
-                        identity, *frames = self._router.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    try:
-                        self._on_message(identity, frames)
-                    except Exception:    # a bug must cost one message, never the learner
-                        log.exception("learner: a message from %r failed", identity)
+            for _ in range(64 if self._router in ready else 0):   # then the outbox: acks wait on no flood
+                try:
+                    identity, *frames = self._router.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    self._on_message(identity, frames)
+                except Exception:        # a bug must cost one message, never the learner
+                    log.exception("learner: a message from %r failed", identity)
             while True:
                 try:
                     identity, *message = self._outbox_rx.recv_multipart(zmq.NOBLOCK)

@@ -206,6 +206,7 @@ def test_frame_headers_are_bounded_in_size_and_nesting():
     b'{"type": "hello", "token": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",   # 400 kB nested: over the size cap
     b'{"type": "hello", "token": ' + b"[" * 2_000 + b"]" * 2_000 + b"}",       # 4 kB, 2,000 deep
     b'{"type": "hello", "token": "\xff"}',                                     # not UTF-8
+    b"\x00\x13garbage{",                                                         # not JSON
 ])
 def test_oversized_deep_or_garbled_hello_headers_are_refused_cleanly(learner, header_bytes, caplog):
     with caplog.at_level(logging.INFO, "robot_rl.runtime.learner"):
@@ -213,7 +214,7 @@ def test_oversized_deep_or_garbled_hello_headers_are_refused_cleanly(learner, he
         sock.send(header_bytes)
         header, _ = recv_msg(sock)
         assert header["type"] == "error" and header["retry"] is False
-        assert any(w in header["message"] for w in ("too large", "levels deep", "not UTF-8")), header
+        assert any(w in header["message"] for w in ("too large", "levels deep", "not UTF-8", "not JSON")), header
         sock.close()
         actor = RawActor(learner.address)                    # still serving
         actor.send(META, GOOD)
@@ -320,7 +321,7 @@ def test_raw_connections_that_never_finish_the_handshake_are_dropped_after_its_t
 def test_an_idle_session_ends_and_a_pinging_one_is_kept(tmp_path):
     learner = Learner(LinearGaussian(), SPEC, tmp_path / "online.zarr", LearnerConfig(token=TOKEN, idle_timeout_s=1.0))
     try:
-        pinging, silent = RawActor(learner.address), RawActor(learner.address, actor_id="silent")
+        pinging = RawActor(learner.address)
         assert pinging.welcome["idle_timeout_s"] == 1.0
         done = threading.Event()
 
@@ -330,6 +331,7 @@ def test_an_idle_session_ends_and_a_pinging_one_is_kept(tmp_path):
 
         pinger = threading.Thread(target=ping)
         pinger.start()
+        silent = RawActor(learner.address, actor_id="silent")
         answer = silent.answer()                                  # ended after 1 s of silence ...
         assert answer == {"type": "error", "retry": True, "message": "idle for 1 s (learner.idle_timeout_s)"}
         assert learner.connections == 1
