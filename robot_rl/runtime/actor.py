@@ -3,9 +3,9 @@
 Each finished episode is first written to a local spool directory (safetensors), then sent; the spool
 file is deleted only when the learner acknowledges that the episode is in its store. A background
 thread keeps a session with the learner (a ZeroMQ DEALER socket; a new one after any error), resends
-everything still spooled when a session starts, pings an idle session, and keeps the latest weights the learner published; the actor swaps them in between
-episodes. Sequence numbers persist in the spool directory, so a restarted actor continues where it
-stopped and nothing is sent twice under a new name.
+everything still spooled when a session starts, pings an idle session, and keeps the latest weights
+the learner published; the actor swaps them in between episodes. Sequence numbers persist in the spool
+directory, so a restarted actor continues where it stopped and nothing is sent twice under a new name.
 
 An episode the learner rejects (it does not fit the run) moves to <spool>/rejected/ with the reason
 beside it. A learner that refuses the actor itself (a wrong token) stops it: the next run_episode()
@@ -86,11 +86,12 @@ class Actor:
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(HANDSHAKE_S * 1000))
             try:
                 sock.connect(endpoint(*self.address))
-                if self._session(sock):
-                    backoff = 0.1
+                self._session(sock)
             except (zmq.ZMQError, WireError, ValueError, KeyError, TypeError) as e:   # away or odd: retry
                 log.debug("actor %s: link to %s:%s down: %s", self.actor_id, *self.address, e)
             finally:
+                if self._sock is not None:     # the learner had welcomed it: retry soon
+                    backoff = 0.1
                 self._sock = None
                 sock.close(linger=0)
             self._stop.wait(backoff)
@@ -103,18 +104,19 @@ class Actor:
                 return True
         return False
 
-    def _session(self, sock) -> bool:
-        """Hello, resend the spool, then serve the session until it ends. False: no learner answered."""
+    def _session(self, sock) -> None:
+        """Hello, resend the spool, then serve the session until it ends (returns at once if no learner
+        answers within HANDSHAKE_S)."""
         deadline = time.monotonic() + HANDSHAKE_S
         if not self._wait(sock, zmq.POLLOUT, deadline):
-            return False
+            return
         send_msg(sock, {"type": "hello", "token": self.token, "actor_id": self.actor_id}, flags=zmq.NOBLOCK)
         if not self._wait(sock, zmq.POLLIN, deadline):
-            return False
+            return
         header, payload = recv_msg(sock, flags=zmq.NOBLOCK)
         if header["type"] == "error":
             self._on_error(header)
-            return True
+            return
         if header["type"] != "weights":
             raise WireError(f"learner answered hello with {header['type'][:40]!r}, expected weights")
         self._latest = (int(header["version"]), payload)
@@ -129,7 +131,6 @@ class Actor:
         for path in sorted(self.spool.glob("*.safetensors"), key=lambda p: int(p.stem)):
             self._send_file(sock, path)
         self._serve(sock, ping_every)
-        return True
 
     def _serve(self, sock, ping_every: float) -> None:
         """Until the learner ends the session or close(): its messages, new episodes, a ping whenever

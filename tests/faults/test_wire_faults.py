@@ -223,8 +223,11 @@ def test_oversized_deep_or_garbled_hello_headers_are_refused_cleanly(learner, he
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]    # no message handler failed
 
 
-@pytest.mark.parametrize("frames", [[b'{"type": "episode", "meta": ' + b"{\"a\": " * 5_000 + b"0" + b"}" * 5_000 + b"}"],
-                                    [b'{"type": "episode"}', b"1", b"2"]], ids=["5000_deep", "3_frames"])
+DEEP_EPISODE = b'{"type": "episode", "meta": ' + b"{\"a\": " * 5_000 + b"0" + b"}" * 5_000 + b"}"
+
+
+@pytest.mark.parametrize("frames", [[DEEP_EPISODE], [b'{"type": "episode"}', b"1", b"2"]],
+                         ids=["5000_deep", "3_frames"])
 def test_a_malformed_message_costs_only_its_own_session(learner, frames):
     actor = RawActor(learner.address)
     actor.sock.send_multipart(frames)
