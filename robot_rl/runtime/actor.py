@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 import zlib
@@ -30,6 +31,7 @@ from robot_rl.learning.rl.episode_record import EpisodeRecord
 from robot_rl.runtime.rl_wire import WireError, endpoint, pack_arrays, recv_msg, send_msg, unpack_weights
 
 log = logging.getLogger(__name__)
+TICK_MS = 20                 # the link thread's longest wait: the latency of sending a new episode
 HANDSHAKE_S = 10.0           # connect + the learner's answer to hello; a silent learner is dropped after it
 
 
@@ -61,12 +63,7 @@ class Actor:
         self._max_episode_bytes = 0
         self._ctx = zmq.Context()
         self._sock: zmq.Socket | None = None          # the session's socket, once the learner said yes
-        # new spool files are announced to the link thread, the only user of the session's socket
-        self._wake_rx = self._ctx.socket(zmq.PULL)
-        self._wake_rx.bind("inproc://actor-spooled")
-        self._wake = self._ctx.socket(zmq.PUSH)
-        self._wake.connect("inproc://actor-spooled")
-        self._wake_lock = threading.Lock()
+        self._spooled: queue.SimpleQueue = queue.SimpleQueue()   # new spool files, for the link thread to send
         self._stop = threading.Event()
         self._settled = threading.Condition()     # notified on every ack, reject and refusal
         self.acked = self.rejected = 0
@@ -123,11 +120,8 @@ class Actor:
         ping_every = float(header["idle_timeout_s"]) / 4
         self._max_episode_bytes = int(header["max_episode_bytes"])
         self._sock = sock
-        while True:                      # what was announced meanwhile is in the spool: resent below
-            try:
-                self._wake_rx.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        while not self._spooled.empty():     # what was spooled meanwhile is resent below
+            self._spooled.get()
         for path in sorted(self.spool.glob("*.safetensors"), key=lambda p: int(p.stem)):
             self._send_file(sock, path)
         self._serve(sock, ping_every)
@@ -135,21 +129,9 @@ class Actor:
     def _serve(self, sock, ping_every: float) -> None:
         """Until the learner ends the session or close(): its messages, new episodes, a ping whenever
         nothing was sent for ping_every."""
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self._wake_rx, zmq.POLLIN)
         last_sent = time.monotonic()
         while not self._stop.is_set():
-            ready = dict(poller.poll(min(100, int(ping_every * 1000))))
-            if self._wake_rx in ready:
-                while True:
-                    try:
-                        name = self._wake_rx.recv(zmq.NOBLOCK).decode()
-                    except zmq.Again:
-                        break
-                    self._send_file(sock, self.spool / name)
-                    last_sent = time.monotonic()
-            if sock in ready:
+            if sock.poll(min(TICK_MS, int(ping_every * 1000))):
                 while True:
                     try:
                         header, payload = recv_msg(sock, flags=zmq.NOBLOCK)
@@ -163,6 +145,9 @@ class Actor:
                     elif kind == "error":
                         self._on_error(header)
                         return
+            while not self._spooled.empty():
+                self._send_file(sock, self._spooled.get())
+                last_sent = time.monotonic()
             if time.monotonic() - last_sent >= ping_every:
                 self._send(sock, {"type": "ping"})
                 last_sent = time.monotonic()
@@ -226,11 +211,7 @@ class Actor:
         tmp.write_bytes(pack_arrays(record.to_arrays(), {"meta": json.dumps(record.meta)}))
         tmp.replace(path)
         (self.spool / "actor.json").write_text(json.dumps({"next_seq": self.next_seq}))
-        with self._wake_lock:         # the link thread sends it (at once if linked, else with the spool)
-            try:
-                self._wake.send(path.name.encode(), zmq.NOBLOCK)
-            except zmq.Again:         # no session for long: the next one resends the whole spool anyway
-                pass
+        self._spooled.put(path)       # the link thread sends it (at once in a session, else with the spool)
 
     def _check_refused(self) -> None:
         if self.refused is not None:
@@ -286,7 +267,5 @@ class Actor:
     def close(self) -> None:
         self._stop.set()
         self._link.join()
-        for sock in (self._wake, self._wake_rx):
-            sock.close(linger=0)
         self._ctx.term()
         self.env.close()

@@ -40,6 +40,7 @@ from robot_rl.runtime.rl_wire import (PayloadTooLarge, WireError, check_bind, ch
 log = logging.getLogger(__name__)
 ACTOR_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 META_KEYS = ("actor_id", "seq", "weights_version")     # what an actor's episode meta holds, nothing else
+TICK_MS = 20                 # the I/O thread's longest wait: the latency of an ack or a weight broadcast
 
 
 @dataclass
@@ -147,12 +148,7 @@ class Learner:
         self._weights = (self.version, pack_weights(actor_weights(self.algo)))   # what a hello is answered with
         self._ctx = zmq.Context()
         self._router = self._listen()
-        # the learner loop's messages (acks, weights) reach the I/O thread, the ROUTER's only user, through a pipe
-        self._outbox_rx = self._ctx.socket(zmq.PULL)
-        self._outbox_rx.bind(f"inproc://learner-outbox-{id(self)}")
-        self._outbox = self._ctx.socket(zmq.PUSH)
-        self._outbox.connect(f"inproc://learner-outbox-{id(self)}")
-        self._outbox_lock = threading.Lock()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()   # the learner loop's acks and weights
         self._io = threading.Thread(target=self._io_loop, name="learner-io", daemon=True)
         self._io.start()
 
@@ -237,12 +233,10 @@ class Learner:
 
     # ---- actor sessions: one I/O thread owns the ROUTER socket ---------------------------------
     def _io_loop(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
-        poller.register(self._outbox_rx, zmq.POLLIN)
+        """Every TICK_MS: the messages that arrived (at most 64, so a flood never holds up the acks),
+        then what the learner loop posted (a ZeroMQ socket has one user), then idle sessions."""
         while not self._closed.is_set():
-            ready = dict(poller.poll(50))
-            for _ in range(64 if self._router in ready else 0):   # then the outbox: acks wait on no flood
+            for _ in range(64 if self._router.poll(TICK_MS) else 0):
                 try:
                     identity, *frames = self._router.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
@@ -251,12 +245,9 @@ class Learner:
                     self._on_message(identity, frames)
                 except Exception:        # a bug must cost one message, never the learner
                     log.exception("learner: a message from %r failed", identity)
-            while True:
-                try:
-                    identity, *message = self._outbox_rx.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                for to in (list(self._peers) if identity == b"" else [identity]):
+            while not self._outbox.empty():
+                identity, message = self._outbox.get()
+                for to in (list(self._peers) if identity is None else [identity]):
                     self._router.send_multipart([to, *message])   # a ROUTER drops what it cannot route
             self._drop_idle()
 
@@ -264,10 +255,9 @@ class Learner:
         """From the I/O thread."""
         self._router.send_multipart([identity, *encode(header, payload)])
 
-    def _post(self, identity: bytes, header: dict, payload: bytes = b"") -> None:
-        """From the learner loop (b"": to every actor); lost if the session ended: the actor resends."""
-        with self._outbox_lock:
-            self._outbox.send_multipart([identity, *encode(header, payload)])
+    def _post(self, identity: bytes | None, header: dict, payload: bytes = b"") -> None:
+        """From the learner loop (None: to every actor); lost if the session ended: the actor resends."""
+        self._outbox.put((identity, encode(header, payload)))
 
     def _end(self, identity: bytes, message: str, retry: bool) -> None:
         """Forget a session (if any) and tell its actor why; retry: it may say hello again."""
@@ -401,7 +391,7 @@ class Learner:
     def publish(self) -> None:
         self.version += 1
         self._weights = (self.version, pack_weights(actor_weights(self.algo)))
-        self._post(b"", {"type": "weights", "version": self.version}, self._weights[1])
+        self._post(None, {"type": "weights", "version": self.version}, self._weights[1])
 
     def checkpoint(self) -> None:
         if not hasattr(self.algo, "save_state"):
@@ -431,8 +421,7 @@ class Learner:
     def close(self) -> None:
         self._closed.set()
         self._io.join()
-        for sock in (self._router, self._outbox_rx, self._outbox):
-            sock.close(linger=0)
+        self._router.close(linger=0)
         self._ctx.term()                 # returns once the listening port is released (a restart can bind it)
         if self.writer is not None:
             self.writer.close()
