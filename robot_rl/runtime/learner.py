@@ -160,12 +160,12 @@ class Learner:
         # an episode over the limit (and up to 1 MiB more) still arrives, to be rejected by name; libzmq drops
         # a peer sending more before buffering it (actors check the limit their welcome states before sending)
         router.setsockopt(zmq.MAXMSGSIZE, cfg.max_episode_bytes + (1 << 20))
-        router.setsockopt(zmq.HANDSHAKE_IVL, int(cfg.handshake_timeout_s * 1000))   # the ZMTP greeting
+        router.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(cfg.handshake_timeout_s * 1000)))   # the ZMTP greeting
         # with a ZAP domain libzmq closes at once a peer that does not speak ZMTP 3 (any foreign bytes); no ZAP
         # handler runs, so every ZeroMQ peer gets through to the hello check
         router.setsockopt(zmq.ZAP_DOMAIN, b"robot_rl")
-        router.setsockopt(zmq.HEARTBEAT_IVL, int(cfg.idle_timeout_s * 250))          # drops dead peers' TCP
-        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(cfg.idle_timeout_s * 1000))
+        router.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(cfg.idle_timeout_s * 250)))   # drops dead peers' TCP
+        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(cfg.idle_timeout_s * 1000)))
         try:
             router.bind(endpoint(cfg.host, cfg.port or "*"))
         except zmq.ZMQError as e:

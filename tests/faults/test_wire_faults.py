@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from robot_rl.learning.rl.episode_record import EpisodeRecord, record_streams, write_record
 from robot_rl.runtime.actor import Actor, LearnerRefused
@@ -155,6 +156,42 @@ def test_an_episode_over_the_size_limit_is_rejected_by_name_and_the_learner_keep
         big.send(META, GOOD)                                      # its bytes were skipped: the link stays in step
         assert _take(learner, big) == {"type": "ack", "seq": 0}
     finally:
+        learner.close()
+
+
+def test_a_message_far_over_the_size_limit_is_dropped_by_zeromq_unbuffered(tmp_path):
+    """Beyond max_episode_bytes + 1 MiB libzmq drops the peer (ZMQ_MAXMSGSIZE) before the learner sees it."""
+    learner = Learner(LinearGaussian(), SPEC, tmp_path / "online.zarr", LearnerConfig(max_episode_bytes=4000))
+    try:
+        huge = RawActor(learner.address, token="")
+        events = huge.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        events.setsockopt(zmq.RCVTIMEO, int(WAIT_S * 1000))
+        huge.send(META, payload=bytes(4000 + (1 << 20) + 1))
+        assert recv_monitor_message(events)["event"] == zmq.EVENT_DISCONNECTED            # the learner dropped it
+        assert recv_monitor_message(events)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED     # ZeroMQ reconnected ...
+        huge.send(META, GOOD)                                   # ... as a peer without a session
+        assert huge.answer() == {"type": "error", "retry": True, "message": "hello expected first, got 'episode'"}
+        assert learner.rejected == 0 and learner.inbox.empty()
+        huge.sock.disable_monitor()
+        events.close()
+        huge.close()
+        actor = RawActor(learner.address, token="")             # ... and the learner serves on
+        actor.send(META, GOOD)
+        assert _take(learner, actor) == {"type": "ack", "seq": 0}
+    finally:
+        learner.close()
+
+
+def test_an_actor_sets_aside_unsent_an_episode_over_the_learners_limit(tmp_path):
+    learner = Learner(LinearGaussian(), SPEC, tmp_path / "online.zarr", LearnerConfig(max_episode_bytes=200))
+    actor = Actor(LinearGaussian(), _twin, learner.address, "twin0", tmp_path / "spool", max_steps=8)
+    try:
+        actor.run(1)
+        assert actor.drain(WAIT_S) and actor.rejected == 1 and learner.rejected == 0
+        reason = (tmp_path / "spool" / "rejected" / "0.reason.txt").read_text()
+        assert "is too large for the learner (max 200 B, learner.max_episode_bytes)" in reason
+    finally:
+        actor.close()
         learner.close()
 
 
