@@ -300,9 +300,7 @@ class Learner:
 
     def _on_hello(self, identity: bytes, frames: list) -> None:
         try:
-            hello, payload = decode(frames, max_payload=self.cfg.max_episode_bytes)
-        except PayloadTooLarge as e:
-            hello, payload = e.header, b"?"
+            hello, payload = decode(frames)
         except WireError as e:
             self._end(identity, f"a hello message expected: {e}", retry=False)
             return
