@@ -2,10 +2,10 @@
 
 Each finished episode is first written to a local spool directory (safetensors), then sent; the spool
 file is deleted only when the learner acknowledges that the episode is in its store. A background
-thread keeps (re)connecting, resends everything still spooled after a reconnect, pings an idle
-connection, and keeps the latest weights the learner published; the actor swaps them in between
-episodes. Sequence numbers persist in the spool directory, so a restarted actor continues where it
-stopped and nothing is sent twice under a new name.
+thread keeps a session with the learner (a ZeroMQ DEALER socket; a new one after any error), resends
+everything still spooled when a session starts, pings an idle session, and keeps the latest weights
+the learner published; the actor swaps them in between episodes. Sequence numbers persist in the spool
+directory, so a restarted actor continues where it stopped and nothing is sent twice under a new name.
 
 An episode the learner rejects (it does not fit the run) moves to <spool>/rejected/ with the reason
 beside it. A learner that refuses the actor itself (a wrong token) stops it: the next run_episode()
@@ -16,21 +16,23 @@ from __future__ import annotations
 
 import json
 import logging
-import select
-import socket
+import queue
 import threading
 import time
 import zlib
 from pathlib import Path
 from typing import Any, Callable
 
+import zmq
+
 from robot_rl.core.errors import RobotRLError
 from robot_rl.learning.rl.chunk_env import ChunkEnv
 from robot_rl.learning.rl.episode_record import EpisodeRecord
-from robot_rl.runtime.rl_wire import WireError, pack_arrays, recv_frame, send_frame, unpack_weights
+from robot_rl.runtime.rl_wire import WireError, endpoint, pack_arrays, recv_msg, send_msg, unpack_weights
 
 log = logging.getLogger(__name__)
-HANDSHAKE_S = 10.0           # connect + the learner's answer to hello
+TICK_MS = 20                 # the link thread's longest wait: the latency of sending a new episode
+HANDSHAKE_S = 10.0           # connect + the learner's answer to hello; a silent learner is dropped after it
 
 
 class LearnerRefused(RobotRLError):
@@ -58,9 +60,10 @@ class Actor:
                              *(s + 1 for s in used)])
         self.weights_version = -1
         self._latest: tuple[int, bytes] | None = None
-        self._sock: socket.socket | None = None        # the connection episodes go to, once the learner said yes
-        self._dialing: socket.socket | None = None     # the connection being set up (close() interrupts it)
-        self._send_lock = threading.Lock()
+        self._max_episode_bytes = 0
+        self._ctx = zmq.Context()
+        self._sock: zmq.Socket | None = None          # the session's socket, once the learner said yes
+        self._spooled: queue.SimpleQueue = queue.SimpleQueue()   # new spool files, for the link thread to send
         self._stop = threading.Event()
         self._settled = threading.Condition()     # notified on every ack, reject and refusal
         self.acked = self.rejected = 0
@@ -68,60 +71,92 @@ class Actor:
         self._link = threading.Thread(target=self._link_loop, name=f"actor-{actor_id}-link", daemon=True)
         self._link.start()
 
-    # ---- link to the learner -------------------------------------------------------------------
+    # ---- link to the learner: a thread owns the DEALER socket ---------------------------------
     def _link_loop(self) -> None:
         backoff = 0.1
         while not self._stop.is_set() and self.refused is None:
-            sock = None
+            sock = self._ctx.socket(zmq.DEALER)   # a session per socket: a new one starts clean
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.IMMEDIATE, 1)      # sends fail at once while no learner is connected
+            sock.setsockopt(zmq.IPV6, 1)
+            sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)           # notices a dead learner (a pulled cable)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(HANDSHAKE_S * 1000))
             try:
-                sock = self._dialing = socket.create_connection(self.address, timeout=HANDSHAKE_S)
-                send_frame(sock, {"type": "hello", "token": self.token, "actor_id": self.actor_id})
-                header, payload = recv_frame(sock, deadline=time.monotonic() + HANDSHAKE_S)
-                if header["type"] == "error":
-                    self._on_error(header)
-                    continue
-                if header["type"] != "weights":
-                    raise WireError(f"learner answered hello with {header['type'][:40]!r}, expected weights")
-                self._latest = (int(header["version"]), payload)
-                idle_s = float(header.get("idle_timeout_s", 60.0))
-                sock.settimeout(idle_s)
-                with self._send_lock:
-                    self._sock = sock
-                    for path in sorted(self.spool.glob("*.safetensors"), key=lambda p: int(p.stem)):
-                        if self._sock is None:
-                            break
-                        self._send_file(path)
-                backoff = 0.1
-                self._receive(sock, ping_every=idle_s / 4)
-            except (OSError, WireError, ValueError, KeyError, TypeError) as e:   # the learner is away or odd: retry
+                sock.connect(endpoint(*self.address))
+                self._session(sock)
+            except (zmq.ZMQError, WireError, ValueError, KeyError, TypeError) as e:   # away or odd: retry
                 log.debug("actor %s: link to %s:%s down: %s", self.actor_id, *self.address, e)
             finally:
-                with self._send_lock:
-                    if self._sock is sock:
-                        self._sock = None
-                if sock is not None:
-                    sock.close()
+                if self._sock is not None:     # the learner had welcomed it: retry soon
+                    backoff = 0.1
+                self._sock = None
+                sock.close(linger=0)
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 2.0)
 
-    def _receive(self, sock: socket.socket, ping_every: float) -> None:
-        """Frames from the learner until the connection ends; a ping whenever nothing came for ping_every."""
+    def _wait(self, sock, event: int, deadline: float) -> bool:
+        """Until `sock` is ready for `event` (True), the deadline passes or close() is called."""
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if sock.poll(100, event):
+                return True
+        return False
+
+    def _session(self, sock) -> None:
+        """Hello, resend the spool, then serve the session until it ends (returns at once if no learner
+        answers within HANDSHAKE_S)."""
+        deadline = time.monotonic() + HANDSHAKE_S
+        if not self._wait(sock, zmq.POLLOUT, deadline):
+            return
+        send_msg(sock, {"type": "hello", "token": self.token, "actor_id": self.actor_id}, flags=zmq.NOBLOCK)
+        if not self._wait(sock, zmq.POLLIN, deadline):
+            return
+        header, payload = recv_msg(sock, flags=zmq.NOBLOCK)
+        if header["type"] == "error":
+            self._on_error(header)
+            return
+        if header["type"] != "weights":
+            raise WireError(f"learner answered hello with {header['type'][:40]!r}, expected weights")
+        self._latest = (int(header["version"]), payload)
+        ping_every = float(header["idle_timeout_s"]) / 4
+        self._max_episode_bytes = int(header["max_episode_bytes"])
+        self._sock = sock
+        while not self._spooled.empty():     # what was spooled meanwhile is resent below
+            self._spooled.get()
+        for path in sorted(self.spool.glob("*.safetensors"), key=lambda p: int(p.stem)):
+            self._send_file(sock, path)
+        self._serve(sock, ping_every)
+
+    def _serve(self, sock, ping_every: float) -> None:
+        """Until the learner ends the session or close(): its messages, new episodes, a ping whenever
+        nothing was sent for ping_every."""
+        last_sent = time.monotonic()
         while not self._stop.is_set():
-            if not select.select([sock], [], [], ping_every)[0]:
-                with self._send_lock:
-                    if self._sock is not sock:
-                        raise WireError("a send on this connection failed")
-                    send_frame(sock, {"type": "ping"})
-                continue
-            header, payload = recv_frame(sock)
-            kind = header["type"]
-            if kind == "weights":
-                self._latest = (int(header["version"]), payload)
-            elif kind in ("ack", "reject"):
-                self._settle(header.get("seq"), None if kind == "ack" else str(header.get("reason")))
-            elif kind == "error":
-                self._on_error(header)
-                return
+            if sock.poll(min(TICK_MS, int(ping_every * 1000))):
+                while True:
+                    try:
+                        header, payload = recv_msg(sock, flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    kind = header["type"]
+                    if kind == "weights":
+                        self._latest = (int(header["version"]), payload)
+                    elif kind in ("ack", "reject"):
+                        self._settle(header.get("seq"), None if kind == "ack" else str(header.get("reason")))
+                    elif kind == "error":
+                        self._on_error(header)
+                        return
+            while not self._spooled.empty():
+                self._send_file(sock, self._spooled.get())
+                last_sent = time.monotonic()
+            if time.monotonic() - last_sent >= ping_every:
+                self._send(sock, {"type": "ping"})
+                last_sent = time.monotonic()
+
+    def _send(self, sock, header: dict, payload: bytes = b"") -> None:
+        try:
+            send_msg(sock, header, payload, flags=zmq.NOBLOCK)
+        except zmq.Again:                # no learner connected (IMMEDIATE): a new session resends the spool
+            raise WireError("the learner is gone") from None
 
     def _on_error(self, header: dict) -> None:
         message = str(header.get("message"))[:2000]
@@ -151,8 +186,8 @@ class Actor:
         with self._settled:
             self._settled.notify_all()
 
-    def _send_file(self, path: Path) -> None:
-        """Send one spooled episode (caller holds _send_lock). A failure leaves it spooled and ends the link."""
+    def _send_file(self, sock, path: Path) -> None:
+        """Send one spooled episode (from the link thread); it stays spooled until acknowledged."""
         from safetensors import safe_open
 
         try:
@@ -164,14 +199,11 @@ class Actor:
         except Exception as e:        # a damaged spool file: set aside, never resent in a loop
             self._settle(int(path.stem), f"unreadable spool file {path}: {e}")
             return
-        try:
-            send_frame(self._sock, {"type": "episode", "meta": meta}, payload)
-        except OSError:
-            try:                      # wakes the link thread, which reconnects and resends
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._sock = None
+        if len(payload) > self._max_episode_bytes:   # the learner would refuse it: never sent
+            self._settle(int(path.stem), f"episode of {len(payload)} B is too large for the learner "
+                                         f"(max {self._max_episode_bytes} B, learner.max_episode_bytes)")
+            return
+        self._send(sock, {"type": "episode", "meta": meta}, payload)
 
     def _spool_and_send(self, record: EpisodeRecord) -> None:
         path = self.spool / f"{record.meta['seq']}.safetensors"
@@ -179,9 +211,7 @@ class Actor:
         tmp.write_bytes(pack_arrays(record.to_arrays(), {"meta": json.dumps(record.meta)}))
         tmp.replace(path)
         (self.spool / "actor.json").write_text(json.dumps({"next_seq": self.next_seq}))
-        with self._send_lock:
-            if self._sock is not None:
-                self._send_file(path)
+        self._spooled.put(path)       # the link thread sends it (at once in a session, else with the spool)
 
     def _check_refused(self) -> None:
         if self.refused is not None:
@@ -236,11 +266,6 @@ class Actor:
 
     def close(self) -> None:
         self._stop.set()
-        for sock in (self._dialing, self._sock):
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        self._link.join(timeout=5)
+        self._link.join()
+        self._ctx.term()
         self.env.close()

@@ -1,6 +1,6 @@
 """The learner side of the actor/learner split.
 
-Actors (twins or robots, any number, possibly on other machines) connect over TCP, send finished
+Actors (twins or robots, any number, possibly on other machines) connect over ZeroMQ, send finished
 episodes and receive versioned weights. Every episode is committed to the learner's episode store
 before it is acknowledged, so an actor deletes its local copy only once the data is durable; episodes
 resent after a lost acknowledgement are recognised by (actor_id, seq) and stored once. Updates are
@@ -11,8 +11,10 @@ its last checkpoint (algorithms with save_state/load_state).
 Nothing an actor sends can stop the learner or poison its store: every episode is checked against the
 run's spec (keys, shapes, dtypes, finite values, the algorithm's extras) and its meta before it is
 queued, and one that does not fit is rejected with the reason, which the actor logs and sets aside.
-Connections are capped (a thread each), must authenticate within a handshake timeout and are dropped
-after an idle timeout; frames have bounded header size and nesting (robot_rl.runtime.rl_wire).
+One I/O thread serves every actor through a ROUTER socket: sessions (an actor past a hello with the
+token) are capped, a silent one ends after an idle timeout, a peer that does not finish the ZeroMQ
+handshake is dropped after a handshake timeout; messages have a bounded frame count, header size and
+nesting and payload size (robot_rl.runtime.rl_wire).
 """
 
 from __future__ import annotations
@@ -20,24 +22,25 @@ from __future__ import annotations
 import logging
 import queue
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import zmq
 
 from robot_rl.core.errors import ConfigError, RobotRLError, StoreError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.learning.rl.episode_record import (EpisodeRecord, InvalidEpisode, read_record, record_streams,
                                                  write_record)
-from robot_rl.runtime.rl_wire import (PayloadTooLarge, WireError, check_bind, check_token, pack_weights, recv_frame,
-                                      send_frame, skip_bytes, unpack_arrays)
+from robot_rl.runtime.rl_wire import (PayloadTooLarge, WireError, check_bind, check_token, decode, encode, endpoint,
+                                      pack_weights, unpack_arrays)
 
 log = logging.getLogger(__name__)
 ACTOR_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 META_KEYS = ("actor_id", "seq", "weights_version")     # what an actor's episode meta holds, nothing else
+TICK_MS = 20                 # the I/O thread's longest wait: the latency of an ack or a weight broadcast
 
 
 @dataclass
@@ -47,9 +50,9 @@ class LearnerConfig:
     token: str = ""
     publish_every: int = 20      # updates between weight broadcasts
     checkpoint_every: int = 100  # updates between learner checkpoints (algorithms with save_state)
-    max_connections: int = 64    # connections served at once (a thread each); more are told "busy" and closed
-    handshake_timeout_s: float = 10.0   # a new connection must say a valid hello within this
-    idle_timeout_s: float = 60.0        # a connection silent this long is dropped (actors ping at a quarter of it)
+    max_connections: int = 64    # actor sessions served at once; more hellos are told "busy"
+    handshake_timeout_s: float = 10.0   # a new connection must finish the ZeroMQ handshake within this
+    idle_timeout_s: float = 60.0        # a session silent this long ends (actors ping at a quarter of it)
     max_episode_bytes: int = 1 << 30    # the largest episode payload taken in
 
     def __post_init__(self) -> None:
@@ -117,6 +120,13 @@ def episode_key(meta, actor_id: str | None = None) -> tuple[str, int]:
     return aid, seq
 
 
+@dataclass
+class Peer:
+    """An actor past its hello: the session the learner serves (keyed by its ZeroMQ routing id)."""
+    actor_id: str
+    last_seen: float     # time.monotonic() of its last message
+
+
 class Learner:
     def __init__(self, algo, spec: PolicySpec, store_path: str | Path, cfg: LearnerConfig | None = None,
                  gamma: float = 0.99, checkpoint_dir: str | Path | None = None) -> None:
@@ -131,25 +141,48 @@ class Learner:
         self.version = 0
         self.successes: list[bool] = []
         self._seen: set[tuple[str, int]] = set()
-        self._clients: dict[socket.socket, threading.Lock] = {}        # actors past hello: weights go to them
-        self._connections: dict[socket.socket, threading.Thread] = {}  # every connection being served
-        self._lock = threading.Lock()
+        self._peers: dict[bytes, Peer] = {}      # touched by the I/O thread only
         self._closed = threading.Event()
         self.store = self.writer = None
         self._resume()
-        self._server = socket.create_server((self.cfg.host, self.cfg.port))
-        self._acceptor = threading.Thread(target=self._accept_loop, name="learner-accept", daemon=True)
-        self._acceptor.start()
+        self._weights = (self.version, pack_weights(actor_weights(self.algo)))   # what a hello is answered with
+        self._ctx = zmq.Context()
+        self._router = self._listen()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()   # the learner loop's acks and weights
+        self._io = threading.Thread(target=self._io_loop, name="learner-io", daemon=True)
+        self._io.start()
+
+    def _listen(self) -> zmq.Socket:
+        cfg = self.cfg
+        router = self._ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.IPV6, 1)
+        # an episode over the limit (and up to 1 MiB more) still arrives, to be rejected by name; libzmq drops
+        # a peer sending more before buffering it (actors check the limit their welcome states before sending)
+        router.setsockopt(zmq.MAXMSGSIZE, cfg.max_episode_bytes + (1 << 20))
+        router.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(cfg.handshake_timeout_s * 1000)))   # the ZMTP greeting
+        # with a ZAP domain libzmq closes at once a peer that does not speak ZMTP 3 (any foreign bytes); no ZAP
+        # handler runs, so every ZeroMQ peer gets through to the hello check
+        router.setsockopt(zmq.ZAP_DOMAIN, b"robot_rl")
+        router.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(cfg.idle_timeout_s * 250)))   # drops dead peers' TCP
+        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(cfg.idle_timeout_s * 1000)))
+        try:
+            router.bind(endpoint(cfg.host, cfg.port or "*"))
+        except zmq.ZMQError as e:
+            router.close()
+            self._ctx.term()
+            raise ConfigError(f"learner.host={cfg.host!r} learner.port={cfg.port}: cannot listen there: {e}") from None
+        return router
 
     @property
     def address(self) -> tuple[str, int]:
-        return self._server.getsockname()[:2]
+        host, port = self._router.getsockopt_string(zmq.LAST_ENDPOINT)[6:].rsplit(":", 1)
+        return host.strip("[]"), int(port)
 
     @property
     def connections(self) -> int:
-        """Connections being served now (each holds one thread and one socket)."""
-        with self._lock:
-            return len(self._connections)
+        """Actor sessions being served now (at most max_connections)."""
+        return len(self._peers)
 
     # ---- resume --------------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -198,98 +231,117 @@ class Learner:
         self.episodes += 1
         self.successes.append(record.success)
 
-    # ---- connections ---------------------------------------------------------------------------
-    def _accept_loop(self) -> None:
+    # ---- actor sessions: one I/O thread owns the ROUTER socket ---------------------------------
+    def _io_loop(self) -> None:
+        """Every TICK_MS: the messages that arrived (at most 64, so a flood never holds up the acks),
+        then what the learner loop posted (a ZeroMQ socket has one user), then idle sessions."""
         while not self._closed.is_set():
-            try:
-                conn, peer = self._server.accept()
-            except OSError:          # close() shut the listening socket down, or out of descriptors: wait
-                self._closed.wait(0.05)
-                continue
-            with self._lock:
-                busy = len(self._connections) >= self.cfg.max_connections
-                if not busy:
-                    thread = threading.Thread(target=self._serve, args=(conn, peer), name="learner-conn", daemon=True)
-                    self._connections[conn] = thread
-            if busy:                 # answered without a thread; the frame fits any socket buffer
-                self._refuse(conn, f"learner busy: {self.cfg.max_connections} connections "
-                                   "(learner.max_connections); retry later", retry=True)
-            else:
-                thread.start()
-
-    @staticmethod
-    def _refuse(conn: socket.socket, message: str, retry: bool) -> None:
-        try:
-            conn.setblocking(False)
-            send_frame(conn, {"type": "error", "message": message, "retry": retry})
-        except OSError:
-            pass
-        conn.close()
-
-    def _serve(self, conn: socket.socket, peer) -> None:
-        lock = threading.Lock()
-        try:
-            try:
-                hello, _ = recv_frame(conn, max_payload=0, deadline=time.monotonic() + self.cfg.handshake_timeout_s)
-            except WireError as e:
-                self._refuse(conn, f"a hello frame within {self.cfg.handshake_timeout_s:g} s expected: {e}", False)
-                return
-            actor_id = hello.get("actor_id")
-            if hello["type"] != "hello" or not check_token(self.cfg.token, hello.get("token", "")):
-                log.warning("learner: refused %s: no hello with a valid token", peer)
-                self._refuse(conn, "hello with a valid token expected (learner.token)", retry=False)
-                return
-            if not (isinstance(actor_id, str) and ACTOR_ID.match(actor_id)):
-                self._refuse(conn, f"hello actor_id={_brief(actor_id)}: expected 1-64 characters of "
-                                   "letters, digits, '_', '.', ':' or '-'", retry=False)
-                return
-            conn.settimeout(self.cfg.idle_timeout_s)
-            with self._lock:
-                self._clients[conn] = lock
-            with lock:
-                send_frame(conn, {"type": "weights", "version": self.version,
-                                  "idle_timeout_s": self.cfg.idle_timeout_s}, pack_weights(actor_weights(self.algo)))
-            while not self._closed.is_set():
+            for _ in range(64 if self._router.poll(TICK_MS) else 0):
                 try:
-                    header, payload = recv_frame(conn, max_payload=self.cfg.max_episode_bytes)
-                except PayloadTooLarge as e:     # refused unread, then skipped: the connection stays in step
-                    self._reject(conn, lock, actor_id, e.header.get("meta"), str(e))
-                    skip_bytes(conn, e.size)
-                    continue
-                if header["type"] == "ping":
-                    continue
-                if header["type"] != "episode":
-                    raise WireError(f"unexpected frame type {header['type'][:40]!r} from an actor")
+                    identity, *frames = self._router.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
                 try:
-                    key = episode_key(header.get("meta"), actor_id)
-                    record = EpisodeRecord.from_arrays(unpack_arrays(payload), header["meta"], f"episode {key[1]}")
-                    record.check(self.spec, self.extras, f"episode {key[1]}")
-                except (InvalidEpisode, WireError) as e:
-                    self._reject(conn, lock, actor_id, header.get("meta"), str(e))
-                    continue
-                self.inbox.put((conn, lock, key, record))
-        except (WireError, OSError) as e:
-            log.info("learner: connection from %s closed: %s", peer, e)
-        except Exception:   # a bug must cost one connection, never the learner
-            log.exception("learner: connection from %s failed", peer)
-        finally:
-            with self._lock:
-                self._clients.pop(conn, None)
-                self._connections.pop(conn, None)
-            conn.close()
+                    self._on_message(identity, frames)
+                except Exception:        # a bug must cost one message, never the learner
+                    log.exception("learner: a message from %r failed", identity)
+            while not self._outbox.empty():
+                identity, message = self._outbox.get()
+                for to in (list(self._peers) if identity is None else [identity]):
+                    self._router.send_multipart([to, *message])   # a ROUTER drops what it cannot route
+            self._drop_idle()
 
-    def _reject(self, conn, lock, actor_id: str, meta, reason: str) -> None:
+    def _send(self, identity: bytes, header: dict, payload: bytes = b"") -> None:
+        """From the I/O thread."""
+        self._router.send_multipart([identity, *encode(header, payload)])
+
+    def _post(self, identity: bytes | None, header: dict, payload: bytes = b"") -> None:
+        """From the learner loop (None: to every actor); lost if the session ended: the actor resends."""
+        self._outbox.put((identity, encode(header, payload)))
+
+    def _end(self, identity: bytes, message: str, retry: bool) -> None:
+        """Forget a session (if any) and tell its actor why; retry: it may say hello again."""
+        self._peers.pop(identity, None)
+        self._send(identity, {"type": "error", "message": message, "retry": retry})
+
+    def _on_message(self, identity: bytes, frames: list) -> None:
+        peer = self._peers.get(identity)
+        if peer is None:
+            self._on_hello(identity, frames)
+            return
+        peer.last_seen = time.monotonic()
+        try:
+            header, payload = decode(frames, max_payload=self.cfg.max_episode_bytes)
+        except PayloadTooLarge as e:     # named, refused, and the session goes on
+            self._reject(identity, peer.actor_id, e.header.get("meta"), str(e))
+            return
+        except WireError as e:           # costs this session only
+            log.info("learner: ended the session of actor %s: %s", peer.actor_id, e)
+            self._end(identity, f"malformed message: {e}", retry=True)
+            return
+        kind = header["type"]
+        if kind == "ping":
+            return
+        if kind == "hello":
+            del self._peers[identity]
+            self._on_hello(identity, frames)
+            return
+        if kind != "episode":
+            self._end(identity, f"unexpected message type {kind[:40]!r} from an actor", retry=True)
+            return
+        try:
+            key = episode_key(header.get("meta"), peer.actor_id)
+            record = EpisodeRecord.from_arrays(unpack_arrays(payload), header["meta"], f"episode {key[1]}")
+            record.check(self.spec, self.extras, f"episode {key[1]}")
+        except (InvalidEpisode, WireError) as e:
+            self._reject(identity, peer.actor_id, header.get("meta"), str(e))
+            return
+        self.inbox.put((identity, key, record))
+
+    def _on_hello(self, identity: bytes, frames: list) -> None:
+        try:
+            hello, payload = decode(frames)
+        except WireError as e:
+            self._end(identity, f"a hello message expected: {e}", retry=False)
+            return
+        if hello["type"] != "hello":     # e.g. an actor whose session ended (or whose learner restarted)
+            self._end(identity, f"hello expected first, got {hello['type'][:40]!r}", retry=True)
+            return
+        if payload:
+            self._end(identity, "a hello message carries no payload", retry=False)
+            return
+        actor_id = hello.get("actor_id")
+        if not check_token(self.cfg.token, hello.get("token", "")):
+            log.warning("learner: refused actor %s: no valid token", _brief(actor_id))
+            self._end(identity, "hello with a valid token expected (learner.token)", retry=False)
+            return
+        if not (isinstance(actor_id, str) and ACTOR_ID.match(actor_id)):
+            self._end(identity, f"hello actor_id={_brief(actor_id)}: expected 1-64 characters of letters, digits, "
+                                "'_', '.', ':' or '-'", retry=False)
+            return
+        for old in [i for i, p in self._peers.items() if p.actor_id == actor_id]:
+            del self._peers[old]         # the same actor's earlier session: it reconnected
+        if len(self._peers) >= self.cfg.max_connections:
+            self._end(identity, f"learner busy: {self.cfg.max_connections} connections (learner.max_connections); "
+                                "retry later", retry=True)
+            return
+        self._peers[identity] = Peer(actor_id, time.monotonic())
+        version, payload = self._weights
+        self._send(identity, {"type": "weights", "version": version, "idle_timeout_s": self.cfg.idle_timeout_s,
+                              "max_episode_bytes": self.cfg.max_episode_bytes}, payload)
+
+    def _drop_idle(self) -> None:
+        now = time.monotonic()
+        for identity, peer in list(self._peers.items()):
+            if now - peer.last_seen > self.cfg.idle_timeout_s:
+                log.info("learner: ended the session of actor %s: idle", peer.actor_id)
+                self._end(identity, f"idle for {self.cfg.idle_timeout_s:g} s (learner.idle_timeout_s)", retry=True)
+
+    def _reject(self, identity: bytes, actor_id: str, meta, reason: str) -> None:
         seq = meta.get("seq") if isinstance(meta, dict) else None
         self.rejected += 1
         log.warning("learner: rejected an episode of actor %s: %s", actor_id, reason)
-        self._send(conn, lock, {"type": "reject", "seq": seq if type(seq) is int else None, "reason": reason})
-
-    def _send(self, conn, lock, header: dict, payload: bytes = b"") -> None:
-        try:
-            with lock:
-                send_frame(conn, header, payload)
-        except OSError:
-            pass  # the actor keeps the episode spooled and resends it after reconnecting
+        self._send(identity, {"type": "reject", "seq": seq if type(seq) is int else None, "reason": reason})
 
     # ---- the learner loop ----------------------------------------------------------------------
     def _store_record(self, record: EpisodeRecord) -> None:
@@ -315,13 +367,13 @@ class Learner:
                 break
             if budget is None:             # what has arrived by now: fast actors must not keep this loop here
                 budget = self.inbox.qsize() + 1
-            conn, lock, key, record = item
+            identity, key, record = item
             if key not in self._seen:      # checked on arrival: it fits the spec, so it is stored and learned
                 self._store_record(record)
                 self._seen.add(key)
                 self._observe(record)
                 new += 1
-            self._send(conn, lock, {"type": "ack", "seq": key[1]})
+            self._post(identity, {"type": "ack", "seq": key[1]})
             budget -= 1
             if budget == 0:
                 break
@@ -336,11 +388,8 @@ class Learner:
 
     def publish(self) -> None:
         self.version += 1
-        payload = pack_weights(actor_weights(self.algo))
-        with self._lock:
-            clients = list(self._clients.items())
-        for conn, lock in clients:
-            self._send(conn, lock, {"type": "weights", "version": self.version}, payload)
+        self._weights = (self.version, pack_weights(actor_weights(self.algo)))
+        self._post(None, {"type": "weights", "version": self.version}, self._weights[1])
 
     def checkpoint(self) -> None:
         if not hasattr(self.algo, "save_state"):
@@ -369,20 +418,8 @@ class Learner:
 
     def close(self) -> None:
         self._closed.set()
-        try:   # wakes the acceptor: a listening socket closed under a blocked accept() would keep listening
-            self._server.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._acceptor.join(timeout=5)
-        self._server.close()
-        with self._lock:
-            connections = dict(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for thread in connections.values():
-            thread.join(timeout=5)
+        self._io.join()
+        self._router.close(linger=0)
+        self._ctx.term()                 # returns once the listening port is released (a restart can bind it)
         if self.writer is not None:
             self.writer.close()

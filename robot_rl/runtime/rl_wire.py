@@ -1,18 +1,21 @@
-"""The actor/learner wire format: length-prefixed frames of a JSON header and a safetensors payload.
+"""The actor/learner wire: ZeroMQ messages of a JSON header frame and an optional safetensors frame.
 
-    frame = b"RRL1" | u32 header bytes | u64 payload bytes | header (UTF-8 JSON object) | payload
+    message = [header (UTF-8 JSON object with a string "type")]  or  [header, payload]
 
-Episodes travel as safetensors of their typed arrays, weights as safetensors of tensors: nothing
-is pickled, so a frame from the network can never execute code. Headers are small, shallow JSON
-objects with a "type"; a frame over the size or nesting bounds is refused before it is parsed.
+The learner binds a ROUTER socket and each actor connects a DEALER (pyzmq): ZeroMQ does the framing,
+connecting, reconnecting and heartbeats. Episodes travel as safetensors of their typed arrays, weights
+as safetensors of tensors: nothing is pickled, so a message from the network can never execute code.
+A message of the wrong frame count, or a header over the size or nesting bounds, is refused before it
+is parsed.
 
-    actor -> learner   hello {token, actor_id}    the first frame of a connection
+    actor -> learner   hello {token, actor_id}    opens a session; answered by weights or error
                        episode {meta} + arrays     one finished episode (EpisodeRecord.to_arrays)
-                       ping {}                     keeps an idle connection open
-    learner -> actor   weights {version, idle_timeout_s} + tensors   (the first answer to a good hello)
+                       ping {}                     keeps an idle session open
+    learner -> actor   weights {version, idle_timeout_s, max_episode_bytes} + tensors   (the answer to a good hello)
                        ack {seq}                   the episode is committed to the learner's store
                        reject {seq, reason}        the episode does not fit the run and never will
-                       error {message, retry}      refused (retry false: e.g. a wrong token) or busy
+                       error {message, retry}      retry false: refused (e.g. a wrong token); true: busy, idle
+                                                   or restarted, say hello again
 
 A learner that listens beyond localhost refuses to start without a token.
 """
@@ -23,16 +26,11 @@ import hmac
 import ipaddress
 import json
 import re
-import socket
-import struct
-import time
 from itertools import accumulate
 from typing import Any
 
 from robot_rl.core.errors import ConfigError, RobotRLError
 
-MAGIC = b"RRL1"
-_PREFIX = struct.Struct("!4sIQ")
 MAX_HEADER = 64 << 10        # bytes; the largest real header (an episode's meta) is well under 1 kB
 MAX_DEPTH = 8                # JSON nesting of a header; real ones use 2
 MAX_PAYLOAD = 1 << 31
@@ -40,46 +38,30 @@ _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 class WireError(RobotRLError):
-    """A malformed frame, a closed connection or a rejected token."""
+    """A malformed message, a lost link or a rejected token."""
 
 
 class PayloadTooLarge(WireError):
-    """A well-formed header announcing a payload over the receiver's limit. The payload is still unread:
-    the receiver can name the frame it refuses (`header`) and skip_bytes(sock, size) to stay in step."""
+    """A well-formed header with a payload over the receiver's limit: the receiver can still name the
+    message it refuses (`header`)."""
 
     def __init__(self, message: str, header: dict[str, Any], size: int) -> None:
         super().__init__(message)
         self.header, self.size = header, size
 
 
-def _recv_exact(sock: socket.socket, n: int, deadline: float | None = None) -> bytes:
-    """n bytes; with `deadline` (time.monotonic()) they must all arrive by then, else WireError."""
-    buf = bytearray()
-    while len(buf) < n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WireError(f"frame incomplete at its deadline ({len(buf)} of {n} bytes)")
-            sock.settimeout(left)
-        try:
-            chunk = sock.recv(min(n - len(buf), 1 << 20))
-        except socket.timeout:
-            raise WireError(f"no data for {sock.gettimeout():.1f} s ({len(buf)} of {n} bytes)") from None
-        if not chunk:
-            raise WireError(f"connection closed after {len(buf)} of {n} bytes")
-        buf += chunk
-    return bytes(buf)
+def endpoint(host: str, port: int | str) -> str:
+    """The ZeroMQ TCP endpoint of host:port (IPv6 addresses in brackets)."""
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
 
 
-def skip_bytes(sock: socket.socket, n: int) -> None:
-    """Read and drop n bytes (a refused payload), never holding more than 1 MiB."""
-    while n > 0:
-        n -= len(_recv_exact(sock, min(n, 1 << 20)))
-
-
-def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes = b"") -> None:
+def encode(header: dict[str, Any], payload: bytes = b"") -> list[bytes]:
     head = json.dumps(header).encode()
-    sock.sendall(_PREFIX.pack(MAGIC, len(head), len(payload)) + head + payload)
+    return [head, payload] if payload else [head]
+
+
+def send_msg(sock, header: dict[str, Any], payload: bytes = b"", flags: int = 0) -> None:
+    sock.send_multipart(encode(header, payload), flags, copy=False)
 
 
 def json_depth(text: str) -> int:
@@ -89,37 +71,39 @@ def json_depth(text: str) -> int:
 
 
 def parse_header(raw: bytes) -> dict[str, Any]:
-    """A frame header: a UTF-8 JSON object with a string "type", at most MAX_DEPTH deep."""
+    """A message header: a UTF-8 JSON object with a string "type", at most MAX_DEPTH deep."""
     try:
-        text = raw.decode()
+        text = bytes(raw).decode()
     except UnicodeDecodeError as e:
-        raise WireError(f"frame header is not UTF-8: {e}") from None
+        raise WireError(f"message header is not UTF-8: {e}") from None
     depth = json_depth(text)
     if depth > MAX_DEPTH:
-        raise WireError(f"frame header nests {depth} levels deep (max {MAX_DEPTH})")
+        raise WireError(f"message header nests {depth} levels deep (max {MAX_DEPTH})")
     try:
         header = json.loads(text)
     except json.JSONDecodeError as e:
-        raise WireError(f"frame header is not JSON: {e}") from None
+        raise WireError(f"message header is not JSON: {e}") from None
     if not isinstance(header, dict) or not isinstance(header.get("type"), str):
-        raise WireError(f"frame header must be an object with a string 'type', got {text[:80]!r}")
+        raise WireError(f"message header must be an object with a string 'type', got {text[:80]!r}")
     return header
 
 
-def recv_frame(sock: socket.socket, max_payload: int = MAX_PAYLOAD,
-               deadline: float | None = None) -> tuple[dict[str, Any], bytes]:
-    """The next frame. `deadline` (time.monotonic()): the whole frame must arrive by then (a handshake);
-    without it each read waits at most the socket's own timeout."""
-    magic, n_head, n_payload = _PREFIX.unpack(_recv_exact(sock, _PREFIX.size, deadline))
-    if magic != MAGIC:
-        raise WireError(f"bad frame magic {magic!r} (expected {MAGIC!r}): not a robot_rl actor/learner peer")
-    if n_head > MAX_HEADER:
-        raise WireError(f"frame header of {n_head} B is too large (max {MAX_HEADER} B)")
-    header = parse_header(_recv_exact(sock, n_head, deadline))
-    if n_payload > max_payload:
-        raise PayloadTooLarge(f"{header['type']} frame payload of {n_payload} B is too large (max {max_payload} B)",
-                              header, n_payload)
-    return header, _recv_exact(sock, n_payload, deadline) if n_payload else b""
+def decode(frames: list, max_payload: int = MAX_PAYLOAD) -> tuple[dict[str, Any], bytes]:
+    """(header, payload) of a received message's frames (a ROUTER's routing id already taken off)."""
+    if not 1 <= len(frames) <= 2:
+        raise WireError(f"a message has a header frame and at most one payload frame, got {len(frames)} frames")
+    if len(frames[0]) > MAX_HEADER:
+        raise WireError(f"message header of {len(frames[0])} B is too large (max {MAX_HEADER} B)")
+    header = parse_header(frames[0])
+    payload = bytes(frames[1]) if len(frames) == 2 else b""
+    if len(payload) > max_payload:
+        raise PayloadTooLarge(f"{header['type'][:40]} message payload of {len(payload)} B is too large "
+                              f"(max {max_payload} B)", header, len(payload))
+    return header, payload
+
+
+def recv_msg(sock, max_payload: int = MAX_PAYLOAD, flags: int = 0) -> tuple[dict[str, Any], bytes]:
+    return decode(sock.recv_multipart(flags), max_payload)
 
 
 def check_token(expected: str, given: Any) -> bool:

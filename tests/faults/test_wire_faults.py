@@ -7,20 +7,20 @@ its spool."""
 import json
 import logging
 import os
-import selectors
 import socket
-import struct
 import threading
 import time
 
 import numpy as np
 import pytest
+import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from robot_rl.learning.rl.episode_record import EpisodeRecord, record_streams, write_record
 from robot_rl.runtime.actor import Actor, LearnerRefused
 from robot_rl.runtime.learner import Learner, LearnerConfig
-from robot_rl.runtime.rl_wire import (MAGIC, MAX_DEPTH, WireError, json_depth, pack_arrays, parse_header, recv_frame,
-                                      send_frame)
+from robot_rl.runtime.rl_wire import (MAX_DEPTH, WireError, endpoint, json_depth, pack_arrays, parse_header, recv_msg,
+                                      send_msg)
 from tests.runtime.test_actor_learner import SPEC, LinearGaussian, _twin
 
 TOKEN = "s3cret"
@@ -37,21 +37,31 @@ def _record(T: int = 6, **meta) -> EpisodeRecord:
                          {"actor_id": "raw", "seq": 0, "weights_version": 0} | meta)
 
 
-class RawActor:
-    """A hand-driven actor connection: hello, then whatever frames a test sends."""
+def _dealer(address, ctx=None):
+    """A DEALER socket connected to the learner; a receive waits at most WAIT_S (then zmq.Again)."""
+    sock = (ctx or zmq.Context.instance()).socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(WAIT_S * 1000))
+    sock.connect(endpoint(*address))
+    return sock
 
-    def __init__(self, address, token=TOKEN, actor_id="raw"):
-        self.sock = socket.create_connection(address, timeout=WAIT_S)
-        send_frame(self.sock, {"type": "hello", "token": token, "actor_id": actor_id})
-        self.welcome, _ = recv_frame(self.sock)
+
+class RawActor:
+    """A hand-driven actor session: hello, then whatever messages a test sends."""
+
+    def __init__(self, address, token=TOKEN, actor_id="raw", hello=True):
+        self.sock = _dealer(address)
+        if hello:
+            send_msg(self.sock, {"type": "hello", "token": token, "actor_id": actor_id})
+            self.welcome, _ = recv_msg(self.sock)
 
     def send(self, meta, arrays=None, payload: bytes | None = None) -> None:
-        send_frame(self.sock, {"type": "episode", "meta": meta}, pack_arrays(arrays) if payload is None else payload)
+        send_msg(self.sock, {"type": "episode", "meta": meta}, pack_arrays(arrays) if payload is None else payload)
 
     def answer(self) -> dict:
         """The next ack / reject / error (weights broadcasts are skipped)."""
         while True:
-            header, _ = recv_frame(self.sock)
+            header, _ = recv_msg(self.sock)
             if header["type"] != "weights":
                 return header
 
@@ -149,6 +159,42 @@ def test_an_episode_over_the_size_limit_is_rejected_by_name_and_the_learner_keep
         learner.close()
 
 
+def test_a_message_far_over_the_size_limit_is_dropped_by_zeromq_unbuffered(tmp_path):
+    """Beyond max_episode_bytes + 1 MiB libzmq drops the peer (ZMQ_MAXMSGSIZE) before the learner sees it."""
+    learner = Learner(LinearGaussian(), SPEC, tmp_path / "online.zarr", LearnerConfig(max_episode_bytes=4000))
+    try:
+        huge = RawActor(learner.address, token="")
+        events = huge.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        events.setsockopt(zmq.RCVTIMEO, int(WAIT_S * 1000))
+        huge.send(META, payload=bytes(4000 + (1 << 20) + 1))
+        assert recv_monitor_message(events)["event"] == zmq.EVENT_DISCONNECTED            # the learner dropped it
+        assert recv_monitor_message(events)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED     # ZeroMQ reconnected ...
+        huge.send(META, GOOD)                                   # ... as a peer without a session
+        assert huge.answer() == {"type": "error", "retry": True, "message": "hello expected first, got 'episode'"}
+        assert learner.rejected == 0 and learner.inbox.empty()
+        huge.sock.disable_monitor()
+        events.close()
+        huge.close()
+        actor = RawActor(learner.address, token="")             # ... and the learner serves on
+        actor.send(META, GOOD)
+        assert _take(learner, actor) == {"type": "ack", "seq": 0}
+    finally:
+        learner.close()
+
+
+def test_an_actor_sets_aside_unsent_an_episode_over_the_learners_limit(tmp_path):
+    learner = Learner(LinearGaussian(), SPEC, tmp_path / "online.zarr", LearnerConfig(max_episode_bytes=200))
+    actor = Actor(LinearGaussian(), _twin, learner.address, "twin0", tmp_path / "spool", max_steps=8)
+    try:
+        actor.run(1)
+        assert actor.drain(WAIT_S) and actor.rejected == 1 and learner.rejected == 0
+        reason = (tmp_path / "spool" / "rejected" / "0.reason.txt").read_text()
+        assert "is too large for the learner (max 200 B, learner.max_episode_bytes)" in reason
+    finally:
+        actor.close()
+        learner.close()
+
+
 def test_a_store_episode_the_learner_cannot_learn_from_is_skipped_on_resume(tmp_path, caplog):
     """A store written before episodes were checked may hold one with NaN observations: resume skips it."""
     from robot_rl.data.store import EpisodeStore
@@ -197,101 +243,138 @@ def test_frame_headers_are_bounded_in_size_and_nesting():
     b'{"type": "hello", "token": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",   # 400 kB nested: over the size cap
     b'{"type": "hello", "token": ' + b"[" * 2_000 + b"]" * 2_000 + b"}",       # 4 kB, 2,000 deep
     b'{"type": "hello", "token": "\xff"}',                                     # not UTF-8
+    b"\x00\x13garbage{",                                                         # not JSON
 ])
 def test_oversized_deep_or_garbled_hello_headers_are_refused_cleanly(learner, header_bytes, caplog):
     with caplog.at_level(logging.INFO, "robot_rl.runtime.learner"):
-        sock = socket.create_connection(learner.address, timeout=WAIT_S)
-        sock.sendall(struct.pack("!4sIQ", MAGIC, len(header_bytes), 0) + header_bytes)
-        header, _ = recv_frame(sock)
+        sock = _dealer(learner.address)
+        sock.send(header_bytes)
+        header, _ = recv_msg(sock)
         assert header["type"] == "error" and header["retry"] is False
-        assert any(w in header["message"] for w in ("too large", "levels deep", "not UTF-8")), header
+        assert any(w in header["message"] for w in ("too large", "levels deep", "not UTF-8", "not JSON")), header
         sock.close()
         actor = RawActor(learner.address)                    # still serving
         actor.send(META, GOOD)
         assert _take(learner, actor) == {"type": "ack", "seq": 0}
         actor.close()
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]    # no connection thread failed
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]    # no message handler failed
 
 
-def test_a_deep_episode_header_costs_only_its_own_connection(learner):
+DEEP_EPISODE = b'{"type": "episode", "meta": ' + b"{\"a\": " * 5_000 + b"0" + b"}" * 5_000 + b"}"
+
+
+@pytest.mark.parametrize("frames", [[DEEP_EPISODE], [b'{"type": "episode"}', b"1", b"2"]],
+                         ids=["5000_deep", "3_frames"])
+def test_a_malformed_message_costs_only_its_own_session(learner, frames):
     actor = RawActor(learner.address)
-    head = b'{"type": "episode", "meta": ' + b"{\"a\": " * 5_000 + b"0" + b"}" * 5_000 + b"}"
-    actor.sock.sendall(struct.pack("!4sIQ", MAGIC, len(head), 0) + head)
-    with pytest.raises(WireError, match="closed"):
-        actor.answer()
+    actor.sock.send_multipart(frames)
+    answer = actor.answer()                                  # the session ends (the old wire closed the connection)
+    assert answer["type"] == "error" and answer["retry"] is True and "malformed message" in answer["message"]
+    assert "levels deep" in answer["message"] or "got 3 frames" in answer["message"]
+    actor.send(META, GOOD)                                   # ... nothing more is taken from it without a hello
+    assert actor.answer() == {"type": "error", "retry": True, "message": "hello expected first, got 'episode'"}
+    assert learner.connections == 0 and learner.inbox.empty()
     again = RawActor(learner.address)
     again.send(META, GOOD)
     assert _take(learner, again) == {"type": "ack", "seq": 0}
 
 
 def _socket_fds() -> int:
-    return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in os.listdir("/proc/self/fd")
-               if os.path.exists(f"/proc/self/fd/{fd}"))
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:                            # closed meanwhile (libzmq's I/O threads run on)
+            pass
+    return n
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors through /proc")
-def test_a_flood_of_idle_connections_holds_at_most_the_cap(tmp_path):
+def _threads() -> int:
+    """Threads of this process, native ones (libzmq's I/O threads) included."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def _wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors and threads through /proc")
+def test_a_flood_of_actors_holds_at_most_the_cap_and_no_thread_per_peer(tmp_path):
+    """The old wire held a thread per connection; this one serves every peer from one I/O thread."""
     cap, flood = 8, 300
-    learner = Learner(LinearGaussian(), SPEC, tmp_path / "online.zarr",
-                      LearnerConfig(token=TOKEN, max_connections=cap, handshake_timeout_s=60))
-    threads0, fds0 = threading.active_count(), _socket_fds()
-    clients = [socket.create_connection(learner.address, timeout=WAIT_S) for _ in range(flood)]
+    learner = Learner(LinearGaussian(), SPEC, tmp_path / "online.zarr", LearnerConfig(token=TOKEN, max_connections=cap))
+    ctx = zmq.Context()
+    ctx.socket(zmq.DEALER).close()                           # starts the clients' own I/O thread before counting
+    threads0, fds0 = _threads(), _socket_fds()
+    clients = [_dealer(learner.address, ctx) for _ in range(flood)]
     try:
-        sel = selectors.DefaultSelector()
+        for i, c in enumerate(clients):
+            send_msg(c, {"type": "hello", "token": TOKEN, "actor_id": f"flood{i}"})
+        answers = [recv_msg(c)[0] for c in clients]
+        welcomed = [c for c, a in zip(clients, answers) if a["type"] == "weights"]
+        busy = [a for a in answers if a["type"] != "weights"]
+        assert len(welcomed) == cap and len(busy) == flood - cap      # every hello over the cap is told at once
+        for header in busy:
+            assert header == {"type": "error", "retry": True, "message": header["message"]}
+            assert "busy: 8 connections" in header["message"]
+        assert learner.connections == cap and _threads() == threads0   # no thread per peer
         for c in clients:
-            sel.register(c, selectors.EVENT_READ)
-        busy, deadline = [], time.monotonic() + WAIT_S
-        while len(busy) < flood - cap:                      # every connection over the cap is told at once
-            assert time.monotonic() < deadline, f"{len(busy)} of {flood - cap} refused"
-            for key, _ in sel.select(timeout=1.0):
-                header, _ = recv_frame(key.fileobj)
-                assert header == {"type": "error", "retry": True, "message": header["message"]}
-                assert "busy: 8 connections" in header["message"]
-                busy.append(key.fileobj)
-                sel.unregister(key.fileobj)
-        for c in busy:
-            c.close()
-        held_threads = threading.active_count() - threads0
-        held_fds = _socket_fds() - fds0 - (flood - len(busy))   # minus the client ends still open here
-        assert learner.connections == cap and held_threads == cap and held_fds == cap, (held_threads, held_fds)
-        print(f"\n{flood} idle connections, cap {cap}: learner holds {held_threads} threads, {held_fds} sockets")
+            if c not in welcomed:
+                c.close()                                    # refused actors go (and retry later)
+        # what stays: the welcomed sessions, a descriptor on each side of each
+        _wait_for(lambda: _socket_fds() - fds0 == 2 * cap, f"{_socket_fds() - fds0} sockets for {cap} sessions")
+        print(f"\n{flood} actors, cap {cap}: {learner.connections} sessions, {_threads() - threads0} new threads")
     finally:
         for c in clients:
             c.close()
+        ctx.term()
         learner.close()
 
 
-def test_a_connection_without_hello_is_dropped_after_the_handshake_timeout(tmp_path):
+def test_raw_connections_that_never_finish_the_handshake_are_dropped_after_its_timeout(tmp_path):
     learner = Learner(LinearGaussian(), SPEC, tmp_path / "online.zarr",
                       LearnerConfig(token=TOKEN, max_connections=1, handshake_timeout_s=0.3))
+    raw = [socket.create_connection(learner.address, timeout=WAIT_S) for _ in range(60)]
     try:
-        idle = socket.create_connection(learner.address, timeout=WAIT_S)
-        idle.sendall(MAGIC)                                       # a slow peer: 4 bytes, then nothing
-        header, _ = recv_frame(idle)
-        assert header["type"] == "error" and "hello frame within 0.3 s expected" in header["message"]
-        idle.close()
-        actor = RawActor(learner.address)                         # the only slot is free again
+        for i, sock in enumerate(raw):     # silent, slow (a partial greeting) and foreign peers
+            sock.sendall([b"", b"\xff\x00", b"RRL1", b"GET / HTTP/1.1\r\n\r\n"][i % 4])
+        for sock in raw:                                     # each is closed by the learner, none answered
+            try:
+                while chunk := sock.recv(4096):
+                    assert len(chunk) <= 64                  # (at most libzmq's own greeting)
+            except ConnectionResetError:
+                pass
+        quiet = RawActor(learner.address, hello=False)       # a ZeroMQ peer that never says hello holds nothing
+        actor = RawActor(learner.address)                    # the only session slot is free
         actor.send(META, GOOD)
         assert _take(learner, actor) == {"type": "ack", "seq": 0}
+        quiet.close()
     finally:
+        for sock in raw:
+            sock.close()
         learner.close()
 
 
-def test_an_idle_connection_is_dropped_and_a_pinging_one_is_kept(tmp_path):
+def test_an_idle_session_ends_and_a_pinging_one_is_kept(tmp_path):
     learner = Learner(LinearGaussian(), SPEC, tmp_path / "online.zarr", LearnerConfig(token=TOKEN, idle_timeout_s=1.0))
     try:
-        pinging, silent = RawActor(learner.address), RawActor(learner.address, actor_id="silent")
+        pinging = RawActor(learner.address)
         assert pinging.welcome["idle_timeout_s"] == 1.0
         done = threading.Event()
 
         def ping():                                               # every 0.1 s, from its own thread
             while not done.wait(0.1):
-                send_frame(pinging.sock, {"type": "ping"})
+                send_msg(pinging.sock, {"type": "ping"})
 
         pinger = threading.Thread(target=ping)
         pinger.start()
-        with pytest.raises(WireError, match="closed"):
-            silent.answer()                                       # dropped after 1 s of silence ...
+        silent = RawActor(learner.address, actor_id="silent")
+        answer = silent.answer()                                  # ended after 1 s of silence ...
+        assert answer == {"type": "error", "retry": True, "message": "idle for 1 s (learner.idle_timeout_s)"}
+        assert learner.connections == 1
         done.set()
         pinger.join()
         pinging.send(META, GOOD)

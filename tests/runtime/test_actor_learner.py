@@ -1,20 +1,20 @@
 """Actor/learner split: the wire format, episodes landing in the learner's store, UTD throttling, several
 actors, and a learner crash plus an actor restart that lose no episode."""
 
-import socket
 import threading
 import time
 
 import numpy as np
 import pytest
 import torch
+import zmq
 
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.learning.rl.episode_record import EpisodeRecord, read_record, record_streams, write_record
 from robot_rl.runtime.actor import Actor
 from robot_rl.runtime.learner import Learner, LearnerConfig
-from robot_rl.runtime.rl_wire import WireError, check_bind, recv_frame, send_frame
+from robot_rl.runtime.rl_wire import WireError, check_bind, recv_msg, send_msg
 
 SPEC = PolicySpec(obs=(FeatureSpec("state", (3,), stream="ee_pos"),), action=FeatureSpec("action", (7,)),
                   n_obs_steps=2, horizon=4, n_action_steps=4, rate_hz=10.0)
@@ -60,17 +60,21 @@ def _twin():
 
 
 def test_frames_round_trip_and_bad_peers_are_rejected():
-    a, b = socket.socketpair()
-    send_frame(a, {"type": "x", "n": 3}, b"payload")
-    assert recv_frame(b) == ({"type": "x", "n": 3}, b"payload")
-    a.sendall(b"HTTP" + bytes(12))
-    with pytest.raises(WireError, match="bad frame magic"):
-        recv_frame(b)
-    send_frame(a, {"type": "x"}, b"123456")
+    ctx = zmq.Context()
+    a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    a.bind("inproc://wire")
+    b.connect("inproc://wire")
+    send_msg(a, {"type": "x", "n": 3}, b"payload")
+    assert recv_msg(b) == ({"type": "x", "n": 3}, b"payload")
+    a.send_multipart([b'{"type": "x"}', b"1", b"2"])             # not a robot_rl peer's message
+    with pytest.raises(WireError, match="at most one payload frame, got 3 frames"):
+        recv_msg(b)
+    send_msg(a, {"type": "x"}, b"123456")
     with pytest.raises(WireError, match="too large"):
-        recv_frame(b, max_payload=4)
+        recv_msg(b, max_payload=4)
     a.close()
     b.close()
+    ctx.term()
     check_bind("127.0.0.1", "")
     with pytest.raises(ConfigError, match="token"):
         check_bind("0.0.0.0", "")
