@@ -9,8 +9,8 @@ from robot_rl.data.store import ATTR, EpisodeStore
 
 
 def recover(store: EpisodeStore, discard: bool = False) -> dict:
-    """Commit what was flushed of the interrupted episode (marked source='recovered', success
-    unknown), or drop it with discard=True. Returns a summary dict; a store without an interrupted
+    """Commit what was flushed of the interrupted episode (marked source='recovered'; success as
+    journaled, i.e. unknown unless the operator labelled it before the crash), or drop it with discard=True. Returns a summary dict; a store without an interrupted
     episode is left unchanged."""
     from robot_rl.data.writer import write_episode_index
 
@@ -44,7 +44,7 @@ def recover(store: EpisodeStore, discard: bool = False) -> dict:
         return {"action": "discarded", "rows": rows}
     meta = dict(journal["meta"])
     meta["extra"] = dict(meta.get("extra") or {}) | {"recovered_from_source": meta.get("source")}
-    meta.update(source="recovered", success=None)
+    meta.update(source="recovered", success=meta.get("success"))
     meta["duration_s"] = max(t1 for _, t1 in times.values()) - min(t0 for t0, _ in times.values())
     index = write_episode_index(store, store.n_episodes, meta, ends)
     return {"action": "committed", "episode": index, "rows": {n: ends[n] - int(start_rows.get(n, 0)) for n in ends}}

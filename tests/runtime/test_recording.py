@@ -19,6 +19,7 @@ STREAMS = {
     "cam_rgb": {"topic": "/cam/image", "kind": "image", "dtype": "uint8", "shape": [8, 8, 3],
                 "rate_hz": 30.0, "codec": "png", "interp": "hold"},
 }
+STREAMS = {name: entry | {"required": False} for name, entry in STREAMS.items()}  # refusal: its own test
 
 
 class FakeClock:
@@ -138,7 +139,7 @@ def test_commands_in_the_wrong_state_fail_with_a_reason(session, transport):
 def test_an_episode_without_samples_is_discarded_not_saved(session, transport, tmp_path):
     call(transport, "start")
     reply = call(transport, "stop_and_save")
-    assert not reply.success and "no samples arrived on" in reply.message and "/arm/joint_states" in reply.message
+    assert not reply.success and "no samples stored on" in reply.message and "/arm/joint_states" in reply.message
     assert session.status()["episodes_discarded"] == 1
 
 
@@ -243,7 +244,8 @@ def test_the_shipped_recorder_parameter_file_maps_valid_streams():
     params = load_yaml(config_dir() / "ros" / "recorder.yaml")["recorder"]["ros__parameters"]
     routes = routes_from_config(params["streams"])
     assert params["index_stream"] in {r.spec.name for r in routes}
-    assert {r.topic_decl.qos.reliable for r in routes if r.kind == "image"} == {False}
+    # large frames need reliable delivery (best effort loses a whole frame with any fragment), queued for 1 s
+    assert {(r.topic_decl.qos.reliable, r.topic_decl.qos.depth) for r in routes if r.kind == "image"} == {(True, 30)}
 
 
 def test_gaps_in_timestamps_are_reported_as_missing_samples(session, transport, clock, tmp_path):
