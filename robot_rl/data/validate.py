@@ -79,6 +79,18 @@ def _check_stream(store: EpisodeStore, name: str, decode: bool) -> list[Problem]
     return problems
 
 
+def losses(meta) -> dict:
+    """What an episode's recorder counted as lost (non-zero only): `missing` (never arrived, from gaps in
+    the stamps at the nominal rate), `rejected` (arrived but not stored: NaN, bad stamp or shape),
+    `dropped` (write queue full). Empty for a complete episode."""
+    meta = meta if isinstance(meta, dict) else meta.to_dict()
+    extra = meta.get("extra") or {}
+    found = {"missing": {k: v for k, v in (extra.get("missing") or {}).items() if v},
+             "rejected": {k: v for k, v in (extra.get("rejected") or {}).items() if v},
+             "dropped": {k: v for k, v in (meta.get("dropped") or {}).items() if v}}
+    return {k: v for k, v in found.items() if v}
+
+
 def validate(path, decode: bool = True) -> list[Problem]:
     """All problems found in the store at `path` (empty list: valid). decode=False skips decoding
     every value chunk (fast check of index, timestamps and chunk presence only)."""
@@ -97,9 +109,14 @@ def validate(path, decode: bool = True) -> list[Problem]:
         return problems
     for i in range(n):
         try:
-            store.episode_meta(i)
+            meta = store.episode_meta(i)
         except StoreError as e:
             problems.append(Problem(f"meta/episode_info[{i}]", str(e)))
+            continue
+        lost = losses(meta)
+        if lost:
+            problems.append(Problem(f"meta/episode_info[{i}]", "samples lost while recording: " + "; ".join(
+                f"{what} {counts}" for what, counts in lost.items())))
     for name in store.streams:
         try:
             problems += _check_stream(store, name, decode)

@@ -92,7 +92,13 @@ class RecorderNode(LifecycleNode):
                               f"parameters are {sorted(DEFAULTS)} and streams.<name>.<key>")
 
     def _log(self, level: str, message: str) -> None:
-        getattr(self.get_logger(), {"warn": "warning"}.get(level, level))(message)
+        # one call site per severity: rclpy refuses a call site whose severity changes between calls
+        if level == "info":
+            self.get_logger().info(message)
+        elif level == "warn":
+            self.get_logger().warning(message)
+        else:
+            self.get_logger().error(message)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -171,12 +177,13 @@ class RecorderNode(LifecycleNode):
                 continue
             qos = route.qos(self._offered_reliable(topic))
             if qos.reliable != self._reliable.get(topic):
-                name = session.topic_names[topic]
-                level = "warning" if not qos.reliable and route.kind == "image" else "info"
-                getattr(self.get_logger(), level)(
-                    f"topic {name}: publishers offer {'reliable' if qos.reliable else 'best effort'} delivery; "
-                    f"resubscribing to match (streams.{route.spec.name}.reliability: auto)"
-                    + ("; best effort loses whole large frames, losses are counted as missing" if level == "warning" else ""))
+                lossy = not qos.reliable and route.kind == "image"
+                self._log("warn" if lossy else "info",
+                          f"topic {session.topic_names[topic]}: publishers offer "
+                          f"{'reliable' if qos.reliable else 'best effort'} delivery; resubscribing to match "
+                          f"(streams.{route.spec.name}.reliability: auto)"
+                          + ("; best effort loses a whole large frame with any fragment: losses are counted as "
+                             "missing, a reliable publisher avoids them" if lossy else ""))
                 session.subscribe(topic, qos)
                 self._reliable[topic] = qos.reliable
         session.tick()
