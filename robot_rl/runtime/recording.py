@@ -12,8 +12,9 @@ During `resetting` (the operator puts the scene back) samples are ignored and `s
 started (in flight when `start` came) are ignored and counted as `early`.
 
 Nothing is lost or refused silently. Per stream of the open episode the session counts samples
-stored, `dropped` (write queue full), `rejected` by reason (`stamp`: header stamp further than
-`max_stamp_skew_s` from the recorder's clock, e.g. unset or a camera clock that is off; `nonfinite`:
+stored, `dropped` (write queue full), `rejected` by reason (`clock`: header stamp further than
+`max_stamp_skew_s` from the recorder's clock, e.g. a camera clock that is off; `unstamped`: days off,
+a stamp never set; `nonfinite`:
 NaN/inf values; `shape`, `field`, `time`: not the configured stream), and `missing`: samples the
 stream's nominal rate says were sent but never arrived, expected = round(span of stamps * rate_hz) + 1,
 so publisher jitter is not counted as loss. The first rejection of each reason is logged at once,
@@ -241,7 +242,7 @@ class SessionConfig:
     """Episode metadata and timing. max_episode_s: an episode longer than this is saved
     automatically (0: no limit); reset_s: pause after each episode; auto_start: start the next
     episode when the pause ends; max_stamp_skew_s: a routed sample whose stamp is further than this
-    from the session clock when it arrives is rejected (`stamp`); extra: added to every episode's
+    from the session clock when it arrives is rejected (`clock`, `unstamped`); extra: added to every episode's
     metadata (`extra`)."""
 
     task: str = ""
@@ -251,7 +252,7 @@ class SessionConfig:
     max_episode_s: float = 0.0
     reset_s: float = 0.0
     auto_start: bool = False
-    max_stamp_skew_s: float = 1.0
+    max_stamp_skew_s: float = 1.5  # > QUEUE_S: a sample may wait that long in a full subscription queue
     extra: Mapping[str, Any] = field(default_factory=dict)  # into each episode's meta.extra
 
     def __post_init__(self) -> None:
@@ -264,6 +265,7 @@ class SessionConfig:
         EpisodeMeta(source=self.source)  # validates the source name
 
 
+UNSTAMPED_S = 86400.0     # a stamp this far from the clock was never set
 JOURNAL_PERIOD_S = 1.0  # counters reach the open episode's journal at most this often (labels at once)
 
 
@@ -369,11 +371,13 @@ class RecordingSession:
             routes = self._by_topic.get(topic, ())
             skew = sample.t - self.clock()
             if abs(skew) > self.config.max_stamp_skew_s:
-                hint = " (header.stamp unset?)" if abs(skew) > 1e6 else " (is the publisher's clock synchronised?)"
+                # days off is no clock offset but a stamp never set (0, i.e. 1970)
+                reason, hint = ("unstamped", "header.stamp unset?") if abs(skew) > UNSTAMPED_S else \
+                    ("clock", "is the publisher's clock synchronised?")
                 for route in routes:
-                    self._reject(route.spec.name, "stamp", f"topic {self.topic_names.get(topic, topic)}: stamp "
+                    self._reject(route.spec.name, reason, f"topic {self.topic_names.get(topic, topic)}: stamp "
                                  f"{abs(skew):.3f} s {'ahead of' if skew > 0 else 'behind'} the recorder clock, more "
-                                 f"than max_stamp_skew_s={self.config.max_stamp_skew_s}{hint}")
+                                 f"than max_stamp_skew_s={self.config.max_stamp_skew_s} ({hint})")
                 return
             if sample.t < self._t_start:
                 self._early += 1
@@ -415,8 +419,7 @@ class RecordingSession:
             text = str(e)
             reason = "shape" if "shape" in text or "dtype" in text else "time" if "timestamp" in text else "store"
             if reason == "shape":
-                text += f" (stream {name} is configured as {spec.dtype} {list(spec.shape)}: set its shape, or " \
-                        f"its `camera`, to what the publisher sends)" if spec is not None else ""
+                text += " (set the stream's shape, or its `camera`, to what the publisher sends)"
             self._reject(name, reason, f"{where}: {text}")
             return False
         counts = self._samples if ok else self._dropped
@@ -441,7 +444,7 @@ class RecordingSession:
         self._rejected[stream] = self._rejected.get(stream, 0) + 1
         reasons = self._reasons.setdefault(stream, {})
         reasons[reason] = reasons.get(reason, 0) + 1
-        self._last_error = message
+        self._last_error = self._last_reject[stream] = message
         if reasons[reason] == 1:  # the first of each kind at once; the counts when the episode ends
             self.log("warn", f"episode {self._episode_index()}: stream {stream} rejects {message} (counted in "
                              f"rejected.{stream}.{reason}; all counts at the end of the episode)")
@@ -557,6 +560,7 @@ class RecordingSession:
         self._dropped = {n: 0 for n in names}
         self._rejected = {n: 0 for n in names}
         self._reasons: dict[str, dict[str, int]] = {}
+        self._last_reject: dict[str, str] = {}
         self._missing = {n: 0 for n in names}
         self._arrivals: dict[str, int] = {}
         self._t_first: dict[str, float] = {}
@@ -629,7 +633,7 @@ class RecordingSession:
         index = self._episode_index()
         self._report(index)
         if not any(self._samples.values()):
-            rejected = f"; rejected {dict(self._reasons)} (last: {self._last_error})" if self._reasons else ""
+            rejected = f"; rejected {self._reasons} (last: {self._last_error})" if self._reasons else ""
             self._drop()
             sources = f"on {sorted(self.topic_names.values())}" if self._by_topic else "from its source"
             self._last_error = f"episode {index}: no samples stored {sources}{rejected}; discarded"
@@ -637,9 +641,10 @@ class RecordingSession:
             return self._reply(False, self._last_error)
         absent = [r for r in self._all_routes() if r.required and not self._samples.get(r.spec.name)]
         if absent:
-            detail = ", ".join(f"{r.spec.name} ({self.topic_names.get(r.topic, r.topic)}: "
-                               f"{self._rejected.get(r.spec.name, 0)} rejected {self._reasons.get(r.spec.name, {})})"
-                               for r in absent)
+            detail = "; ".join(f"{r.spec.name} ({self.topic_names.get(r.topic, r.topic)}: "
+                               f"{self._rejected.get(r.spec.name, 0)} rejected {self._reasons.get(r.spec.name, {})}"
+                               + (f", last: {self._last_reject[r.spec.name]}" if r.spec.name in self._last_reject else "")
+                               + ")" for r in absent)
             self._drop()
             self._last_error = (f"episode {index}: required stream(s) without a sample: {detail}; discarded "
                                 f"(set streams.<name>.required:=false for a stream that may be absent)")

@@ -251,6 +251,16 @@ def test_the_shipped_recorder_parameter_file_maps_valid_streams():
     assert {(r.topic_decl.qos.reliable, r.topic_decl.qos.depth) for r in routes if r.kind == "image"} == {(True, 30)}
 
 
+def test_the_shipped_camera_and_recorder_configs_agree_on_the_real_rig():
+    cameras = load_rig("franka_fr3").cameras
+    for node, section in load_yaml(config_dir() / "ros" / "camera.yaml").items():
+        args, camera = section["ros__parameters"]["device_args"], section["ros__parameters"]["camera"]
+        assert (args["width"], args["height"], args["fps"]) == tuple(cameras[camera][k] for k in ("width", "height", "fps")), node
+    params = load_yaml(config_dir() / "ros" / "recorder.yaml")["recorder"]["ros__parameters"]
+    shapes = {r.spec.name: r.spec.shape for r in routes_from_config(params["streams"], cameras=cameras) if r.kind == "image"}
+    assert shapes == {"cam_front_rgb": (480, 640, 3), "cam_wrist_rgb": (480, 640, 3)}
+
+
 def test_gaps_in_timestamps_are_reported_as_missing_samples(session, transport, clock, tmp_path):
     call(transport, "start")
     ts = [clock.t + 0.01 * i for i in (1, 2, 3, 7, 8)]  # 100 Hz stream, samples 4, 5, 6 never arrived
