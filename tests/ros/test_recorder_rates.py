@@ -6,9 +6,9 @@ missing a required stream is refused; typos and runtime parameter changes are re
 the operator's label survives into the recovered episode."""
 
 import json
+import multiprocessing
 import os
 import signal
-import threading
 import time
 
 import numpy as np
@@ -57,6 +57,18 @@ class Recorder:
     def trigger(self, name: str):
         return self.graph.call(Trigger, f"/recorder/{name}")
 
+    def wait_accounted(self, sent: dict, what: str, quiet_s: float = 2.0, timeout_s: float = 30.0) -> dict:
+        """Wait until every sample sent (`{stream: n}`) is stored, rejected or reported missing, or until no
+        count has moved for `quiet_s` (samples lost after the last one received leave no gap to count)."""
+        progress = {"total": -1, "since": time.monotonic()}
+
+        def settled(s) -> bool:
+            counts = {k: s["samples"][k] + s["rejected"].get(k, 0) + s["missing"].get(k, 0) for k in sent}
+            if sum(counts.values()) != progress["total"]:
+                progress.update(total=sum(counts.values()), since=time.monotonic())
+            return all(counts[k] >= n for k, n in sent.items()) or time.monotonic() - progress["since"] > quiet_s
+        return self.wait_status(settled, what, timeout_s)
+
     def wait_status(self, predicate, what: str, timeout_s: float = 15.0) -> dict:
         try:
             return self.graph.spin_until(lambda: self.status is not None and predicate(self.status) and self.status,
@@ -66,57 +78,99 @@ class Recorder:
 
 
 class LabRig:
-    """The lab's drivers: plain rclpy publishers, paced on their own thread. Stamps follow each stream's
-    nominal schedule plus jitter (as a device clock would), the publish itself lands whenever the
-    thread gets the CPU. `sent[stream]` lists the stamps (ns) of every message published."""
+    """The lab's drivers: plain rclpy publishers in a process of their own (as a lab's driver nodes are,
+    so the test's executor never competes with them for one interpreter). Stamps follow each stream's
+    nominal schedule plus jitter (as a device clock would); each publish lands whenever the process gets
+    the CPU. After `wait()`, `sent[stream]` lists the stamps (ns) of every message published."""
 
-    def __init__(self, node, reliable: bool = True, jitter: float = 0.3, nan_every: int = 0) -> None:
-        qos = QoSProfile(depth=int(os.environ.get("PUBDEPTH", "10")), reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
-        self.node, self.jitter, self.nan_every = node, jitter, nan_every
-        self.pubs = {"joints": node.create_publisher(JointState, TOPICS["joints"], qos)}
-        self.frames = {}
-        for cam, level in (("cam_a", 60), ("cam_b", 180)):
-            self.pubs[cam] = node.create_publisher(Image, TOPICS[cam], qos)
-            self.frames[cam] = Image(height=480, width=640, encoding="rgb8", step=640 * 3,
-                                     data=np.full((480, 640, 3), level, np.uint8).tobytes())
-        self.sent = {k: [] for k in self.pubs}
-        self._stop = threading.Event()
-        self._thread = None
+    def __init__(self, seconds: float, streams=tuple(TOPICS), reliable: bool = True, jitter: float = 0.3,
+                 nan_every: int = 0) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.seconds, self.streams = seconds, list(streams)
+        self.ready, self.go, self.done, self.results = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
+        self.process = ctx.Process(target=lab_rig_main, daemon=True, args=(
+            self.streams, seconds, reliable, jitter, nan_every, self.ready, self.go, self.done, self.results))
+        self.process.start()
+        self.sent: dict[str, list[int]] = {}
 
-    def matched(self, streams=None) -> bool:
-        return all(self.pubs[s].get_subscription_count() > 0 for s in streams or self.pubs)
+    def matched(self) -> bool:
+        """Every publisher has matched a subscription (the recorder's)."""
+        return self.ready.is_set()
 
-    def run(self, seconds: float, streams=None) -> None:
-        self._thread = threading.Thread(target=self._run, args=(seconds, list(streams or self.pubs)), daemon=True)
-        self._thread.start()
+    def run_and_wait(self, graph) -> dict:
+        """Publish for `seconds` (spinning the test's graph meanwhile); the stamps sent per stream."""
+        self.go.set()
+        graph.spin_until(lambda: not self.results.empty(), self.seconds + 20, "the lab rig's publishing")
+        self.sent = self.results.get()
+        return self.sent
 
-    def join(self) -> None:
-        self._thread.join(30)
+    def close(self) -> None:
+        """End the rig's process (it stays up after publishing, as a driver would, so its reliable
+        writers can still deliver what a starved recorder has not acknowledged yet)."""
+        self.done.set()
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
 
-    def _run(self, seconds: float, streams) -> None:
-        rng = np.random.default_rng(1)
-        t0 = self.node.get_clock().now().nanoseconds + 20_000_000
-        due = {s: 0 for s in streams}     # index of the next message per stream
-        start = time.monotonic()
-        while time.monotonic() - start < seconds:
-            for s in streams:
-                period_ns = 1e9 / HZ[s]
-                while t0 + due[s] * period_ns <= self.node.get_clock().now().nanoseconds:
-                    stamp = int(t0 + (due[s] + rng.uniform(-self.jitter, self.jitter)) * period_ns)
-                    self._publish(s, stamp, due[s])
-                    due[s] += 1
-            time.sleep(0.0005)
 
-    def _publish(self, stream: str, stamp_ns: int, i: int) -> None:
-        stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-        if stream == "joints":
-            bad = self.nan_every and i % self.nan_every == 0
-            msg = JointState(name=JOINTS, position=[float("nan") if bad else 0.001 * i] * 7)
-        else:
-            msg = self.frames[stream]
-        msg.header.stamp = stamp
-        self.pubs[stream].publish(msg)
-        self.sent[stream].append(stamp_ns)
+def lab_rig_main(streams, seconds, reliable, jitter, nan_every, ready, go, done, results) -> None:
+    """The rig process: publishers, wait for the recorder to match them, then publish for `seconds`."""
+    import rclpy
+
+    rclpy.init()
+    node = rclpy.create_node("lab_rig")
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+    pubs, frames = {}, {}
+    for s in streams:
+        pubs[s] = node.create_publisher(JointState if s == "joints" else Image, TOPICS[s], qos)
+        if s != "joints":
+            frames[s] = Image(height=480, width=640, encoding="rgb8", step=640 * 3,
+                              data=np.full((480, 640, 3), LEVEL[s], np.uint8).tobytes())
+    while not all(p.get_subscription_count() > 0 for p in pubs.values()):
+        time.sleep(0.01)
+    ready.set()
+    go.wait(120)
+    rng, sent = np.random.default_rng(1), {s: [] for s in streams}
+    t0 = node.get_clock().now().nanoseconds + 20_000_000
+    due = dict.fromkeys(streams, 0)     # index of the next message per stream
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for s in streams:
+            period_ns = 1e9 / HZ[s]
+            while t0 + due[s] * period_ns <= node.get_clock().now().nanoseconds:
+                i, stamp_ns = due[s], int(t0 + (due[s] + rng.uniform(-jitter, jitter)) * period_ns)
+                if s == "joints":
+                    msg = JointState(name=JOINTS, position=[float("nan") if nan_every and i % nan_every == 0
+                                                            else 0.001 * i] * 7)
+                else:
+                    msg = frames[s]
+                msg.header.stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+                pubs[s].publish(msg)
+                sent[s].append(stamp_ns)
+                due[s] += 1
+        time.sleep(0.0005)
+    results.put(sent)
+    done.wait(120)
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+LEVEL = {"cam_a": 60, "cam_b": 180}
+
+
+@pytest.fixture
+def lab_rig():
+    """lab_rig(seconds, ...) -> LabRig, killed at teardown if still running."""
+    rigs = []
+
+    def start(*args, **kwargs) -> LabRig:
+        rigs.append(LabRig(*args, **kwargs))
+        return rigs[-1]
+
+    yield start
+    for rig in rigs:
+        rig.close()
 
 
 STREAM_OF = {"joints": "joint_pos", "cam_a": "cam_a", "cam_b": "cam_b"}
@@ -145,22 +199,18 @@ def check_losses(ep, sent_ns: dict) -> dict:
 
 
 def test_two_640x480_cameras_at_30_hz_and_500_hz_joints_are_recorded_or_their_gaps_reported(
-        graph, node_process, tmp_path):
+        graph, node_process, lab_rig, tmp_path):
     store = tmp_path / "lab.zarr"
     rec = Recorder(graph, node_process("recorder_node", recorder_params(tmp_path / "rec.yaml", store) +
-                                       ["-p", "autostart:=true"] + os.environ.get("XARGS", "").split()))
-    rig = LabRig(graph.node)
+                                       ["-p", "autostart:=true"]))
+    rig = lab_rig(4.0)
     rec.wait_status(lambda s: s["state"] == "idle", "recorder active", timeout_s=20)
-    graph.spin_until(rig.matched, 10, "recorder subscribed to every lab topic")
+    graph.spin_until(rig.matched, 20, "recorder subscribed to every lab topic")
 
     assert rec.trigger("start").success
     cpu0, t0 = cpu_s(rec.process.proc.pid), time.monotonic()
-    rig.run(4.0)
-    graph.spin_until(lambda: not rig._thread.is_alive(), 20, "the lab rig published for 4 s")
-    sent = {STREAM_OF[k]: len(v) for k, v in rig.sent.items()}
-    # wait until all but the last few samples sent are stored or reported missing, then save
-    status = rec.wait_status(lambda s: all(s["samples"][k] + s["missing"].get(k, 0) >= n - 2 for k, n in sent.items()),
-                             f"all of {sent} stored or reported missing", timeout_s=15)
+    sent = {STREAM_OF[k]: len(v) for k, v in rig.run_and_wait(graph).items()}
+    status = rec.wait_accounted(sent, f"all of {sent} stored or reported missing")
     cpu = (cpu_s(rec.process.proc.pid) - cpu0) / (time.monotonic() - t0)
     reply = rec.trigger("stop_and_save")
     assert reply.success, reply.message
@@ -177,57 +227,51 @@ def test_two_640x480_cameras_at_30_hz_and_500_hz_joints_are_recorded_or_their_ga
     assert ep.read("cam_b")[0][-1].mean() == pytest.approx(180, abs=2)     # the frame itself, jpeg-decoded
 
 
-def test_best_effort_publishers_are_matched_and_their_losses_reported(graph, node_process, tmp_path):
+def test_best_effort_publishers_are_matched_and_their_losses_reported(graph, node_process, lab_rig, tmp_path):
     store = tmp_path / "lab.zarr"
     rec = Recorder(graph, node_process("recorder_node", recorder_params(tmp_path / "rec.yaml", store) +
                                        ["-p", "autostart:=true", "-p", "streams.cam_b.required:=false"]))
     rec.wait_status(lambda s: s["state"] == "idle", "recorder active", timeout_s=20)
-    rig = LabRig(graph.node, reliable=False)   # publishers appear after the recorder subscribed (reliable)
-    graph.spin_until(lambda: rig.matched(["joints", "cam_a"]), 10,
-                     "the recorder re-subscribed best effort to match the lab's publishers")
+    rig = lab_rig(3.0, ["joints", "cam_a"], reliable=False)   # appear after the recorder subscribed (reliable)
+    graph.spin_until(rig.matched, 20, "the recorder re-subscribed best effort to match the lab's publishers")
 
     assert rec.trigger("start").success
-    rig.run(3.0, ["joints", "cam_a"])
-    graph.spin_until(lambda: not rig._thread.is_alive(), 20, "the lab rig published for 3 s")
-    n = {"joint_pos": len(rig.sent["joints"]), "cam_a": len(rig.sent["cam_a"])}
-    # best effort: a lost sample never comes; give the rest time to arrive (a status after the last one)
-    last = rig.sent["joints"][-1]
-    rec.wait_status(lambda s: s["samples"]["joint_pos"] + s["missing"].get("joint_pos", 0) >= n["joint_pos"] - 2
-                    or graph.node.get_clock().now().nanoseconds > last + 3e9, "the last joint states")
+    sent = rig.run_and_wait(graph)
+    n = {STREAM_OF[k]: len(v) for k, v in sent.items()}
+    rec.wait_accounted(n, f"all of {n} stored or reported missing")
     reply = rec.trigger("stop_and_save")
     assert reply.success, reply.message
     rec.wait_status(lambda s: s["episodes_saved"] == 1, "episode saved")
     ep = EpisodeStore.open(store).episode(0)
-    rows = check_losses(ep, {k: rig.sent[k] for k in ("joints", "cam_a")})
+    rows = check_losses(ep, sent)
     print(f"\nbest effort, 640x480 @ 30 Hz + JointState @ 500 Hz, 3 s: {rows}")
     assert all(r["stored"] > 0 for r in rows.values()), rows
     assert "best effort" in rec.process.log() and TOPICS["cam_a"] in rec.process.log()
 
 
-def test_nan_joint_states_are_rejected_and_an_episode_missing_a_camera_is_refused(graph, node_process, tmp_path):
+def test_nan_joint_states_are_rejected_and_an_episode_missing_a_camera_is_refused(
+        graph, node_process, lab_rig, tmp_path):
     store = tmp_path / "lab.zarr"
     rec = Recorder(graph, node_process("recorder_node", recorder_params(tmp_path / "rec.yaml", store) +
                                        ["-p", "autostart:=true"]))
-    rig = LabRig(graph.node, nan_every=5)
     rec.wait_status(lambda s: s["state"] == "idle", "recorder active", timeout_s=20)
-    graph.spin_until(rig.matched, 10, "recorder subscribed")
 
-    assert rec.trigger("start").success      # cam_b is unplugged in this episode
-    rig.run(1.0, ["joints", "cam_a"])
-    graph.spin_until(lambda: not rig._thread.is_alive(), 20, "published for 1 s")
-    rec.wait_status(lambda s: s["samples"]["cam_a"] >= len(rig.sent["cam_a"]), "cam_a frames stored")
+    rig = lab_rig(1.0, ["joints", "cam_a"])      # cam_b is unplugged in this episode
+    graph.spin_until(rig.matched, 20, "recorder subscribed")
+    assert rec.trigger("start").success
+    sent = rig.run_and_wait(graph)
+    rec.wait_accounted({"cam_a": len(sent["cam_a"])}, "cam_a frames stored")
     reply = rec.trigger("stop_and_save")
     assert not reply.success and "cam_b" in reply.message and TOPICS["cam_b"] in reply.message, reply.message
-    rec.wait_status(lambda s: s["episodes_discarded"] == 1, "episode refused")
+    rec.wait_status(lambda s: s["episodes_discarded"] == 1 and s["state"] == "idle", "episode refused")
+    rig.close()
 
-    rec.wait_status(lambda s: s["state"] == "idle", "idle again")
-    rig.sent = {k: [] for k in rig.sent}
+    rig = lab_rig(1.0, nan_every=5)
+    graph.spin_until(rig.matched, 20, "recorder subscribed")
     assert rec.trigger("start").success
-    rig.run(1.0)
-    graph.spin_until(lambda: not rig._thread.is_alive(), 20, "published for 1 s")
-    sent, nan = len(rig.sent["joints"]), sum(1 for i in range(len(rig.sent["joints"])) if i % 5 == 0)
-    rec.wait_status(lambda s: s["samples"]["joint_pos"] + s["rejected"].get("joint_pos", 0) +
-                    s["missing"].get("joint_pos", 0) >= sent - 2, "every joint state stored, rejected or missing")
+    sent = rig.run_and_wait(graph)
+    n, nan = len(sent["joints"]), sum(1 for i in range(len(sent["joints"])) if i % 5 == 0)
+    rec.wait_accounted({"joint_pos": n}, "every joint state stored, rejected or missing")
     assert rec.trigger("stop_and_save").success
     rec.wait_status(lambda s: s["episodes_saved"] == 1, "episode saved")
 
@@ -235,7 +279,7 @@ def test_nan_joint_states_are_rejected_and_an_episode_missing_a_camera_is_refuse
     stored, missing = ep.length("joint_pos"), ep.meta["extra"]["missing"].get("joint_pos", 0)
     rejected = ep.meta["extra"]["rejected"]["joint_pos"]["nonfinite"]
     assert ep.meta["extra"]["rejected"] == {"joint_pos": {"nonfinite": rejected}}
-    assert nan - missing - 2 <= rejected <= nan and stored <= sent - nan   # every NaN that arrived was rejected
+    assert nan - missing - 2 <= rejected <= nan and stored <= n - nan   # every NaN that arrived was rejected
     assert np.isfinite(ep.read("joint_pos")[0]).all()
     log = rec.process.log()
     # the topic as the graph knows it (remapped), with the counts
@@ -273,16 +317,15 @@ def test_typo_and_runtime_parameters_are_refused_with_the_name(graph, tmp_path, 
         node.destroy_node()
 
 
-def test_kill_9_then_recovery_keeps_the_operators_label_and_loss_counts(graph, node_process, tmp_path):
+def test_kill_9_then_recovery_keeps_the_operators_label_and_loss_counts(graph, node_process, lab_rig, tmp_path):
     store = tmp_path / "lab.zarr"
     args = recorder_params(tmp_path / "rec.yaml", store) + ["-p", "autostart:=true", "-p", "streams.cam_b.required:=false"]
     rec = Recorder(graph, node_process("recorder_node", args))
-    rig = LabRig(graph.node)
     rec.wait_status(lambda s: s["state"] == "idle", "recorder active", timeout_s=20)
-    graph.spin_until(lambda: rig.matched(["joints", "cam_a"]), 10, "recorder subscribed")
+    rig = lab_rig(1.0, ["joints", "cam_a"])
+    graph.spin_until(rig.matched, 20, "recorder subscribed")
     assert rec.trigger("start").success
-    rig.run(1.0, ["joints", "cam_a"])
-    graph.spin_until(lambda: not rig._thread.is_alive(), 20, "published for 1 s")
+    rig.run_and_wait(graph)
     rec.wait_status(lambda s: s["samples"]["joint_pos"] > 0, "joint states stored")
     assert rec.trigger("mark_failure").success
 
