@@ -12,15 +12,16 @@ During `resetting` (the operator puts the scene back) samples are ignored and `s
 started (in flight when `start` came) are ignored and counted as `early`.
 
 Nothing is lost or refused silently. Per stream of the open episode the session counts samples
-stored, `dropped` (write queue full), `rejected` by reason (`clock`: header stamp further than
-`max_stamp_skew_s` from the recorder's clock, e.g. a camera clock that is off; `unstamped`: days off,
-a stamp never set; `nonfinite`:
+stored, `dropped` (write queue full), `rejected` by reason (`clock`: header stamp more than
+`max_stamp_skew_s` ahead of the recorder's clock; `unstamped`: days off, a stamp never set; `nonfinite`:
 NaN/inf values; `shape`, `field`, `time`: not the configured stream), and `missing`: samples the
 stream's nominal rate says were sent but never arrived, expected = round(span of stamps * rate_hz) + 1,
 so publisher jitter is not counted as loss. The first rejection of each reason is logged at once,
 every count at the end of the episode, naming the topic. Counters and the operator's label are
 journaled into the open episode as they change, so a crashed recorder's episode keeps them. An
-episode in which a `required` stream got no sample is refused (discarded, the command fails). In-process sources (the twin,
+episode in which a `required` stream got no sample is refused (discarded, the command fails), and so is
+one where a stream's stamps were all more than `max_stamp_skew_s` behind the session clock on arrival
+(`min_lag_s`: a publisher clock that is off; a backlog in the queues raises only some lags, not the minimum). In-process sources (the twin,
 robot_rl.runtime.teleop_session) skip the routes and `append()` straight to a stream; `listeners` hear
 when an episode begins and ends, whichever command or timer caused it.
 
@@ -241,9 +242,9 @@ class State(str, enum.Enum):
 class SessionConfig:
     """Episode metadata and timing. max_episode_s: an episode longer than this is saved
     automatically (0: no limit); reset_s: pause after each episode; auto_start: start the next
-    episode when the pause ends; max_stamp_skew_s: a routed sample whose stamp is further than this
-    from the session clock when it arrives is rejected (`clock`, `unstamped`); extra: added to every episode's
-    metadata (`extra`)."""
+    episode when the pause ends; max_stamp_skew_s: a routed sample stamped further than this ahead of
+    the session clock is rejected (`clock`), an episode whose stream lagged behind it by more on every
+    sample is refused; extra: added to every episode's metadata (`extra`)."""
 
     task: str = ""
     rig: str = ""
@@ -252,7 +253,7 @@ class SessionConfig:
     max_episode_s: float = 0.0
     reset_s: float = 0.0
     auto_start: bool = False
-    max_stamp_skew_s: float = 1.5  # > QUEUE_S: a sample may wait that long in a full subscription queue
+    max_stamp_skew_s: float = 1.0
     extra: Mapping[str, Any] = field(default_factory=dict)  # into each episode's meta.extra
 
     def __post_init__(self) -> None:
@@ -369,16 +370,19 @@ class RecordingSession:
             if self._state is not State.RECORDING:
                 return
             routes = self._by_topic.get(topic, ())
-            skew = sample.t - self.clock()
-            if abs(skew) > self.config.max_stamp_skew_s:
-                # days off is no clock offset but a stamp never set (0, i.e. 1970)
-                reason, hint = ("unstamped", "header.stamp unset?") if abs(skew) > UNSTAMPED_S else \
+            lag = self.clock() - sample.t
+            if lag < -self.config.max_stamp_skew_s or lag > UNSTAMPED_S:
+                # from the future, or days old (a stamp never set): no queue delay explains either
+                reason, hint = ("unstamped", "header.stamp unset?") if abs(lag) > UNSTAMPED_S else \
                     ("clock", "is the publisher's clock synchronised?")
                 for route in routes:
                     self._reject(route.spec.name, reason, f"topic {self.topic_names.get(topic, topic)}: stamp "
-                                 f"{abs(skew):.3f} s {'ahead of' if skew > 0 else 'behind'} the recorder clock, more "
-                                 f"than max_stamp_skew_s={self.config.max_stamp_skew_s} ({hint})")
+                                 f"{abs(lag):.3f} s {'behind' if lag > 0 else 'ahead of'} the recorder clock ({hint})")
                 return
+            for route in routes:
+                # the smallest lag is the clock offset plus the fastest delivery; queueing only adds to it
+                name = route.spec.name
+                self._min_lag[name] = min(self._min_lag.get(name, math.inf), lag)
             if sample.t < self._t_start:
                 self._early += 1
                 return
@@ -481,6 +485,7 @@ class RecordingSession:
                 "rejected_why": {k: dict(v) for k, v in self._reasons.items() if v},
                 "missing": {k: v for k, v in self._missing.items() if v},
                 "early": self._early,
+                "min_lag_s": {k: round(v, 4) for k, v in self._min_lag.items()},
                 "last_error": self._last_error,
                 "store": str(self.writer.path),
             }
@@ -566,6 +571,7 @@ class RecordingSession:
         self._t_first: dict[str, float] = {}
         self._t_last: dict[str, float] = {}
         self._max_gap: dict[str, float] = {}
+        self._min_lag: dict[str, float] = {}
         self._early = 0
         self._journaled: dict = {}
         self._t_journal = -math.inf
@@ -596,6 +602,7 @@ class RecordingSession:
             "rejected": {k: dict(v) for k, v in self._reasons.items() if v},
             "early": self._early,
             "max_gap_s": {k: round(v, 6) for k, v in self._max_gap.items()},
+            "min_lag_s": {k: round(v, 6) for k, v in self._min_lag.items()},
         }
 
     def _journal(self, force: bool = False) -> None:
@@ -648,6 +655,17 @@ class RecordingSession:
             self._drop()
             self._last_error = (f"episode {index}: required stream(s) without a sample: {detail}; discarded "
                                 f"(set streams.<name>.required:=false for a stream that may be absent)")
+            self.log("error", self._last_error)
+            return self._reply(False, self._last_error)
+        behind = {n: lag for n, lag in self._min_lag.items() if lag > self.config.max_stamp_skew_s}
+        if behind:
+            topics = {r.spec.name: self.topic_names.get(r.topic, r.topic) for r in self._all_routes()}
+            detail = "; ".join(f"{n} ({topics.get(n, n)}): every stamp at least {lag:.3f} s behind, "
+                               f"{self._samples.get(n, 0)} samples" for n, lag in behind.items())
+            self._drop()
+            self._last_error = (f"episode {index}: stream clock(s) behind the recorder's by more than max_stamp_skew_s="
+                                f"{self.config.max_stamp_skew_s}: {detail}; discarded (stored, these samples would be "
+                                f"misaligned with the other streams: synchronise the publisher's clock)")
             self.log("error", self._last_error)
             return self._reply(False, self._last_error)
         counts = {k: v for k, v in self._samples.items()}

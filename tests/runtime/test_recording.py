@@ -360,7 +360,7 @@ def test_nonfinite_values_and_bad_stamps_are_rejected_counted_and_logged(tmp_pat
     nan = np.r_[np.nan, np.zeros(6)]
     for i in range(1, 11):
         session.on_sample("/arm/joint_states", joint_sample(clock.t + 0.01 * i, nan if i % 2 else None))
-    session.on_sample("/arm/joint_states", joint_sample(clock.t - 2.0))     # a camera-like clock 2 s behind
+    session.on_sample("/arm/joint_states", joint_sample(clock.t + 2.0))     # from the future
     session.on_sample("/arm/joint_states", joint_sample(-1.7e9))            # header.stamp never set
     status = session.status()
     assert status["samples"]["joint_pos"] == 5 and status["early"] == 0
@@ -368,13 +368,41 @@ def test_nonfinite_values_and_bad_stamps_are_rejected_counted_and_logged(tmp_pat
     assert status["rejected_why"]["joint_vel"] == {"clock": 1, "unstamped": 1}   # its values were finite
     warnings = [r.getMessage() for r in caplog.records]
     assert any("joint_pos" in w and "NaN" in w and "/arm/joint_states" in w for w in warnings), warnings
-    assert any("2.000 s behind" in w for w in warnings) and any("header.stamp unset" in w for w in warnings)
+    assert any("2.000 s ahead of" in w for w in warnings) and any("header.stamp unset" in w for w in warnings)
     assert session.stop_and_save().success
     session.wait_saved()
     ep = EpisodeStore.open(tmp_path / "demo.zarr").episode(0)
     assert ep.meta["extra"]["rejected"]["joint_pos"] == {"nonfinite": 5, "clock": 1, "unstamped": 1}
     assert np.isfinite(ep.read("joint_pos")[0]).all() and ep.length("joint_pos") == 5
     assert any("stream joint_pos: 5 stored" in r.getMessage() and "rejected" in r.getMessage() for r in caplog.records)
+
+
+def test_a_publisher_clock_behind_the_recorder_is_refused_not_stored_misaligned(tmp_path, clock, caplog):
+    caplog.set_level("INFO")
+    session = make_session(tmp_path, clock)
+    session.start()
+    for i in range(1, 301):                      # 3 s of a 100 Hz stream whose clock is 2 s behind
+        clock.t += 0.01
+        session.on_sample("/arm/joint_states", joint_sample(clock.t - 2.0 + 0.001))
+    status = session.status()
+    assert status["early"] == 199 and status["samples"]["joint_pos"] == 101   # in-flight-looking, then stored
+    assert status["min_lag_s"]["joint_pos"] == pytest.approx(1.999)
+    reply = session.stop_and_save()
+    assert not reply.success and "joint_pos (/arm/joint_states): every stamp at least 1.999 s behind" in reply.message
+    assert any("199 samples stamped before the start" in r.getMessage() for r in caplog.records)
+    session.close()
+    assert len(EpisodeStore.open(tmp_path / "demo.zarr")) == 0
+
+
+def test_a_backlog_in_the_queues_is_not_taken_for_a_clock_offset(session, clock, tmp_path):
+    session.start()
+    for i in range(1, 101):
+        clock.t += 0.01
+        # the first samples arrive at once, the rest after a 3 s stall of the executor
+        session.on_sample("/arm/joint_states", joint_sample(clock.t - 0.001 - (3.0 if i > 10 else 0.0)))
+        if i == 10:
+            clock.t += 3.0
+    assert session.stop_and_save().success
 
 
 def test_an_episode_missing_a_required_stream_is_refused(tmp_path, clock):

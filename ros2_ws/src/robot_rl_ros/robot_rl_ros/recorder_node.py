@@ -48,7 +48,7 @@ DEFAULTS = {
     "reset_s": 0.0,
     "auto_start": False,
     "status_period_s": 0.5,
-    "max_stamp_skew_s": 1.5,
+    "max_stamp_skew_s": 1.0,
     "on_interrupted": "commit",
     "autostart": False,
 }
