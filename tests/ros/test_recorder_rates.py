@@ -136,9 +136,10 @@ def lab_rig_main(streams, seconds, reliable, jitter, nan_every, ready, go, done,
     due = dict.fromkeys(streams, 0)     # index of the next message per stream
     end = time.monotonic() + seconds
     while time.monotonic() < end:
+        now_ns = node.get_clock().now().nanoseconds
         for s in streams:
             period_ns = 1e9 / HZ[s]
-            while t0 + due[s] * period_ns <= node.get_clock().now().nanoseconds:
+            while t0 + due[s] * period_ns <= now_ns:
                 i, stamp_ns = due[s], int(t0 + (due[s] + rng.uniform(-jitter, jitter)) * period_ns)
                 if s == "joints":
                     msg = JointState(name=JOINTS, position=[float("nan") if nan_every and i % nan_every == 0
@@ -149,7 +150,8 @@ def lab_rig_main(streams, seconds, reliable, jitter, nan_every, ready, go, done,
                 pubs[s].publish(msg)
                 sent[s].append(stamp_ns)
                 due[s] += 1
-        time.sleep(0.0005)
+        next_ns = min(t0 + due[s] * 1e9 / HZ[s] for s in streams)   # sleep until the next message is due
+        time.sleep(max(0.0, (next_ns - node.get_clock().now().nanoseconds) * 1e-9))
     results.put(sent)
     done.wait(120)
     node.destroy_node()
