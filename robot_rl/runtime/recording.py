@@ -49,7 +49,7 @@ from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
 from robot_rl.data.store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
-from robot_rl.runtime.transport import KINDS, STATUS, QoS, Reply, Sample, Topic, Transport
+from robot_rl.runtime.transport import KINDS, SENSOR_DATA, STATE, STATUS, QoS, Reply, Sample, Topic, Transport
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,9 @@ class Route:
 
     @property
     def topic_decl(self) -> Topic:
-        return Topic(self.topic, self.kind, self.qos())
+        """The topic as a consumer that wants the newest sample declares it (robot_rl_ros.policy_link):
+        images best effort, state reliable. The recorder subscribes with qos() instead."""
+        return Topic(self.topic, self.kind, SENSOR_DATA if self.kind == "image" else STATE)
 
 
 QUEUE_S = 1.0

@@ -248,7 +248,7 @@ def test_the_shipped_recorder_parameter_file_maps_valid_streams():
     routes = routes_from_config(params["streams"], cameras=load_rig(params["rig"]).cameras)
     assert params["index_stream"] in {r.spec.name for r in routes}
     # large frames need reliable delivery (best effort loses a whole frame with any fragment), queued for 1 s
-    assert {(r.topic_decl.qos.reliable, r.topic_decl.qos.depth) for r in routes if r.kind == "image"} == {(True, 30)}
+    assert {r.qos() for r in routes if r.kind == "image"} == {QoS(depth=30, reliable=True)}
 
 
 def test_the_shipped_camera_and_recorder_configs_agree_on_the_real_rig():
