@@ -14,7 +14,8 @@ started (in flight when `start` came) are ignored and counted as `early`.
 Nothing is lost or refused silently. Per stream of the open episode the session counts samples
 stored, `dropped` (write queue full), `rejected` by reason (`clock`: header stamp more than
 `max_stamp_skew_s` ahead of the recorder's clock; `unstamped`: days off, a stamp never set; `nonfinite`:
-NaN/inf values; `shape`, `field`, `time`: not the configured stream), and `missing`: samples the
+NaN/inf values; `shape`, `field`, `time`: not the configured stream; `convert`: not a valid message
+of its kind, reported by the transport), and `missing`: samples the
 stream's nominal rate says were sent but never arrived, expected = round(span of stamps * rate_hz) + 1,
 so publisher jitter is not counted as loss. The first rejection of each reason is logged at once,
 every count at the end of the episode, naming the topic. Counters and the operator's label are
@@ -398,6 +399,16 @@ class RecordingSession:
                                  f"{e.args[0]} (fields {sorted(sample.fields)})")
                     continue
                 self._append(name, value, sample.t, f"topic {self.topic_names.get(topic, topic)} field {'+'.join(route.fields)}")
+
+    def reject_unconverted(self, topic: str, count: int, message: str) -> None:
+        """`count` messages of `topic` the transport could not convert to samples (e.g. a JointState with
+        fewer names than positions): rejected (`convert`) for each of the topic's streams while recording."""
+        with self._lock:
+            if self._state is not State.RECORDING:
+                return
+            for route in self._by_topic.get(topic, ()):
+                for _ in range(count):
+                    self._reject(route.spec.name, "convert", f"topic {self.topic_names.get(topic, topic)}: {message}")
 
     def append(self, stream: str, value, t: float) -> bool:
         """One sample of `stream` from an in-process source (no route; `t` on the source's own clock, e.g.

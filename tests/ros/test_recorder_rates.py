@@ -274,19 +274,27 @@ def test_nan_joint_states_are_rejected_and_an_episode_missing_a_camera_is_refuse
     sent = rig.run_and_wait(graph)
     n, nan = len(sent["joints"]), sum(1 for i in range(len(sent["joints"])) if i % 5 == 0)
     rec.wait_accounted({"joint_pos": n}, "every joint state stored, rejected or missing")
+    # and three that are not JointStates of 7 joints at all (3 names for 2 positions)
+    bad = graph.node.create_publisher(JointState, TOPICS["joints"], 10)
+    graph.spin_until(lambda: bad.get_subscription_count() > 0, 10, "recorder subscribed to the test's publisher")
+    for _ in range(3):
+        bad.publish(JointState(name=JOINTS[:3], position=[0.0, 0.0]))
+    rec.wait_status(lambda s: s["rejected_why"].get("joint_pos", {}).get("convert") == 3, "malformed messages counted")
     assert rec.trigger("stop_and_save").success
     rec.wait_status(lambda s: s["episodes_saved"] == 1, "episode saved")
 
     ep = EpisodeStore.open(store).episode(0)
     stored, missing = ep.length("joint_pos"), ep.meta["extra"]["missing"].get("joint_pos", 0)
     rejected = ep.meta["extra"]["rejected"]["joint_pos"]["nonfinite"]
-    assert ep.meta["extra"]["rejected"] == {"joint_pos": {"nonfinite": rejected}}
+    assert ep.meta["extra"]["rejected"] == {"joint_pos": {"nonfinite": rejected, "convert": 3}}
     assert nan - missing - 2 <= rejected <= nan and stored <= n - nan   # every NaN that arrived was rejected
     assert np.isfinite(ep.read("joint_pos")[0]).all()
     log = rec.process.log()
     # the topic as the graph knows it (remapped), with the counts
     assert f"topic {TOPICS['joints']} stream joint_pos: {stored} stored, " in log, log[-3000:]
-    assert f"{rejected} rejected {{'nonfinite': {rejected}}}" in log and "/arm/joint_states" not in log
+    assert f"{rejected + 3} rejected {{'nonfinite': {rejected}, 'convert': 3}}" in log, log[-3000:]
+    assert f"TransportError: topic {TOPICS['joints']}: JointState has 3 names for 2 positions" in log
+    assert "/arm/joint_states" not in log
     problems = [str(p) for p in validate(store, decode=False)]
     assert any("joint_pos" in p and "nonfinite" in p for p in problems), problems
 

@@ -65,6 +65,7 @@ class RecorderNode(LifecycleNode):
         self.stamps: StampMapping | None = None
         self._timer = None
         self._reliable: dict[str, bool] = {}   # topic -> reliability of its subscription
+        self._errors: dict[str, int] = {}      # topic -> conversion errors of its subscription already counted
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def _param(self, name: str):
@@ -146,6 +147,7 @@ class RecorderNode(LifecycleNode):
         for topic in self.session.topic_names:
             self.session.topic_names[topic] = self.resolve_topic_name(topic)  # remapped: what the graph shows
         self._reliable.clear()
+        self._errors.clear()
         self.session.attach(self.transport, prefix="~/", qos=self._qos)
         self._timer = self.create_timer(float(self._param("status_period_s")), self._tick)
         self.get_logger().info("active: recording services up; subscriptions "
@@ -172,6 +174,11 @@ class RecorderNode(LifecycleNode):
         if session is None:
             return
         for topic, routes in session.topics.items():
+            sub = session.subscription(topic)
+            if sub is not None and sub.errors > self._errors.get(topic, 0):
+                # messages the transport could not convert (it logs them, throttled): counted in the episode
+                session.reject_unconverted(topic, sub.errors - self._errors.get(topic, 0), sub.last_error)
+                self._errors[topic] = sub.errors
             route = routes[0]
             if route.reliability != "auto":
                 continue
@@ -186,6 +193,7 @@ class RecorderNode(LifecycleNode):
                              "missing, a reliable publisher avoids them" if lossy else ""))
                 session.subscribe(topic, qos)
                 self._reliable[topic] = qos.reliable
+                self._errors[topic] = 0
         session.tick()
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
