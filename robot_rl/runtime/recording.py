@@ -15,14 +15,14 @@ Nothing is lost or refused silently. Per stream of the open episode the session 
 stored, `dropped` (write queue full), `rejected` by reason (`clock`: header stamp more than
 `max_stamp_skew_s` ahead of the recorder's clock; `unstamped`: days off, a stamp never set; `nonfinite`:
 NaN/inf values; `shape`, `field`, `time`: not the configured stream; `convert`: not a valid message
-of its kind, reported by the transport), and `missing`: samples the
-stream's nominal rate says were sent but never arrived, expected = round(span of stamps * rate_hz) + 1,
-so publisher jitter is not counted as loss. The first rejection of each reason is logged at once,
-every count at the end of the episode, naming the topic. Counters and the operator's label are
-journaled into the open episode as they change, so a crashed recorder's episode keeps them. An
-episode in which a `required` stream got no sample is refused (discarded, the command fails), and so is
-one where a stream's stamps were all more than `max_stamp_skew_s` behind the session clock on arrival
-(`min_lag_s`: a publisher clock that is off; a backlog in the queues raises only some lags, not the minimum). In-process sources (the twin,
+of its kind, reported by the transport), and `missing`: samples the stream's nominal rate says were
+sent but never arrived, expected = round(span of stamps * rate_hz) + 1, so publisher jitter is not
+counted as loss. The first rejection of each reason is logged at once, every count at the end of the
+episode, naming the topic. Counters and the operator's label are journaled into the open episode as
+they change, so a crashed recorder's episode keeps them. An episode in which a `required` stream got
+no sample is refused (discarded, the command fails), and so is one where a stream's stamps were all
+more than `max_stamp_skew_s` behind the session clock on arrival (`min_lag_s`: a publisher clock that
+is off; a backlog in the queues raises only some lags, not the minimum). In-process sources (the twin,
 robot_rl.runtime.teleop_session) skip the routes and `append()` straight to a stream; `listeners` hear
 when an episode begins and ends, whichever command or timer caused it.
 
@@ -448,7 +448,7 @@ class RecordingSession:
         expected = round((last - first stamp) * rate_hz) + 1 over the episode, so a late sample
         followed by an early one (jitter) costs nothing and only samples that never came count."""
         name = spec.name
-        first = self._t_first.setdefault(name, t)
+        first = self._t_first[name] = min(self._t_first.get(name, t), t)
         last = self._t_last.get(name)
         if last is not None and t > last:
             self._max_gap[name] = max(self._max_gap.get(name, 0.0), t - last)
