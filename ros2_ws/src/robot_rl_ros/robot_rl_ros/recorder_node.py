@@ -111,10 +111,15 @@ class RecorderNode(LifecycleNode):
             streams = nested(self, "streams")
             rig = str(self._param("rig"))
             cameras = None
-            if rig and any(isinstance(e, dict) and e.get("camera") for e in streams.values()):
+            by_camera = sorted(n for n, e in streams.items() if isinstance(e, dict) and e.get("camera"))
+            if rig and by_camera:
                 from robot_rl.control.rig import load_rig
 
-                cameras = load_rig(rig).cameras
+                try:
+                    cameras = load_rig(rig).cameras
+                except ConfigError as e:
+                    raise ConfigError(f"{self.get_name()}.rig: {rig!r} must name the rig file whose cameras give the "
+                                      f"resolution of streams {by_camera} ({e}); or give those streams a shape") from None
             routes = routes_from_config(streams, where=f"{self.get_name()}.streams", cameras=cameras, rig=rig)
             self.stamps = StampMapping.for_node(self)
             config = SessionConfig(
