@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from robot_rl.data.store import EpisodeStore, _is_url
+from robot_rl.data.validate import losses
 
 
 def size_on_disk(path) -> int:
@@ -48,6 +49,11 @@ def store_info(store: EpisodeStore) -> dict:
         "total_duration_s": float(np.sum(durations)),
         "mean_duration_s": float(np.mean(durations)) if durations else 0.0,
         "dropped_samples": int(sum(sum(m.get("dropped", {}).values()) for m in metas)),
+        "missing_samples": int(sum(sum((m.get("extra") or {}).get("missing", {}).values()) for m in metas)),
+        "rejected_samples": int(sum(sum(sum(r.values()) if isinstance(r, dict) else r
+                                        for r in ((m.get("extra") or {}).get("rejected") or {}).values())
+                                    for m in metas)),
+        "lossy_episodes": [i for i, m in enumerate(metas) if losses(m)],
         "interrupted_episode": bool(store.header.get("open_episode")),
         "size_bytes": size_on_disk(store.path),
         "streams": streams,
@@ -61,9 +67,15 @@ def format_info(info: dict) -> str:
         f"episodes    {info['episodes']}   (sources {info['sources']}, tasks {info['tasks']})",
         f"duration    {info['total_duration_s']:.1f} s total, {info['mean_duration_s']:.2f} s mean",
         f"success     {sr}",
-        f"dropped     {info['dropped_samples']} samples",
+        f"dropped     {info['dropped_samples']} samples (write queue full)",
+        f"missing     {info['missing_samples']} samples (sent but never arrived)",
+        f"rejected    {info['rejected_samples']} samples (NaN, bad stamp or shape)",
         f"size        {info['size_bytes'] / 1e6:.2f} MB",
     ]
+    if info["lossy_episodes"]:
+        shown = info["lossy_episodes"][:20]
+        lines.append(f"WARNING     {len(info['lossy_episodes'])} episode(s) lost samples: {shown}"
+                     f"{' ...' if len(shown) < len(info['lossy_episodes']) else ''} (`robot-rl data validate` lists them)")
     if info["interrupted_episode"]:
         lines.append("WARNING     an interrupted episode is pending: run `robot-rl data recover`")
     lines.append(f"{'stream':24s} {'dtype':8s} {'shape':16s} {'rate Hz':>8s} {'units':8s} {'codec':6s} {'samples':>10s}")

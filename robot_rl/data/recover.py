@@ -21,11 +21,11 @@ def flushed_end(journal: dict, flushed, start: int) -> int:
 
 
 def recover(store: EpisodeStore, discard: bool = False) -> dict:
-    """Commit what was flushed of the interrupted episode (marked source='recovered', success
-    unknown), or drop it with discard=True. An episode with no row of the index stream (e.g.
-    camera frames but no action) is dropped: training cannot use it and it would break the
-    diffusion_policy episode index. Returns a summary dict; a store without an interrupted episode
-    is left unchanged."""
+    """Commit what was flushed of the interrupted episode (marked source='recovered'; success as
+    journaled, i.e. unknown unless the operator labelled it before the crash), or drop it with
+    discard=True. An episode with no row of the index stream (e.g. camera frames but no action) is
+    dropped: training cannot use it and it would break the diffusion_policy episode index. Returns a
+    summary dict; a store without an interrupted episode is left unchanged."""
     from robot_rl.data.writer import write_episode_index
 
     if not store.writable:
@@ -65,7 +65,7 @@ def recover(store: EpisodeStore, discard: bool = False) -> dict:
         return {"action": "discarded", "reason": reason, "rows": rows}
     meta = dict(journal["meta"])
     meta["extra"] = dict(meta.get("extra") or {}) | {"recovered_from_source": meta.get("source")}
-    meta.update(source="recovered", success=None)
+    meta.update(source="recovered", success=meta.get("success"))
     meta["duration_s"] = max(t1 for _, t1 in times.values()) - min(t0 for t0, _ in times.values())
     index = write_episode_index(store, store.n_episodes, meta, ends)
     return {"action": "committed", "episode": index, "rows": rows}

@@ -103,6 +103,18 @@ def require_valid_values(store: EpisodeStore, streams, decode_streams=()) -> Non
         raise problems_error(store.path, problems)
 
 
+def losses(meta) -> dict:
+    """What an episode's recorder counted as lost (non-zero only): `missing` (never arrived, from gaps in
+    the stamps at the nominal rate), `rejected` (arrived but not stored: NaN, bad stamp or shape),
+    `dropped` (write queue full). Empty for a complete episode."""
+    meta = meta if isinstance(meta, dict) else meta.to_dict()
+    extra = meta.get("extra") or {}
+    found = {"missing": {k: v for k, v in (extra.get("missing") or {}).items() if v},
+             "rejected": {k: v for k, v in (extra.get("rejected") or {}).items() if v},
+             "dropped": {k: v for k, v in (meta.get("dropped") or {}).items() if v}}
+    return {k: v for k, v in found.items() if v}
+
+
 def validate(path, decode: bool = True) -> list[Problem]:
     """All problems found in the store at `path` (empty list: valid). decode=False skips decoding
     every value chunk (fast check of the layout, timestamps and chunk presence only)."""
@@ -118,9 +130,14 @@ def validate(path, decode: bool = True) -> list[Problem]:
     if not any(p.where.startswith("meta/episode_info") for p in layout):
         for i, raw in enumerate(store.group["meta/episode_info"][: store.n_episodes]):
             try:
-                json.loads(str(raw))
+                meta = json.loads(str(raw))
             except json.JSONDecodeError:
                 problems.append(Problem(f"meta/episode_info[{i}]", f"not valid JSON: {str(raw)[:80]!r}"))
+                continue
+            lost = losses(meta) if isinstance(meta, dict) else {}
+            if lost:
+                problems.append(Problem(f"meta/episode_info[{i}]", "samples lost while recording: " + "; ".join(
+                    f"{what} {counts}" for what, counts in lost.items())))
     if not layout:  # an episode no training window can be read from (e.g. camera frames, no action)
         empty = np.flatnonzero(np.diff(np.r_[0, store.ends(store.index_stream)]) == 0)
         problems += [Problem(f"meta/ends/{store.index_stream}[{k}]", f"episode {k} has no row of the index "

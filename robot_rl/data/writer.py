@@ -299,6 +299,13 @@ class EpisodeWriter:
             future.result()
         return future
 
+    def journal(self, **meta_updates: Any) -> None:
+        """Update the open episode's journaled metadata (e.g. success, extra) without waiting, so that
+        `recover()` after a crash commits what was known until then (an operator's label, loss counts)."""
+        if self._meta is None:
+            raise StoreError(f"{self.path}: journal() with no open episode")
+        self._jobs.put(("journal", dict(meta_updates)))
+
     def discard(self) -> None:
         """Drop the open episode; nothing of it becomes visible."""
         if self._meta is None:
@@ -351,6 +358,10 @@ class EpisodeWriter:
                     self._set_header(open_episode={"id": episode_id, "meta": meta, "start_rows": start_rows})
                 elif kind == "discard":
                     self._set_header(open_episode=None)
+                elif kind == "journal":
+                    entry = self.store.group.attrs[ATTR].get("open_episode")
+                    if entry:  # else committed or discarded meanwhile
+                        self._set_header(open_episode={**entry, "meta": {**entry["meta"], **job[1]}})
                 elif kind == "barrier":
                     job[1].set()
                 elif kind == "commit":

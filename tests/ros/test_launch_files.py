@@ -15,6 +15,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from robot_rl.control.rig import load_rig  # noqa: E402
 from robot_rl.runtime.recording import routes_from_config  # noqa: E402
 from tests.ros.conftest import REPO  # noqa: E402
 from tests.ros.launch_standin import LaunchPlan, load  # noqa: E402
@@ -64,7 +65,7 @@ def test_launch_file_starts_installed_executables_with_valid_parameters(path, ov
             params |= (doc.get(node.name) or doc["/**"])["ros__parameters"]
         params |= values
         if node.executable == "recorder_node":
-            routes = routes_from_config(params["streams"])
+            routes = routes_from_config(params["streams"], cameras=load_rig(params["rig"]).cameras)
             assert {a for a, _ in plan.remappings(node)} <= {r.topic for r in routes}
             assert params["store_path"] == {**REQUIRED.get(path.name, {}), **overrides}["store_path"]
         if node.executable == "policy_node":

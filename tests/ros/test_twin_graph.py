@@ -74,8 +74,9 @@ def test_recording_session_with_scripted_teleop_stores_the_published_topics(grap
 
     twin = twin_node(graph, cameras="front", camera_fps=5.0)
     teleop = TeleopNode(context=graph.context, cli_args=node_args(TELEOP_PARAMS, mode="scripted", task="reach"))
-    recorder = RecorderNode(context=graph.context, cli_args=node_args(
-        RECORDER_PARAMS, store_path=store, task="reach", source="scripted", status_period_s=0.05))
+    recorder = RecorderNode(context=graph.context, cli_args=node_args(   # the twin renders no wrist camera here
+        RECORDER_PARAMS, store_path=store, task="reach", source="scripted", status_period_s=0.05,
+        **{"streams.cam_wrist_rgb.required": "false"}))
     for node in (teleop, recorder):
         up(node)
     spin(twin, teleop, recorder)

@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 
+from robot_rl.control.rig import load_rig
 from robot_rl.core.config import config_dir, load_yaml
 from robot_rl.core.errors import ConfigError, StoreError
+from robot_rl.data.info import format_info, store_info
 from robot_rl.data.store import EpisodeStore
+from robot_rl.data.validate import validate
 from robot_rl.runtime.recording import RecordingSession, SessionConfig, open_writer, routes_from_config
 from robot_rl.runtime.transport import SENSOR_DATA, STATE, LocalTransport, QoS, Sample, Topic
 
@@ -19,6 +22,7 @@ STREAMS = {
     "cam_rgb": {"topic": "/cam/image", "kind": "image", "dtype": "uint8", "shape": [8, 8, 3],
                 "rate_hz": 30.0, "codec": "png", "interp": "hold"},
 }
+STREAMS = {name: entry | {"required": False} for name, entry in STREAMS.items()}  # refusal: its own test
 
 
 class FakeClock:
@@ -138,7 +142,7 @@ def test_commands_in_the_wrong_state_fail_with_a_reason(session, transport):
 def test_an_episode_without_samples_is_discarded_not_saved(session, transport, tmp_path):
     call(transport, "start")
     reply = call(transport, "stop_and_save")
-    assert not reply.success and "no samples arrived on" in reply.message and "/arm/joint_states" in reply.message
+    assert not reply.success and "no samples stored on" in reply.message and "/arm/joint_states" in reply.message
     assert session.status()["episodes_discarded"] == 1
 
 
@@ -241,9 +245,20 @@ def test_fields_listed_together_are_concatenated_into_one_stream(tmp_path, clock
 
 def test_the_shipped_recorder_parameter_file_maps_valid_streams():
     params = load_yaml(config_dir() / "ros" / "recorder.yaml")["recorder"]["ros__parameters"]
-    routes = routes_from_config(params["streams"])
+    routes = routes_from_config(params["streams"], cameras=load_rig(params["rig"]).cameras)
     assert params["index_stream"] in {r.spec.name for r in routes}
-    assert {r.topic_decl.qos.reliable for r in routes if r.kind == "image"} == {False}
+    # large frames need reliable delivery (best effort loses a whole frame with any fragment), queued for 1 s
+    assert {r.qos() for r in routes if r.kind == "image"} == {QoS(depth=30, reliable=True)}
+
+
+def test_the_shipped_camera_and_recorder_configs_agree_on_the_real_rig():
+    cameras = load_rig("franka_fr3").cameras
+    for node, section in load_yaml(config_dir() / "ros" / "camera.yaml").items():
+        args, camera = section["ros__parameters"]["device_args"], section["ros__parameters"]["camera"]
+        assert (args["width"], args["height"], args["fps"]) == tuple(cameras[camera][k] for k in ("width", "height", "fps")), node
+    params = load_yaml(config_dir() / "ros" / "recorder.yaml")["recorder"]["ros__parameters"]
+    shapes = {r.spec.name: r.spec.shape for r in routes_from_config(params["streams"], cameras=cameras) if r.kind == "image"}
+    assert shapes == {"cam_front_rgb": (480, 640, 3), "cam_wrist_rgb": (480, 640, 3)}
 
 
 def test_gaps_in_timestamps_are_reported_as_missing_samples(session, transport, clock, tmp_path):
@@ -306,3 +321,132 @@ def test_listeners_hear_every_begin_and_end_whatever_caused_it(tmp_path, clock):
     assert heard == [("begin", 0, "recording"), ("saved", 0, "resetting"), ("begin", 1, "recording"),
                      ("discarded", 1, "resetting"), ("begin", 1, "recording"), ("discarded", 1, "resetting")]
     assert session.status()["state"] == "closed" and len(EpisodeStore.open(tmp_path / "demo.zarr")) == 1
+
+
+# -- losses and bad data are counted, logged and saved; never silent (issue 24) ----------------------------------
+def joint_sample(t, position=None):
+    position = np.arange(7, dtype=float) if position is None else position
+    return Sample(t, {"position": position, "velocity": np.zeros(7)})
+
+
+def test_publisher_jitter_is_not_counted_as_missing_but_every_lost_sample_is(session, clock, tmp_path):
+    rng = np.random.default_rng(0)
+    session.start()
+    nominal = clock.t + 0.01 * np.arange(1, 201)                     # 200 samples of a 100 Hz stream...
+    jittered = nominal + rng.uniform(-0.004, 0.004, nominal.size)    # ...each sent up to 0.4 periods early or late
+    lost = {17, 18, 19, 120, 121, 199 - 5}
+    for i, t in enumerate(jittered):
+        clock.t = float(t) + 0.002                                   # received 2 ms after its stamp
+        if i not in lost:
+            session.on_sample("/arm/joint_states", joint_sample(float(t)))
+    status = session.status()
+    assert status["missing"] == {"joint_pos": len(lost), "joint_vel": len(lost)}
+    assert session.stop_and_save().success
+    session.wait_saved()
+    extra = EpisodeStore.open(tmp_path / "demo.zarr").episode(0).meta["extra"]
+    assert extra["missing"] == {"joint_pos": len(lost), "joint_vel": len(lost)}
+    assert 0.03 < extra["max_gap_s"]["joint_pos"] < 0.05             # samples 17-19: a 4-period gap
+    # `data validate` flags the episode, `data info` counts the losses
+    (problem,) = validate(tmp_path / "demo.zarr", decode=False)
+    assert str(problem) == f"meta/episode_info[0]: samples lost while recording: missing {extra['missing']}"
+    info = store_info(EpisodeStore.open(tmp_path / "demo.zarr"))
+    assert info["missing_samples"] == 2 * len(lost) and info["lossy_episodes"] == [0]
+    assert f"missing     {2 * len(lost)} samples" in format_info(info)
+
+
+def test_nonfinite_values_and_bad_stamps_are_rejected_counted_and_logged(tmp_path, clock, caplog):
+    session = make_session(tmp_path, clock)
+    session.start()
+    nan = np.r_[np.nan, np.zeros(6)]
+    for i in range(1, 11):
+        session.on_sample("/arm/joint_states", joint_sample(clock.t + 0.01 * i, nan if i % 2 else None))
+    session.on_sample("/arm/joint_states", joint_sample(clock.t + 2.0))     # from the future
+    session.on_sample("/arm/joint_states", joint_sample(-1.7e9))            # header.stamp never set
+    status = session.status()
+    assert status["samples"]["joint_pos"] == 5 and status["early"] == 0
+    assert status["rejected_why"]["joint_pos"] == {"nonfinite": 5, "clock": 1, "unstamped": 1}
+    assert status["rejected_why"]["joint_vel"] == {"clock": 1, "unstamped": 1}   # its values were finite
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("joint_pos" in w and "NaN" in w and "/arm/joint_states" in w for w in warnings), warnings
+    assert any("2.000 s ahead of" in w for w in warnings) and any("header.stamp unset" in w for w in warnings)
+    assert session.stop_and_save().success
+    session.wait_saved()
+    ep = EpisodeStore.open(tmp_path / "demo.zarr").episode(0)
+    assert ep.meta["extra"]["rejected"]["joint_pos"] == {"nonfinite": 5, "clock": 1, "unstamped": 1}
+    assert np.isfinite(ep.read("joint_pos")[0]).all() and ep.length("joint_pos") == 5
+    assert any("stream joint_pos: 5 stored" in r.getMessage() and "rejected" in r.getMessage() for r in caplog.records)
+
+
+def test_a_publisher_clock_behind_the_recorder_is_refused_not_stored_misaligned(tmp_path, clock, caplog):
+    caplog.set_level("INFO")
+    session = make_session(tmp_path, clock)
+    session.start()
+    for i in range(1, 301):                      # 3 s of a 100 Hz stream whose clock is 2 s behind
+        clock.t += 0.01
+        session.on_sample("/arm/joint_states", joint_sample(clock.t - 2.0 + 0.001))
+    status = session.status()
+    assert status["early"] == 199 and status["samples"]["joint_pos"] == 101   # in-flight-looking, then stored
+    assert status["min_lag_s"]["joint_pos"] == pytest.approx(1.999)
+    reply = session.stop_and_save()
+    assert not reply.success and "joint_pos (/arm/joint_states): every stamp at least 1.999 s behind" in reply.message
+    assert any("199 samples stamped before the start" in r.getMessage() for r in caplog.records)
+    session.close()
+    assert len(EpisodeStore.open(tmp_path / "demo.zarr")) == 0
+
+
+def test_a_backlog_in_the_queues_is_not_taken_for_a_clock_offset(session, clock, tmp_path):
+    session.start()
+    for i in range(1, 101):
+        clock.t += 0.01
+        # the first samples arrive at once, the rest after a 3 s stall of the executor
+        session.on_sample("/arm/joint_states", joint_sample(clock.t - 0.001 - (3.0 if i > 10 else 0.0)))
+        if i == 10:
+            clock.t += 3.0
+    assert session.stop_and_save().success
+
+
+def test_an_episode_missing_a_required_stream_is_refused(tmp_path, clock):
+    streams = STREAMS | {"cam_rgb": STREAMS["cam_rgb"] | {"required": True}}
+    routes = routes_from_config(streams)
+    session = RecordingSession(open_writer(tmp_path / "demo.zarr", routes), routes, clock=clock)
+    session.start()
+    session.on_sample("/arm/joint_states", joint_sample(clock.t + 0.01))
+    session.on_sample("/cam/image", Sample(clock.t + 0.01, {"image": np.zeros((480, 640, 3), np.uint8)}))  # wrong size
+    reply = session.stop_and_save()
+    assert not reply.success
+    assert "cam_rgb (/cam/image: 1 rejected {'shape': 1}" in reply.message and "discarded" in reply.message
+    assert "sample shape (480, 640, 3) != declared (8, 8, 3)" in reply.message
+    session.close()
+    assert len(EpisodeStore.open(tmp_path / "demo.zarr")) == 0
+
+
+def test_image_streams_take_the_resolution_of_their_camera_in_the_rig():
+    cameras = {"front": {"width": 640, "height": 480, "fps": 30}}
+    entry = {"topic": "/cameras/front/color/image_raw", "kind": "image", "camera": "front", "dtype": "uint8",
+             "codec": "jpeg"}
+    (route,) = routes_from_config({"cam": entry}, cameras=cameras)
+    assert route.spec.shape == (480, 640, 3) and route.spec.rate_hz == 30.0
+    with pytest.raises(ConfigError, match=r"sends 640x480 frames, i.e. shape \[480, 640, 3\]"):
+        routes_from_config({"cam": entry | {"shape": [128, 128, 3]}}, cameras=cameras)
+    with pytest.raises(ConfigError, match="no camera 'front'"):
+        routes_from_config({"cam": entry}, cameras={"wrist": cameras["front"]})
+    with pytest.raises(ConfigError, match="unknown key.*'reliabilty'.*did you mean 'reliability'"):
+        routes_from_config({"cam": entry | {"reliabilty": "reliable"}}, cameras=cameras)
+
+
+def test_qos_is_reliable_unless_the_publishers_only_offer_best_effort():
+    (auto,) = routes_from_config({"cam": STREAMS["cam_rgb"]})
+    assert auto.qos() == QoS(depth=30, reliable=True) and auto.qos(offered_reliable=True).reliable
+    assert not auto.qos(offered_reliable=False).reliable
+    (forced,) = routes_from_config({"cam": STREAMS["cam_rgb"] | {"reliability": "reliable", "depth": 4}})
+    assert forced.qos(offered_reliable=False) == QoS(depth=4, reliable=True)
+
+
+def test_the_label_and_loss_counters_are_journaled_into_the_open_episode(session, clock, tmp_path):
+    session.start()
+    for t in (0.01, 0.02, 0.05):                                      # two samples missing
+        session.on_sample("/arm/joint_states", joint_sample(clock.t + t))
+    assert session.mark_failure().success
+    session.writer.wait()
+    journal = EpisodeStore.open(tmp_path / "demo.zarr").header["open_episode"]["meta"]
+    assert journal["success"] is False and journal["extra"]["missing"] == {"joint_pos": 2, "joint_vel": 2}

@@ -83,6 +83,11 @@ def to_sample(kind: str, msg, stamps: StampMapping, topic: str = "?"):
 
 
 def image_to_array(msg: Image, topic: str = "?") -> np.ndarray:
+    if msg.encoding == "rgb8" and not msg.is_bigendian and msg.step == msg.width * 3 \
+            and len(msg.data) == msg.height * msg.step:
+        # the common camera layout: a view of the message's buffer (the store copies it once), where the
+        # general path below costs three copies, ~2 ms of a 640x480 frame, 60 times a second with 2 cameras
+        return np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
     try:
         return ros_image.image_to_array(msg, f"topic {topic}", keep_alpha=False)
     except ValueError as e:

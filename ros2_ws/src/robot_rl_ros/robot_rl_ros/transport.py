@@ -63,14 +63,13 @@ class _RosSubscription(Subscription):
         self.dropped += int(info.total_count_change)
 
     def _receive(self, msg) -> None:
+        name = self.handle.topic_name  # resolved: after remapping, the name the graph shows
         try:
-            self.callback(to_sample(self.topic.kind, msg, self.transport.stamps, self.topic.name))
+            self.callback(to_sample(self.topic.kind, msg, self.transport.stamps, name))
         except Exception as e:
             self.errors += 1
             self.last_error = f"{type(e).__name__}: {e}"
-            self.transport.node.get_logger().error(
-                f"topic {self.topic.name}: {self.last_error}", throttle_duration_sec=5.0
-            )
+            self.transport.node.get_logger().error(f"topic {name}: {self.last_error}", throttle_duration_sec=5.0)
 
     def close(self) -> None:
         self.transport._destroy(self)
