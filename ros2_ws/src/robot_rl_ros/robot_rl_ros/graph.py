@@ -26,6 +26,11 @@ import numpy as np
 from robot_rl.runtime.transport import SENSOR_DATA, STATE, STATUS, QoS, Sample, Topic
 
 DIAGNOSTICS = QoS(depth=10, reliable=True)  # a late subscriber needs no history; the newest counts
+# the policy node's subscriptions: a policy acts on the newest sample, so a short KEEP_LAST queue (a deep
+# reliable one turns an executor stall into seconds of backlog, every sample of it stale); best effort
+# matches reliable and best-effort publishers alike
+POLICY_STATE_INPUT = QoS(depth=5, reliable=False)
+POLICY_IMAGE_INPUT = QoS(depth=1, reliable=False)
 
 ARM_JOINT_STATES = Topic("/arm/joint_states", "joint_state", STATE)
 EE_POSE = Topic("/arm/ee_pose", "pose", STATE)
