@@ -228,6 +228,14 @@ class LoopActionSink:
         self._plan = list(pending)
         self.dispatch()
 
+    def next_due(self) -> float | None:
+        """When dispatch() next has something to send (the next action not sent yet, less the lookahead),
+        or None when the plan is empty: a caller may sleep until then instead of polling."""
+        for a in self._plan:
+            if a.t > self._last_action_t:
+                return a.t - self.lookahead_s
+        return None
+
     def dispatch(self) -> int:
         """Convert and send the actions of the plan that are due (the newest due one, or the next one when
         none is due yet; with a lookahead also those due within it) and were not sent yet, with the

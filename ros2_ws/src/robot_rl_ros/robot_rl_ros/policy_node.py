@@ -212,8 +212,9 @@ class PolicyNode(ShellNode):
     def _run(self) -> None:
         """As robot_rl.runtime.deploy.run_episode, off the executor thread (inference may take tens of ms;
         the executor only stores samples): a policy cycle every replan period on the newest observations,
-        refused (held, logged) when a stream's newest sample is older than its max age; in between, the
-        actions that became due are converted (with the newest measured pose) and published, at poll_hz."""
+        refused (held, logged) when a stream's newest sample is older than its max age; in between, each
+        action is converted (with the newest measured pose) and published when it becomes due. The
+        thread sleeps until the next of these events (waking at least poll_hz times a second)."""
         poll_s = 1.0 / float(self.cfg.poll_hz)
         period = float(self.param("status_period_s"))
         next_status = now()
@@ -240,13 +241,16 @@ class PolicyNode(ShellNode):
             except Exception as e:   # never leave the arm with a dead runner silently: logged and reported
                 self.last_error = f"{type(e).__name__}: {e}"
                 self.get_logger().error(self.last_error, throttle_duration_sec=2.0)
-                next_cycle = None
-            self._stop.wait(max(0.0, min(poll_s, (next_cycle or 0.0) - now())) if next_cycle else poll_s)
+                self._stop.wait(poll_s)
+                continue
+            # sleep until the next cycle, action due or status, not a fixed poll (at most 1 / poll_hz)
+            due = [t for t in (next_cycle, self.sink.next_due(), next_status if last else None) if t is not None]
+            self._stop.wait(min(poll_s, max(0.0, min(due) - now())) if due else poll_s)
 
     def status(self, last) -> dict:
         s = self.runner.stats.summary()
         return {**s, "held": last.held, "hold_reason": last.reason, "targets_sent": self.targets.sent,
-                "target_lead_ms": self.targets.lead_ms(), "replan_s": self.runner.replan_s,
+                "target_lead_ms": self.targets.lead_ms(), "plan_stops": self.sink.stops, "replan_s": self.runner.replan_s,
                 "received": dict(self.obs.received), "last_error": self.last_error}
 
     # -- actor mode -------------------------------------------------------------------------------
