@@ -101,3 +101,53 @@ def test_policy_node_acts_on_every_cycle_at_a_real_rigs_rates_and_sends_each_tar
     assert np.sum(np.diff(stamps) < 0) <= final["plan_stops"] <= final["held_cycles"]
     assert [ns for ns, _ in listen.got["/gripper/command"]] == stamps.tolist()
     assert final["target_lead_ms"]["p5"] > 0
+
+
+def test_observation_mapping_qos_max_age_and_camera_frames_of_another_size():
+    """configs/ros/policy.yaml `observations`: per-stream qos and max_age_s are checked with the file's
+    names; a camera stream's shape is the size frames are resized to (any size with the same channels is
+    taken), and the subscriptions are short KEEP_LAST queues."""
+    from robot_rl.core.errors import ConfigError
+    from robot_rl.runtime.loop_link import make_assembler
+    from robot_rl.runtime.transport import LocalTransport, Sample, Topic, TransportError
+    from robot_rl_ros import graph
+    from robot_rl_ros.policy_link import ObservationOptions, TopicObservations, observation_routes
+
+    cam = {"topic": "/cameras/front/color/image_raw", "kind": "image", "dtype": "uint8", "shape": [128, 128, 3]}
+    goal = {"topic": "/twin/task_state", "kind": "joint_state", "field": "position", "interp": "hold",
+            "max_age_s": 0.25, "qos": {"reliable": True, "depth": 2}}
+    opts = ObservationOptions()
+    routes, unchecked = observation_routes({"cam_front_rgb": cam, "task_state": goal}, ["cam_front_rgb", "task_state"],
+                                           "policy.observations", opts)
+    assert unchecked == {"task_state"} and opts.image_shapes == {"cam_front_rgb": (128, 128, 3)}
+    assert opts.max_age_s == {"task_state": 0.25} and opts.interp == {"cam_front_rgb": "hold", "task_state": "hold"}
+    assert opts.qos == {"cam_front_rgb": graph.POLICY_IMAGE_INPUT, "task_state": graph.QoS(depth=2, reliable=True)}
+    assert graph.POLICY_STATE_INPUT.depth <= 10 and graph.POLICY_IMAGE_INPUT.depth == 1
+    for bad, message in (({"reliable": "yes"}, r"policy.observations.task_state.qos: reliable='yes'"),
+                         ({"depth": 0}, r"depth=0; reliable must be true or false and depth an integer >= 1"),
+                         ({"durability": 1}, r"expected a mapping with 'reliable'")):
+        with pytest.raises(ConfigError, match=message):
+            observation_routes({"task_state": {**goal, "qos": bad}}, ["task_state"], "policy.observations")
+    with pytest.raises(ConfigError, match=r"policy.observations.task_state.max_age_s: -1, expected seconds > 0"):
+        observation_routes({"task_state": {**goal, "max_age_s": -1}}, ["task_state"], "policy.observations")
+
+    T = LocalTransport()
+    asm = make_assembler(["cam_front_rgb", "task_state"], 1, 20.0, 0.1, interp=opts.interp,
+                         image_shapes=opts.image_shapes, max_age_s=opts.max_age_s)
+    obs = TopicObservations(routes, unchecked, asm, opts.qos)
+    obs.attach(T)
+    cam_pub = T.publisher(Topic(cam["topic"], "image", graph.CAMERA_IMAGE))
+    goal_pub = T.publisher(Topic(goal["topic"], "joint_state"))
+    cam_pub.publish(Sample(10.0, {"image": np.full((480, 640, 3), 7, np.uint8)}))
+    goal_pub.publish(Sample(10.0, {"position": np.array([0.4, 0.1, 0.2])}, names=("x", "y", "z")))
+    deadline = time.monotonic() + 5
+    while sum(obs.received.values()) < 2:   # LocalTransport delivers on its own thread
+        assert time.monotonic() < deadline, obs.received
+        time.sleep(0.01)
+    o = obs.assemble(10.05)
+    assert o["cam_front_rgb"].shape == (1, 128, 128, 3) and int(o["cam_front_rgb"].max()) == 7
+    with pytest.raises(TransportError, match=r"stream cam_front_rgb has shape \(480, 640\), the mapping says "
+                                             r"\(128, 128, 3\) \(frames of another size are resized, but the "
+                                             r"channels must agree\)"):
+        obs.on_sample(obs.by_topic[cam["topic"]], Sample(10.1, {"image": np.zeros((480, 640), np.uint8)}))
+    T.close()
