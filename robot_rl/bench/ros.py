@@ -13,8 +13,8 @@ camera, n_obs_steps 2, 20 Hz actions, replanning every 2 actions) with configs/r
 Rows: per stream, frames sent by the rig, recorded, recorded / sent, the losses the recorder reported
 (dropped, rejected, missing) and the unreported ones (sent - recorded - reported); recorder CPU (% of
 one core, from /proc); policy node: cycles, held cycles, input lag (age of the observation when
-acting, p50/p99), target rate and target lead (stamp - publish time, p5/p50/p95), inputs received /
-sent. Goals (issue 24): no unreported loss, >= 99 % of frames recorded, every control cycle acted on
+acting, p50/p99), target rate, target lead (stamp - publish time at the node, and stamp - ROS time
+at a subscriber in the bench's process, p5/p50/p95), duplicate target stamps, inputs received / sent. Goals (issue 24): no unreported loss, >= 99 % of frames recorded, every control cycle acted on
 with observations < 100 ms old.
 """
 
@@ -128,6 +128,15 @@ class _Graph:
 
         for topic in ("/recorder/status", "/policy/status"):
             self.node.create_subscription(String, topic, lambda m, t=topic: on_status(m, t), latched)
+        from geometry_msgs.msg import PoseStamped
+
+        self.targets: list[tuple[int, float]] = []   # (stamp ns, ROS time at receipt - stamp, s)
+
+        def on_target(m) -> None:
+            ns = m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+            self.targets.append((ns, ns * 1e-9 - time.time()))
+
+        self.node.create_subscription(PoseStamped, "/arm/target_pose", on_target, 1000)
 
     def spin_until(self, condition, timeout_s: float, what: str):
         deadline = time.monotonic() + timeout_s
@@ -235,7 +244,7 @@ def run_rig(cfg, out: Path) -> dict:
     recorded = {s: int(np.diff(st.episode_rows(ep, s))[0]) for s in st.streams} if ep >= 0 else {}
     return {"duration": duration, "cameras": cameras, "sent": sent["sent"], "skipped": sent["skipped"],
             "recorded": recorded, "recorder_status": before_stop, "recorder_cpu_pct": rec_cpu,
-            "policy_start": p0, "policy_end": p1, "window_s": t1 - t0}
+            "policy_start": p0, "policy_end": p1, "window_s": t1 - t0, "targets": list(graph.targets)}
 
 
 def rows_of(r: dict) -> list:
@@ -272,6 +281,13 @@ def rows_of(r: dict) -> list:
     lead = p1.get("target_lead_ms") or {}
     for q in ("p5", "p50", "p95"):
         rows.append(BenchRow(f"policy_target_lead_ms_{q}", float(lead.get(q, float("nan"))), "ms"))
+    stamps = np.array([ns for ns, _ in r["targets"]], np.int64)
+    lead_rx = np.array([lead for _, lead in r["targets"]]) * 1e3
+    rows.append(BenchRow("policy_targets_received", float(len(stamps)), "count"))
+    rows.append(BenchRow("policy_targets_duplicate_stamps", float(len(stamps) - len(np.unique(stamps))), "count"))
+    for q in (5, 50, 95):
+        rows.append(BenchRow(f"policy_target_lead_at_receiver_ms_p{q}",
+                             float(np.percentile(lead_rx, q)) if lead_rx.size else float("nan"), "ms"))
     for stream in p1.get("received", {}):
         topic = topic_of.get(stream)
         if topic:

@@ -12,12 +12,17 @@ overrides of configs/finetune.yaml, the same as the learner's: the actor's netwo
 weights it receives), actor_id, spool_dir, episode_time_s, reset_service, success_topic, fresh_timeout_s.
 
 Configure loads the checkpoint (robot_rl.policies.io.load_policy; safetensors, nothing executed).
-Activate subscribes to the streams the policy reads (each sample keeps its header stamp), to
-/arm/ee_pose and /arm/diagnostics, and runs robot_rl.runtime.runner.PolicyRunner on its own thread
-as the deploy runtime does (a policy call every replan period, due actions dispatched at poll_hz): stale observations hold (nothing is sent, the arm's target watchdog holds the
-pose); each chunk becomes absolute EE targets (robot_rl.runtime.loop_link: TwinEnv's delta-action
-semantics) published on /gripper/command and /arm/target_pose. ~/reset (Trigger) starts over (new
-episode); ~/status (latched JSON) reports cycles, holds and latency.
+Activate subscribes to the streams the policy reads (each sample keeps its header stamp; short
+KEEP_LAST queues, `observations.<stream>.qos` overrides; the callbacks only store the newest samples),
+to /arm/ee_pose and /arm/diagnostics, and runs robot_rl.runtime.runner.PolicyRunner on its own thread
+as the deploy runtime does: a policy call every replan period on the newest observations (camera
+frames resized to the checkpoint's size), refused and logged when a stream's newest sample is older
+than its max age (`runtime.max_staleness_s`, `observations.<stream>.max_age_s`: nothing is sent, the
+arm's target watchdog holds the pose); each action becomes one absolute EE target when it is due
+(robot_rl.runtime.loop_link: TwinEnv's delta-action semantics), published once on /gripper/command and
+/arm/target_pose with the time it is to be reached as its stamp (docs/ros2.md, "Policy node timing").
+The node is spun by a single-threaded executor (robot_rl_ros.shell.main_for). ~/reset (Trigger)
+starts over (new episode); ~/status (latched JSON) reports cycles, holds, input lag, target lead.
 
 mode=actor (online RL, robot_rl.runtime.actor/learner): configure also builds the algorithm's actor
 side from the checkpoint (robot_rl.learning.rl.<algo>.make_agent, as the learner builds its own);
@@ -33,7 +38,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-import time
 from pathlib import Path
 
 from robot_rl.core.clock import now
