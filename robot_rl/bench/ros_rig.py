@@ -151,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait(0.02)
     t0 = time.monotonic() + o["start_after"]
     t_end = t0 + o["duration"]
-    threads = [threading.Thread(target=run, args=(topic, pub, hz, make, t0, t_end), daemon=True)
-               for topic, pub, hz, make in pubs]
+    # independent drivers are not phase-locked: each stream starts at its own offset (a 10 Hz goal would
+    # otherwise be published at the same instant as every third 30 Hz frame)
+    threads = [threading.Thread(target=run, args=(topic, pub, hz, make, t0 + 0.0071 * i, t_end), daemon=True)
+               for i, (topic, pub, hz, make) in enumerate(pubs)]
     for th in threads:
         th.start()
     for th in threads:

@@ -151,3 +151,19 @@ def test_observation_mapping_qos_max_age_and_camera_frames_of_another_size():
                                              r"channels must agree\)"):
         obs.on_sample(obs.by_topic[cam["topic"]], Sample(10.1, {"image": np.zeros((480, 640), np.uint8)}))
     T.close()
+
+
+def test_a_camera_shape_that_contradicts_the_checkpoint_fails_configure_naming_the_parameter(graph, image_checkpoint):
+    from robot_rl.core.errors import ConfigError
+    from robot_rl_ros.policy_node import PolicyNode
+
+    node = PolicyNode(context=graph.context, cli_args=[
+        "--ros-args", "--params-file", str(POLICY_PARAMS), "-p", f"checkpoint:={image_checkpoint}",
+        "-p", "observations.cam_front_rgb.shape:=[96, 96, 3]"])
+    try:
+        with pytest.raises(ConfigError, match=r"policy.observations.cam_front_rgb.shape: \[96, 96, 3\], but the "
+                                              r"checkpoint's front reads \[128, 128, 3\] frames; set it to "
+                                              r"\[128, 128, 3\] or leave it out"):
+            node.setup()
+    finally:
+        node.destroy_node()

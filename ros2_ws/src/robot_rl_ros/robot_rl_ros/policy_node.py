@@ -119,10 +119,9 @@ class PolicyNode(ShellNode):
             given = self.options.image_shapes.get(stream)
             if given is not None and tuple(given) != want:
                 raise ConfigError(f"{self.where(f'observations.{stream}.shape')}: {list(given)}, but the checkpoint's "
-                                  f"{f.key} reads {list(want)} frames (H, W, C); set it to {list(want)} or leave it "
-                                  "out (frames of any size are resized to the checkpoint's)")
+                                  f"{f.key} reads {list(want)} frames; set it to {list(want)} or leave it out "
+                                  "(frames of any size are resized to the checkpoint's)")
             self.options.image_shapes[stream] = want
-            self.unchecked.discard(stream)
 
     def _check_actor(self) -> None:
         """The actor link's parameters, checked before anything is loaded."""
