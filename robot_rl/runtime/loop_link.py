@@ -225,6 +225,7 @@ class LoopActionSink:
                     self.stops += 1
             return
         self._stopped = False
+        self.dispatch()   # an action of the old plan that fell due while the new one was computed still goes out
         self._plan = list(pending)
         self.dispatch()
 
