@@ -4,9 +4,9 @@
 stamp (the time the sample describes), under the store stream names the policy was trained on; the
 runner's `assemble()` reads it under the same lock (callbacks run on the executor thread and only
 store the sample: O(1), no resizing or inference there). A policy wants the newest sample, not a
-backlog: the subscriptions are KEEP_LAST with a small depth (graph.POLICY_STATE_INPUT,
-graph.POLICY_IMAGE_INPUT; `qos` per stream overrides), best effort by default so that they match
-reliable and best-effort publishers alike.
+backlog: the subscriptions are KEEP_LAST with a small depth (graph.POLICY_STATE_INPUT: best effort,
+matching reliable and best-effort publishers alike; graph.POLICY_IMAGE_INPUT: reliable, large frames
+do not survive best effort; `qos` per stream overrides).
 `ArmView`: the latest /arm/ee_pose and /arm/diagnostics as the snapshot robot_rl.runtime.loop_link's
 DeltaTargetConverter anchors on (controller mode, reference pose, measured TCP).
 `TargetPublisher`: the `loop` end of robot_rl.runtime.loop_link.LoopActionSink: each EETarget becomes
