@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate a policy checkpoint in the twin",
     "deploy": "run a policy through the runtime and the 1 kHz impedance loop (twin=true or a real rig)",
     "calibrate": "calibrate cameras and latencies: intrinsics | handeye | latency",
-    "bench": "run a benchmark: store | twin | policy | finetune | all",
+    "bench": "run a benchmark: store | twin | policy | finetune | ros | all",
     "pipeline": "run the whole pipeline on the twin and write report.md + results.json",
 }
 

@@ -34,7 +34,7 @@ from robot_rl.core.results import machine_summary, write_bench_json
 NAME = "all"
 BENCHES = ("store", "twin", "policy", "finetune")
 PEERS = ("lerobot",)
-SECTIONS = (*BENCHES, *PEERS, NAME)  # config sections: everything else in configs/bench.yaml is common
+SECTIONS = (*BENCHES, "ros", *PEERS, NAME)  # config sections: everything else in configs/bench.yaml is common
 OK, NOT_AVAILABLE, SKIPPED, FAILED = "ok", "not available", "skipped", "failed"
 
 

@@ -1,4 +1,4 @@
-"""Benchmarks: `robot-rl bench <name> [json=<file>]` with name one of store, twin, policy, finetune, all.
+"""Benchmarks: `robot-rl bench <name> [json=<file>]` with name one of store, twin, policy, finetune, ros, all.
 
 Each prints a table of rows (metric, value, unit, baseline, baseline value, ratio; ratio > 1 means
 better than the baseline measured in the same run) and, with json=<file>, writes the JSON contract
@@ -12,7 +12,7 @@ from __future__ import annotations
 from robot_rl.bench.all import load_benchmark, section_config
 from robot_rl.core.errors import ConfigError
 
-BENCHMARKS = ("store", "twin", "policy", "finetune", "all")
+BENCHMARKS = ("store", "twin", "policy", "finetune", "ros", "all")
 
 
 def run(cfg, args: list[str]) -> int:

@@ -50,7 +50,7 @@ class DeployConfig:
     replan_steps: int | None = None     # actions between observations; None: auto from the inference time
     rate_hz: float | None = None        # runner cycle rate; overrides replan_steps (action_hz: every action)
     poll_hz: float = 500.0              # loop state polling and target dispatch rate
-    lookahead_steps: int = 1            # actions sent ahead of the due one (re-sent when due)
+    lookahead_steps: int = 0            # actions sent ahead of the due one (each target is sent once)
     max_staleness_s: float = 0.05       # the oldest state sample the policy may act on
     latency_s: dict = field(default_factory=dict)   # per-stream latency compensation {stream: s}
     scheduler: str = "crossfade"        # crossfade | ensemble | replace

@@ -19,12 +19,17 @@ episode, or holding after its target watchdog fired) the chunk starts from the c
 reference pose instead.
 
 `LoopActionSink` is the runner's sink. It keeps the runner's latest plan and converts its actions just
-in time: `dispatch()` (called at every poll) converts the action that is due now and the next
-`lookahead_steps` ones with the newest snapshot, so each action's lead clip sees the TCP measured when
-the action starts, exactly as TwinEnv.step does, however long ago the chunk was planned. Targets
-beyond the lookahead are not sent: if the runner stalls, the controller reaches the last target it
-has and its target watchdog holds the arm. A held cycle (empty list) stops the plan already sent
-with one target and then sends nothing, so the arm holds the same way when observations go stale.
+in time: `dispatch()` (called at every poll) converts the action that became due with the newest
+snapshot, so each action's lead clip sees the TCP measured when the action starts, exactly as
+TwinEnv.step does, however long ago the chunk was planned (the first action of a plan that starts in
+the future is sent at once: the controller then holds a target until the plan begins). Each target is sent once: its stamp (the
+time the EE is to be at the pose) is its action's time plus one action period, and stamps only
+increase; a replanned chunk takes effect from its first action after the last one sent.
+`lookahead_steps` > 0 also sends that many actions ahead of the due one (each still once, converted
+with the TCP measured when it was sent): they bridge a late dispatch, not a stalled runner. Targets
+beyond the lookahead are not sent: if the runner stalls, the controller reaches the last target it has
+and its target watchdog holds the arm. A held cycle (empty list) stops the plan already sent with one
+target and then sends nothing, so the arm holds the same way when observations go stale.
 """
 
 from __future__ import annotations
@@ -58,16 +63,25 @@ def snapshot_streams(snap) -> dict[str, np.ndarray]:
 
 
 def make_assembler(streams: list[str], n_obs_steps: int, rate_hz: float, max_staleness_s: float,
-                   latency_s: dict | None = None, history: int = 64) -> ObservationAssembler:
-    """An assembler with one sensor per stream; latency_s: {stream: seconds} (calibration), default 0."""
-    latency_s = dict(latency_s or {})
-    unknown = sorted(set(latency_s) - set(streams))
-    if unknown:
-        from robot_rl.core.errors import ConfigError
+                   latency_s: dict | None = None, history: int = 64, interp: dict | None = None,
+                   image_shapes: dict | None = None, max_age_s: dict | None = None) -> ObservationAssembler:
+    """An assembler with one sensor per stream; latency_s: {stream: seconds} (calibration), default 0;
+    interp: {stream: hold|linear|slerp} (default STREAM_INTERP, else linear; image streams: hold);
+    image_shapes: {stream: (H, W, C)} frames are resized to; max_age_s: {stream: seconds} overriding
+    max_staleness_s (a 10 Hz goal topic is never fresher than 100 ms)."""
+    from robot_rl.core.errors import ConfigError
 
-        raise ConfigError(f"runtime.latency_s: unknown stream(s) {unknown}; the policy reads {sorted(streams)}")
-    return ObservationAssembler([SensorSpec(s, float(latency_s.get(s, 0.0)), float(max_staleness_s), history,
-                                            STREAM_INTERP.get(s, "linear")) for s in streams], n_obs_steps, rate_hz)
+    latency_s, interp, image_shapes = dict(latency_s or {}), dict(interp or {}), dict(image_shapes or {})
+    max_age_s = dict(max_age_s or {})
+    for what, d in (("runtime.latency_s", latency_s), ("interp", interp), ("image shapes", image_shapes),
+                    ("max_age_s", max_age_s)):
+        unknown = sorted(set(d) - set(streams))
+        if unknown:
+            raise ConfigError(f"{what}: unknown stream(s) {unknown}; the policy reads {sorted(streams)}")
+    return ObservationAssembler(
+        [SensorSpec(s, float(latency_s.get(s, 0.0)), float(max_age_s.get(s, max_staleness_s)), history,
+                    "hold" if s in image_shapes else interp.get(s, STREAM_INTERP.get(s, "linear")),
+                    image_shapes.get(s)) for s in streams], n_obs_steps, rate_hz)
 
 
 class LoopObservationSource:
@@ -183,11 +197,10 @@ class LoopActionSink:
     An empty list (a held cycle: stale observations, or every action already past) cancels the plan the
     controller still holds: once per hold, one target stops the commanded trajectory a short `stop_s`
     ahead, then nothing more is sent, so the controller's target watchdog takes over and holds.
-    lookahead_steps: actions converted and sent ahead of the one due now (re-sent with a fresh
-    measurement when their turn comes); they bridge a late dispatch, not a stalled runner."""
+    lookahead_steps: actions converted and sent ahead of the one due now (each target is sent once)."""
 
     def __init__(self, loop, converter: DeltaTargetConverter, source: LoopObservationSource,
-                 stop_s: float = 0.02, lookahead_steps: int = 1, clock=now) -> None:
+                 stop_s: float = 0.02, lookahead_steps: int = 0, clock=now) -> None:
         self.loop = loop
         self.converter = converter
         self.source = source
@@ -198,12 +211,12 @@ class LoopActionSink:
         self.stops = 0
         self._stopped = False
         self._plan: list[ScheduledAction] = []
-        self._sent_for: tuple | None = None   # (action time, was it due) of the last dispatch
+        self._last_action_t = -np.inf   # the time of the newest action whose target was sent
         self.last: list[EETarget] = []
 
     def __call__(self, pending: list[ScheduledAction]) -> None:
         if not pending or self.source.last is None:
-            self._plan, self._sent_for = [], None
+            self._plan = []
             if not self._stopped:
                 self._stopped = True
                 stop = self.converter.freeze(self.clock() + self.stop_s)
@@ -212,29 +225,41 @@ class LoopActionSink:
                     self.stops += 1
             return
         self._stopped = False
-        self._plan, self._sent_for = list(pending), None
+        self.dispatch()   # an action of the old plan that fell due while the new one was computed still goes out
+        self._plan = list(pending)
         self.dispatch()
 
+    def next_due(self) -> float | None:
+        """When dispatch() next has something to send (the next action not sent yet, less the lookahead),
+        or None when the plan is empty: a caller may sleep until then instead of polling."""
+        for a in self._plan:
+            if a.t > self._last_action_t:
+                return a.t - self.lookahead_s
+        return None
+
     def dispatch(self) -> int:
-        """Convert and send the plan from the action due now (or the next one, when none is due yet) over
-        the lookahead, once per change: a new plan, and again when each action becomes due (with the
-        snapshot of that moment). Returns how many targets were pushed."""
+        """Convert and send the actions of the plan that are due (the newest due one, or the next one when
+        none is due yet; with a lookahead also those due within it) and were not sent yet, with the
+        snapshot of this moment. Returns how many targets were pushed."""
         if not self._plan or self.source.last is None:
             return 0
-        t = self.clock()
+        t, period = self.clock(), self.converter.period
         times = [a.t for a in self._plan]
-        i = max(0, bisect_right(times, t) - 1)        # the action due now (or the first one, still ahead)
-        if times[i] + self.converter.period <= t:     # the whole plan is behind us: the controller holds
-            self._plan, self._sent_for = [], None
+        first = max(0, bisect_right(times, t) - 1, bisect_right(times, self._last_action_t))
+        if first < len(times) and times[first] + period <= t:   # due so long ago its target is past
+            first += 1
+        if first >= len(times):   # the whole plan is behind us: the controller holds
+            self._plan = []
             return 0
-        key = (times[i], t >= times[i])
-        if key == self._sent_for:
+        # none due yet and no target sent still ahead of the controller: the first one now
+        idle = self._last_action_t + period <= t
+        end = bisect_right(times, (max(t, times[first]) if idle else t) + self.lookahead_s)
+        if end <= first:
             return 0
-        self._sent_for = key
-        horizon = bisect_right(times, max(t, times[i]) + self.lookahead_s)
-        targets = self.converter.convert(self._plan[i:horizon], self.source.last)
+        targets = self.converter.convert(self._plan[first:end], self.source.last)
         for tg in targets:
             self.loop.push_target(tg)
+        self._last_action_t = times[end - 1]
         self.pushed += len(targets)
         self.last = targets
         return len(targets)

@@ -182,31 +182,30 @@ def node_args(params_file: Path, **params) -> list[str]:
 
 @pytest.fixture
 def spin(graph):
-    """spin(*nodes): run in-process nodes (created with context=graph.context) on a multi-threaded
-    executor thread; at teardown each node is closed (ShellNode.close / RecorderNode.close_session)."""
+    """spin(*nodes): run in-process nodes (created with context=graph.context), each on its own
+    single-threaded executor thread, as the node executables run (robot_rl_ros.shell.main_for); at
+    teardown each node is closed (ShellNode.close / RecorderNode.close_session), in the order given."""
     import threading
 
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     started = []
 
     def start(*nodes):
-        executor = MultiThreadedExecutor(num_threads=4, context=graph.context)
         for n in nodes:
+            executor = SingleThreadedExecutor(context=graph.context)
             executor.add_node(n)
-        thread = threading.Thread(target=executor.spin, daemon=True)
-        thread.start()
-        started.append((executor, thread, nodes))
+            thread = threading.Thread(target=executor.spin, daemon=True)
+            thread.start()
+            started.append((executor, thread, n))
         return nodes[0] if len(nodes) == 1 else nodes
 
     yield start
-    for executor, thread, nodes in started:
-        for n in nodes:
-            (getattr(n, "close", None) or n.close_session)()
+    for executor, thread, n in started:
+        (getattr(n, "close", None) or n.close_session)()
         executor.shutdown()
         thread.join(5)
-        for n in nodes:
-            n.destroy_node()
+        n.destroy_node()
 
 
 class Listener:

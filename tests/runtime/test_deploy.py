@@ -86,33 +86,48 @@ def test_target_lead_over_the_measured_tcp_is_clipped_as_in_twin_env():
     assert targets[-1].position[0] == pytest.approx(start[0] + 0.04)   # 5 x 2 cm, lead capped at 4 cm
 
 
-def test_each_action_is_converted_when_due_with_the_tcp_measured_then():
-    """The sink sends an action's target when the action becomes due (plus a lookahead), with that
-    moment's snapshot: the lead clip sees the TCP TwinEnv.step would, however old the chunk is."""
+def test_each_action_is_converted_when_due_with_the_tcp_measured_then_and_sent_once():
+    """The sink sends an action's target once, when the action becomes due, with that moment's snapshot:
+    the lead clip sees the TCP TwinEnv.step would, however old the chunk is. A replan over actions
+    already sent re-sends none of them; a lookahead sends targets earlier, still once each."""
     clock = SimpleNamespace(t=10.0)
     pushed = []
     fake_loop = SimpleNamespace(push_target=pushed.append)
     start = np.array([0.4, 0.0, 0.3])
     source = SimpleNamespace(last=_snap(ControllerMode.HOLD, start))
     conv = DeltaTargetConverter(DeltaActionParams(20.0), [0.15, -0.45, 0.005], [0.8, 0.45, 0.75])
-    sink = LoopActionSink(fake_loop, conv, source, lookahead_steps=1, clock=lambda: clock.t)
+    sink = LoopActionSink(fake_loop, conv, source, clock=lambda: clock.t)
     plan = [ScheduledAction(10.05 + k * 0.05, np.array([1.0, 0, 0, 0, 0, 0, 0])) for k in range(6)]
-    sink(plan)                                   # nothing due yet: the first action and one ahead
-    assert [round(t.t, 3) for t in pushed] == [10.1, 10.15]
-    assert sink.dispatch() == 0                  # nothing changed
+    sink(plan)                                   # nothing due yet: the first action, once
+    assert [round(t.t, 3) for t in pushed] == [10.1] and sink.dispatch() == 0
     ee = start.copy()
-    for k in range(6):                           # the arm lags 3 cm behind its target
+    for k in range(1, 6):                        # the arm lags 3 cm behind its target
         clock.t = plan[k].t + 0.002
         pos_due = conv.commanded(plan[k].t)[0]
         ee = pos_due - [0.03, 0, 0]
         source.last = _snap(ControllerMode.TRACKING, start, ee_pos=ee)
         pushed.clear()
-        assert sink.dispatch() == (2 if k < 5 else 1)
+        assert sink.dispatch() == 1 and sink.dispatch() == 0     # once
         assert pushed[0].t == pytest.approx(plan[k].t + 0.05)
         # TwinEnv: commanded target + 2 cm, at most 4 cm ahead of the TCP measured now
         assert pushed[0].position[0] == pytest.approx(min(pos_due[0] + 0.02, ee[0] + 0.04))
+        if k == 2:                               # a replan blending over the actions sent: none re-sent
+            sink(plan[1:])
+            assert len(pushed) == 1
     clock.t = plan[-1].t + 0.06                  # the plan ran out: nothing more is sent
-    assert sink.dispatch() == 0
+    assert sink.dispatch() == 0 and sink.pushed == 6
+
+    pushed.clear()                               # one action of lookahead: each target a period early, once
+    clock.t = 10.0
+    ahead = LoopActionSink(fake_loop, DeltaTargetConverter(DeltaActionParams(20.0), [0.15, -0.45, 0.005],
+                                                           [0.8, 0.45, 0.75]), source, lookahead_steps=1,
+                           clock=lambda: clock.t)
+    ahead(plan)
+    for k in range(6):
+        clock.t = plan[k].t + 0.002
+        ahead.dispatch()
+    stamps = [round(t.t, 3) for t in pushed]
+    assert stamps == [round(a.t + 0.05, 3) for a in plan]
 
 
 def test_replan_steps_leave_time_for_the_next_inference():
@@ -188,8 +203,17 @@ def _start_moving(loop, policy, cfg, cycles=8):
     for _ in range(cycles):
         source.poll()
         runner.cycle()
-        time.sleep(0.05)
+        _poll(source, sink, 0.05)
     return runner, source, sink
+
+
+def _poll(source, sink, seconds):
+    """What deploy does between runner cycles: poll the state and dispatch the actions that became due."""
+    end = now() + seconds
+    while now() < end:
+        source.poll()
+        sink.dispatch()
+        time.sleep(0.005)
 
 
 def _watch(loop, seconds):
@@ -233,15 +257,20 @@ def test_stale_observations_hold_the_runner_and_the_arm(loop):
     runner, source, sink = _start_moving(loop, policy, cfg)
     calls = policy.calls
     end = now() + loop.rig.safety.target_timeout + HOLD_SETTLE
-    snaps = []
+    snaps, sent_at_hold = [], None
     while now() < end:          # the runner keeps cycling, but no new samples reach the assembler
         log = runner.cycle()
+        if log.held and sent_at_hold is None:
+            sent_at_hold = sink.pushed + sink.stops
+        sink.dispatch()
         snaps.append(loop.state())
         time.sleep(0.05)
     assert log.held and "ms old" in log.reason
     assert policy.calls <= calls + 1      # at most one cycle still inside the staleness bound
     assert runner.stats.summary()["held_cycles"] >= len(snaps) - 1
-    assert sink.stops == 1    # the plan made from the old data was stopped once, then nothing was sent
+    # the plan made from the old data was stopped (at most one target: only when it still reached beyond
+    # the stop time), then nothing was sent
+    assert sink.stops <= 1 and sink.pushed + sink.stops == sent_at_hold
     _assert_holding(snaps)
 
 

@@ -142,6 +142,34 @@ def test_history_frames_are_read_at_exact_times_between_jittered_samples():
         SensorSpec("x", interp="cubic")
 
 
+def test_camera_frames_are_resized_to_the_policys_shape_and_a_held_stream_does_not_hold_back_the_state():
+    """A 640x480 camera for a policy trained on 128x128 frames: each frame the observation uses is resized
+    (cv2 INTER_AREA, as in the twin and on ROS: this assembler serves both). A 30 Hz camera (hold) does not
+    drag the observation time of a 200 Hz state stream back to its last frame; its staleness still counts."""
+    import cv2
+
+    asm = ObservationAssembler([SensorSpec("state", max_staleness_s=0.1, interp="linear"),
+                                SensorSpec("cam", max_staleness_s=0.1, interp="hold", shape=(128, 128, 3))],
+                               n_obs_steps=2, rate_hz=20.0)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(4)]
+    for k, f in enumerate(frames):
+        asm.push("cam", f, 1.0 + k / 30)                      # frames at 1.000 .. 1.100
+    for k in range(30):
+        asm.push("state", np.array([k], np.float32), 1.0 + k * 0.005)   # state up to 1.145
+    obs = asm.assemble(1.15)
+    assert obs["t"] == pytest.approx(1.145)                   # the state's newest sample, not the frame's
+    assert obs["cam"].shape == (2, 128, 128, 3) and obs["cam"].dtype == np.uint8
+    np.testing.assert_array_equal(obs["cam"][1], cv2.resize(frames[3], (128, 128), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(obs["cam"][0], cv2.resize(frames[2], (128, 128), interpolation=cv2.INTER_AREA))
+    asm.push("state", np.array([30], np.float32), 1.24)
+    with pytest.raises(StaleDataError, match=r"observation cam: newest sample is 1\d\d.\d ms old"):
+        asm.assemble(1.25)                                    # the camera stopped: 150 ms > 100 ms
+    asm.push("cam", rng.integers(0, 256, (480, 640), dtype=np.uint8), 1.2)
+    with pytest.raises(ValueError, match=r"\(480, 640\) cannot be resized to \(128, 128, 3\)"):
+        asm.assemble(1.24)                                     # a mono frame for an RGB policy
+
+
 def test_crossfade_over_a_one_action_overlap_takes_half_of_each():
     sched = ActionScheduler(mode="crossfade", blend_steps=3)
     sched.add(ActionChunk(np.zeros((3, 1)), np.array([1.0, 1.1, 1.2])), 0.95)

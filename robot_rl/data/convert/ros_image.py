@@ -21,15 +21,19 @@ def image_to_array(msg, where: str, keep_alpha: bool = True) -> np.ndarray:
     dtype, ch = LAYOUTS[enc]
     dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    raw = np.frombuffer(bytes(msg.data), dtype=np.uint8) if isinstance(msg.data, (bytes, bytearray)) \
-        else np.asarray(msg.data, dtype=np.uint8)
+    # a view of the message's buffer (bytes, or rclpy's array.array): no copy until the one below
+    raw = np.frombuffer(msg.data, dtype=np.uint8) if isinstance(msg.data, (bytes, bytearray, memoryview)) or \
+        hasattr(msg.data, "typecode") else np.asarray(msg.data, dtype=np.uint8)
     if raw.size < h * step or step < w * ch * dtype.itemsize:
         raise ValueError(f"{where}: image {w}x{h} {msg.encoding}: {raw.size} bytes with step {step} are too small")
     rows = raw[: h * step].reshape(h, step)[:, : w * ch * dtype.itemsize]  # drop row padding
-    img = np.ascontiguousarray(rows).view(dtype).reshape(h, w, ch).astype(dtype.newbyteorder("="))
+    img = np.ascontiguousarray(rows).view(dtype).reshape(h, w, ch)
     if ch == 1:
-        return img[..., 0]
-    order = [2, 1, 0] if enc.startswith("bgr") else [0, 1, 2]
-    if ch == 4 and keep_alpha:
-        order.append(3)
-    return np.ascontiguousarray(img[..., order])
+        img = img[..., 0]
+    elif enc.startswith("bgr"):
+        img = img[..., [2, 1, 0, 3][: 4 if keep_alpha and ch == 4 else 3]]   # fancy indexing: a new array
+    elif ch == 4 and not keep_alpha:
+        img = img[..., :3]
+    # one copy in native byte order, owning its memory (never a view of the message)
+    return np.array(img, dtype=dtype.newbyteorder("="), order="C", copy=True) if img.base is not None or \
+        not img.flags.c_contiguous or img.dtype != dtype.newbyteorder("=") else img

@@ -26,16 +26,14 @@ import numpy as np
 
 from robot_rl.core.clock import now
 from robot_rl.hardware.errors import CameraTimeoutError, EndOfStreamError
-from robot_rl.runtime.transport import STATUS, QoS, Sample, Topic
+from robot_rl.runtime.transport import STATUS, Sample, Topic
 from robot_rl_ros import graph
 from robot_rl_ros.camera_info import info_from_calibration, info_from_intrinsics
 from robot_rl_ros.shell import ShellNode, main_for
 
 
-# Reliable: a 640x480 rgb8 frame is ~15 UDP fragments and best effort loses the whole frame with any one
-# (42-62 % of frames at 30 Hz, docs/ros2.md "QoS and losses"). A reliable publisher still serves best-effort
-# subscribers (a policy that wants only the newest frame); KEEP_LAST never blocks the reader thread.
-PUBLISH_QOS = QoS(depth=10, reliable=True)
+# Frames and their camera_info alike: graph.CAMERA_IMAGE (reliable, KEEP_LAST; docs/ros2.md "QoS and losses")
+PUBLISH_QOS = graph.CAMERA_IMAGE
 
 
 class CameraNode(ShellNode):

@@ -12,9 +12,9 @@ absolute; a rig whose drivers differ remaps them (launch arguments), never edits
 | /arm/diagnostics                      | status                            | DIAGNOSTICS  | controller mode, reference, faults, timing |
 | /gripper/joint_states                 | joint_state                       | STATE        | finger opening m                        |
 | /gripper/command                      | joint_state                       | STATE        | closure 0 open .. 1 closed              |
-| /cameras/<name>/color/image_raw       | image                             | SENSOR_DATA  | RGB frames, stamp = exposure time       |
+| /cameras/<name>/color/image_raw       | image                             | CAMERA_IMAGE | RGB frames, stamp = exposure time       |
 | /cameras/<name>/color/camera_info     | camera_info                       | SENSOR_DATA  | intrinsics, same stamp as the frame     |
-| /cameras/<name>/depth/image_raw       | image                             | SENSOR_DATA  | depth, 32FC1 metres                      |
+| /cameras/<name>/depth/image_raw       | image                             | CAMERA_IMAGE | depth, 32FC1 metres                      |
 | /twin/task_state                      | joint_state                       | STATE        | the twin task's privileged state        |
 | /twin/status                          | status                            | STATUS       | episode, seed, success, real-time factor |
 """
@@ -26,6 +26,16 @@ import numpy as np
 from robot_rl.runtime.transport import SENSOR_DATA, STATE, STATUS, QoS, Sample, Topic
 
 DIAGNOSTICS = QoS(depth=10, reliable=True)  # a late subscriber needs no history; the newest counts
+# camera frames: reliable (a 640x480 rgb8 frame is ~900 kB, sent in fragments; best effort loses the whole
+# frame with any fragment: 75 % of 30 Hz frames on a loaded 2-core host, docs/ros2.md); KEEP_LAST, so a
+# slow reader never blocks the camera. Best-effort subscribers (the recorder's sensor-data QoS) still match.
+CAMERA_IMAGE = QoS(depth=5, reliable=True)
+# the policy node's subscriptions: a policy acts on the newest sample, so a short KEEP_LAST queue (a deep
+# reliable one turns an executor stall into seconds of backlog, every sample of it stale). State: best
+# effort, which matches reliable and best-effort publishers alike; images: reliable (see CAMERA_IMAGE;
+# a best-effort camera driver needs `qos: {reliable: false}` on the stream in configs/ros/policy.yaml)
+POLICY_STATE_INPUT = QoS(depth=5, reliable=False)
+POLICY_IMAGE_INPUT = QoS(depth=1, reliable=True)
 
 ARM_JOINT_STATES = Topic("/arm/joint_states", "joint_state", STATE)
 EE_POSE = Topic("/arm/ee_pose", "pose", STATE)
@@ -52,9 +62,9 @@ def camera_topics(name: str) -> dict[str, Topic]:
     """The topics of camera `name` (RealSense-style layout under /cameras/<name>)."""
     base = f"/cameras/{name}"
     return {
-        "color": Topic(f"{base}/color/image_raw", "image", SENSOR_DATA),
+        "color": Topic(f"{base}/color/image_raw", "image", CAMERA_IMAGE),
         "color_info": Topic(f"{base}/color/camera_info", "camera_info", SENSOR_DATA),
-        "depth": Topic(f"{base}/depth/image_raw", "image", SENSOR_DATA),
+        "depth": Topic(f"{base}/depth/image_raw", "image", CAMERA_IMAGE),
         "depth_info": Topic(f"{base}/depth/camera_info", "camera_info", SENSOR_DATA),
     }
 

@@ -35,7 +35,7 @@ from robot_rl.runtime.recording import Route
 from robot_rl.runtime.scheduler import ScheduledAction
 from robot_rl.runtime.transport import STATUS, Topic, Transport
 from robot_rl_ros import graph
-from robot_rl_ros.policy_link import ArmView, TargetPublisher, TopicObservations
+from robot_rl_ros.policy_link import ArmView, ObservationOptions, TargetPublisher, TopicObservations
 
 
 class EnvStopped(RobotRLError):
@@ -67,23 +67,28 @@ class GraphEnvConfig:
 class GraphEnv:
     """transport: the node's Transport; routes/unchecked: policy_link.observation_routes of the streams the
     policy reads; converter: robot_rl.runtime.deploy.make_converter (TwinEnv's delta-action semantics);
-    stop: set to abandon a reset/step at once (EnvStopped)."""
+    options: observation_routes' per-stream options (subscription QoS, max ages, interpolation, image
+    shapes); stop: set to abandon a reset/step at once (EnvStopped)."""
 
     def __init__(self, transport: Transport, routes: list[Route], unchecked: set[str],
                  converter: DeltaTargetConverter, cfg: GraphEnvConfig, frame: str = "base",
                  latency_s: dict | None = None, stop: threading.Event | None = None,
-                 clock: Callable[[], float] = now) -> None:
+                 clock: Callable[[], float] = now, options: ObservationOptions | None = None) -> None:
         self.transport, self.converter, self.cfg, self.clock = transport, converter, cfg, clock
         self.stop = stop or threading.Event()
         self.streams = [r.spec.name for r in routes]
         self.topic_of = {r.spec.name: r.topic for r in routes}
         self.latency_s = dict(latency_s or {})
-        self.obs = TopicObservations(routes, unchecked, self._assembler())
-        self.arm = ArmView()
+        self.options = options or ObservationOptions()
+        self.obs = TopicObservations(routes, unchecked, self._assembler(), self.options.qos)
+        self._arrived = threading.Event()     # set by every message: waits wake on news, not on a poll
+        self.arm = ArmView(notify=self._arrived.set)
         self.targets = TargetPublisher(transport, frame)
         self._diag_t: float | None = None     # receive time of the newest /arm/diagnostics
         self._status: tuple[float, dict] | None = None
-        self._subs = [*self.obs.attach(transport), *self.arm.attach(transport),
+        for topic in self.obs.by_topic:
+            self.obs.tap(topic, lambda _s: self._arrived.set())
+        self._subs = [*self.obs.attach(transport), *self.arm.attach(transport, self.obs),
                       transport.subscribe(graph.ARM_DIAGNOSTICS, lambda d: self._mark_diag()),
                       transport.subscribe(Topic(cfg.success_topic, "status", STATUS), self._on_status)]
         self.steps = 0
@@ -91,21 +96,31 @@ class GraphEnv:
         self.episode: Any = None
 
     def _assembler(self):
-        return make_assembler(self.streams, 1, self.cfg.action_hz, self.cfg.max_staleness_s, self.latency_s)
+        o = self.options
+        return make_assembler(self.streams, 1, self.cfg.action_hz, self.cfg.max_staleness_s, self.latency_s,
+                              interp=o.interp, image_shapes=o.image_shapes, max_age_s=o.max_age_s)
 
     def _mark_diag(self) -> None:
         self._diag_t = self.clock()
+        self._arrived.set()
 
     def _on_status(self, d: dict) -> None:
         self._status = (self.clock(), d)
+        self._arrived.set()
 
     # ---- waiting --------------------------------------------------------------------------------
     def _wait(self, ready: Callable[[], bool], timeout_s: float, explain: Callable[[], str]) -> None:
+        """Until ready() (checked whenever a message arrives), else StaleDataError after timeout_s."""
         deadline = self.clock() + timeout_s
-        while not ready():
-            if self.clock() > deadline:
+        while True:
+            self._arrived.clear()
+            if ready():
+                return
+            left = deadline - self.clock()
+            if left <= 0:
                 raise StaleDataError(explain())
-            if self.stop.wait(0.002):
+            self._arrived.wait(min(left, 0.05))
+            if self.stop.is_set():
                 raise EnvStopped("graph env stopped")
 
     def _stale(self, since: float) -> list[str]:
@@ -113,12 +128,13 @@ class GraphEnv:
         t, out = self.clock(), []
         for s in self.streams:
             last = self.obs.assembler.latest_time(s)
+            max_age = self.obs.assembler.sensors[s].max_staleness_s
             received = None if last is None else last + self.latency_s.get(s, 0.0)
             if received is None:
                 out.append(f"topic {self.topic_of[s]} (stream {s}): no sample received")
-            elif received < since or t - last > self.cfg.max_staleness_s:
+            elif received < since or t - last > max_age:
                 out.append(f"topic {self.topic_of[s]} (stream {s}): newest sample is {(t - last) * 1e3:.0f} ms "
-                           f"old (max {self.cfg.max_staleness_s * 1e3:.0f} ms, needed one after the "
+                           f"old (max {max_age * 1e3:.0f} ms, needed one after the "
                            f"{'reset' if self.steps == 0 else 'action'} {(t - since) * 1e3:.0f} ms ago)")
         return out
 

@@ -12,12 +12,17 @@ overrides of configs/finetune.yaml, the same as the learner's: the actor's netwo
 weights it receives), actor_id, spool_dir, episode_time_s, reset_service, success_topic, fresh_timeout_s.
 
 Configure loads the checkpoint (robot_rl.policies.io.load_policy; safetensors, nothing executed).
-Activate subscribes to the streams the policy reads (each sample keeps its header stamp), to
-/arm/ee_pose and /arm/diagnostics, and runs robot_rl.runtime.runner.PolicyRunner on its own thread
-as the deploy runtime does (a policy call every replan period, due actions dispatched at poll_hz): stale observations hold (nothing is sent, the arm's target watchdog holds the
-pose); each chunk becomes absolute EE targets (robot_rl.runtime.loop_link: TwinEnv's delta-action
-semantics) published on /gripper/command and /arm/target_pose. ~/reset (Trigger) starts over (new
-episode); ~/status (latched JSON) reports cycles, holds and latency.
+Activate subscribes to the streams the policy reads (each sample keeps its header stamp; short
+KEEP_LAST queues, `observations.<stream>.qos` overrides; the callbacks only store the newest samples),
+to /arm/ee_pose and /arm/diagnostics, and runs robot_rl.runtime.runner.PolicyRunner on its own thread
+as the deploy runtime does: a policy call every replan period on the newest observations (camera
+frames resized to the checkpoint's size), refused and logged when a stream's newest sample is older
+than its max age (`runtime.max_staleness_s`, `observations.<stream>.max_age_s`: nothing is sent, the
+arm's target watchdog holds the pose); each action becomes one absolute EE target when it is due
+(robot_rl.runtime.loop_link: TwinEnv's delta-action semantics), published once on /gripper/command and
+/arm/target_pose with the time it is to be reached as its stamp (docs/ros2.md, "Policy node timing").
+The node is spun by a single-threaded executor (robot_rl_ros.shell.main_for). ~/reset (Trigger)
+starts over (new episode); ~/status (latched JSON) reports cycles, holds, input lag, target lead.
 
 mode=actor (online RL, robot_rl.runtime.actor/learner): configure also builds the algorithm's actor
 side from the checkpoint (robot_rl.learning.rl.<algo>.make_agent, as the learner builds its own);
@@ -33,13 +38,13 @@ from __future__ import annotations
 
 import importlib
 import threading
-import time
 from pathlib import Path
 
 from robot_rl.core.clock import now
 from robot_rl.core.errors import ConfigError
 from robot_rl.runtime.transport import STATUS, Reply, Topic
-from robot_rl_ros.policy_link import ArmView, TargetPublisher, TopicObservations, observation_routes
+from robot_rl_ros.policy_link import (ArmView, ObservationOptions, TargetPublisher, TopicObservations,
+                                      observation_routes)
 from robot_rl_ros.shell import ShellNode, main_for
 
 MODES = ("deploy", "actor")
@@ -94,11 +99,29 @@ class PolicyNode(ShellNode):
             self.policy = StreamPolicy(loaded)
             if mode == "actor":
                 self.agent = self._actor_agent(loaded)
+        self.options = ObservationOptions()
         self.routes, self.unchecked = observation_routes(self.params("observations"), self.policy.streams,
-                                                         self.where("observations"))
+                                                         self.where("observations"), self.options)
+        self._check_image_shapes()
         L = rig.safety
         self.workspace = (L.workspace_min, L.workspace_max)
         self.get_logger().info(f"policy {ckpt}: streams {self.policy.streams}, {self.policy.action_hz:g} Hz actions")
+
+    def _check_image_shapes(self) -> None:
+        """The frame size each camera stream is resized to is the checkpoint's (spec.obs rgb features);
+        an `observations.<stream>.shape` that says otherwise is a configuration error."""
+        spec = getattr(self.policy, "spec", None)
+        for f in (spec.obs if spec is not None else ()):
+            if len(f.streams) != 1 or len(f.shape) != 3 or f.kind == "low_dim":
+                continue
+            C, H, W = (int(n) for n in f.shape)
+            stream, want = f.streams[0], ((H, W, C) if f.kind == "rgb" else (H, W))
+            given = self.options.image_shapes.get(stream)
+            if given is not None and tuple(given) != want:
+                raise ConfigError(f"{self.where(f'observations.{stream}.shape')}: {list(given)}, but the checkpoint's "
+                                  f"{f.key} reads {list(want)} frames; set it to {list(want)} or leave it out "
+                                  "(frames of any size are resized to the checkpoint's)")
+            self.options.image_shapes[stream] = want
 
     def _check_actor(self) -> None:
         """The actor link's parameters, checked before anything is loaded."""
@@ -143,9 +166,11 @@ class PolicyNode(ShellNode):
         from robot_rl.runtime.scheduler import ActionScheduler
 
         p, c = self.policy, self.cfg
-        asm = make_assembler(list(p.streams), int(p.n_obs_steps), float(p.action_hz), c.max_staleness_s, c.latency_s)
+        o = self.options
+        asm = make_assembler(list(p.streams), int(p.n_obs_steps), float(p.action_hz), c.max_staleness_s, c.latency_s,
+                             interp=o.interp, image_shapes=o.image_shapes, max_age_s=o.max_age_s)
         if self.obs is None:
-            self.obs = TopicObservations(self.routes, self.unchecked, asm)
+            self.obs = TopicObservations(self.routes, self.unchecked, asm, o.qos)
         else:
             self.obs.replace(asm)
         self.sink = LoopActionSink(self.targets, make_converter(p, c, *self.workspace), self.arm,
@@ -177,7 +202,7 @@ class PolicyNode(ShellNode):
         self.obs = None
         self._fresh_runtime()
         self.obs.attach(transport)
-        self.arm.attach(transport)
+        self.arm.attach(transport, self.obs)
         self.status_pub = transport.publisher(Topic("~/status", "status", STATUS))
         transport.serve("~/reset", "trigger", lambda _: self.reset())
         self.start_worker(self._run, "policy-runner")
@@ -188,12 +213,15 @@ class PolicyNode(ShellNode):
         return Reply(True, "policy, action schedule and observation history reset")
 
     def _run(self) -> None:
-        """As robot_rl.runtime.deploy.run_episode: at poll_hz the sink dispatches the actions that became
-        due (each converted with the newest measured pose); a policy cycle runs every replan period."""
+        """As robot_rl.runtime.deploy.run_episode, off the executor thread (inference may take tens of ms;
+        the executor only stores samples): a policy cycle every replan period on the newest observations,
+        refused (held, logged) when a stream's newest sample is older than its max age; in between, each
+        action is converted (with the newest measured pose) and published when it becomes due. The
+        thread sleeps until the next of these events (waking at least poll_hz times a second)."""
         poll_s = 1.0 / float(self.cfg.poll_hz)
         period = float(self.param("status_period_s"))
         next_status = now()
-        last = None
+        last, held = None, False
         while not self.stopping:
             try:
                 with self._lock:
@@ -203,19 +231,30 @@ class PolicyNode(ShellNode):
                         self._auto_replan = False
                     last = log or last
                     next_cycle = self.runner.next_cycle
+                if log is not None and log.held != held:
+                    held = log.held
+                    if held:
+                        self.get_logger().warning(f"holding (no targets sent): {log.reason}",
+                                                  throttle_duration_sec=1.0)
+                    else:
+                        self.get_logger().info("acting again on fresh observations", throttle_duration_sec=1.0)
                 if last is not None and now() >= next_status:
                     next_status = now() + period
                     self.status_pub.publish(self.status(last))
             except Exception as e:   # never leave the arm with a dead runner silently: logged and reported
                 self.last_error = f"{type(e).__name__}: {e}"
                 self.get_logger().error(self.last_error, throttle_duration_sec=2.0)
-                next_cycle = None
-            time.sleep(max(0.0, min(poll_s, (next_cycle or 0.0) - now())) if next_cycle else poll_s)
+                self._stop.wait(poll_s)
+                continue
+            # sleep until the next cycle, action due or status, not a fixed poll (at most 1 / poll_hz)
+            due = [t for t in (next_cycle, self.sink.next_due(), next_status if last else None) if t is not None]
+            self._stop.wait(min(poll_s, max(0.0, min(due) - now())) if due else poll_s)
 
     def status(self, last) -> dict:
         s = self.runner.stats.summary()
         return {**s, "held": last.held, "hold_reason": last.reason, "targets_sent": self.targets.sent,
-                "replan_s": self.runner.replan_s, "received": dict(self.obs.received), "last_error": self.last_error}
+                "target_lead_ms": self.targets.lead_ms(), "plan_stops": self.sink.stops, "replan_s": self.runner.replan_s,
+                "received": dict(self.obs.received), "last_error": self.last_error}
 
     # -- actor mode -------------------------------------------------------------------------------
     def _attach_actor(self, transport) -> None:
@@ -227,7 +266,7 @@ class PolicyNode(ShellNode):
                              str(self.param("reset_service")), str(self.param("success_topic")),
                              float(self.cfg.max_staleness_s), float(self.param("fresh_timeout_s")))
         env = GraphEnv(transport, self.routes, self.unchecked, make_converter(self.policy, self.cfg, *self.workspace),
-                       cfg, str(self.param("frame")), self.cfg.latency_s, stop=self._stop)
+                       cfg, str(self.param("frame")), self.cfg.latency_s, stop=self._stop, options=self.options)
         self.status_pub = transport.publisher(Topic("~/status", "status", STATUS))
         self.episodes, self.last_episode = 0, {}
         self.actor = Actor(self.agent, lambda: env, (str(self.param("learner_host")), int(self.param("learner_port"))),
