@@ -24,6 +24,7 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from robot_rl.data.recover import flushed_end  # noqa: E402
 from robot_rl.data.store import EpisodeStore  # noqa: E402
 from robot_rl.data.validate import validate  # noqa: E402
 from tests.ros.conftest import wait_for  # noqa: E402
@@ -342,7 +343,8 @@ def test_kill_9_then_recovery_keeps_the_operators_label_and_loss_counts(graph, n
     def journaled():
         s = EpisodeStore.open(store)
         entry = s.header.get("open_episode") or {}
-        return entry.get("meta", {}).get("success") is False and s.group["time"]["joint_pos"].attrs.get("flushed", 0) > 0
+        flushed = flushed_end(entry, s.group["time"]["joint_pos"].attrs.get("flushed", 0), 0)
+        return entry.get("meta", {}).get("success") is False and flushed > 0
     wait_for(journaled, 10, "the label journaled and samples flushed")
     rec.process.proc.send_signal(signal.SIGKILL)
     rec.process.proc.wait(10)
