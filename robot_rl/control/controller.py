@@ -207,8 +207,10 @@ class Controller:
         return True
 
     # ----------------------------------------------------------------------------- the tick
-    def tick(self, state: ArmState, now: float) -> np.ndarray:
-        """One control period. Returns the (7,) torque command (Nm, an internal buffer)."""
+    def tick(self, state: ArmState, now: float, brake: bool = False) -> np.ndarray:
+        """One control period. Returns the (7,) torque command (Nm, an internal buffer).
+        brake: command the joint-damping brake instead of the law for this tick only (the loop's
+        deadline-miss policy); watchdogs, reference and limits run as usual."""
         self.ticks += 1
         L = self.limits
         tau_raw = self._tau_raw
@@ -217,7 +219,7 @@ class Controller:
         claw = self._claw
         if claw is not None:
             try:
-                if live:
+                if live and not brake:
                     flags = claw.tick(self.law.params, state.q, state.dq, state.ee_pos, state.ee_quat, state.J,
                                       state.coriolis, state.gravity, state.f_ext, self.ref_pos, self.ref_quat,
                                       self.ref_vel, self.tau, tau_raw, self.law.error, self._events)
@@ -228,17 +230,17 @@ class Controller:
                 log.error("control law: the compiled law refused this backend's ArmState (%s); running the Python "
                           "law from now on. Fill ArmState with preallocated C-contiguous float64 arrays.", e)
                 self._claw = None
-                return self.tick_python(state, now, live)
+                return self.tick_python(state, now, live, brake)
             if flags:
                 self._compiled_flags(flags, state, now)
             return self.tau
-        return self.tick_python(state, now, live)
+        return self.tick_python(state, now, live, brake)
 
-    def tick_python(self, state: ArmState, now: float, live: bool) -> np.ndarray:
+    def tick_python(self, state: ArmState, now: float, live: bool, brake: bool = False) -> np.ndarray:
         """Steps 6-7 by the Python reference (after update_reference returned `live`)."""
         L = self.limits
         tau_raw = self._tau_raw
-        if not live:
+        if not live or brake:
             if self._stale_now:
                 tau_raw[:] = 0.0                       # cannot trust dq: the backend brakes (brake_requested)
             else:
