@@ -39,7 +39,7 @@ import numpy as np
 
 from robot_rl.control.controller import ControllerMode
 from robot_rl.control.shared import (
-    H_CPU, H_DEADLINE_MISSES, H_EPISODE_REQ, H_EPISODE_SEED, H_ESTOP, H_FAULTED, H_GC_FROZEN, H_INJECT_DELAY_US,
+    H_CPU, H_DEADLINE_MISSES, H_DMA_LATENCY, H_MISS_LATE_WAKEUP, H_EPISODE_REQ, H_EPISODE_SEED, H_ESTOP, H_FAULTED, H_GC_FROZEN, H_INJECT_DELAY_US,
     H_LAW_COMPILED, H_MISS_BRAKED, H_MISS_HELD, H_MLOCKED, H_PID, H_PROFILE, H_PROFILE_REQ, H_RESET, H_SHUTDOWN,
     H_REALTIME, H_TICK_COUNT, H_TICKS, H_TORCH_LOADED, STATE_LAYOUT, TASK_STATE_MAX, TICK_RING, LoopChannels,
     LoopSnapshot,
@@ -65,11 +65,14 @@ def _backend_factory(name: str):
     return getattr(importlib.import_module(mod), fn)
 
 
+SPIN_S = 2e-4   # the loop sleeps until this long before a tick, then spins
+
+
 def _sleep_until(t: float) -> None:
-    """Coarse sleep, then spin the last 200 us: time.sleep alone overshoots by 50-100 us."""
+    """Coarse sleep, then spin the last SPIN_S: time.sleep alone overshoots by 50-100 us."""
     rest = t - now()
-    if rest > 3e-4:
-        time.sleep(rest - 2e-4)
+    if rest > SPIN_S + 1e-4:
+        time.sleep(rest - SPIN_S)
     while now() < t:
         pass
 
@@ -141,6 +144,24 @@ def _pin_cpu(cpus) -> int:
     return want[0] + 1
 
 
+_dma_latency_fd = None
+
+
+def _hold_cpu_dma_latency() -> bool:
+    """Write 0 to /dev/cpu_dma_latency and keep it open (the kernel's PM QoS request lasts as long as
+    the file is open): the CPUs stay out of deep idle states, whose exit latency (up to hundreds of us)
+    would delay every wake-up. cyclictest does the same. Returns False (logged) when refused."""
+    global _dma_latency_fd
+    try:
+        _dma_latency_fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+        os.write(_dma_latency_fd, (0).to_bytes(4, "little"))
+        return True
+    except OSError as e:
+        log.info("control loop: /dev/cpu_dma_latency not held at 0 (%s); deep CPU idle states may delay "
+                 "wake-ups (allow it with write access to /dev/cpu_dma_latency, or disable C-states in the BIOS)", e)
+        return False
+
+
 def _realtime_setup(ctrl_cfg: dict, h) -> None:
     """Affinity, locked memory, SCHED_FIFO and a frozen garbage collector, each recorded in the header.
     For the loop to own its CPU the robot PC also needs isolcpus=<cpu> nohz_full=<cpu> on the kernel
@@ -148,6 +169,7 @@ def _realtime_setup(ctrl_cfg: dict, h) -> None:
     h[H_CPU] = _pin_cpu(ctrl_cfg.get("cpu_affinity", "auto"))
     h[H_MLOCKED] = int(bool(ctrl_cfg.get("lock_memory", True)) and _lock_memory())
     h[H_REALTIME] = _go_realtime(int(ctrl_cfg.get("realtime_priority", 0)))
+    h[H_DMA_LATENCY] = int(_hold_cpu_dma_latency())
     # nothing allocated from here on lives long (the loop reuses its buffers): a collection would only
     # cost a pause of milliseconds, so move what exists out of the collector's reach and switch it off
     gc.collect()
@@ -322,6 +344,8 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
             brake = misses.decide(max(overrun, 0.0)) == MISS_BRAKE
             if overrun > 0.0:
                 h[H_DEADLINE_MISSES] += 1
+                if misses.streak == 1 and t_end - t0 <= period:
+                    h[H_MISS_LATE_WAKEUP] += 1    # on time before, own work fits: the wake-up was late
                 h[H_MISS_HELD] = misses.held
                 h[H_MISS_BRAKED] = misses.braked
                 if overrun > 10 * period:
@@ -425,10 +449,11 @@ class ControlLoopProcess:
 
     def miss_counters(self) -> dict[str, int]:
         """Deadline misses and what MissPolicy did about them: ticks that held the last torque once,
-        ticks that braked instead of running the law."""
+        ticks that braked instead of running the law; and the misses a late wake-up caused (the
+        iteration itself fitted in its period after an on-time one: the OS's latency, not the loop's)."""
         h = self.ch.header
         return {"deadline_misses": int(h[H_DEADLINE_MISSES]), "miss_held": int(h[H_MISS_HELD]),
-                "miss_braked": int(h[H_MISS_BRAKED])}
+                "miss_braked": int(h[H_MISS_BRAKED]), "miss_late_wakeup": int(h[H_MISS_LATE_WAKEUP])}
 
     @property
     def realtime_setup(self) -> dict:
@@ -437,6 +462,7 @@ class ControlLoopProcess:
         h = self.ch.header
         return {"sched_fifo": self.realtime_status, "mlocked": bool(h[H_MLOCKED]),
                 "cpu": int(h[H_CPU]) - 1 if h[H_CPU] else None, "gc_frozen": bool(h[H_GC_FROZEN]),
+                "cpu_dma_latency_0": bool(h[H_DMA_LATENCY]),
                 "law": "compiled" if h[H_LAW_COMPILED] else "python"}
 
     def inject_delay(self, us: float) -> None:

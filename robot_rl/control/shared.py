@@ -33,6 +33,9 @@ H_EPISODE_REQ, H_EPISODE_SEED = 16, 17
 # deadline-miss policy counters (loop.MissPolicy), real-time set-up flags, and a test hook: the loop
 # busy-waits H_INJECT_DELAY_US at the end of its next iteration (one-shot) to inject a miss
 H_MISS_HELD, H_MISS_BRAKED, H_INJECT_DELAY_US, H_MLOCKED, H_CPU, H_GC_FROZEN, H_LAW_COMPILED = range(18, 25)
+# misses whose own iteration fit in one period after an on-time one: the wake-up came late (the OS or
+# the hypervisor, not the loop's work); and whether the loop holds /dev/cpu_dma_latency at 0
+H_MISS_LATE_WAKEUP, H_DMA_LATENCY = 25, 26
 HEADER = 32
 TASK_STATE_MAX = 32   # floats of a task's privileged state published with every snapshot
 

@@ -89,6 +89,8 @@ def test_injected_misses_are_counted_held_once_then_braked_and_the_loop_keeps_co
     assert c2["deadline_misses"] > c1["deadline_misses"]
     # every miss was answered by exactly one policy decision
     assert c2["miss_held"] + c2["miss_braked"] >= c2["deadline_misses"] > 0
+    # the injected overruns are the loop's own work, never blamed on a late wake-up
+    assert c2["miss_late_wakeup"] - c0["miss_late_wakeup"] <= c2["deadline_misses"] - c0["deadline_misses"] - 2
     s = loop.wait_ticks(50)
     assert int(s.mode) == ControllerMode.HOLD     # braking for a tick does not stop the arm
 
