@@ -163,17 +163,23 @@ def _hold_cpu_dma_latency() -> bool:
         return False
 
 
-def _realtime_setup(ctrl_cfg: dict, h) -> None:
-    """Affinity, locked memory, SCHED_FIFO and a frozen garbage collector, each recorded in the header.
-    For the loop to own its CPU the robot PC also needs isolcpus=<cpu> nohz_full=<cpu> on the kernel
-    command line and ideally a PREEMPT_RT kernel (docs/hardware.md, "Real-time set-up")."""
+def _realtime_setup_early(ctrl_cfg: dict, h) -> None:
+    """Before the backend is built: pin the CPU and lock memory (MCL_FUTURE then locks the backend's
+    pages as they are allocated), collect the import garbage. Slow steps go here, not between the
+    backend's connection and its first command (a UR's watchdog counts that gap)."""
     h[H_CPU] = _pin_cpu(ctrl_cfg.get("cpu_affinity", "auto"))
     h[H_MLOCKED] = int(bool(ctrl_cfg.get("lock_memory", True)) and _lock_memory())
-    h[H_REALTIME] = _go_realtime(int(ctrl_cfg.get("realtime_priority", 0)))
     h[H_DMA_LATENCY] = int(_hold_cpu_dma_latency())
+    gc.collect()
+
+
+def _realtime_setup(ctrl_cfg: dict, h) -> None:
+    """Right before the first tick: SCHED_FIFO and a frozen garbage collector, recorded in the header.
+    For the loop to own its CPU the robot PC also needs isolcpus=<cpu> nohz_full=<cpu> on the kernel
+    command line and ideally a PREEMPT_RT kernel (docs/hardware.md, "Real-time set-up")."""
+    h[H_REALTIME] = _go_realtime(int(ctrl_cfg.get("realtime_priority", 0)))
     # nothing allocated from here on lives long (the loop reuses its buffers): a collection would only
     # cost a pause of milliseconds, so move what exists out of the collector's reach and switch it off
-    gc.collect()
     gc.freeze()
     gc.disable()
     h[H_GC_FROZEN] = 1
@@ -220,6 +226,7 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
     backend = None
     try:
         rig = load_rig(rig_cfg)
+        _realtime_setup_early(dict(rig.raw.get("control", {})), h)
         backend = _backend_factory(rig.backend)(rig, task)
         ctrl = rig.make_controller(gravity_comp=not backend.gravity_compensated)
         ctrl.gripper = float(getattr(backend, "closure", ctrl.gripper))
