@@ -160,6 +160,8 @@ def test_scripted_policy_reaches_the_goal_through_the_loop_process(loop):
     assert r["inference_ms_p50"] > 0 and r["obs_age_ms_p50"] < 50
     lp = res.loop
     assert lp["ticks"] > 1000 and lp["tick_us_p50"] > 0 and lp["deadline_misses"] >= 0
+    # what the loop's miss policy did (the last torque held once / a braking tick) is in results.json
+    assert min(lp["miss_held"], lp["miss_braked"], lp["miss_late_wakeup"]) >= 0 and lp["law"] in ("compiled", "python")
     assert lp["safety_counts"]["target_jump"] == 0 and lp["safety_counts"]["state_stale"] == 0
     assert not loop.torch_loaded
 
