@@ -391,7 +391,8 @@ def main(cfg=None) -> int:
     rows.append(BenchRow.compare("realtime_factor_2_cameras_128", med(cams, 0), "x", "real time", 1.0, True))
     rows.append(BenchRow("realtime_factor_2_cameras_128_cpu_time", med(cams, 1), "x"))
 
-    print(f"bench twin: law + safety compute per tick, Python vs compiled ({law_seconds:g} s of states) ...", flush=True)
+    print(f"bench twin: law + safety compute per tick, Python vs compiled ({law_seconds:g} s of states) ...",
+          flush=True)
     law = law_compute_times(law_seconds, loop_cpu())
     if "compiled" not in law:
         print("bench twin: the compiled law is not built (python -m robot_rl.control.compiled --build): "

@@ -50,8 +50,8 @@ def load(required: bool = False):
             if not _reported:
                 _reported = True
                 log.warning("control law: the compiled law (robot_rl/control/_claw.c) is not built (%s); running "
-                            "the Python law, ~10x slower per tick. Build it with `%s` (scripts/setup.sh does).",
-                            e, BUILD_COMMAND)
+                            "the Python law (about 3x the compute per tick). Build it with `%s` "
+                            "(scripts/setup.sh does).", e, BUILD_COMMAND)
             return None
         if _claw.N_PARAMS != N_PARAMS:
             raise ImportError(f"robot_rl/control/_claw is stale (N_PARAMS {_claw.N_PARAMS} != {N_PARAMS}); "

@@ -54,7 +54,8 @@ def test_a_brake_tick_commands_joint_damping_through_the_limits_and_does_not_lat
     c.tau[:] = 0.0
     tau = c.tick(_moving_state(5e-3), 5e-3, brake=True).copy()
     L = c.limits
-    want = np.clip(-L.stop_damping * 0.5 + 0.1, -L.max_torque_rate, L.max_torque_rate)   # -dq D + coriolis, rate-limited
+    # -dq D + coriolis, rate-limited from the last command (0)
+    want = np.clip(-L.stop_damping * 0.5 + 0.1, -L.max_torque_rate, L.max_torque_rate)
     np.testing.assert_allclose(tau, np.full(7, want), atol=1e-12)
     assert c.mode == ControllerMode.HOLD                                  # not latched: the law resumes
     law_tau = c.tick(_moving_state(6e-3), 6e-3)
