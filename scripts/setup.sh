@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 if command -v apt-get >/dev/null; then
-  # EGL/Mesa: headless MuJoCo rendering; libusb: pyrealsense2; socat: serial-gripper emulator tests
+  # EGL/Mesa: headless MuJoCo rendering; libusb: pyrealsense2; socat: serial-gripper emulator tests;
+  # gcc + python3-dev: the compiled control law; rt-tests: cyclictest, the latency baseline of bench twin
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends \
-    libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libusb-1.0-0 socat >/dev/null
+    libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libusb-1.0-0 socat gcc python3-dev rt-tests >/dev/null
 fi
 
 PY="${PYTHON:-}"
@@ -32,4 +33,6 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 fi
 .venv/bin/python -m pip install -q -e ".[${EXTRAS:-dev,hardware,ros,interop,gym}]"
+# the 1 kHz law in C (robot_rl/control/_claw.c); without it the loop runs the Python law and says so
+.venv/bin/python -m robot_rl.control.compiled --build || echo "compiled control law not built: the Python law runs" >&2
 echo "robot_rl set up in .venv: run .venv/bin/robot-rl --help"

@@ -10,9 +10,25 @@ Rows (medians over `repeats` where repeated):
                                    when the host is shared (wall-clock rows include waiting for a CPU)
   tick_us_p50 / _p99 / _max        Controller.tick compute time inside the loop process over `duration`
                                    s at 1 kHz wall clock (the loop process publishes every tick's time)
-  loop_iteration_us_p99            the whole loop iteration (read_state + tick + physics step + publish)
-  deadline_misses                  loop iterations that ended after the next tick was due, same run
-  loop_sched_fifo                  1 if the loop process got real-time (SCHED_FIFO) priority
+  loop_iteration_us_p99 / _max     the whole loop iteration (read_state + tick + physics step + publish),
+                                   every iteration, measured in the loop
+  deadline_misses                  loop iterations that ended after the next tick was due, same run;
+  deadline_misses_late_wakeup      those whose own iteration fitted in its period after an on-time one:
+                                   the wake-up came late (the machine's latency, not the loop's work)
+  miss_held / miss_braked          what the loop's miss policy did (hold the last torque once / brake)
+  loop_sched_fifo, loop_mlocked    the loop process's real-time set-up (SCHED_FIFO granted, memory locked)
+  loaded_*                         the same rows while a representative robot-PC load runs on the other
+                                   CPU(s) (robot_rl.bench.robot_pc_load: the one-step student at the
+                                   policy rate, 2 cameras at 30 Hz recorded by an episode writer, a CPU
+                                   hog), each beside its idle figure; load_*_per_s: what the load achieved
+  cyclictest_latency_us_p99 / _max the machine's own wake-up latency on the loop's CPU in the same
+  loaded_cyclictest_latency_us_*   window as the loop (rt-tests' cyclictest, SCHED_FIFO 99 above the
+  cyclictest_cycles_late[_loaded]  loop's 80, 1 kHz), idle and loaded: the floor under the loop's
+                                   figures; _cycles_late counts wake-ups so late that an iteration of the
+                                   loop's median length would miss its deadline
+  law_safety_us_p50 / _p99 / _max  Controller.tick (watchdogs, reference, law, guards, limits) per tick
+                                   on recorded figure-eight states, compiled law vs the Python reference,
+                                   timed as the loop runs (its CPU, SCHED_FIFO, no gc)
   tracking_rms_mm_<profile>        TCP position error (RMS, mm) against a figure-eight (10 cm x 5 cm,
   tracking_rms_deg_<profile>       4 s period, +-0.2 rad yaw) streamed at 20 Hz, for compliant and
                                    precise, vs the plain law that damps absolute velocity (-D J dq)
@@ -20,14 +36,21 @@ Rows (medians over `repeats` where repeated):
 
 from __future__ import annotations
 
+import gc
 import math
+import os
+import re
+import shutil
 import statistics
+import subprocess
 import time
 
 import numpy as np
 
 import robot_rl.sim  # noqa: F401  (first: selects headless EGL before MuJoCo is imported)
 import mujoco
+from robot_rl.control.loop import SPIN_S
+from robot_rl.control.shared import H_TICK_COUNT
 from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
 from robot_rl.core.types import EETarget
 
@@ -127,19 +150,27 @@ def tracking(profile: str, feedforward: bool, periods: float = 2.0, warmup: floa
     return float(np.sqrt(np.mean(pe ** 2)) * 1e3), float(np.degrees(np.sqrt(np.mean(re ** 2))))
 
 
-def loop_timing(duration: float) -> dict:
-    """Run the loop process for `duration` s at 1 kHz wall clock, streaming a figure-eight at 20 Hz."""
+def loop_timing(duration: float, cyclictest: bool = False) -> dict:
+    """Run the loop process for `duration` s at 1 kHz wall clock, streaming a figure-eight at 20 Hz.
+    Every tick's compute time and every iteration's time come from the loop's own rings (drained
+    every ~0.5 s, long before they wrap). cyclictest: measure the machine's wake-up latency on the
+    loop's CPU in the same window (its result under "cyclictest", None when not installed)."""
     from robot_rl.control.loop import ControlLoopProcess
     from robot_rl.core.clock import now
 
     with ControlLoopProcess("panda_twin") as lp:
         s = lp.wait_ticks(20)
-        start_ticks, start_miss = s.ticks, s.deadline_misses
+        ch = lp.ch
+        start_ticks, miss0 = s.ticks, lp.miss_counters()
+        n_tick = n_loop = int(ch.header[H_TICK_COUNT])
+        ticks, loops = [], []
         center = np.array([0.45, 0.0, 0.35])
         quat0 = s.ee_quat.copy()
         home = s.ee_pos.copy()
+        cpu = lp.realtime_setup["cpu"]
+        ct = start_cyclictest(duration, cpu) if cyclictest else None
         t0 = now()
-        loop_us = []
+        last_drain = t0
         while now() - t0 < duration:
             tt = now() - t0
             if tt < 1.0:
@@ -147,20 +178,202 @@ def loop_timing(duration: float) -> dict:
             else:
                 p, q = figure_eight(tt - 1.0 + 1 / FIG8_RATE, center, quat0)
             lp.push_target(EETarget(now() + 1 / FIG8_RATE, p, q, 0.0))
-            loop_us.append(lp.state().loop_us)
+            if now() - last_drain > 0.5:
+                n_tick, t_new = ch.ring_since(ch.ticks, n_tick)
+                n_loop, l_new = ch.ring_since(ch.loops, n_loop)
+                ticks.append(t_new)
+                loops.append(l_new)
+                last_drain = now()
             time.sleep(1 / FIG8_RATE)
         s = lp.state()
-        tt = lp.tick_times_us()[-(s.ticks - start_ticks):]
-        return {"ticks": s.ticks - start_ticks, "misses": s.deadline_misses - start_miss, "tick_us": tt,
-                "realtime": lp.realtime,
-                "loop_us": np.array(loop_us), "wall": now() - t0, "faults": s.counts.copy()}
+        n_tick, t_new = ch.ring_since(ch.ticks, n_tick)
+        n_loop, l_new = ch.ring_since(ch.loops, n_loop)
+        ticks.append(t_new)
+        loops.append(l_new)
+        miss = {k: v - miss0[k] for k, v in lp.miss_counters().items()}
+        loop_us = np.concatenate(loops)
+        # a wake-up later than this makes an iteration of median length miss (the loop spins SPIN_S)
+        late_us = 1e6 * (lp.rig.loop_hz ** -1 + SPIN_S) - float(np.percentile(loop_us, 50))
+        return {"ticks": s.ticks - start_ticks, "misses": miss["deadline_misses"], "miss": miss,
+                "tick_us": np.concatenate(ticks), "loop_us": loop_us, "realtime": lp.realtime,
+                "setup": lp.realtime_setup, "wall": now() - t0, "faults": s.counts.copy(),
+                "cyclictest": finish_cyclictest(ct, late_us) if cyclictest else None}
+
+
+def loop_cpu() -> int | None:
+    """The CPU the loop process pins itself to by default (control.cpu_affinity: auto, the last CPU
+    this process may use), or None on a single CPU."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return allowed[-1] if len(allowed) > 1 else None
+
+
+def start_cyclictest(seconds: float, cpu: int | None):
+    """Start rt-tests' cyclictest: one SCHED_FIFO thread at priority 99 (above the loop's, so the loop
+    cannot delay it and it measures only the machine) waking every 1 ms on `cpu` for `seconds`.
+    None when cyclictest is not installed."""
+    exe = shutil.which("cyclictest")
+    if exe is None:
+        return None
+    cmd = [exe, "-q", "-m", "-p", "99", "-i", "1000", "-t", "1", "-D", f"{max(1, int(math.ceil(seconds)))}s",
+           "-h", "10000"] + (["-a", str(cpu)] if cpu is not None else [])
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_cyclictest(proc, late_us: float) -> dict | None:
+    """Wake-up latency p50/p99/max (us) and the cycles later than `late_us` from a started cyclictest."""
+    if proc is None:
+        return None
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    bins = [(int(a), int(b)) for a, b in re.findall(r"^(\d+) (\d+)$", stdout, re.M)]
+    mx = re.search(r"# Max Latencies: (\d+)", stdout)
+    overflow = re.search(r"# Histogram Overflows: (\d+)", stdout)
+    if proc.returncode != 0 or not bins or mx is None:
+        return {"error": (stderr or stdout).strip()[-300:] or f"exit code {proc.returncode}"}
+    lat = np.array([b[0] for b in bins], dtype=float)
+    cnt = np.array([b[1] for b in bins], dtype=float)
+    n_over = int(overflow.group(1)) if overflow else 0
+    cum = np.cumsum(cnt) / max(cnt.sum() + n_over, 1)
+
+    def pct(q: float) -> float:
+        k = int(np.searchsorted(cum, q / 100.0))
+        return float(lat[k]) if k < len(lat) else float(int(mx.group(1)))
+
+    late = int(cnt[lat > late_us].sum()) + n_over
+    return {"p50": pct(50), "p99": pct(99), "max": float(int(mx.group(1))), "late": late}
+
+
+class _AsTheLoop:
+    """Run the enclosed block as the loop process runs: pinned to `cpu`, SCHED_FIFO 80 (when allowed,
+    else noted), garbage collection off; restores the process afterwards."""
+
+    def __init__(self, cpu: int | None) -> None:
+        self.cpu = cpu
+
+    def __enter__(self):
+        self.affinity = os.sched_getaffinity(0)
+        self.policy = os.sched_getscheduler(0)
+        self.param = os.sched_getparam(0)
+        if self.cpu is not None:
+            os.sched_setaffinity(0, [self.cpu])
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(80))
+            self.fifo = True
+        except OSError as e:
+            print(f"bench twin: law timing without SCHED_FIFO ({e}): its p99/max include preemption")
+            self.fifo = False
+        gc.collect()
+        gc.disable()
+        return self
+
+    def __exit__(self, *exc):
+        gc.enable()
+        if self.fifo:
+            os.sched_setscheduler(0, self.policy, self.param)
+        os.sched_setaffinity(0, self.affinity)
+
+
+def law_compute_times(seconds: float, cpu: int | None = None) -> dict[str, np.ndarray]:
+    """Controller.tick time (us) per tick for the Python reference and the compiled law, replaying the
+    same recorded figure-eight states (synchronous twin, targets at 20 Hz), timed as the loop runs
+    (`_AsTheLoop`: pinned to the loop's CPU, SCHED_FIFO, no garbage collection)."""
+    from robot_rl.control.controller import Controller
+    from robot_rl.control import compiled
+    from robot_rl.sim.twin import Twin
+
+    tw = Twin(task=None, policy_hz=FIG8_RATE)
+    tw.reset(seed=0)
+    ctrl, arm, rig = tw.controller, tw.arm, tw.rig
+    center = np.array([0.45, 0.0, 0.35])
+    quat0 = arm.read_state().ee_quat.copy()
+    events = []
+    t0 = tw.now
+    for k in range(int(seconds / tw.dt)):
+        now = tw.now
+        if k % 50 == 0:
+            p, q = figure_eight(now - t0 + 1 / FIG8_RATE, center, quat0)
+            tgt = EETarget(now + 1 / FIG8_RATE, p, q, 0.0)
+            ctrl.push_target(tgt, now)
+            events.append((tgt, None, now))
+        s = arm.read_state()
+        events.append((None, s.copy(), now))
+        arm.write_torque(ctrl.tick(s, now))
+    tw.close()
+    out = {}
+    laws = ("python", "compiled") if compiled.load() is not None else ("python",)
+    for law in laws:
+        c = Controller(rig.safety, rig.profile, rig.arm.get("nullspace_q"), 1.0 / rig.loop_hz,
+                       ctrl.law.gravity_comp, rig.profiles, law)
+        times = np.zeros(sum(1 for e in events if e[0] is None))
+        k = 0
+        with _AsTheLoop(cpu):
+            for tgt, s, now in events:
+                if tgt is not None:
+                    c.push_target(tgt, now)
+                else:
+                    a = time.perf_counter()
+                    c.tick(s, now)
+                    times[k] = time.perf_counter() - a
+                    k += 1
+        out[law] = times * 1e6
+    return out
+
+
+def _loop_rows(rows: list, lt: dict, idle: dict | None) -> None:
+    """The loop rows; with `idle`, loaded_* rows each beside the idle figure."""
+    pre = "loaded_" if idle is not None else ""
+    vals = {"tick_us_p50": float(np.percentile(lt["tick_us"], 50)),
+            "tick_us_p99": float(np.percentile(lt["tick_us"], 99)), "tick_us_max": float(lt["tick_us"].max()),
+            "loop_iteration_us_p99": float(np.percentile(lt["loop_us"], 99)),
+            "loop_iteration_us_max": float(lt["loop_us"].max()),
+            "deadline_misses": float(lt["misses"]), "miss_held": float(lt["miss"]["miss_held"]),
+            "miss_braked": float(lt["miss"]["miss_braked"]),
+            "deadline_misses_late_wakeup": float(lt["miss"]["miss_late_wakeup"])}
+    for k, v in vals.items():
+        unit = "count" if k.startswith(("deadline", "miss")) else "us"
+        if idle is None:
+            rows.append(BenchRow(k, v, unit))
+        else:
+            rows.append(BenchRow.compare(pre + k, v, unit, k + " (idle)", idle[k], False))
+    rows.append(BenchRow(pre + "loop_ticks", float(lt["ticks"]), "count"))
+    if idle is None:
+        rows.append(BenchRow("loop_sched_fifo", float(lt["realtime"]), "bool"))
+        rows.append(BenchRow("loop_mlocked", float(lt["setup"]["mlocked"]), "bool"))
+    return vals
+
+
+def _cyclictest_rows(rows: list, ct: dict | None, loaded: bool, idle: dict | None) -> None:
+    pre = "loaded_" if loaded else ""
+    if ct is None:
+        print(f"bench twin: cyclictest not installed (apt-get install rt-tests): {pre}cyclictest rows skipped")
+        return
+    if "error" in ct:
+        print(f"bench twin: cyclictest failed ({ct['error']}): {pre}cyclictest rows skipped")
+        return
+    for k in ("p50", "p99", "max"):
+        name = f"cyclictest_latency_us_{k}"
+        if loaded and idle is not None and "error" not in idle:
+            rows.append(BenchRow.compare(pre + name, ct[k], "us", name + " (idle)", idle[k], False))
+        else:
+            rows.append(BenchRow(pre + name, ct[k], "us"))
+    rows.append(BenchRow(f"cyclictest_cycles_late{'_loaded' if loaded else ''}", float(ct["late"]), "count"))
 
 
 def main(cfg=None) -> int:
-    """cfg: duration (s of the loop process, default 60), repeats (default 3), rtf_seconds (simulated
-    seconds per real-time-factor repeat, default 6), tracking_periods (figure-eights measured after
-    the ease-in period, default 2), json (path or None)."""
-    duration = float(_get(cfg, "duration", 60.0))
+    """cfg: duration (s of each loop-process and cyclictest run, default 20; 600 for the 10-minute
+    figures), loaded (also measure under the robot-PC load, default true), cyclictest (default true),
+    law_seconds (simulated s of recorded states for the law_safety rows, default 5), load_model (the
+    student's configs/model name in the load, default diffusion_unet), repeats
+    (default 3), rtf_seconds (simulated seconds per real-time-factor repeat, default 6),
+    tracking_periods (figure-eights measured after the ease-in period, default 2), json (path or None)."""
+    duration = float(_get(cfg, "duration", 20.0))
+    loaded = bool(_get(cfg, "loaded", True))
+    use_cyclictest = bool(_get(cfg, "cyclictest", True))
+    law_seconds = float(_get(cfg, "law_seconds", 5.0))
+    load_model = str(_get(cfg, "load_model", "diffusion_unet"))
     repeats = int(_get(cfg, "repeats", 3))
     rtf_seconds = float(_get(cfg, "rtf_seconds", 6.0))
     periods = float(_get(cfg, "tracking_periods", 2.0))
@@ -177,16 +390,47 @@ def main(cfg=None) -> int:
     rows.append(BenchRow("realtime_factor_bare_physics", med(bare_runs, 0), "x"))
     rows.append(BenchRow.compare("realtime_factor_2_cameras_128", med(cams, 0), "x", "real time", 1.0, True))
     rows.append(BenchRow("realtime_factor_2_cameras_128_cpu_time", med(cams, 1), "x"))
-    print(f"bench twin: loop process at 1 kHz wall clock for {duration:g} s ...", flush=True)
-    lt = loop_timing(duration)
-    tt = lt["tick_us"]
-    rows.append(BenchRow("tick_us_p50", float(np.percentile(tt, 50)), "us"))
-    rows.append(BenchRow("tick_us_p99", float(np.percentile(tt, 99)), "us"))
-    rows.append(BenchRow("tick_us_max", float(tt.max()), "us"))
-    rows.append(BenchRow("loop_iteration_us_p99", float(np.percentile(lt["loop_us"], 99)), "us"))
-    rows.append(BenchRow("deadline_misses", float(lt["misses"]), "count"))
-    rows.append(BenchRow("loop_ticks", float(lt["ticks"]), "count"))
-    rows.append(BenchRow("loop_sched_fifo", float(lt["realtime"]), "bool"))
+
+    print(f"bench twin: law + safety compute per tick, Python vs compiled ({law_seconds:g} s of states) ...",
+          flush=True)
+    law = law_compute_times(law_seconds, loop_cpu())
+    if "compiled" not in law:
+        print("bench twin: the compiled law is not built (python -m robot_rl.control.compiled --build): "
+              "Python rows only")
+    for q in ("p50", "p99", "max"):
+        py = float(law["python"].max() if q == "max" else np.percentile(law["python"], float(q[1:])))
+        if "compiled" in law:
+            c = law["compiled"]
+            v = float(c.max() if q == "max" else np.percentile(c, float(q[1:])))
+            rows.append(BenchRow.compare(f"law_safety_us_{q}", v, "us", f"law_safety_us_{q} (python)", py, False))
+        else:
+            rows.append(BenchRow(f"law_safety_us_{q}_python", py, "us"))
+
+    cpu = loop_cpu()
+    print(f"bench twin: loop process at 1 kHz wall clock for {duration:g} s (pinned to CPU {cpu}"
+          f"{', cyclictest beside it' if use_cyclictest else ''}) ...", flush=True)
+    lt = loop_timing(duration, use_cyclictest)
+    idle = _loop_rows(rows, lt, None)
+    if use_cyclictest:
+        _cyclictest_rows(rows, lt["cyclictest"], False, None)
+    if loaded:
+        from robot_rl.bench.robot_pc_load import RobotPcLoad
+        from robot_rl.control.rig import load_rig
+
+        others = [c for c in sorted(os.sched_getaffinity(0)) if c != cpu]
+        print(f"bench twin: starting the robot-PC load on CPUs {others} (student inference, 2 cameras + "
+              f"episode writer, CPU hog) ...", flush=True)
+        with RobotPcLoad(others, load_rig("panda_twin").policy_hz, load_model) as load:
+            print(f"bench twin: loaded loop for {duration:g} s ...", flush=True)
+            lt_loaded = loop_timing(duration, use_cyclictest)
+            rates = load.rates()
+        _loop_rows(rows, lt_loaded, idle)
+        if use_cyclictest:
+            _cyclictest_rows(rows, lt_loaded["cyclictest"], True, lt["cyclictest"])
+        rows.append(BenchRow("load_policy_predictions_per_s", rates["policy"], "1/s"))
+        rows.append(BenchRow("load_camera_frames_recorded_per_s", rates["cameras"], "1/s"))
+        rows.append(BenchRow("load_hog_rounds_per_s", rates["hog"], "1/s"))
+
     print("bench twin: figure-eight tracking ...", flush=True)
     for profile in ("compliant", "precise"):
         mm, deg = tracking(profile, True, periods, warmup)

@@ -23,17 +23,22 @@ synchronous twin). Positions in metres, base frame; quaternions (w, x, y, z).
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
+from robot_rl.control import compiled
 from robot_rl.control.impedance import PROFILES, GainProfile, ImpedanceLaw
 from robot_rl.control.limits import SafetyLimits
 from robot_rl.control.state import ArmState
 from robot_rl.control.trajectory import TargetTrajectory, slerp
 from robot_rl.core.types import EETarget
+
+log = logging.getLogger(__name__)
+LAWS = ("auto", "compiled", "python")
 
 
 class ControllerMode(enum.IntEnum):
@@ -76,11 +81,17 @@ class Controller:
 
     dt: tick period (s). gravity_comp: add g(q) (False where the backend compensates gravity).
     q_nullspace: (7,) posture for the null-space term (rad).
+    law: which implementation of step 6-7 (the law, joint guards, torque limits) runs: "compiled"
+    (robot_rl/control/_claw.c; raises if it is not built), "python" (the reference, impedance.py and
+    the guards below) or "auto" (compiled when built, else Python with one log line). Both give the
+    same torques and the same fault reports.
     """
 
     def __init__(self, limits: SafetyLimits | None = None, profile: str | GainProfile = "precise",
                  q_nullspace=None, dt: float = 0.001, gravity_comp: bool = False,
-                 profiles: dict[str, GainProfile] | None = None) -> None:
+                 profiles: dict[str, GainProfile] | None = None, law: str = "auto") -> None:
+        if law not in LAWS:
+            raise ValueError(f"Controller law={law!r}: expected one of {LAWS}")
         self.limits = limits or SafetyLimits()
         self.dt = float(dt)
         self.profiles = dict(profiles or PROFILES)
@@ -109,6 +120,8 @@ class Controller:
         self._q_lo_l, self._q_hi_l = self._q_lo.tolist(), self._q_hi.tolist()
         self._q_hard_lo_l, self._q_hard_hi_l = list(L.q_min), list(L.q_max)
         self._dq_guard_l, self._dq_max_l = self._dq_guard.tolist(), list(L.dq_max)
+        self._claw = None if law == "python" else compiled.load(required=law == "compiled")
+        self._events = np.zeros(7)               # the compiled guards' per-joint joint-limit events
         self.tau = np.zeros(7)                   # last commanded torque (Nm)
         self._tau_raw = np.zeros(7)
         self._tmp7 = np.zeros(7)
@@ -125,6 +138,11 @@ class Controller:
         self._stale_now = False                  # this tick's state is stale or non-finite
         self.brake_requested = False             # stopped on a stale state: the backend must brake
         self._t_prev: float | None = None
+
+    @property
+    def law_name(self) -> str:
+        """'compiled' or 'python': which implementation computes the torques."""
+        return "python" if self._claw is None else "compiled"
 
     # ----------------------------------------------------------------------------- commands
     def set_profile(self, name: str) -> None:
@@ -189,14 +207,40 @@ class Controller:
         return True
 
     # ----------------------------------------------------------------------------- the tick
-    def tick(self, state: ArmState, now: float) -> np.ndarray:
-        """One control period. Returns the (7,) torque command (Nm, an internal buffer)."""
+    def tick(self, state: ArmState, now: float, brake: bool = False) -> np.ndarray:
+        """One control period. Returns the (7,) torque command (Nm, an internal buffer).
+        brake: command the joint-damping brake instead of the law for this tick only (the loop's
+        deadline-miss policy); watchdogs, reference and limits run as usual."""
         self.ticks += 1
         L = self.limits
         tau_raw = self._tau_raw
         live = self.update_reference(state, now)
         self.brake_requested = not live and self._stale_now
-        if not live:
+        claw = self._claw
+        if claw is not None:
+            try:
+                if live and not brake:
+                    flags = claw.tick(self.law.params, state.q, state.dq, state.ee_pos, state.ee_quat, state.J,
+                                      state.coriolis, state.gravity, state.f_ext, self.ref_pos, self.ref_quat,
+                                      self.ref_vel, self.tau, tau_raw, self.law.error, self._events)
+                else:
+                    flags = claw.brake(self.law.params, state.dq, state.coriolis, self.tau, tau_raw, self._stale_now)
+            except (ValueError, BufferError, TypeError) as e:
+                # a backend whose ArmState arrays are not contiguous float64: the reference law takes over
+                log.error("control law: the compiled law refused this backend's ArmState (%s); running the Python "
+                          "law from now on. Fill ArmState with preallocated C-contiguous float64 arrays.", e)
+                self._claw = None
+                return self.tick_python(state, now, live, brake)
+            if flags:
+                self._compiled_flags(flags, state, now)
+            return self.tau
+        return self.tick_python(state, now, live, brake)
+
+    def tick_python(self, state: ArmState, now: float, live: bool, brake: bool = False) -> np.ndarray:
+        """Steps 6-7 by the Python reference (after update_reference returned `live`)."""
+        L = self.limits
+        tau_raw = self._tau_raw
+        if not live or brake:
             if self._stale_now:
                 tau_raw[:] = 0.0                       # cannot trust dq: the backend brakes (brake_requested)
             else:
@@ -358,6 +402,25 @@ class Controller:
                     np.multiply(state.dq, -L.stop_damping, out=tau)
                     return
                 tau[i] -= kv * (av - guard[i]) * (1.0 if v > 0 else -1.0)
+
+    def _compiled_flags(self, flags: int, state: ArmState, now: float) -> None:
+        """Report what the compiled guards did, exactly as `_joint_guards` / `_limit_torque` report it."""
+        if flags & (compiled.F_JOINT_LIMIT | compiled.F_JOINT_VELOCITY):
+            ql, ev = state.q.tolist(), self._events.tolist()
+            hlo, hhi = self._q_hard_lo_l, self._q_hard_hi_l
+            for i in range(7):
+                if ev[i] == compiled.EV_BELOW:
+                    self._fault(now, Fault.JOINT_LIMIT, f"joint{i + 1} q={ql[i]:.4f} below q_min {hlo[i]}")
+                elif ev[i] == compiled.EV_ABOVE:
+                    self._fault(now, Fault.JOINT_LIMIT, f"joint{i + 1} q={ql[i]:.4f} above q_max {hhi[i]}")
+            if flags & compiled.F_JOINT_VELOCITY:
+                i = flags >> compiled.F_JOINT_SHIFT
+                av = abs(float(state.dq[i]))
+                self._stop(now, Fault.JOINT_VELOCITY, f"joint{i + 1} |dq|={av:.3f} above dq_max {self._dq_max_l[i]}")
+        if flags & compiled.F_SATURATED:
+            self.counts[Fault.TORQUE_SATURATED] += 1
+        if flags & compiled.F_RATE_LIMITED:
+            self.counts[Fault.TORQUE_RATE_LIMITED] += 1
 
     def _limit_torque(self, tau_raw: np.ndarray, now: float) -> np.ndarray:
         """Saturate at tau_max, then limit the change from the last command to max_torque_rate."""

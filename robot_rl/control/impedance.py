@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from robot_rl.control import compiled
 from robot_rl.control.limits import SafetyLimits
 from robot_rl.core.errors import ConfigError
 
@@ -73,9 +74,12 @@ class ImpedanceLaw:
         self.limits = limits
         self.max_pos_error = float(limits.max_pos_error)
         self.max_rot_error = float(limits.max_rot_error)
-        self.gravity_comp = bool(gravity_comp)
+        # the compiled law's parameter vector (gains + limits), kept in step with the attributes here
+        self.params = np.zeros(compiled.N_PARAMS)
+        compiled.pack_limits(self.params, limits, self.q_nullspace)
+        self._gravity_comp = bool(gravity_comp)
         # False: damp the absolute TCP velocity (-D J dq), the plain franka_ros/SERL law (benchmark baseline)
-        self.velocity_feedforward = bool(velocity_feedforward)
+        self._velocity_feedforward = bool(velocity_feedforward)
         self.K = np.zeros(6)
         self.D = np.zeros(6)
         self.kn = self.dn = 0.0
@@ -102,6 +106,29 @@ class ImpedanceLaw:
         self.dn = 2.0 * math.sqrt(profile.nullspace_stiffness)
         self._negK = -self.K
         self._negD = -self.D
+        self._pack_gains()
+
+    @property
+    def gravity_comp(self) -> bool:
+        return self._gravity_comp
+
+    @gravity_comp.setter
+    def gravity_comp(self, value: bool) -> None:
+        self._gravity_comp = bool(value)
+        self._pack_gains()
+
+    @property
+    def velocity_feedforward(self) -> bool:
+        return self._velocity_feedforward
+
+    @velocity_feedforward.setter
+    def velocity_feedforward(self, value: bool) -> None:
+        self._velocity_feedforward = bool(value)
+        self._pack_gains()
+
+    def _pack_gains(self) -> None:
+        compiled.pack_gains(self.params, self.K, self.D, self.kn, self.dn, self._gravity_comp,
+                            self._velocity_feedforward)
 
     def compute(self, state, pos_d: np.ndarray, quat_d: np.ndarray, vel_d: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Write (7,) torques into `out`. pos_d (m), quat_d (w,x,y,z), vel_d (6,) m/s and rad/s, base frame."""

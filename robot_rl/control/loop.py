@@ -25,8 +25,11 @@ state, its success and the time of the first success.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import importlib
 import logging
+import math
 import multiprocessing as mp
 import os
 import sys
@@ -37,9 +40,10 @@ import numpy as np
 
 from robot_rl.control.controller import ControllerMode
 from robot_rl.control.shared import (
-    H_DEADLINE_MISSES, H_EPISODE_REQ, H_EPISODE_SEED, H_ESTOP, H_FAULTED, H_PID, H_PROFILE, H_PROFILE_REQ,
-    H_RESET, H_SHUTDOWN, H_REALTIME, H_TICK_COUNT, H_TICKS, H_TORCH_LOADED, STATE_LAYOUT, TASK_STATE_MAX, TICK_RING,
-    LoopChannels, LoopSnapshot,
+    H_CPU, H_DEADLINE_MISSES, H_DMA_LATENCY, H_EPISODE_REQ, H_EPISODE_SEED, H_ESTOP, H_FAULTED, H_GC_FROZEN,
+    H_INJECT_DELAY_US, H_LAW_COMPILED, H_MISS_BRAKED, H_MISS_HELD, H_MISS_LATE_WAKEUP, H_MLOCKED, H_PID, H_PROFILE,
+    H_PROFILE_REQ, H_RESET, H_SHUTDOWN, H_REALTIME, H_TICK_COUNT, H_TICKS, H_TORCH_LOADED, STATE_LAYOUT,
+    TASK_STATE_MAX, TICK_RING, LoopChannels, LoopSnapshot,
 )
 from robot_rl.core.clock import now
 from robot_rl.core.types import EETarget
@@ -62,11 +66,14 @@ def _backend_factory(name: str):
     return getattr(importlib.import_module(mod), fn)
 
 
+SPIN_S = 2e-4   # the loop sleeps until this long before a tick, then spins
+
+
 def _sleep_until(t: float) -> None:
-    """Coarse sleep, then spin the last 200 us: time.sleep alone overshoots by 50-100 us."""
+    """Coarse sleep, then spin the last SPIN_S: time.sleep alone overshoots by 50-100 us."""
     rest = t - now()
-    if rest > 3e-4:
-        time.sleep(rest - 2e-4)
+    if rest > SPIN_S + 1e-4:
+        time.sleep(rest - SPIN_S)
     while now() < t:
         pass
 
@@ -92,6 +99,123 @@ def _go_realtime(priority: int) -> int:
         return REALTIME_REFUSED
 
 
+_MCL_CURRENT, _MCL_FUTURE = 1, 2
+
+
+def _lock_memory() -> bool:
+    """mlockall(MCL_CURRENT | MCL_FUTURE): no page fault (a disk read) ever stalls a tick. Warns when
+    refused (needs CAP_IPC_LOCK or a memlock limit above the process size)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) == 0:
+            return True
+        err = ctypes.get_errno()
+    except (OSError, AttributeError) as e:
+        err = getattr(e, "errno", None) or 0
+    log.warning("control loop (pid %d): mlockall refused (%s); a page fault can stall a tick. Allow it with a "
+                "memlock limit ('@realtime - memlock unlimited' in /etc/security/limits.d/, then check `ulimit -l`) "
+                "or set the rig's control.lock_memory: false to run without it deliberately.",
+                os.getpid(), os.strerror(err) if err else "not available")
+    return False
+
+
+def _pin_cpu(cpus) -> int:
+    """Pin the loop to `cpus` (rig control.cpu_affinity: a list of CPU ids, "auto" = the last CPU this
+    process may use, or [] / null = no pinning). Returns the first pinned CPU + 1 (0: not pinned)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return 0
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpus in (None, [], "none"):
+        return 0
+    if cpus == "auto":
+        if len(allowed) < 2:
+            return 0                               # one CPU: nothing to choose
+        cpus = [allowed[-1]]
+    try:
+        want = sorted({int(c) for c in cpus})
+    except (TypeError, ValueError):
+        log.warning("control loop: control.cpu_affinity=%r is not a list of CPU ids (or 'auto'); not pinning", cpus)
+        return 0
+    try:
+        os.sched_setaffinity(0, want)
+    except OSError as e:
+        log.warning("control loop (pid %d): pinning to CPUs %s refused (%s; this process may use %s); set the rig's "
+                    "control.cpu_affinity to CPUs it may use, e.g. [%d]", os.getpid(), want, e, allowed, allowed[-1])
+        return 0
+    return want[0] + 1
+
+
+_dma_latency_fd = None
+
+
+def _hold_cpu_dma_latency() -> bool:
+    """Write 0 to /dev/cpu_dma_latency and keep it open (the kernel's PM QoS request lasts as long as
+    the file is open): the CPUs stay out of deep idle states, whose exit latency (up to hundreds of us)
+    would delay every wake-up. cyclictest does the same. Returns False (logged) when refused."""
+    global _dma_latency_fd
+    try:
+        _dma_latency_fd = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+        os.write(_dma_latency_fd, (0).to_bytes(4, "little"))
+        return True
+    except OSError as e:
+        log.info("control loop: /dev/cpu_dma_latency not held at 0 (%s); deep CPU idle states may delay "
+                 "wake-ups (allow it with write access to /dev/cpu_dma_latency, or disable C-states in the BIOS)", e)
+        return False
+
+
+def _realtime_setup_early(ctrl_cfg: dict, h) -> None:
+    """Before the backend is built: pin the CPU and lock memory (MCL_FUTURE then locks the backend's
+    pages as they are allocated), collect the import garbage. Slow steps go here, not between the
+    backend's connection and its first command (a UR's watchdog counts that gap)."""
+    h[H_CPU] = _pin_cpu(ctrl_cfg.get("cpu_affinity", "auto"))
+    h[H_MLOCKED] = int(bool(ctrl_cfg.get("lock_memory", True)) and _lock_memory())
+    h[H_DMA_LATENCY] = int(_hold_cpu_dma_latency())
+    gc.collect()
+
+
+def _realtime_setup(ctrl_cfg: dict, h) -> None:
+    """Right before the first tick: SCHED_FIFO and a frozen garbage collector, recorded in the header.
+    For the loop to own its CPU the robot PC also needs isolcpus=<cpu> nohz_full=<cpu> on the kernel
+    command line and ideally a PREEMPT_RT kernel (docs/hardware.md, "Real-time set-up")."""
+    h[H_REALTIME] = _go_realtime(int(ctrl_cfg.get("realtime_priority", 0)))
+    # nothing allocated from here on lives long (the loop reuses its buffers): a collection would only
+    # cost a pause of milliseconds, so move what exists out of the collector's reach and switch it off
+    gc.freeze()
+    gc.disable()
+    h[H_GC_FROZEN] = 1
+
+
+MISS_ON_TIME, MISS_HOLD, MISS_BRAKE = 0, 1, 2
+
+
+class MissPolicy:
+    """What the next tick does after a deadline miss. A torque-controlled arm keeps applying the last
+    command while no fresh one arrives (Franka's firmware and the twin alike), so one late tick is a
+    hold of the last torque for one tick, and the law resumes (MISS_HOLD). Beyond that (a whole slot or
+    more without a command, or late again right after a hold) that torque is stale: this tick commands
+    the joint-damping brake instead of the law (MISS_BRAKE), and the law resumes on the next on-time
+    tick. Bounded: at most one tick of a held torque, never a stale law output."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.streak = 0          # consecutive late ticks
+        self.held = 0
+        self.braked = 0
+
+    def decide(self, late: float) -> int:
+        """The next tick's action; `late`: how long after its due time the previous iteration ended (s,
+        0 when on time)."""
+        if late <= 0.0:
+            self.streak = 0
+            return MISS_ON_TIME
+        self.streak += 1
+        if late < self.period and self.streak == 1:
+            self.held += 1
+            return MISS_HOLD
+        self.braked += 1
+        return MISS_BRAKE
+
+
 def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) -> None:
     """Entry point of the loop process."""
     from robot_rl.control.rig import load_rig
@@ -102,6 +226,7 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
     backend = None
     try:
         rig = load_rig(rig_cfg)
+        _realtime_setup_early(dict(rig.raw.get("control", {})), h)
         backend = _backend_factory(rig.backend)(rig, task)
         ctrl = rig.make_controller(gravity_comp=not backend.gravity_compensated)
         ctrl.gripper = float(getattr(backend, "closure", ctrl.gripper))
@@ -113,7 +238,10 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
         period = 1.0 / rig.loop_hz
         seen = {H_ESTOP: 0, H_RESET: 0, H_PROFILE_REQ: 0, H_EPISODE_REQ: 0}
         h[H_TORCH_LOADED] = int("torch" in sys.modules)
-        h[H_REALTIME] = _go_realtime(int(rig.raw.get("control", {}).get("realtime_priority", 0)))
+        h[H_LAW_COMPILED] = int(ctrl.law_name == "compiled")
+        _realtime_setup(dict(rig.raw.get("control", {})), h)
+        misses = MissPolicy(period)
+        brake = False                      # this tick brakes instead of running the law (MissPolicy)
         st = ch.state
         lay = STATE_LAYOUT
         o_t, o_q, o_dq = lay["t"][0], lay["q"][0], lay["dq"][0]
@@ -125,7 +253,7 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
         o_ep, o_ep0, o_tdim, o_ts = lay["episode"][0], lay["episode_t0"][0], lay["task_dim"][0], lay["task_state"][0]
         o_dense, o_succ, o_succ_t = lay["dense"][0], lay["success"][0], lay["success_t"][0]
         episode, episode_t0, success_t = 0, now(), 0.0
-        ticks_ring = ch.ticks
+        ticks_ring, loops_ring = ch.ticks, ch.loops
         tick_max = 0.0
         ready.set()
         next_t = now()
@@ -158,7 +286,7 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
             s = backend.read_state()
             t1 = now()
             live = ctrl.update_reference(s, t1) if pose_arm else True
-            tau = ctrl.tau if pose_arm else ctrl.tick(s, t1)   # a pose arm commands no torque (stays 0)
+            tau = ctrl.tau if pose_arm else ctrl.tick(s, t1, brake)   # a pose arm commands no torque (stays 0)
             t2 = now()
             if has_gripper:
                 backend.command(ctrl.gripper)
@@ -206,16 +334,31 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
                 st[o_succ] = float(success)
                 st[o_succ_t] = success_t
             h[H_TICKS] = n
-            h[H_TICK_COUNT] = n
             h[H_FAULTED] = int(ctrl.mode == ControllerMode.STOPPED)
+            if h[H_INJECT_DELAY_US]:       # test hook: this iteration overruns by the requested time
+                t_hook = now() + h[H_INJECT_DELAY_US] * 1e-6
+                h[H_INJECT_DELAY_US] = 0
+                while now() < t_hook:
+                    pass
             t_end = now()
-            st[o_loop] = (t_end - t0) * 1e6
+            loop_us = (t_end - t0) * 1e6
+            st[o_loop] = loop_us
             ch.end_state()
+            loops_ring[(n - 1) % TICK_RING] = loop_us
+            h[H_TICK_COUNT] = n               # after both rings: a reader sees complete entries
             next_t += period
-            if t_end > next_t:            # this iteration ran into the next tick's slot
+            overrun = t_end - next_t
+            # this iteration ran into the next tick's slot: the next tick holds once, else brakes
+            brake = misses.decide(max(overrun, 0.0)) == MISS_BRAKE
+            if overrun > 0.0:
                 h[H_DEADLINE_MISSES] += 1
-                if t_end > next_t + 10 * period:
-                    next_t = t_end        # far behind (e.g. descheduled): resync, no burst of catch-up ticks
+                if t_end - t0 <= period:          # its own work fitted in a period: it started late
+                    h[H_MISS_LATE_WAKEUP] += 1
+                h[H_MISS_HELD] = misses.held
+                h[H_MISS_BRAKED] = misses.braked
+                # skip the slots that have passed: the next tick starts on its own slot, not in a burst of
+                # catch-up ticks (the twin steps physics by the elapsed wall clock; a real arm held the torque)
+                next_t += math.ceil(overrun / period) * period
     finally:
         if hasattr(backend, "close"):   # real arms end control cleanly (Franka: motion_finished; UR: servoStop)
             backend.close()
@@ -312,6 +455,28 @@ class ControlLoopProcess:
         """'granted', 'off' (realtime_priority 0) or 'refused' (asked for, no permission: warned once)."""
         return {REALTIME_GRANTED: "granted", REALTIME_OFF: "off",
                 REALTIME_REFUSED: "refused"}[int(self.ch.header[H_REALTIME])]
+
+    def miss_counters(self) -> dict[str, int]:
+        """Deadline misses and what MissPolicy did about them: ticks that held the last torque once,
+        ticks that braked instead of running the law; and the misses a late wake-up caused (the
+        iteration itself fitted in its period after an on-time one: the OS's latency, not the loop's)."""
+        h = self.ch.header
+        return {"deadline_misses": int(h[H_DEADLINE_MISSES]), "miss_held": int(h[H_MISS_HELD]),
+                "miss_braked": int(h[H_MISS_BRAKED]), "miss_late_wakeup": int(h[H_MISS_LATE_WAKEUP])}
+
+    @property
+    def realtime_setup(self) -> dict:
+        """What the loop process got: SCHED_FIFO status, locked memory, pinned CPU (None: not pinned),
+        frozen garbage collector, compiled law."""
+        h = self.ch.header
+        return {"sched_fifo": self.realtime_status, "mlocked": bool(h[H_MLOCKED]),
+                "cpu": int(h[H_CPU]) - 1 if h[H_CPU] else None, "gc_frozen": bool(h[H_GC_FROZEN]),
+                "cpu_dma_latency_0": bool(h[H_DMA_LATENCY]),
+                "law": "compiled" if h[H_LAW_COMPILED] else "python"}
+
+    def inject_delay(self, us: float) -> None:
+        """Test hook: the loop's next iteration busy-waits `us` microseconds before it ends (a miss)."""
+        self.ch.header[H_INJECT_DELAY_US] = int(us)
 
     @property
     def torch_loaded(self) -> bool:

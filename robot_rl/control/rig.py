@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from robot_rl.control.controller import Controller
+from robot_rl.control.controller import LAWS, Controller
 from robot_rl.control.impedance import GainProfile
 from robot_rl.control.limits import SafetyLimits
 from robot_rl.core.config import config_dir, load_yaml, to_plain
@@ -41,7 +41,7 @@ class RigConfig:
         if gravity_comp is None:
             gravity_comp = not bool(self.arm.get("gravity_compensated_by_backend", True))
         return Controller(self.safety, self.profile, self.arm.get("nullspace_q"), 1.0 / self.loop_hz,
-                          gravity_comp, self.profiles)
+                          gravity_comp, self.profiles, str(self.raw.get("control", {}).get("law", "auto")))
 
 
 def load_rig(cfg: Mapping[str, Any] | str | Path = "panda_twin") -> RigConfig:
@@ -76,6 +76,9 @@ def load_rig(cfg: Mapping[str, Any] | str | Path = "panda_twin") -> RigConfig:
         safety = SafetyLimits.from_dict(ctrl.get("safety"))
     except ConfigError as e:
         raise ConfigError(f"{source}: control.{e}") from None
+    if str(ctrl.get("law", "auto")) not in LAWS:
+        raise ConfigError(f"{source}: control.law={ctrl['law']!r} is not one of {list(LAWS)} (compiled: the C law, "
+                          f"python: the reference law, auto: compiled when built)")
     policy_hz = float(ctrl.get("policy_hz", 20))
     if not 1.0 <= policy_hz <= 100.0:
         raise ConfigError(f"{source}: control.policy_hz={policy_hz} outside 1..100 Hz")

@@ -6,7 +6,8 @@ One `multiprocessing.shared_memory` block holds:
            (t, px, py, pz, qw, qx, qy, qz, gripper); the client writes a slot, then bumps the count;
   state    float64[STATE_SIZE] seqlock-protected snapshot: the writer makes the sequence odd, copies,
            makes it even; a reader retries while it is odd or changed (the writer never waits);
-  ticks    float32[R]  ring of per-tick controller compute times (us) for percentiles.
+  ticks    float32[R]  ring of per-tick controller compute times (us) for percentiles;
+  loops    float32[R]  ring of whole-iteration times (us), every iteration.
 x86-64 keeps stores in program order, and each numpy store is a separate statement, so the sequence
 counter brackets the payload without explicit fences.
 """
@@ -29,6 +30,12 @@ H_SHUTDOWN, H_ESTOP, H_RESET, H_PROFILE, H_PROFILE_REQ, H_TARGET_COUNT, H_STATE_
 H_TICKS, H_DEADLINE_MISSES, H_TICK_COUNT, H_TORCH_LOADED, H_TARGETS_DROPPED, H_PID, H_FAULTED, H_REALTIME = range(8, 16)
 # episode reset of a task backend: the client writes the seed, then bumps the request counter
 H_EPISODE_REQ, H_EPISODE_SEED = 16, 17
+# deadline-miss policy counters (loop.MissPolicy), real-time set-up flags, and a test hook: the loop
+# busy-waits H_INJECT_DELAY_US at the end of its next iteration (one-shot) to inject a miss
+H_MISS_HELD, H_MISS_BRAKED, H_INJECT_DELAY_US, H_MLOCKED, H_CPU, H_GC_FROZEN, H_LAW_COMPILED = range(18, 25)
+# misses whose own iteration fit in one period after an on-time one: the wake-up came late (the OS or
+# the hypervisor, not the loop's work); and whether the loop holds /dev/cpu_dma_latency at 0
+H_MISS_LATE_WAKEUP, H_DMA_LATENCY = 25, 26
 HEADER = 32
 TASK_STATE_MAX = 32   # floats of a task's privileged state published with every snapshot
 
@@ -74,7 +81,7 @@ class LoopChannels:
     """Create (create=True, the client) or attach to (the loop process) the shared block `name`."""
 
     def __init__(self, name: str | None = None, create: bool = False) -> None:
-        size = HEADER * 8 + TARGET_SLOTS * 9 * 8 + (STATE_SIZE + 1) * 8 + TICK_RING * 4
+        size = HEADER * 8 + TARGET_SLOTS * 9 * 8 + (STATE_SIZE + 1) * 8 + 2 * TICK_RING * 4
         self.shm = shared_memory.SharedMemory(name=name, create=create, size=size if create else 0)
         self.owner = create
         buf = self.shm.buf
@@ -86,6 +93,8 @@ class LoopChannels:
         self.state = np.ndarray((STATE_SIZE,), np.float64, buf, o)
         o += STATE_SIZE * 8 + 8
         self.ticks = np.ndarray((TICK_RING,), np.float32, buf, o)
+        o += TICK_RING * 4
+        self.loops = np.ndarray((TICK_RING,), np.float32, buf, o)
         if create:
             self.header[:] = 0
         self._read_count = 0
@@ -121,11 +130,19 @@ class LoopChannels:
 
     def tick_times_us(self) -> np.ndarray:
         """Controller compute time of the most recent ticks (us), oldest first."""
+        return self.ring_since(self.ticks, 0)[1]
+
+    def ring_since(self, ring: np.ndarray, start: int) -> tuple[int, np.ndarray]:
+        """(count now, the ring's entries from tick `start` on, oldest first; at most the last TICK_RING).
+        `ring` is `ticks` or `loops`; poll more often than every TICK_RING ticks to miss none."""
         n = int(self.header[H_TICK_COUNT])
-        if n <= TICK_RING:
-            return self.ticks[:n].copy()
-        i = n % TICK_RING
-        return np.concatenate([self.ticks[i:], self.ticks[:i]])
+        start = max(start, n - TICK_RING, 0)
+        i, j = start % TICK_RING, n % TICK_RING
+        if n - start == 0:
+            return n, np.zeros(0, np.float32)
+        if i < j:
+            return n, ring[i:j].copy()
+        return n, np.concatenate([ring[i:], ring[:j]])
 
     # -- loop side
     def new_targets(self):
@@ -151,7 +168,7 @@ class LoopChannels:
 
     def close(self) -> None:
         # drop numpy views before closing the mapping
-        self.header = self.targets = self.state = self.ticks = None
+        self.header = self.targets = self.state = self.ticks = self.loops = None
         self.shm.close()
         if self.owner:
             try:

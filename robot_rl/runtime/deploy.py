@@ -359,6 +359,7 @@ def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, ti
     s0 = loop.state()
     ticks0, misses0, dropped_targets0 = int(loop.ch.header[H_TICK_COUNT]), s0.deadline_misses, \
         int(loop.ch.header[H_TARGETS_DROPPED])
+    miss0 = loop.miss_counters()
     all_cycles: list[list[CycleLog]] = []
     per_episode: list[dict] = []
     rows: list[dict] = []
@@ -382,6 +383,9 @@ def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, ti
         "tick_us_p50": _pct(tt, 50), "tick_us_p99": _pct(tt, 99), "tick_us_max": float(tt.max()) if tt.size else None,
         "deadline_misses": int(s1.deadline_misses - misses0),
         "deadline_miss_rate": float((s1.deadline_misses - misses0) / n_ticks) if n_ticks else None,
+        # what the loop's miss policy did: held the last torque for one tick / braked instead of the law
+        **{k: v - miss0[k] for k, v in loop.miss_counters().items() if k != "deadline_misses"},
+        "law": loop.realtime_setup["law"],
         "realtime": bool(loop.realtime),
         "targets_dropped": int(loop.ch.header[H_TARGETS_DROPPED]) - dropped_targets0,
         "stopped_episodes": int(sum(e["stopped"] for e in per_episode)),

@@ -46,3 +46,12 @@ def test_rig_with_a_bad_profile_name_is_rejected():
     raw["control"] = dict(raw["control"], profile="floppy")
     with pytest.raises(ConfigError, match="floppy"):
         load_rig(raw)
+
+
+def test_rig_chooses_the_law_and_rejects_an_unknown_one():
+    raw = dict(load_rig("panda_twin").raw)
+    raw["control"] = dict(raw["control"], law="python")
+    assert load_rig(raw).make_controller().law_name == "python"
+    raw["control"] = dict(raw["control"], law="numba")
+    with pytest.raises(ConfigError, match=r"control.law='numba' is not one of \['auto', 'compiled', 'python'\]"):
+        load_rig(raw)

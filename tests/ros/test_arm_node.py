@@ -47,6 +47,8 @@ def test_arm_node_targets_watchdog_estop_and_lifecycle(graph, spin):
     target = graph.node.create_publisher(PoseStamped, "/arm/target_pose", 100)
     graph.spin_until(lambda: target.get_subscription_count() > 0 and listen.latest("/arm/ee_pose"), 20, "arm up")
     d = diag.wait(graph, lambda d: d["mode"] == "hold", "holding at start")
+    # the loop's deadline misses and what its miss policy did (held once / braked a tick) are published
+    assert {"deadline_misses", "miss_held", "miss_braked", "miss_late_wakeup"} <= set(d), d
     start, quat = np.array(d["ref_pos"]), np.array(d["ref_quat"])
 
     # a stream of targets 5 mm apart at ~20 Hz: the arm tracks them

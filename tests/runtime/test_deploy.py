@@ -188,6 +188,8 @@ def test_scripted_policy_reaches_the_goal_through_the_loop_process(loop):
     assert lp["ticks"] > 1000 and lp["tick_us_p50"] > 0
     assert 1 <= lp["deadline_misses"] <= lp["ticks"]                 # the pause cost at least one tick its slot
     assert lp["deadline_miss_rate"] == pytest.approx(lp["deadline_misses"] / lp["ticks"])
+    # what the loop's miss policy did with each miss (the last torque held once, or a braking tick)
+    assert lp["miss_held"] + lp["miss_braked"] == lp["deadline_misses"] and lp["law"] in ("compiled", "python")
     assert lp["safety_counts"]["target_jump"] == 0 and lp["safety_counts"]["state_stale"] == 0
     assert not loop.torch_loaded
 

@@ -33,7 +33,7 @@ class LoopDriver:
 
     def diagnostics(self) -> dict:
         s = self.loop.state()
-        return {"backend": self.rig.backend, "deadline_misses": int(s.deadline_misses), "loop_us": float(s.loop_us),
+        return {"backend": self.rig.backend, **self.loop.miss_counters(), "loop_us": float(s.loop_us),
                 "realtime": bool(self.loop.realtime), "loop_alive": bool(self.loop.proc and self.loop.proc.is_alive())}
 
 
