@@ -2,10 +2,48 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
 from robot_rl.core.types import EETarget
 from robot_rl.sim.twin import Twin
+
+
+@pytest.fixture
+def make_twin():
+    """make_twin(profile=None, **safety_limits) -> a twin cell without task objects (closed after the test)."""
+    made = []
+
+    def _make(profile: str | None = None, **limits) -> Twin:
+        tw = Twin(task=None, seed=0, profile=profile)
+        if limits:
+            tw.rig.safety = replace(tw.rig.safety, **limits)
+        tw.reset(seed=0)
+        made.append(tw)
+        return tw
+
+    yield _make
+    for tw in made:
+        tw.close()
+
+
+def tick(twin: Twin, backend, targets=None) -> np.ndarray:
+    """One controller tick as Twin.run_ticks does it: push `targets(now)` if it returns an EETarget, read the
+    state from `backend`, and send the torque, or the brake when the controller asks for it. Returns the torque."""
+    ctrl, now = twin.controller, twin.now
+    if targets is not None:
+        tgt = targets(now)
+        if tgt is not None:
+            ctrl.push_target(tgt, now)
+    tau = ctrl.tick(backend.read_state(), now)
+    twin.arm.command(ctrl.gripper)
+    if ctrl.brake_requested:
+        backend.brake()
+    else:
+        backend.write_torque(tau)
+    return tau
 
 
 class Recorder:
@@ -20,19 +58,7 @@ class Recorder:
         """Run n ticks; `targets(now)` may return an EETarget (or None) to push before a tick."""
         tw, ctrl = self.twin, self.twin.controller
         for _ in range(n):
-            now = tw.now
-            if targets is not None:
-                tgt = targets(now)
-                if tgt is not None:
-                    ctrl.push_target(tgt, now)
-            s = self.backend.read_state()
-            tau = ctrl.tick(s, now)
-            tw.arm.command(ctrl.gripper)
-            if ctrl.brake_requested:
-                self.backend.brake()
-            else:
-                self.backend.write_torque(tau)
-            self.tau.append(tau.copy())
+            self.tau.append(tick(tw, self.backend, targets).copy())
             st = tw.arm.state
             self.q.append(st.q.copy())
             self.dq.append(st.dq.copy())

@@ -7,8 +7,6 @@ are drawn from a seeded generator. Run with `-s` to print the measured figures.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import mujoco
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ import pytest
 from robot_rl.control.controller import ControllerMode, Fault
 from robot_rl.core.types import EETarget
 from robot_rl.sim.twin import Twin
-
+from tests.control.twin_harness import make_twin, tick  # noqa: F401  (make_twin: the fixture)
 
 
 def drawn(seed: int) -> np.random.Generator:
@@ -25,23 +23,6 @@ def drawn(seed: int) -> np.random.Generator:
 
 
 # ------------------------------------------------------------------------------------------ harness
-@pytest.fixture
-def make_twin():
-    made = []
-
-    def _make(profile: str = "precise", **limits) -> Twin:
-        tw = Twin(task=None, seed=0, profile=profile)
-        if limits:
-            tw.rig.safety = replace(tw.rig.safety, **limits)
-        tw.reset(seed=0)
-        made.append(tw)
-        return tw
-
-    yield _make
-    for tw in made:
-        tw.close()
-
-
 class FrozenState:
     """Backend wrapper: after freeze() read_state returns the same sample (same t), a lost state stream;
     torques and brake requests still reach the arm (the robot's own side keeps working)."""
@@ -106,18 +87,7 @@ class Run:
     def ticks(self, n: int, targets=None) -> None:
         tw, ctrl, arm = self.tw, self.tw.controller, self.tw.arm
         for _ in range(n):
-            now = tw.now
-            if targets is not None:
-                tgt = targets(now)
-                if tgt is not None:
-                    ctrl.push_target(tgt, now)
-            s = self.backend.read_state()
-            tau = ctrl.tick(s, now)
-            arm.command(ctrl.gripper)
-            if ctrl.brake_requested:
-                self.backend.brake()
-            else:
-                self.backend.write_torque(tau)
+            tick(tw, self.backend, targets)
             st = arm.state                                   # the true state, not the backend's copy
             self.f_est.append(float(np.linalg.norm(st.f_ext[:3])))
             if self.contact is not None:
