@@ -10,7 +10,7 @@ board corners seen by the camera. Both set-ups are one equation, T_cam_board_i =
 AX = XB with A = A_i inv(A_j), B = C_i inv(C_j), C_i = T_cam_board_i from solvePnP; the initial X is
 Park & Martin's closed form (or OpenCV's calibrateHandEye where the cv2 build exposes it), Y the average
 of inv(A_i) X C_i. The refinement then minimises the board-corner reprojection error over all views and
-both unknowns (12 parameters, Levenberg-Marquardt) with the intrinsics held fixed.
+both unknowns (12 parameters, scipy's Levenberg-Marquardt) with the intrinsics held fixed.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from itertools import combinations
 
 import cv2
 import numpy as np
+from scipy.optimize import least_squares
 
 from robot_rl.calibration.boards import BoardView
 from robot_rl.calibration.errors import CalibrationError
 from robot_rl.calibration.intrinsics import Intrinsics, reprojection_errors
-from robot_rl.calibration.least_squares import levenberg_marquardt
 from robot_rl.calibration.transforms import exp_se3, from_rvec, invert, make_T, project_rotation
 
 MODES = ("eye_in_hand", "eye_to_hand")
@@ -151,7 +151,7 @@ def calibrate_handeye(views: list[HandEyeView], intr: Intrinsics, mode: str = "e
                 out.append((proj.reshape(-1, 2) - v.board.image_points).reshape(-1))
             return np.concatenate(out)
 
-        sol = levenberg_marquardt(residual, np.zeros(12))
+        sol = least_squares(residual, np.zeros(12), method="lm")
         X, Y = X @ exp_se3(sol.x[:6]), Y @ exp_se3(sol.x[6:])
     errs = errors(X, Y)
     return HandEyeResult(mode, X, Y, _rms(errs), initial,

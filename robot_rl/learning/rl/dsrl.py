@@ -50,8 +50,7 @@ REPLAY = "replay.safetensors"
 @dataclass
 class DSRLConfig:
     max_noise: float = 1.5             # |w| bound (tanh * max_noise), in units of the base's standard-normal noise
-    utd: float = 10.0                  # critic updates per collected chunk (DSRL: 20; one update at batch 256 costs
-                                       # ~50 ms of one CPU core here, so 20 x 256 is ~20 s per lift episode)
+    utd: float = 10.0                  # critic updates per collected chunk (DSRL: 20; halved for CPU cost, docs/rl.md)
     warmup_chunks: int = 200           # chunks collected with the initial actor before updates start
     batch_size: int = 128
     actor_every: int = 1               # actor + temperature updates every this many critic updates

@@ -16,9 +16,9 @@
         (validate_rounds) the round is kept only if they succeed at least as often as the last kept policy's,
         otherwise the policy reverts to it
 The last kept policy (or best-of-N over it, `export`) is <out>/policy.
-The learning rate is a knife edge (RL-100 reproduction: 1e-6 inert, 1e-5 collapses). Measured on lift: AM-Q
-rose while twin success fell to 3 % in a third unvalidated round (the policy exploits Q and model errors the
-same way), so the rollout-validated round gate is on by default; the OPE gate still limits each step.
+The learning rate is a knife edge, and AM-Q can rise while twin success falls (the policy exploits Q and
+model errors the same way), so the rollout-validated round gate is on by default; the OPE gate still
+limits each step (docs/rl.md, "Why the defaults are what they are").
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ EXPORTS = ("policy", "best_of_n")
 
 @dataclass
 class OfflineConfig:
-    rounds: int = 1                     # lift: round 0 helped, later rounds collapsed (and were reverted)
+    rounds: int = 1                     # later rounds tend to collapse (docs/rl.md)
     # IQL critics
     critic_steps: int = 3000            # first round
     critic_steps_per_round: int = 1500  # later rounds (warm-started)

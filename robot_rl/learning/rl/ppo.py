@@ -51,8 +51,8 @@ class PPOConfig:
     eta: float = 1.0                   # DDIM eta of the acting chain (1: DDPM-like posterior noise)
     min_std: float = 0.1               # per-step std floor (DPPO 0.1; RL-100 0.0067)
     log_prob_reduce: str = "mean"      # per-step log-prob over the chunk's dims: mean (DPPO) | sum (exact)
-    clip: float = 0.01                 # ratio clip on the dim-averaged log-ratio (DPPO ~0.01); with 0.2 (RL-100)
-                                       # lift fell from 35% to 5% in 10k env steps: over 112 dims it barely binds
+    clip: float = 0.01                 # ratio clip on the dim-averaged log-ratio (DPPO ~0.01; RL-100's 0.2
+                                       # barely binds on an average over the chunk's dims: docs/rl.md)
     actor_lr: float = 1e-5
     critic_lr: float = 1e-3
     gae_lambda: float = 0.95

@@ -11,24 +11,19 @@ and the base chunk at the n-step next state as extras["next_base_action"] (compu
 time). The last layer of f starts at zero, so the first policy IS the base, and no output of f moves an
 action by more than its dimension's bound.
 
-Bounds, per action dimension (docs/rl.md has the measurements). Positions: `scale` 0.02, not ResFiT's
-0.1-0.2, because our actions are end-effector deltas (ResFiT's are absolute) and an offset held over a
-chunk integrates: 0.1 normalized is about 28 mm over an 8-step chunk on the twin, and with it the
-residual broke insertion on every seed. Rotations: 0.15 (`dim_scales`, configs/finetune.yaml), because
-0.02 of the yaw range is under one degree per chunk, and lift's failures are mostly grasps of a cube
-turned away from the gripper; with 0.15 the residual learned to turn towards the cube and lift's
-held-out success rose well above its base's. The gripper: 1.0, an absolute command (an offset there
-does not integrate). The penalty's optimum r = g b^2 / (2 penalty) for a critic gradient g shrinks with
-the square of a bound b: at 0.02 the position residual stays near zero.
+Bounds, per action dimension (docs/rl.md, "Why the defaults are what they are", has the measurements):
+positions `scale` 0.02, small because the actions are end-effector deltas and an offset held over a
+chunk integrates; rotations 0.15 (`dim_scales`, configs/finetune.yaml), wide enough to turn the gripper
+towards a cube turned away from it; the gripper 1.0, an absolute command (an offset there does not
+integrate).
 
 Learner: TD3-style, not SAC. The residual is deterministic and explores with Gaussian noise
 (explore_std * bound, clipped to the bound); critic targets use clipped smoothing noise. Reasons: an
 entropy bonus would push a bounded residual towards noise at its bound even where the base is already
 right (precise insertion needs it near zero), the exported policy is then exactly what the critic
 evaluated, and exploration stays an explicit, bounded knob for a real robot. For the same reason the
-actor loss carries `penalty` * mean (residual / bound)^2: measured on lift without it, the actor drives
-70 % of the residual's elements to the bound within a few hundred updates (the critic's action gradient
-is mostly extrapolation noise), and on insert that alone breaks the insertion.
+actor loss carries `penalty` * mean (residual / bound)^2: without it the actor follows the critic's
+extrapolation noise to the bound.
 The shared machinery (robot_rl.learning.rl.offpolicy): LayerNorm Q ensemble on the executed action
 (critic_heads 4 by default, for CPU cost; RLPD's 10 with critic_heads=10), target = min over a random
 subset of 2 target heads, actor on the mean Q (every `actor_every` updates), n-step 3, `utd` updates per
@@ -57,8 +52,8 @@ BASE_BATCH = 1024   # rows per base-policy call when relabelling stored transiti
 
 @dataclass
 class ResidualConfig(OffPolicyConfig):
-    utd: float = 2.0                  # measured on lift: 2 improved steadily, 4 drove the actor onto critic errors
-    critic_heads: int = 4             # CPU: an update with 10 heads x 256 costs ~3x one with 4 (RLPD uses 10)
+    utd: float = 2.0                  # higher drives the actor onto critic errors (docs/rl.md)
+    critic_heads: int = 4             # RLPD uses 10; 4 for CPU cost (docs/rl.md)
     actor_every: int = 2              # TD3's delayed actor updates
     scale: float = 0.02               # residual bound in normalized action units (see the module doc)
     dim_scales: dict | None = None    # {action dimension: bound} overriding scale (configs/finetune.yaml: the
