@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from robot_rl.data.writer import EpisodeWriter
 
 
 class DelayedStreams:
@@ -116,7 +117,7 @@ def record_latency_episode(store_path: str | Path, camera_delays_s: dict[str, fl
     try:
         store = EpisodeStore.create(store_path, twin_stream_specs(env))
         actions = scripted_motion(np.random.default_rng(seed), duration_s, env.policy_hz)
-        with store.writer() as w:
+        with EpisodeWriter(store) as w:
             rec = EpisodeRecorder(env, DelayedStreams(w, camera_delays_s | state_delays_s))
             obs, info = env.reset(seed=seed)
             rec.begin(EpisodeMeta(task="latency_calibration", source="scripted", rig=env.twin.rig.name,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
+from robot_rl.data.writer import EpisodeWriter
 from robot_rl.core.fields import (boolean, choice, directory_target, integer, key_of, number, optional,
                                   text)
 
@@ -126,7 +127,7 @@ def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise
     task = env.task.name
     teleop = make_teleop(env, noise, seed=int(cfg.seed))
     results = []
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         rec = EpisodeRecorder(env, w)
         bar = tqdm(range(episodes), desc=f"collect {task} noise={noise}", unit="ep", disable=not cfg.progress)
         for i in bar:
@@ -185,7 +186,7 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
         else:
             store = EpisodeStore.create(store_path, specs)
         results = []
-        with store.writer() as w:
+        with EpisodeWriter(store) as w:
             rec = GymRecorder(env, w)
             bar = tqdm(range(episodes), desc=f"collect {env.task_id} noise={noise}", unit="ep",
                        disable=not cfg.progress)
@@ -258,7 +259,7 @@ def collect_with_device(cfg, env, store, store_path, out, rig, episodes: int, so
                                extra={"device": source, "policy_hz": env.policy_hz})
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"collect: session: {e}") from None
-    session = RecordingSession(store.writer(), [], config)
+    session = RecordingSession(EpisodeWriter(store), [], config)
     bar = tqdm(total=episodes, desc=f"collect {env.task.name} source={source}", unit="ep", disable=not cfg.progress)
     teleop = DeviceSession(device, env, session, EpisodeRecorder(env, SessionSink(session)), keys=keys, view=view,
                            on_reply=bar.write)

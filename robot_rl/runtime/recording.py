@@ -208,7 +208,7 @@ def open_writer(path: str | Path, routes: Sequence[Route], index_stream: str | N
                 )
     else:
         store = EpisodeStore.create(path, specs, index_stream=index_stream)
-    return store.writer(**writer_kwargs)
+    return EpisodeWriter(store, **writer_kwargs)
 
 
 def recover_interrupted(path: str | Path, on_interrupted: str) -> dict | None:

@@ -20,6 +20,7 @@ from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
 from robot_rl.data.store import EpisodeStore
 from robot_rl.policies import DiffusionPolicy, Normalizer, PolicyConfig, save_policy
+from robot_rl.data.writer import EpisodeWriter
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
@@ -45,7 +46,7 @@ STATE_STREAMS = [StreamSpec("action", "float32", (7,), 10.0), StreamSpec("ee_pos
 
 def make_store(path, episodes: int = 2):
     store = EpisodeStore.create(path, STATE_STREAMS)
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         for e in range(episodes):
             w.begin_episode(EpisodeMeta(task="reach", source="scripted", rig="test"))
             for i in range(12):

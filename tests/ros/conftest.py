@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from robot_rl.data.writer import EpisodeWriter
 
 REPO = Path(__file__).resolve().parents[2]
 WS_SRC = REPO / "ros2_ws" / "src"
@@ -258,7 +259,7 @@ def reach_checkpoint(tmp_path_factory) -> Path:
     env = TwinEnv(task="reach", task_params={**REACH_PARAMS, "time_limit": 2.0}, terminate_on_success=False)
     store = EpisodeStore.create(root / "demos.zarr", twin_stream_specs(env))
     teleop = make_teleop(env, 0.0, 0)
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         rec = EpisodeRecorder(env, w)
         for seed in range(3):
             rec.begin(EpisodeMeta(task="reach", source="scripted", rig="panda_twin"))

@@ -44,7 +44,7 @@ def twin_session(tmp_path, device, clock=None, keys_device=None, reset_s=0.0):
     env = TwinEnv("reach", policy_hz=10, seed=0)
     store = EpisodeStore.create(tmp_path / "teleop.zarr", twin_stream_specs(env))
     kwargs = {} if clock is None else {"clock": clock}
-    session = RecordingSession(store.writer(), [], SessionConfig(task="reach", rig="panda_twin", reset_s=reset_s),
+    session = RecordingSession(EpisodeWriter(store), [], SessionConfig(task="reach", rig="panda_twin", reset_s=reset_s),
                                **kwargs)
     ds = DeviceSession(device, env, session, EpisodeRecorder(env, SessionSink(session)), keys=keys_device, **kwargs)
     return ds, env
@@ -137,6 +137,7 @@ def test_spacemouse_reports_move_the_twin_and_a_keyboard_gives_the_session_keys(
 
 REPLAYED_KEYS = '''
 from robot_rl.hardware.teleop.keyboard import KeyboardTeleop
+from robot_rl.data.writer import EpisodeWriter
 
 SCRIPT = {0: [("press", "enter")], 1: [("release", "enter"), ("press", "space"), ("press", "w")],
           6: [("release", "w"), ("release", "space"), ("press", "y")], 7: [("press", "right")]}

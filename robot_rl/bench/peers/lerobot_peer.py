@@ -47,6 +47,7 @@ import numpy as np
 from robot_rl.bench.peers import lerobot_worker as protocol
 from robot_rl.core.errors import RobotRLError
 from robot_rl.core.results import BenchRow
+from robot_rl.data.writer import EpisodeWriter
 
 NAME = "lerobot"
 WORKER = Path(__file__).with_name("lerobot_worker.py")
@@ -109,7 +110,7 @@ def record_ours(path: Path, episodes: dict[str, np.ndarray]) -> float:
     streams += [StreamSpec(cam, "uint8", episodes[cam].shape[2:], FPS, codec="jpeg", interp="hold")
                 for cam in CAMERAS]
     store = EpisodeStore.create(path, streams)
-    with store.writer(block_on_full=True) as writer:
+    with EpisodeWriter(store, block_on_full=True) as writer:
         t0 = time.perf_counter()
         for e in range(n_eps):
             writer.begin_episode({"task": "bench", "source": "scripted", "success": True})

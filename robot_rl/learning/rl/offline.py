@@ -45,6 +45,7 @@ from robot_rl.policies.best_of_n import BestOfNPolicy
 from robot_rl.policies.critics import ChunkFeatures
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.io import save_policy
+from robot_rl.data.writer import EpisodeWriter
 
 EXPORTS = ("policy", "best_of_n")
 
@@ -178,7 +179,7 @@ class RolloutCollector:
         from robot_rl.learning.evaluate import evaluate
 
         first = len(self.store)
-        with self.store.writer() as w:
+        with EpisodeWriter(self.store) as w:
             r = evaluate(policy, self.ctx.make_env, self.spec, episodes, seed=seed, writer=w,
                          meta={"task": self.task, "rig": "twin", "notes": note}, progress=self.ctx.progress)
         self.store.refresh()

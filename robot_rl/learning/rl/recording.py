@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from robot_rl.data.schema import EpisodeMeta
 from robot_rl.data.store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 
 class OnlineRecorder:
@@ -36,7 +37,7 @@ class OnlineRecorder:
 
         self.close()
         store = EpisodeStore.create(self.path, stream_specs(env), exist_ok=True)
-        self._writer = store.writer(on_interrupted="discard")   # a crash's half episode is not data
+        self._writer = EpisodeWriter(store, on_interrupted="discard")   # a crash's half episode is not data
         self._rec = episode_recorder(env, self._writer)
 
     def on_step(self, obs, action, reward, info: dict) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from robot_rl.cli import main
 from robot_rl.core.errors import ConfigError
-from robot_rl.commands.train import twin_env_factory
+from robot_rl.learning.run_setup import twin_env_factory
 from robot_rl.learning.rl.online import OnlineConfig, run_online
 from robot_rl.learning.rl.residual import ResidualAgent, ResidualConfig
 from robot_rl.learning.rl.transitions import chunk_transitions
