@@ -57,7 +57,7 @@ def _backend_factory(name: str):
     if ":" not in name:
         if name in available("arms"):
             return lookup("arms", name)
-        raise ValueError(f"rig backend {name!r}: unknown; known {sorted(available('arms'))} or 'module:function'")
+        raise ValueError(f"rig backend {name!r}: unknown; known {list(available('arms'))} or 'module:function'")
     mod, fn = name.split(":")
     return getattr(importlib.import_module(mod), fn)
 

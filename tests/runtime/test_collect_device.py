@@ -12,6 +12,7 @@ import pytest
 from robot_rl.cli import main
 from robot_rl.data.store import EpisodeStore
 from robot_rl.data.validate import validate
+from robot_rl.data.writer import EpisodeWriter
 from robot_rl.hardware.teleop.evdev import EV_KEY, EVENT, KEY_NAMES
 from robot_rl.hardware.teleop.keyboard import KeyboardTeleop
 from robot_rl.hardware.teleop.spacemouse import SpaceMouse
@@ -137,7 +138,6 @@ def test_spacemouse_reports_move_the_twin_and_a_keyboard_gives_the_session_keys(
 
 REPLAYED_KEYS = '''
 from robot_rl.hardware.teleop.keyboard import KeyboardTeleop
-from robot_rl.data.writer import EpisodeWriter
 
 SCRIPT = {0: [("press", "enter")], 1: [("release", "enter"), ("press", "space"), ("press", "w")],
           6: [("release", "w"), ("release", "space"), ("press", "y")], 7: [("press", "right")]}
