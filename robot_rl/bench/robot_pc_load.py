@@ -55,8 +55,8 @@ def _policy_worker(stop, ready, count, cpus: list[int], hz: float, model: str) -
 def _camera_worker(stop, ready, count, cpus: list[int], store_dir: str) -> None:
     _pin(cpus)
     from robot_rl.data.schema import StreamSpec
-    from robot_rl.data.store import EpisodeStore
-    from robot_rl.sim.twin import Twin
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.sim.mujoco_twin import Twin
 
     tw = Twin(task=None, cameras=True)
     tw.reset(seed=0)

@@ -36,7 +36,7 @@ import numpy as np
 
 from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
 from robot_rl.data.schema import StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
 
 NAME = "store"

@@ -73,7 +73,7 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.control.rig import load_rig
     from robot_rl.core.results import write_results
     from robot_rl.core.rundir import make_run_dir
-    from robot_rl.runtime.deploy import (DeployConfig, GoalReachPolicy, StreamPolicy, load_latency_calibration,
+    from robot_rl.runtime.policy_deployment import (DeployConfig, GoalReachPolicy, StreamPolicy, load_latency_calibration,
                                          run_deploy, stream_latencies, write_cycle_log)
     from robot_rl.sim.gym_tasks import is_gym_task, task_overrides
     from robot_rl.sim.tasks import make_task

@@ -1,4 +1,4 @@
-"""Distill a policy checkpoint into a one-step student (robot_rl/learning/distill.py) and compare the
+"""Distill a policy checkpoint into a one-step student (robot_rl/learning/one_step_distill.py) and compare the
 two in the twin on the same seeds: success rate, batch-1 latency p50/p99, speed-up -> results.json.
 
     robot-rl distill teacher=runs/train/<run>/checkpoints/best                 # store and task from the teacher's run
@@ -32,7 +32,7 @@ FIELDS = {
 
 def run(cfg, args: list[str]) -> int:
     from robot_rl.core.checkpoint import load_checkpoint
-    from robot_rl.learning.distill import DistillConfig, distill
+    from robot_rl.learning.one_step_distill import DistillConfig, distill
     from robot_rl.policies.io import load_policy
     from robot_rl.sim.gym_tasks import is_gym_task, task_label
 

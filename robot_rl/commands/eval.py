@@ -34,7 +34,7 @@ def run(cfg, args: list[str]) -> int:
     out = make_run_dir(cfg, "eval")
     writer = None
     if cfg.record:
-        from robot_rl.data.store import EpisodeStore
+        from robot_rl.data.episode_store import EpisodeStore
 
         probe = make_env()
         store = EpisodeStore.create(cfg.record, stream_specs(probe), exist_ok=True)

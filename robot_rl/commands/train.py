@@ -11,7 +11,7 @@ from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional
 from robot_rl.core.rundir import make_run_dir
 from robot_rl.learning.run_setup import resolve_task, twin_env_factory
-from robot_rl.policies.config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTION_TYPES
+from robot_rl.policies.model_config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTION_TYPES
 
 FIELDS = {
     "algo": choice("bc", "reward"),
@@ -52,10 +52,10 @@ def state_hint(store) -> str:
 
 
 def run(cfg, args: list[str]) -> int:
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.learning.bc import BCConfig, train_bc
     from robot_rl.learning.spec_builder import build_spec
-    from robot_rl.policies.config import PolicyConfig
+    from robot_rl.policies.model_config import PolicyConfig
     from robot_rl.policies.diffusion_policy import DiffusionPolicy
     from robot_rl.policies.io import check_model_size
     from robot_rl.sim.gym_tasks import is_gym_task, task_label

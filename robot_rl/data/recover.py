@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot_rl.core.errors import StoreError
-from robot_rl.data.store import ATTR, EpisodeStore, write_episode_index
+from robot_rl.data.episode_store import ATTR, EpisodeStore, write_episode_index
 
 
 def flushed_end(journal: dict, flushed, start: int) -> int:

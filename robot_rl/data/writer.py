@@ -34,7 +34,7 @@ from robot_rl.core.errors import StoreError
 from robot_rl.data import codecs
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
 from robot_rl.data.recover import recover
-from robot_rl.data.store import ATTR, EpisodeStore, _is_url, write_episode_index
+from robot_rl.data.episode_store import ATTR, EpisodeStore, _is_url, write_episode_index
 
 _STOP = object()
 

@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 
 from robot_rl.core.config import to_plain
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.sim.env import TwinEnv
 from robot_rl.sim.gym_tasks import gym_env_factory, is_gym_task, task_overrides
 from robot_rl.sim.tasks import TASKS

@@ -198,7 +198,7 @@ class Learner:
                 known = restored.episodes
         if not (self.store_path / "zarr.json").exists():
             return
-        from robot_rl.data.store import EpisodeStore
+        from robot_rl.data.episode_store import EpisodeStore
 
         self.store = EpisodeStore.open(self.store_path, "a")
         want = {s.name: (s.dtype, tuple(s.shape)) for s in store_streams(self.spec, self.extras)}
@@ -347,7 +347,7 @@ class Learner:
     # ---- the learner loop ----------------------------------------------------------------------
     def _store_record(self, record: EpisodeRecord) -> None:
         if self.writer is None:
-            from robot_rl.data.store import EpisodeStore
+            from robot_rl.data.episode_store import EpisodeStore
 
             streams = store_streams(self.spec, self.extras)
             self.store = EpisodeStore.create(self.store_path, streams, index_stream="action")

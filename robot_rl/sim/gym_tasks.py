@@ -280,7 +280,7 @@ def episode_recorder(env, writer):
     """The recorder for `env`: GymRecorder for a Gymnasium task, the twin's EpisodeRecorder otherwise."""
     if isinstance(env, GymTaskEnv):
         return GymRecorder(env, writer)
-    from robot_rl.sim.recording import EpisodeRecorder
+    from robot_rl.sim.episode_recorder import EpisodeRecorder
 
     return EpisodeRecorder(env, writer)
 
@@ -288,7 +288,7 @@ def episode_recorder(env, writer):
 def stream_specs(env) -> list[StreamSpec]:
     if isinstance(env, GymTaskEnv):
         return gym_stream_specs(env)
-    from robot_rl.sim.recording import twin_stream_specs
+    from robot_rl.sim.episode_recorder import twin_stream_specs
 
     return twin_stream_specs(env)
 

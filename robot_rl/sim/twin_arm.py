@@ -16,7 +16,7 @@ from typing import Callable
 import mujoco
 import numpy as np
 
-from robot_rl.control.state import ArmState
+from robot_rl.control.arm_interface import ArmState
 from robot_rl.sim.mujoco_compat import full_inertia
 from robot_rl.sim.randomization import DomainRandomizer
 

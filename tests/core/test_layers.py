@@ -17,7 +17,7 @@ RANK = {"core": 0, "data": 1, "control": 2, "sim": 3, "hardware": 3, "calibratio
 EXCEPTIONS = {
     ("robot_rl.control.loop", "robot_rl.hardware.registry"):
         "the loop process builds the rig's arm backend by its registry name (twin, franka, ur, plug-ins)",
-    ("robot_rl.learning.distill", "robot_rl.bench.policy"):
+    ("robot_rl.learning.one_step_distill", "robot_rl.bench.policy"):
         "distillation reports the student's latency with the policy benchmark's timer",
     ("robot_rl.commands.pipeline", "robot_rl.cli"):
         "the pipeline runs each stage through the CLI entry point, as a user would",

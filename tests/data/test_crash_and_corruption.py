@@ -13,7 +13,7 @@ import pytest
 from robot_rl.core.errors import StoreError
 from robot_rl.data.recover import recover
 from robot_rl.data.schema import EpisodeMeta
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.validate import validate
 from robot_rl.data.writer import EpisodeWriter
 
@@ -24,7 +24,7 @@ RECORDER = textwrap.dedent(
     import sys, time
     import numpy as np
     from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.data.writer import EpisodeWriter
     from tests.data.conftest import record_episode
     store = EpisodeStore.open(sys.argv[1], mode="a")

@@ -1,7 +1,7 @@
 """`robot-rl data info|validate|recover|view` on a store written by the project's own writer."""
 
 from robot_rl.cli import main
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
 
 from .conftest import record_episode

@@ -11,7 +11,7 @@ from robot_rl.data.augment import ImageAugment
 from robot_rl.data.dataset import FrameReader, WindowDataset, batch_loader, make_datasets
 from robot_rl.data.sampler import WindowSampler
 from robot_rl.data.schema import StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
 
 HW = (12, 16)

@@ -5,9 +5,9 @@ import pytest
 
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
-from robot_rl.data.normalizer import NormalizerStats, RunningStats, compute_stats, stream_stats
+from robot_rl.data.normalizer_stats import NormalizerStats, RunningStats, compute_stats, stream_stats
 from robot_rl.data.schema import StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
 
 SPEC = PolicySpec(obs=(FeatureSpec("state", (4,), stream="joint_pos+gripper"),

@@ -7,7 +7,7 @@ from robot_rl.core.errors import ConfigError, StaleDataError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.sampler import WindowSampler, split_episodes
 from robot_rl.data.schema import StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
 
 

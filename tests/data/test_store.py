@@ -9,7 +9,7 @@ import zarr
 from robot_rl.core.errors import StaleDataError, StoreError
 from robot_rl.data.align import sample_at
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
 
 from .conftest import record_episode, small_specs

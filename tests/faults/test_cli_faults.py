@@ -18,7 +18,7 @@ from robot_rl.cli import main
 from robot_rl.core.checkpoint import META, WEIGHTS, _sha256
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.policies import DiffusionPolicy, Normalizer, PolicyConfig, save_policy
 from robot_rl.data.writer import EpisodeWriter
 
@@ -297,12 +297,12 @@ SUGGESTIONS = [
     # (command, the key=value an error message of that command suggests, where it is printed)
     ("finetune", "offline.rounds=1", "robot_rl/learning/rl/offline.py"),
     ("calibrate", "handeye.method=park_martin", "robot_rl/calibration/handeye.py"),
-    ("calibrate", "overwrite=true", "robot_rl/calibration/results.py"),
+    ("calibrate", "overwrite=true", "robot_rl/calibration/calibration_files.py"),
     ("collect", "session.auto_start=true", "robot_rl/commands/collect.py"),
     ("collect", "live_view=http", "robot_rl/runtime/live_view.py"),
     ("deploy", "twin=true", "robot_rl/commands/deploy.py"),
     ("deploy", "device=cpu", "robot_rl/policies/device.py"),
-    ("distill", "distill.mode=dagger", "robot_rl/learning/distill.py"),
+    ("distill", "distill.mode=dagger", "robot_rl/learning/one_step_distill.py"),
 ]
 
 

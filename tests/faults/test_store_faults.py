@@ -23,7 +23,7 @@ from robot_rl.core.errors import StoreError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.recover import recover
 from robot_rl.data.sampler import WindowSampler
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.validate import validate
 from robot_rl.data.writer import EpisodeWriter
 from tests.data.conftest import record_episode, small_specs
@@ -35,7 +35,7 @@ TAGGED = textwrap.dedent(
     import sys, time
     import numpy as np
     from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.data.writer import EpisodeWriter
 
     T = [0.0]
@@ -220,7 +220,7 @@ def test_kill_at_random_points_of_commit_and_discard_cycles(path, seed):
 CREATOR = """
     import os, sys, time
     import zarr
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from tests.data.conftest import small_specs
 
     point = sys.argv[2]

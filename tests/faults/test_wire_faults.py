@@ -198,7 +198,7 @@ def test_an_actor_sets_aside_unsent_an_episode_over_the_learners_limit(tmp_path)
 
 def test_a_store_episode_the_learner_cannot_learn_from_is_skipped_on_resume(tmp_path, caplog):
     """A store written before episodes were checked may hold one with NaN observations: resume skips it."""
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     good, bad = _record(seq=0), _record(seq=1)
     bad.obs["state"][2] = np.nan
@@ -221,7 +221,7 @@ def test_a_store_episode_the_learner_cannot_learn_from_is_skipped_on_resume(tmp_
 def test_a_store_made_for_another_spec_is_refused_by_name(tmp_path):
     """The old learner shaped its store after the first episode it got, a wrong-shape one included."""
     from robot_rl.core.errors import StoreError
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     wrong = _record()
     wrong.obs["state"] = np.zeros((7, 4), np.float32)

@@ -250,10 +250,10 @@ def reach_checkpoint(tmp_path_factory) -> Path:
     expert also shows holding at the goal."""
     from robot_rl.cli import main
     from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.sim.env import TwinEnv
     from robot_rl.sim.experts import make_teleop, run_episode
-    from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+    from robot_rl.sim.episode_recorder import EpisodeRecorder, twin_stream_specs
 
     root = tmp_path_factory.mktemp("reach_policy")
     env = TwinEnv(task="reach", task_params={**REACH_PARAMS, "time_limit": 2.0}, terminate_on_success=False)

@@ -82,7 +82,7 @@ def test_frames_round_trip_and_bad_peers_are_rejected():
 
 
 def test_episode_record_round_trips_through_a_store(tmp_path):
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     rng = np.random.default_rng(0)
     rec = EpisodeRecord({"state": rng.normal(size=(9, 3)).astype(np.float32)}, rng.normal(size=(8, 7)).astype(np.float32),

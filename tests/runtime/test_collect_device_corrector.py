@@ -7,12 +7,12 @@ import numpy as np
 
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.schema import EpisodeMeta
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.hardware.teleop.keyboard import KeyboardTeleop
 from robot_rl.learning.rl.chunk_env import ChunkEnv
 from robot_rl.runtime.device_corrector import DeviceCorrector
 from robot_rl.sim.env import TwinEnv
-from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+from robot_rl.sim.episode_recorder import EpisodeRecorder, twin_stream_specs
 from robot_rl.data.writer import EpisodeWriter
 
 SPEC = PolicySpec(obs=(FeatureSpec("state", (3,), stream="ee_pos"),), action=FeatureSpec("action", (7,)),

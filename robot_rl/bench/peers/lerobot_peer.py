@@ -103,7 +103,7 @@ def record_ours(path: Path, episodes: dict[str, np.ndarray]) -> float:
     """Seconds from the first append until the last episode's commit is durable (EpisodeWriter,
     block_on_full=True: nothing dropped), at FPS timestamps."""
     from robot_rl.data.schema import StreamSpec
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     n_eps, steps = episodes["action"].shape[:2]
     streams = [StreamSpec("action", "float32", (7,), FPS), StreamSpec("state", "float32", (8,), FPS)]
@@ -294,7 +294,7 @@ def measure(cfg=None, policy_rows: dict[str, float] | None = None) -> list[Bench
     from robot_rl.bench.store import read_spec
     from robot_rl.data.convert.lerobot import export_store
     from robot_rl.data.sampler import WindowSampler
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     python = ensure_venv(_get(cfg, "venv", None), bool(_get(cfg, "create_venv", False)),
                          str(_get(cfg, "pip_spec", "lerobot")))

@@ -10,7 +10,7 @@ import numpy as np
 
 from robot_rl.core.rotations import quat_normalize
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
 
 DEMO_SPECS = (

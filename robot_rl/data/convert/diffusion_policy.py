@@ -65,7 +65,7 @@ from imagecodecs.numcodecs import Jpeg2k, Jpegxl
 
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import _common, _grid
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
 
 FORMAT = "diffusion_policy"

@@ -64,7 +64,7 @@ from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import _common
 from robot_rl.data.convert._ros_msgs import ARRAY, FIELDS, IMAGE, TopicMap, from_message, s_to_ns, to_message
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
 
 FORMAT = "rosbag"

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from robot_rl.core.checkpoint import load_checkpoint
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.learning.evaluate import evaluate
 from robot_rl.learning.rl.online import CurvePoint, OnlineConfig
 from robot_rl.learning.run_setup import default_store, run_task, twin_env_factory

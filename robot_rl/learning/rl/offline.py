@@ -165,7 +165,7 @@ class RolloutCollector:
     """Records twin episodes of a policy into <out>/rollouts.zarr and returns their chunk transitions."""
 
     def __init__(self, ctx: FinetuneContext, spec, gamma: float, reward: str) -> None:
-        from robot_rl.data.store import EpisodeStore
+        from robot_rl.data.episode_store import EpisodeStore
         from robot_rl.sim.gym_tasks import GymTaskEnv, stream_specs
 
         probe = ctx.make_env()

@@ -16,8 +16,8 @@ SPEC = PolicySpec(obs=(FeatureSpec("state", (3,), stream="ee_pos"),), action=Fea
 
 def test_corrector_rescues_a_policy_going_the_wrong_way_and_flags_it(tmp_path):
     from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
-    from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.sim.episode_recorder import EpisodeRecorder, twin_stream_specs
 
     raw = TwinEnv("reach", seed=0)
     store = EpisodeStore.create(tmp_path / "online.zarr", twin_stream_specs(raw))

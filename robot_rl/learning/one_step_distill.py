@@ -254,7 +254,7 @@ def distill_dagger(teacher, student: OneStepPolicy, make_env: Callable[[], Any],
 def store_batches(store_path: str, spec, cfg: DistillConfig) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches of observation windows {key: (B, n_obs, *shape)} from the store (actions dropped)."""
     from robot_rl.data.dataset import batch_loader, make_datasets
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     train_set, _ = make_datasets(EpisodeStore.open(store_path), spec, val_ratio=0.0, seed=cfg.seed)
     if len(train_set) == 0:
