@@ -9,8 +9,6 @@ The student lands in <out>/checkpoints/student: `robot-rl eval policy=<out>/chec
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, existing_path, integer, number, optional

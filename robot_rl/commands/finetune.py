@@ -13,9 +13,7 @@ The policy lands in <out>/policy; results.json holds the learning curve and the 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
-from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional, text
 from robot_rl.core.rundir import make_run_dir

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import json
 import queue
 import threading
 import time

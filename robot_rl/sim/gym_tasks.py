@@ -218,6 +218,15 @@ def make_gym_env(task_cfg: Mapping[str, Any], cameras: bool = False, seed: int =
         raise
 
 
+def gym_state_streams(task_cfg: dict) -> list[str]:
+    """The observation streams a Gymnasium task records (the env is built once to read its spaces)."""
+    env = make_gym_env(task_cfg)
+    try:
+        return list(env.streams)
+    finally:
+        env.close()
+
+
 def gym_env_factory(task_cfg: Mapping[str, Any], cameras: bool = False, seed: int = 0) -> Callable[[], GymTaskEnv]:
     def make() -> GymTaskEnv:
         return make_gym_env(task_cfg, cameras, seed)
