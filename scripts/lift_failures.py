@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.sim.env import quat_yaw
 
 QUARTER = np.pi / 2

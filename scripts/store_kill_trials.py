@@ -24,12 +24,12 @@ sys.path.insert(0, str(REPO))
 import tests.faults.test_store_faults as faults  # noqa: E402
 from robot_rl.core.errors import StoreError  # noqa: E402
 from robot_rl.data.recover import recover  # noqa: E402
-from robot_rl.data.store import EpisodeStore  # noqa: E402
+from robot_rl.data.episode_store import EpisodeStore  # noqa: E402
 from tests.data.conftest import small_specs  # noqa: E402
 
 CREATE_LOOP = """
 import sys
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from tests.data.conftest import small_specs
 print("GO", flush=True)
 i = 0

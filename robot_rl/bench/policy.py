@@ -18,8 +18,7 @@ Runs on one CPU thread by default (threads=0 keeps torch's default); device=auto
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from robot_rl.core.config import config_dir, load_yaml
 from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.policies import DiffusionPolicy, OneStepPolicy, PolicyConfig, resolve_device
+from robot_rl.policies.device import time_calls
 
 NAME = "policy"
 ACTION_DIM = 10  # position (3) + 6-D rotation (6) + gripper (1)
@@ -53,24 +53,6 @@ def raw_obs(spec: PolicySpec, steps: int | None, rng: np.random.Generator) -> di
             C, H, W = f.shape
             out[f.key] = rng.integers(0, 256, size=(*lead, H, W, C), dtype=np.uint8)
     return out
-
-
-def time_calls(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: int = 1) -> np.ndarray:
-    """Seconds per call, synchronizing CUDA so GPU time is counted."""
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return np.asarray(times)
 
 
 def _ms(times: np.ndarray, q: float) -> float:

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from robot_rl.data.writer import EpisodeWriter
 
 WORKERS = ("policy", "cameras", "hog")
 
@@ -54,8 +55,8 @@ def _policy_worker(stop, ready, count, cpus: list[int], hz: float, model: str) -
 def _camera_worker(stop, ready, count, cpus: list[int], store_dir: str) -> None:
     _pin(cpus)
     from robot_rl.data.schema import StreamSpec
-    from robot_rl.data.store import EpisodeStore
-    from robot_rl.sim.twin import Twin
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.sim.mujoco_twin import Twin
 
     tw = Twin(task=None, cameras=True)
     tw.reset(seed=0)
@@ -64,7 +65,7 @@ def _camera_worker(stop, ready, count, cpus: list[int], store_dir: str) -> None:
     for n in cams.names:
         img = cams.render(n)
         specs.append(StreamSpec(n, "uint8", tuple(img.shape), cams.fps[n], codec="jpeg", interp="hold"))
-    writer = EpisodeStore.create(Path(store_dir) / "load.zarr", specs).writer()
+    writer = EpisodeWriter(EpisodeStore.create(Path(store_dir) / "load.zarr", specs))
     writer.begin_episode()
     ready.set()
     period, t_ep, frames = 1.0 / 30.0, time.monotonic(), 0

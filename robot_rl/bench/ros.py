@@ -237,7 +237,7 @@ def run_rig(cfg, out: Path) -> dict:
         for proc in reversed(procs):
             _stop(proc)
         graph.close()
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     st = EpisodeStore.open(store)
     ep = len(st) - 1

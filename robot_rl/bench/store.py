@@ -36,7 +36,8 @@ import numpy as np
 
 from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
 from robot_rl.data.schema import StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 NAME = "store"
 BASELINE = "diffusion_policy_layout"
@@ -127,7 +128,7 @@ def record(path: Path, session: Session, events, paced: bool) -> tuple[float, fl
     CPU seconds of this process meanwhile, samples dropped by the writer)."""
     store = EpisodeStore.create(path, session.streams())
     dropped = 0
-    with store.writer(block_on_full=not paced) as writer:
+    with EpisodeWriter(store, block_on_full=not paced) as writer:
         t0, cpu0 = time.perf_counter(), time.process_time()
         writer.begin_episode({"task": "bench", "source": "scripted"})
         for t, stream, value in events:
@@ -194,7 +195,7 @@ def write_read_data(tmp: Path, episodes: int, steps: int, hw=(96, 96), seed: int
     streams += [StreamSpec(f"cam{i}", "uint8", (*hw, 3), ACTION_HZ, codec="jpeg", interp="hold") for i in range(2)]
     ours = tmp / "read_ours.zarr"
     store = EpisodeStore.create(ours, streams)
-    with store.writer(block_on_full=True) as writer:
+    with EpisodeWriter(store, block_on_full=True) as writer:
         for _ in range(episodes):
             ep = {"state": rng.normal(size=(steps, 8)).cumsum(0).astype(np.float32) * 0.01,
                   "action": rng.normal(size=(steps, 7)).cumsum(0).astype(np.float32) * 0.01,

@@ -112,7 +112,7 @@ def _drive_figure_eight(twin, seconds: float, record_after: float | None = None)
 def realtime_factor(cameras: bool, seconds: float) -> tuple[float, float]:
     """(simulated s per wall s, simulated s per CPU s of this process). The second excludes time
     spent waiting for a CPU, which on a shared host says what the code itself costs."""
-    from robot_rl.sim.twin import Twin
+    from robot_rl.sim.mujoco_twin import Twin
 
     tw = Twin(task=None, cameras=cameras, policy_hz=FIG8_RATE)
     tw.reset(seed=0)
@@ -126,7 +126,7 @@ def realtime_factor(cameras: bool, seconds: float) -> tuple[float, float]:
 
 def bare_physics_factor(seconds: float) -> tuple[float, float]:
     """mj_step alone: (simulated s per wall s, per CPU s)."""
-    from robot_rl.sim.twin import Twin
+    from robot_rl.sim.mujoco_twin import Twin
 
     tw = Twin(task=None)
     tw.reset(seed=0)
@@ -140,7 +140,7 @@ def bare_physics_factor(seconds: float) -> tuple[float, float]:
 
 def tracking(profile: str, feedforward: bool, periods: float = 2.0, warmup: float = FIG8_PERIOD) -> tuple[float, float]:
     """RMS tracking error (mm, deg) over `periods` figure-eights after `warmup` s (the ease-in period)."""
-    from robot_rl.sim.twin import Twin
+    from robot_rl.sim.mujoco_twin import Twin
 
     tw = Twin(task=None, policy_hz=FIG8_RATE, profile=profile)
     tw.reset(seed=0)
@@ -282,7 +282,7 @@ def law_compute_times(seconds: float, cpu: int | None = None) -> dict[str, np.nd
     (`_AsTheLoop`: pinned to the loop's CPU, SCHED_FIFO, no garbage collection)."""
     from robot_rl.control.controller import Controller
     from robot_rl.control import compiled
-    from robot_rl.sim.twin import Twin
+    from robot_rl.sim.mujoco_twin import Twin
 
     tw = Twin(task=None, policy_hz=FIG8_RATE)
     tw.reset(seed=0)

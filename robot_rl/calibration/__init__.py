@@ -6,7 +6,7 @@ results under calibration/<rig>/<calibration_id>/ and `load_calibration`, plus s
 with known ground truth. `robot-rl calibrate` is the command line.
 """
 
-from robot_rl.calibration.errors import CalibrationError
-from robot_rl.calibration.results import Calibration, CameraExtrinsics, load_calibration
+from robot_rl.calibration.calibration_errors import CalibrationError
+from robot_rl.calibration.calibration_files import Calibration, CameraExtrinsics, load_calibration
 
 __all__ = ["Calibration", "CalibrationError", "CameraExtrinsics", "load_calibration"]

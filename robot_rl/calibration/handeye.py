@@ -23,7 +23,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from robot_rl.calibration.boards import BoardView
-from robot_rl.calibration.errors import CalibrationError
+from robot_rl.calibration.calibration_errors import CalibrationError
 from robot_rl.calibration.intrinsics import Intrinsics, reprojection_errors
 from robot_rl.calibration.transforms import exp_se3, from_rvec, invert, make_T, project_rotation
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from robot_rl.calibration.boards import BoardDetector, BoardSpec, BoardView
-from robot_rl.calibration.errors import CalibrationError
+from robot_rl.calibration.calibration_errors import CalibrationError
 
 
 @dataclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from robot_rl.calibration.errors import CalibrationError
+from robot_rl.calibration.calibration_errors import CalibrationError
 
 
 @dataclass

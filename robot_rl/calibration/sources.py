@@ -51,7 +51,7 @@ def iter_images(spec: str, every: int = 1, episodes=None) -> Iterator[tuple[str,
     if every < 1:
         raise ConfigError(f"every={every} must be >= 1")
     if spec.startswith(STORE_PREFIX):
-        from robot_rl.data.store import EpisodeStore
+        from robot_rl.data.episode_store import EpisodeStore
 
         path, stream = parse_store_source(spec)
         store = EpisodeStore.open(path)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_rl.calibration.errors import CalibrationError
+from robot_rl.calibration.calibration_errors import CalibrationError
 from robot_rl.calibration.latency import (LagEstimate, canonical_lag_curve, image_flow, lag_curve, peak_lag, twist,
                                           velocity)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from robot_rl.data.writer import EpisodeWriter
 
 
 class DelayedStreams:
@@ -104,9 +105,9 @@ def record_latency_episode(store_path: str | Path, camera_delays_s: dict[str, fl
     from tqdm import tqdm
 
     from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.sim.env import TwinEnv
-    from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+    from robot_rl.sim.episode_recorder import EpisodeRecorder, twin_stream_specs
 
     camera_delays_s = dict(camera_delays_s if camera_delays_s is not None else {f"cam_{c}_rgb": 0.05 for c in cameras})
     state_delays_s = dict(state_delays_s or {})
@@ -116,7 +117,7 @@ def record_latency_episode(store_path: str | Path, camera_delays_s: dict[str, fl
     try:
         store = EpisodeStore.create(store_path, twin_stream_specs(env))
         actions = scripted_motion(np.random.default_rng(seed), duration_s, env.policy_hz)
-        with store.writer() as w:
+        with EpisodeWriter(store) as w:
             rec = EpisodeRecorder(env, DelayedStreams(w, camera_delays_s | state_delays_s))
             obs, info = env.reset(seed=seed)
             rec.begin(EpisodeMeta(task="latency_calibration", source="scripted", rig=env.twin.rig.name,

@@ -36,7 +36,7 @@ def run(cfg, args: list[str]) -> int:
         raise ConfigError(f"robot-rl calibrate: expected one of {list(SUBCOMMANDS)} then key=value options, got {args}")
     rig = load_rig(cfg.robot)
     out = make_run_dir(cfg, "calibrate")
-    from robot_rl.calibration.results import calibration_dir, new_calibration_id
+    from robot_rl.calibration.calibration_files import calibration_dir, new_calibration_id
 
     root = cfg.calibration_dir or (out / "calibration" if cfg.synthetic else None)
     cal_id = str(cfg.calibration_id or new_calibration_id(rig.name))
@@ -67,7 +67,7 @@ def _images(cfg) -> list:
 def _intrinsics(cfg, rig, cal_dir: Path, out: Path, camera: str | None = None) -> dict:
     from robot_rl.calibration.boards import load_board
     from robot_rl.calibration.intrinsics import calibrate_intrinsics, detect_views
-    from robot_rl.calibration.results import write_intrinsics
+    from robot_rl.calibration.calibration_files import write_intrinsics
 
     board = load_board(cfg.board)
     camera = camera or _camera_name(cfg, "wrist")
@@ -109,7 +109,7 @@ def _intrinsics(cfg, rig, cal_dir: Path, out: Path, camera: str | None = None) -
 def _handeye_intrinsics(cfg, camera: str, cal_dir: Path, views, size):
     """The camera's intrinsics: handeye.intrinsics, else this calibration's, else from these images."""
     from robot_rl.calibration.intrinsics import calibrate_intrinsics
-    from robot_rl.calibration.results import load_calibration
+    from robot_rl.calibration.calibration_files import load_calibration
 
     src = cfg.handeye.intrinsics or (cal_dir if (cal_dir / "intrinsics.yaml").is_file() else None)
     if src is not None:
@@ -131,7 +131,7 @@ def _handeye(cfg, rig, cal_dir: Path, out: Path) -> dict:
     from robot_rl.calibration.boards import load_board
     from robot_rl.calibration.handeye import MODES, HandEyeView, calibrate_handeye
     from robot_rl.calibration.intrinsics import detect_views
-    from robot_rl.calibration.results import CameraExtrinsics, write_handeye
+    from robot_rl.calibration.calibration_files import CameraExtrinsics, write_handeye
     from robot_rl.calibration.transforms import pose_error
 
     board = load_board(cfg.board)
@@ -190,9 +190,9 @@ def _handeye(cfg, rig, cal_dir: Path, out: Path) -> dict:
 
 
 def _latency(cfg, rig, cal_dir: Path, out: Path) -> dict:
-    from robot_rl.calibration.results import write_latency
+    from robot_rl.calibration.calibration_files import write_latency
     from robot_rl.calibration.store_latency import LatencyOptions, estimate_store_latencies
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     lc = to_plain(cfg.latency)
     devices = {}

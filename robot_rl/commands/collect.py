@@ -22,6 +22,7 @@ from pathlib import Path
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
+from robot_rl.data.writer import EpisodeWriter
 from robot_rl.core.fields import (boolean, choice, directory_target, integer, key_of, number, optional,
                                   text)
 
@@ -84,11 +85,11 @@ def record(cfg, source: str, episodes: int, noise: float, device=None, keys=None
     """Build the twin of `robot=` and open the store, then record from the scripted teleop or the device."""
     from robot_rl.control.rig import load_rig
     from robot_rl.core.rundir import make_run_dir
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.hardware.teleop.actions import env_action_frame
     from robot_rl.sim.env import TwinEnv
     from robot_rl.sim.randomization import RandomizationParams
-    from robot_rl.sim.recording import twin_stream_specs
+    from robot_rl.sim.episode_recorder import twin_stream_specs
 
     out = make_run_dir(cfg, "collect")
     store_path = Path(cfg.store) if cfg.store else out / "episodes.zarr"
@@ -121,12 +122,12 @@ def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise
     from robot_rl.core.results import write_results
     from robot_rl.data.schema import EpisodeMeta
     from robot_rl.sim.experts import make_teleop, run_episode
-    from robot_rl.sim.recording import EpisodeRecorder
+    from robot_rl.sim.episode_recorder import EpisodeRecorder
 
     task = env.task.name
     teleop = make_teleop(env, noise, seed=int(cfg.seed))
     results = []
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         rec = EpisodeRecorder(env, w)
         bar = tqdm(range(episodes), desc=f"collect {task} noise={noise}", unit="ep", disable=not cfg.progress)
         for i in bar:
@@ -154,7 +155,7 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
     from robot_rl.core.results import write_results
     from robot_rl.core.rundir import make_run_dir
     from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.sim.gym_tasks import (ExpertDriver, GymRecorder, gym_stream_specs, is_gym_task, make_gym_env,
                                         run_expert_episode)
 
@@ -185,7 +186,7 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
         else:
             store = EpisodeStore.create(store_path, specs)
         results = []
-        with store.writer() as w:
+        with EpisodeWriter(store) as w:
             rec = GymRecorder(env, w)
             bar = tqdm(range(episodes), desc=f"collect {env.task_id} noise={noise}", unit="ep",
                        disable=not cfg.progress)
@@ -210,11 +211,11 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
 def make_devices(cfg, source: str):
     """The teleop device named by `source` (registry name or plug-in) and the optional session-keys keyboard."""
     from robot_rl.core.config import dataclass_from_dict
-    from robot_rl.hardware.errors import HardwareError
+    from robot_rl.hardware.device_errors import HardwareError
     from robot_rl.hardware.registry import create
     from robot_rl.hardware.teleop.evdev import EvdevKeyboard
     from robot_rl.hardware.teleop.events import Action
-    from robot_rl.hardware.teleop.state import TeleopConfig
+    from robot_rl.hardware.teleop.teleop_state import TeleopConfig
 
     options = dict(to_plain(cfg.options) or {})
     if source in EVENT_DEVICES and not options.get("path"):
@@ -245,10 +246,10 @@ def collect_with_device(cfg, env, store, store_path, out, rig, episodes: int, so
     from tqdm import tqdm
 
     from robot_rl.core.results import write_results
-    from robot_rl.data.store import EpisodeStore
-    from robot_rl.runtime.recording import RecordingSession, SessionConfig
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.runtime.recording_session import RecordingSession, SessionConfig
     from robot_rl.runtime.teleop_session import DeviceSession, SessionSink
-    from robot_rl.sim.recording import EpisodeRecorder
+    from robot_rl.sim.episode_recorder import EpisodeRecorder
 
     s = to_plain(cfg.session)
     try:
@@ -258,7 +259,7 @@ def collect_with_device(cfg, env, store, store_path, out, rig, episodes: int, so
                                extra={"device": source, "policy_hz": env.policy_hz})
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"collect: session: {e}") from None
-    session = RecordingSession(store.writer(), [], config)
+    session = RecordingSession(EpisodeWriter(store), [], config)
     bar = tqdm(total=episodes, desc=f"collect {env.task.name} source={source}", unit="ep", disable=not cfg.progress)
     teleop = DeviceSession(device, env, session, EpisodeRecorder(env, SessionSink(session)), keys=keys, view=view,
                            on_reply=bar.write)

@@ -21,7 +21,7 @@ from pathlib import Path
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.core.fields import integer, number, optional, text
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 
 ACTIONS = ("info", "validate", "recover", "view", "export", "import")
 FORMATS = ("diffusion_policy", "lerobot", "rosbag")

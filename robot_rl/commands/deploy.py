@@ -53,7 +53,7 @@ FIELDS = {
 
 
 def _real_rig_error(rig) -> ConfigError:
-    from robot_rl.control.loop import BACKENDS
+    from robot_rl.hardware.registry import available
 
     if rig.backend == "twin":
         what = (f"the selected rig robot={rig.name} has `backend: twin` (configs/robot/{rig.name}.yaml), the "
@@ -63,7 +63,7 @@ def _real_rig_error(rig) -> ConfigError:
     return ConfigError(
         f"deploy twin=false: a real rig backend is required, and {what}. Select a real rig with robot=<rig> "
         f"(configs/robot/<rig>.yaml with `backend:` set to an arm backend registered in "
-        f"robot_rl.control.loop.BACKENDS (known: {sorted(BACKENDS)}) or a 'module:function' factory), "
+        f"the robot_rl.arms device group (known: {sorted(available('arms'))}) or a 'module:function' factory), "
         f"and an episode success signal for it; this version of robot_rl ships only the MuJoCo twin backend, "
         f"so nothing was run. Use twin=true to deploy in the twin.")
 
@@ -73,7 +73,7 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.control.rig import load_rig
     from robot_rl.core.results import write_results
     from robot_rl.core.rundir import make_run_dir
-    from robot_rl.runtime.deploy import (DeployConfig, GoalReachPolicy, StreamPolicy, load_latency_calibration,
+    from robot_rl.runtime.policy_deployment import (DeployConfig, GoalReachPolicy, StreamPolicy, load_latency_calibration,
                                          run_deploy, stream_latencies, write_cycle_log)
     from robot_rl.sim.gym_tasks import is_gym_task, task_overrides
     from robot_rl.sim.tasks import make_task

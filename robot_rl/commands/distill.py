@@ -1,4 +1,4 @@
-"""Distill a policy checkpoint into a one-step student (robot_rl/learning/distill.py) and compare the
+"""Distill a policy checkpoint into a one-step student (robot_rl/learning/one_step_distill.py) and compare the
 two in the twin on the same seeds: success rate, batch-1 latency p50/p99, speed-up -> results.json.
 
     robot-rl distill teacher=runs/train/<run>/checkpoints/best                 # store and task from the teacher's run
@@ -9,12 +9,11 @@ The student lands in <out>/checkpoints/student: `robot-rl eval policy=<out>/chec
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, existing_path, integer, number, optional
 from robot_rl.core.rundir import make_run_dir
+from robot_rl.learning.run_setup import default_store, run_task, twin_env_factory
 
 FIELDS = {
     "teacher": optional(existing_path),
@@ -29,41 +28,9 @@ FIELDS = {
 }
 
 
-def _default_store(cfg, teacher_run: dict) -> str | None:
-    """store=..., else the teacher's training store when it still exists."""
-    if cfg.store:
-        return str(cfg.store)
-    store = teacher_run.get("store")
-    if store and Path(store).exists():
-        return str(store)
-    return None
-
-
-def _task(cfg, teacher_run: dict, store: str | None) -> dict | None:
-    """task=..., else the teacher's run task, else the store's single twin task. A Gymnasium task (task=gym) is
-    only built when named on the command line: building it imports code, and a checkpoint never does."""
-    from robot_rl.commands.train import resolve_task
-    from robot_rl.sim.gym_tasks import is_gym_task, task_overrides
-
-    if cfg.get("task"):
-        return to_plain(cfg.task)
-    task = teacher_run.get("task")
-    if isinstance(task, dict) and task.get("name") and not is_gym_task(task):
-        return task
-    if is_gym_task(task if isinstance(task, dict) else None):
-        print(f"the run's task is a Gymnasium task; to evaluate on it, name it: {' '.join(task_overrides(task))}")
-        return None
-    if store:
-        from robot_rl.data.store import EpisodeStore
-
-        return resolve_task(None, EpisodeStore.open(store))
-    return None
-
-
 def run(cfg, args: list[str]) -> int:
-    from robot_rl.commands.train import twin_env_factory
     from robot_rl.core.checkpoint import load_checkpoint
-    from robot_rl.learning.distill import DistillConfig, distill
+    from robot_rl.learning.one_step_distill import DistillConfig, distill
     from robot_rl.policies.io import load_policy
     from robot_rl.sim.gym_tasks import is_gym_task, task_label
 
@@ -73,8 +40,8 @@ def run(cfg, args: list[str]) -> int:
     distill_cfg = DistillConfig.from_dict(to_plain(cfg.distill) | {"seed": cfg.seed})
     teacher = load_policy(cfg.teacher, device=distill_cfg.device)
     teacher_run = load_checkpoint(cfg.teacher).config
-    store = _default_store(cfg, teacher_run)
-    task = _task(cfg, teacher_run, store)
+    store = default_store(cfg, teacher_run)
+    task = run_task(cfg, teacher_run, store)
     make_env = twin_env_factory(task, teacher.spec, cfg.seed) if task else None
     if make_env is not None and is_gym_task(task):
         make_env().close()   # a wrong task.id, module or env fails now

@@ -8,6 +8,7 @@ from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import directory_target, existing_path, integer, optional
 from robot_rl.core.results import write_results
 from robot_rl.core.rundir import make_run_dir
+from robot_rl.data.writer import EpisodeWriter
 
 FIELDS = {
     "policy": optional(existing_path),
@@ -17,7 +18,7 @@ FIELDS = {
 
 
 def run(cfg, args: list[str]) -> int:
-    from robot_rl.commands.train import twin_env_factory
+    from robot_rl.learning.run_setup import twin_env_factory
     from robot_rl.learning.evaluate import evaluate
     from robot_rl.policies.io import load_policy
     from robot_rl.sim.gym_tasks import is_gym_task, stream_specs, task_label
@@ -33,12 +34,12 @@ def run(cfg, args: list[str]) -> int:
     out = make_run_dir(cfg, "eval")
     writer = None
     if cfg.record:
-        from robot_rl.data.store import EpisodeStore
+        from robot_rl.data.episode_store import EpisodeStore
 
         probe = make_env()
         store = EpisodeStore.create(cfg.record, stream_specs(probe), exist_ok=True)
         probe.close()
-        writer = store.writer()
+        writer = EpisodeWriter(store)
     try:
         result = evaluate(policy, make_env, policy.spec, cfg.episodes, seed=cfg.seed_offset, writer=writer,
                           meta={"task": task, "rig": "gym" if is_gym_task(task_cfg) else "twin",

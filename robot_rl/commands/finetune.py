@@ -13,12 +13,12 @@ The policy lands in <out>/policy; results.json holds the learning curve and the 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
-from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional, text
 from robot_rl.core.rundir import make_run_dir
+from robot_rl.learning.rl.context import build_context
+from robot_rl.runtime.finetune_roles import run_actor, run_learner
 
 ROLES = ("local", "learner", "actor")   # local: actor and learner interleaved in this process
 
@@ -73,61 +73,6 @@ FIELDS = {
 }
 
 
-def build_context(cfg, out: Path):
-    """FinetuneContext from a finetune config: base policy, prior store, twin task and evaluation."""
-    from robot_rl.commands.distill import _default_store, _task
-    from robot_rl.commands.train import twin_env_factory
-    from robot_rl.core.checkpoint import load_checkpoint
-    from robot_rl.data.store import EpisodeStore
-    from robot_rl.learning.evaluate import evaluate
-    from robot_rl.learning.rl.context import ALGORITHMS, FinetuneContext
-    from robot_rl.learning.rl.online import OnlineConfig
-    from robot_rl.policies.io import load_policy
-    from robot_rl.sim.gym_tasks import is_gym_task, task_label
-
-    if cfg.algo not in ALGORITHMS:
-        raise ConfigError(f"finetune: algo={cfg.algo!r}, expected one of {list(ALGORITHMS)}")
-    if not cfg.policy and cfg.algo != "rlpd":
-        raise ConfigError(f"finetune algo={cfg.algo} needs policy=<base checkpoint dir>")
-    base = load_policy(cfg.policy, device=cfg.device) if cfg.policy else None
-    base_run = load_checkpoint(cfg.policy).config if cfg.policy else {}
-    store_path = _default_store(cfg, base_run)
-    task = _task(cfg, base_run, store_path)
-    store = EpisodeStore.open(store_path) if store_path else None
-    online = OnlineConfig(**to_plain(cfg.online), seed=int(cfg.seed))
-    spec = base.spec if base is not None else None
-    make_env = None
-    if task:
-        if spec is None:
-            raise ConfigError("finetune algo=rlpd needs policy=<ckpt> for its observation/action spec")
-        make_env = twin_env_factory(task, spec, cfg.seed)
-        if is_gym_task(task):
-            make_env().close()   # a wrong task.id, module or env fails now
-            scales = (cfg.get("residual") or {}).get("dim_scales") or {}
-            if cfg.algo == "residual" and any(int(d) >= spec.action_dim for d in scales):
-                raise ConfigError(f"finetune: residual.dim_scales={to_plain(scales)} are the twin's 7-D EE action's; "
-                                  f"{task_label(task)} has {spec.action_dim} action dimensions: add "
-                                  "residual.dim_scales=null (or name its own)")
-
-    def success_rate(policy) -> float:
-        return evaluate(policy, make_env, policy.spec, online.eval_episodes, seed=online.eval_seed,
-                        progress=False).success_rate
-
-    make_corrector = None
-    if cfg.corrector == "scripted" and is_gym_task(task):
-        raise ConfigError(f"finetune: corrector=scripted takes over the twin's tasks; task={task_label(task)} is a "
-                          "Gymnasium task: use corrector=null")
-    if cfg.corrector == "scripted":
-        from robot_rl.sim.corrector import scripted_corrector
-
-        make_corrector = scripted_corrector
-    elif cfg.corrector:
-        raise ConfigError(f"finetune: corrector={cfg.corrector!r}, expected null or 'scripted'")
-    return FinetuneContext(base=base, store=store, make_env=make_env, evaluate=success_rate if make_env else None,
-                           config=to_plain(cfg.get(cfg.algo) or {}), online=online, out=out, seed=int(cfg.seed),
-                           device=str(cfg.device), make_corrector=make_corrector, task=task), task
-
-
 def run(cfg, args: list[str]) -> int:
     from dataclasses import asdict
 
@@ -142,14 +87,10 @@ def run(cfg, args: list[str]) -> int:
     if role not in ROLES:
         raise ConfigError(f"finetune: role={role!r}, expected one of {list(ROLES)}")
     if role == "actor":
-        from robot_rl.commands.finetune_split import run_actor
-
         return run_actor(cfg, ctx)
     print(f"finetune algo={cfg.algo} base={cfg.policy} store={ctx.store.path if ctx.store else None} "
           f"task={task_label(task) if task else None} -> {out}")
     if role == "learner" or int(cfg.actors) > 0:
-        from robot_rl.commands.finetune_split import run_learner
-
         result = run_learner(cfg, ctx)
     else:
         result = importlib.import_module(f"robot_rl.learning.rl.{cfg.algo}").run(ctx)

@@ -63,7 +63,7 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
     if cfg.profile not in profiles:
         raise ConfigError(f"pipeline: profile={cfg.profile!r}, expected one of {sorted(profiles)}")
     prof = profiles[cfg.profile]
-    from robot_rl.sim.gym_tasks import is_gym_task
+    from robot_rl.sim.gym_tasks import gym_state_streams, is_gym_task
 
     task_cfg = to_plain(cfg.task)
     gym = is_gym_task(task_cfg)
@@ -139,17 +139,6 @@ def task_args(task_cfg: dict) -> list[str]:
     from robot_rl.sim.gym_tasks import is_gym_task, task_overrides
 
     return task_overrides(task_cfg) if is_gym_task(task_cfg) else [f"task={task_cfg['name']}"]
-
-
-def gym_state_streams(task_cfg: dict) -> list[str]:
-    """The observation streams a Gymnasium task records (the env is built once to read its spaces)."""
-    from robot_rl.sim.gym_tasks import make_gym_env
-
-    env = make_gym_env(task_cfg)
-    try:
-        return list(env.streams)
-    finally:
-        env.close()
 
 
 def stage_row(stage: Stage, eval_episodes: int, task: list[str]) -> dict:

@@ -6,13 +6,12 @@ checkpoint by success rate. Multi-GPU/multi-node: launch with
 
 from __future__ import annotations
 
-from functools import partial
-
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional
 from robot_rl.core.rundir import make_run_dir
-from robot_rl.policies.config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTION_TYPES
+from robot_rl.learning.run_setup import resolve_task, twin_env_factory
+from robot_rl.policies.model_config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTION_TYPES
 
 FIELDS = {
     "algo": choice("bc", "reward"),
@@ -42,31 +41,6 @@ FIELDS = {
 }
 
 
-def twin_env_factory(task_cfg, spec, seed: int = 0):
-    """An env factory for a task config matching the spec (cameras iff it has images): a TwinEnv for
-    {name, params}, a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks)."""
-    from robot_rl.sim.env import TwinEnv
-    from robot_rl.sim.gym_tasks import gym_env_factory, is_gym_task
-
-    if is_gym_task(task_cfg):
-        return gym_env_factory(task_cfg, cameras=bool(spec.images), seed=seed)
-    cams = [f.stream[len("cam_"):-len("_rgb")] for f in spec.images]
-    return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
-                   cameras=cams or False, privileged=True, seed=seed)
-
-
-def resolve_task(task_cfg, store) -> dict | None:
-    """The chosen task config, else the store's task when all its episodes come from one twin task (a Gymnasium
-    task is never taken from a store: building it imports code, so it is chosen on the command line)."""
-    from robot_rl.sim.tasks import TASKS
-
-    if task_cfg:
-        return to_plain(task_cfg)
-    tasks = {m.get("task") for m in store.meta_list()}
-    name = tasks.pop() if len(tasks) == 1 else None
-    return {"name": name, "params": {}} if name in TASKS else None
-
-
 def state_hint(store) -> str:
     """For a store without the twin's streams (e.g. a Gymnasium task's): the override naming its own."""
     from robot_rl.sim.gym_tasks import RECORDER_STREAMS
@@ -78,10 +52,10 @@ def state_hint(store) -> str:
 
 
 def run(cfg, args: list[str]) -> int:
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.learning.bc import BCConfig, train_bc
     from robot_rl.learning.spec_builder import build_spec
-    from robot_rl.policies.config import PolicyConfig
+    from robot_rl.policies.model_config import PolicyConfig
     from robot_rl.policies.diffusion_policy import DiffusionPolicy
     from robot_rl.policies.io import check_model_size
     from robot_rl.sim.gym_tasks import is_gym_task, task_label

@@ -13,7 +13,7 @@ import os as _os
 # headless EGL so the twin's cameras render without a display; a user's MUJOCO_GL wins.
 _os.environ.setdefault("MUJOCO_GL", "egl")
 
-from robot_rl.control.state import ArmBackend, ArmState, GripperBackend
+from robot_rl.control.arm_interface import ArmBackend, ArmState, GripperBackend
 from robot_rl.control.limits import SafetyLimits
 from robot_rl.control.impedance import GainProfile, ImpedanceLaw, PROFILES
 from robot_rl.control.controller import Controller, ControllerMode, Fault

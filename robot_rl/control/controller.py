@@ -33,7 +33,7 @@ import numpy as np
 from robot_rl.control import compiled
 from robot_rl.control.impedance import PROFILES, GainProfile, ImpedanceLaw
 from robot_rl.control.limits import SafetyLimits
-from robot_rl.control.state import ArmState
+from robot_rl.control.arm_interface import ArmState
 from robot_rl.control.trajectory import TargetTrajectory, slerp
 from robot_rl.core.types import EETarget
 

@@ -8,8 +8,8 @@ the next tick was due). Timestamps are host monotonic seconds (robot_rl.core.clo
 
 Backends are named by the rig's `backend` field and built by a factory `module:function(rig, task)`
 returning an ArmBackend (+ optional `command(closure)` gripper), so a real arm plugs in here
-without the loop changing; names other than `twin` are looked up in the hardware registry's
-`robot_rl.arms` group (franka, ur, and third-party plug-ins). A position-controlled backend
+without the loop changing; names are looked up in the hardware registry's `robot_rl.arms` group
+(twin, franka, ur, and third-party plug-ins). A position-controlled backend
 (`PoseBackend`: `write_pose`/`stop_motion` instead of `write_torque`, e.g. a UR servoing with
 servoL) gets the controller's reference pose each tick (`Controller.update_reference`: the same
 target validation, interpolation, speed limits, smoothing, workspace box and watchdogs) and
@@ -47,22 +47,18 @@ from robot_rl.control.shared import (
 )
 from robot_rl.core.clock import now
 from robot_rl.core.types import EETarget
+from robot_rl.hardware.registry import available, lookup
 
 log = logging.getLogger(__name__)
 
-BACKENDS = {"twin": "robot_rl.sim.twin_arm:make_loop_backend"}
-
-
 def _backend_factory(name: str):
-    path = BACKENDS.get(name, name)
-    if ":" not in path:
-        from robot_rl.hardware.registry import available, lookup   # real arms and plug-ins, by name
-
+    """The rig's `backend`: a 'module:function' factory or a name from the hardware registry's arms
+    group (the twin, franka, ur and plug-ins), so this layer never names a backend's module itself."""
+    if ":" not in name:
         if name in available("arms"):
             return lookup("arms", name)
-        raise ValueError(f"rig backend {name!r}: unknown; known {sorted(BACKENDS) + sorted(available('arms'))} "
-                         f"or 'module:function'")
-    mod, fn = path.split(":")
+        raise ValueError(f"rig backend {name!r}: unknown; known {list(available('arms'))} or 'module:function'")
+    mod, fn = name.split(":")
     return getattr(importlib.import_module(mod), fn)
 
 

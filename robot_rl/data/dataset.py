@@ -30,7 +30,7 @@ from robot_rl.core.spec import PolicySpec
 from robot_rl.data.augment import ImageAugment
 from robot_rl.data.codecs import ImageCodec
 from robot_rl.data.sampler import WindowSampler
-from robot_rl.data.store import EpisodeStore, _is_url
+from robot_rl.data.episode_store import EpisodeStore, _is_url
 
 _MISSING = 2**64 - 1  # shard index entry of a chunk that was never written
 

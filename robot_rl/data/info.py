@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from robot_rl.data.store import EpisodeStore, _is_url
+from robot_rl.data.episode_store import EpisodeStore, _is_url
 from robot_rl.data.validate import losses
 
 

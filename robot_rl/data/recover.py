@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot_rl.core.errors import StoreError
-from robot_rl.data.store import ATTR, EpisodeStore
+from robot_rl.data.episode_store import ATTR, EpisodeStore, write_episode_index
 
 
 def flushed_end(journal: dict, flushed, start: int) -> int:
@@ -26,8 +26,6 @@ def recover(store: EpisodeStore, discard: bool = False) -> dict:
     discard=True. An episode with no row of the index stream (e.g. camera frames but no action) is
     dropped: training cannot use it and it would break the diffusion_policy episode index. Returns a
     summary dict; a store without an interrupted episode is left unchanged."""
-    from robot_rl.data.writer import write_episode_index
-
     if not store.writable:
         raise StoreError(f"{store.path}: open with mode='a' to recover")
     journal = store.header.get("open_episode")

@@ -29,7 +29,7 @@ from robot_rl.core.errors import ConfigError, StaleDataError, StoreError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.align import (EpisodeGrid, effective_interp, episode_grid, hold_indices, sample_at,
                                  staleness_bounds, stream_times)
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.validate import require_valid_values
 
 

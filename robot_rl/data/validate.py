@@ -1,7 +1,7 @@
 """Integrity check of an episode store: every problem is named with its array, rows and value.
 
 Two levels share one set of checks: the layout checks every `EpisodeStore.open` runs
-(robot_rl.data.store.layout_problems), and the value checks here, which read every committed row:
+(robot_rl.data.episode_store.layout_problems), and the value checks here, which read every committed row:
 chunk files present, chunks decodable, timestamps finite and increasing within each episode, float
 values finite. `robot-rl data validate` runs both and also reports episodes with no row of the index
 stream; training runs the value checks on the streams it loads (`require_valid_values`) before it
@@ -16,7 +16,7 @@ import numpy as np
 from zarr.core.sync import sync
 
 from robot_rl.core.errors import StoreError
-from robot_rl.data.store import EpisodeStore, Problem, layout_problems, problems_error, stream_layout_problems
+from robot_rl.data.episode_store import EpisodeStore, Problem, layout_problems, problems_error, stream_layout_problems
 
 __all__ = ["Problem", "require_valid_values", "validate", "value_problems"]
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from robot_rl.core.errors import StoreError
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 
 PANEL_HEIGHT = 240
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import json
 import queue
 import threading
 import time
@@ -33,7 +32,8 @@ import numpy as np
 from robot_rl.core.errors import StoreError
 from robot_rl.data import codecs
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import ATTR, EpisodeStore, _is_url
+from robot_rl.data.recover import recover
+from robot_rl.data.episode_store import ATTR, EpisodeStore, _is_url, write_episode_index
 
 _STOP = object()
 
@@ -141,6 +141,8 @@ class EpisodeWriter:
 
     def __init__(self, store: EpisodeStore, max_queue_bytes: int = 512 << 20, block_on_full: bool = False,
                  flush_interval_s: float = 1.0, on_interrupted: str = "error") -> None:
+        if not store.writable:
+            raise StoreError(f"{store.path}: opened read-only; use EpisodeStore.open(path, mode='a')")
         self.store = store
         self.path = store.path
         self.max_queue_bytes = int(max_queue_bytes)
@@ -154,8 +156,6 @@ class EpisodeWriter:
                     f"{self.path}: holds an interrupted episode (a recording process died); run "
                     f"`robot-rl data recover {self.path}` or open the writer with on_interrupted='commit'|'discard'"
                 )
-            from robot_rl.data.recover import recover
-
             recover(store, discard=on_interrupted == "discard")
             store.refresh()
         self._queued_bytes = 0
@@ -382,25 +382,3 @@ class EpisodeWriter:
                 else:
                     for lane in self._lanes.values():
                         lane.error = lane.error or e
-
-
-def write_episode_index(store: EpisodeStore, index: int, meta: dict, ends: dict[str, int]) -> int:
-    """Append episode `index` to the index arrays, then publish it (the commit point)."""
-    group = store.group
-    for name, end in ends.items():
-        arr = group["meta/ends"][name]
-        arr.resize((index + 1,))
-        arr[index] = end
-    arr = group["meta/episode_ends"]
-    arr.resize((index + 1,))
-    arr[index] = ends[store.index_stream]
-    info = group["meta/episode_info"]
-    info.resize((index + 1,))
-    info[index] = json.dumps(meta, default=str)
-    header = dict(group.attrs[ATTR])
-    header.update(n_episodes=index + 1, open_episode=None)
-    group.attrs[ATTR] = header
-    store.n_episodes = index + 1
-    store.header = header
-    store._ends.clear()
-    return index

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_rl.hardware.errors import CameraTimeoutError, DeviceNotConnectedError, EndOfStreamError
+from robot_rl.hardware.device_errors import CameraTimeoutError, DeviceNotConnectedError, EndOfStreamError
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from robot_rl.hardware import modbus_rtu as rtu
-from robot_rl.hardware.errors import (
+from robot_rl.hardware.device_errors import (
     DeviceNotConnectedError, ModbusCRCError, ModbusError, ModbusExceptionError, ModbusFrameError, ModbusTimeoutError,
     require,
 )

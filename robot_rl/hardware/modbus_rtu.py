@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from robot_rl.hardware.errors import ModbusCRCError, ModbusExceptionError, ModbusFrameError
+from robot_rl.hardware.device_errors import ModbusCRCError, ModbusExceptionError, ModbusFrameError
 
 READ_HOLDING_REGISTERS = 0x03
 READ_INPUT_REGISTERS = 0x04

@@ -18,7 +18,7 @@ import threading
 from robot_rl.core import clock
 from robot_rl.hardware.camera import Camera, CameraFrame
 from robot_rl.hardware.clock_sync import DeviceClockMapper
-from robot_rl.hardware.errors import CameraError
+from robot_rl.hardware.device_errors import CameraError
 
 
 def frames_elapsed(dt_s: float, fps: float) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 from robot_rl.core import clock
 from robot_rl.hardware.camera import Camera, CameraFrame, FrameDropCounter
 from robot_rl.hardware.clock_sync import ClockMapping, DeviceClockMapper
-from robot_rl.hardware.errors import CameraError, require
+from robot_rl.hardware.device_errors import CameraError, require
 from robot_rl.hardware.realsense_pipeline import PipelineSource
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from robot_rl.hardware.errors import CameraError, require
+from robot_rl.hardware.device_errors import CameraError, require
 
 
 class PipelineSource:

@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from robot_rl.hardware.errors import CameraError, require
+from robot_rl.hardware.device_errors import CameraError, require
 
 # Writable options a D4xx exposes (option, min, max, step, default): the camera's fixed-exposure setup sets them.
 COLOR_OPTIONS = (

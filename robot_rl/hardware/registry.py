@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from robot_rl.hardware.errors import HardwareError
+from robot_rl.hardware.device_errors import HardwareError
 
 GROUPS = ("robot_rl.cameras", "robot_rl.grippers", "robot_rl.arms", "robot_rl.teleop")
 
@@ -31,6 +31,7 @@ BUILTINS: dict[str, dict[str, str]] = {
     },
     # arms: control-loop factories `make(rig, task) -> ArmBackend | PoseBackend` (a rig's `backend:` name)
     "robot_rl.arms": {
+        "twin": "robot_rl.sim.mujoco_twin:make_loop_backend",         # the MuJoCo twin on the wall clock
         "franka": "robot_rl.hardware.arms.franka:make_loop_backend",   # torque control, pylibfranka
         "ur": "robot_rl.hardware.arms.ur:make_loop_backend",           # pose servoing, ur_rtde
     },

@@ -17,7 +17,7 @@ import time
 
 from robot_rl.core import clock
 from robot_rl.hardware import robotiq_registers as reg
-from robot_rl.hardware.errors import DeviceNotConnectedError, GripperFaultError
+from robot_rl.hardware.device_errors import DeviceNotConnectedError, GripperFaultError
 from robot_rl.hardware.modbus_client import ModbusRTUClient
 
 SAFE_STATES = ("stop", "open", "none")

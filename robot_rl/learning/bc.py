@@ -30,11 +30,11 @@ from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import write_results
 from robot_rl.core.spec import PolicySpec
 from robot_rl.data.dataset import make_datasets
-from robot_rl.data.normalizer import compute_stats
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.normalizer_stats import compute_stats
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.learning.evaluate import evaluate
 from robot_rl.learning.train_state import OptimConfig, Optimization, config_with_optim
-from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
 from robot_rl.policies.io import save_policy

@@ -94,7 +94,7 @@ def train_reward_classifier(store, obs: list[FeatureSpec], cfg: RewardConfig, ou
                             ) -> tuple[RewardModel, dict]:
     """Train on `store` (opened EpisodeStore); returns the model and validation metrics; saves to `out`."""
     from robot_rl.data.dataset import make_datasets
-    from robot_rl.data.normalizer import compute_stats
+    from robot_rl.data.normalizer_stats import compute_stats
     from robot_rl.policies.device import resolve_device
     from robot_rl.policies.normalizer import Normalizer
 

@@ -2,7 +2,7 @@
 
 `OptimConfig` + `Optimization`: AdamW, cosine schedule with linear warm-up, gradient-norm clipping and
 an optional EMA of the weights (diffusion_policy's recipe), one definition for robot_rl.learning.bc and
-robot_rl.learning.distill. The state (optimizer, schedule position, EMA weights, RNG) is saved with
+robot_rl.learning.one_step_distill. The state (optimizer, schedule position, EMA weights, RNG) is saved with
 tensors in one safetensors file (`train_state.safetensors`) and everything else (step, optimizer
 hyper-parameters) as JSON in its header, so resuming never executes code from disk.
 """

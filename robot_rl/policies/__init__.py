@@ -4,7 +4,7 @@ Imports torch; never imports data files, ROS or hardware.
 """
 
 from robot_rl.policies.base import ChunkPolicy
-from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
 from robot_rl.policies.ema import EMA

@@ -29,7 +29,7 @@ from robot_rl.core.spec import PolicySpec
 from robot_rl.core.types import ActionChunk
 from robot_rl.policies.critics import mlp
 from robot_rl.policies.normalizer import Normalizer
-from robot_rl.policies.observations import single_obs
+from robot_rl.policies.observation_tensors import single_obs
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 

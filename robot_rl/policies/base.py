@@ -22,11 +22,11 @@ from torch import nn
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.core.types import ActionChunk
-from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.denoisers import ConditionalUnet1D, ResidualMLPDenoiser
 from robot_rl.policies.encoders import ObsEncoder
 from robot_rl.policies.normalizer import Normalizer
-from robot_rl.policies.observations import batch_obs, single_obs
+from robot_rl.policies.observation_tensors import batch_obs, single_obs
 
 
 def build_denoiser(spec: PolicySpec, cfg: PolicyConfig, cond_dim: int) -> nn.Module:

@@ -22,7 +22,7 @@ from robot_rl.core.config import to_plain
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.types import ActionChunk
 from robot_rl.policies.critics import ChunkFeatures, QEnsemble
-from robot_rl.policies.observations import batch_obs, single_obs
+from robot_rl.policies.observation_tensors import batch_obs, single_obs
 
 
 class BestOfNPolicy(nn.Module):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from robot_rl.core.spec import PolicySpec
 from robot_rl.policies.base import ChunkPolicy
-from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.diffusion import NoiseSchedule, SampleResult, chain_log_probs, sample_chain
 from robot_rl.policies.normalizer import Normalizer
 

@@ -17,7 +17,7 @@ from robot_rl.core.config import to_plain
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.policies.base import ChunkPolicy
-from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
 from robot_rl.policies.normalizer import Normalizer
@@ -27,7 +27,7 @@ POLICY_TYPES: dict[str, type[ChunkPolicy]] = {"diffusion": DiffusionPolicy, "one
 # policies composed on a frozen base (RL stages): "module:Class" whose class has
 # save(path, config, meta) -> Path and classmethod load(path, device); the base is saved inside the directory
 COMPOSITE_TYPES: dict[str, str] = {
-    "residual": "robot_rl.policies.residual:ResidualPolicy",
+    "residual": "robot_rl.policies.residual_policy:ResidualPolicy",
     "noise_steered": "robot_rl.policies.noise_steered:NoiseSteeredPolicy",
     "gaussian": "robot_rl.policies.gaussian_chunk:GaussianChunkPolicy",   # actor-only (RLPD from scratch)
     "best_of_n": "robot_rl.policies.best_of_n:BestOfNPolicy",            # N base samples, argmax Q (offline)

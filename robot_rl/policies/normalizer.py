@@ -21,7 +21,7 @@ from torch import nn
 
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
-from robot_rl.data.normalizer import STAT_NAMES, affine_from_stats  # one formula for both layers
+from robot_rl.data.normalizer_stats import STAT_NAMES, affine_from_stats  # one formula for both layers
 
 
 

@@ -13,10 +13,10 @@ from torch import nn
 from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint, save_checkpoint
 from robot_rl.core.errors import CheckpointError
 from robot_rl.core.spec import PolicySpec
-from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.encoders import ObsEncoder
 from robot_rl.policies.normalizer import Normalizer
-from robot_rl.policies.observations import batch_obs
+from robot_rl.policies.observation_tensors import batch_obs
 
 
 class RewardModel(nn.Module):

@@ -34,6 +34,7 @@ from robot_rl.core.errors import ConfigError, RobotRLError, StoreError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.learning.rl.episode_record import (EpisodeRecord, InvalidEpisode, read_record, record_streams,
                                                  write_record)
+from robot_rl.data.writer import EpisodeWriter
 from robot_rl.runtime.rl_wire import (PayloadTooLarge, WireError, check_bind, check_token, decode, encode, endpoint,
                                       pack_weights, unpack_arrays)
 
@@ -197,7 +198,7 @@ class Learner:
                 known = restored.episodes
         if not (self.store_path / "zarr.json").exists():
             return
-        from robot_rl.data.store import EpisodeStore
+        from robot_rl.data.episode_store import EpisodeStore
 
         self.store = EpisodeStore.open(self.store_path, "a")
         want = {s.name: (s.dtype, tuple(s.shape)) for s in store_streams(self.spec, self.extras)}
@@ -206,7 +207,7 @@ class Learner:
             raise StoreError(f"{self.store_path}: its streams {have} do not fit this run's spec and algorithm "
                              f"({want}); resume with the run that made it, or give this run a new out=")
         # an episode the previous learner was writing when it died was never acknowledged: the actor resends it
-        self.writer = self.store.writer(on_interrupted="discard")
+        self.writer = EpisodeWriter(self.store, on_interrupted="discard")
         self.store.refresh()
         # the store keeps arrival order: its first `known` episodes are in the restored agent's counters
         for ep in range(len(self.store)):
@@ -346,11 +347,11 @@ class Learner:
     # ---- the learner loop ----------------------------------------------------------------------
     def _store_record(self, record: EpisodeRecord) -> None:
         if self.writer is None:
-            from robot_rl.data.store import EpisodeStore
+            from robot_rl.data.episode_store import EpisodeStore
 
             streams = store_streams(self.spec, self.extras)
             self.store = EpisodeStore.create(self.store_path, streams, index_stream="action")
-            self.writer = self.store.writer()
+            self.writer = EpisodeWriter(self.store)
         write_record(self.writer, record, self.spec.rate_hz, self.spec.n_action_steps, {"source": "policy"})
 
     def step(self, timeout: float = 0.1, max_env_steps: int | None = None) -> int:

@@ -43,7 +43,7 @@ from robot_rl.control.controller import ControllerMode
 from robot_rl.control.trajectory import slerp
 from robot_rl.core.clock import now
 from robot_rl.core.types import EETarget
-from robot_rl.runtime.observations import ObservationAssembler, SensorSpec
+from robot_rl.runtime.observation_assembly import ObservationAssembler, SensorSpec
 from robot_rl.runtime.scheduler import ScheduledAction
 from robot_rl.sim.env import MAX_DELTA_ANGULAR_SPEED, MAX_DELTA_SPEED, MAX_TARGET_LEAD, integrate_delta_action
 

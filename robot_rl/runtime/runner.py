@@ -7,7 +7,7 @@ hand every pending action (absolute target times) to the sink, which forwards th
 controller's interpolator. Every cycle is logged: observation age, inference time, dropped actions.
 
 `step()` is the loop body of a chunked runner, called at the sensor polling rate: a cycle every
-`replan_s` (a chunk's worth of actions minus the inference time, see robot_rl.runtime.deploy), and in
+`replan_s` (a chunk's worth of actions minus the inference time, see robot_rl.runtime.policy_deployment), and in
 between the sink's `dispatch()` (if it has one) sends the actions that became due.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 from robot_rl.core.clock import RateLoop, now
 from robot_rl.core.errors import StaleDataError
 from robot_rl.core.types import ActionChunk
-from robot_rl.runtime.observations import ObservationAssembler
+from robot_rl.runtime.observation_assembly import ObservationAssembler
 from robot_rl.runtime.scheduler import ActionScheduler, ScheduledAction
 
 

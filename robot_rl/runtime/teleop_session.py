@@ -25,7 +25,7 @@ import numpy as np
 from robot_rl.core.clock import RateLoop, now
 from robot_rl.hardware.teleop.actions import ActionScale
 from robot_rl.hardware.teleop.events import EventKind, TeleopCommand
-from robot_rl.runtime.recording import RecordingSession
+from robot_rl.runtime.recording_session import RecordingSession
 
 SESSION_KEYS = {EventKind.START: "start", EventKind.STOP_AND_SAVE: "stop_and_save", EventKind.DISCARD: "discard",
                 EventKind.MARK_SUCCESS: "mark_success", EventKind.MARK_FAILURE: "mark_failure"}
@@ -33,7 +33,7 @@ LABELS = {None: "-", True: "success", False: "failure"}
 
 
 class SessionSink:
-    """The writer side of a robot_rl.sim.recording.EpisodeRecorder, routed into a RecordingSession
+    """The writer side of a robot_rl.sim.episode_recorder.EpisodeRecorder, routed into a RecordingSession
     (which begins and commits the episodes itself)."""
 
     def __init__(self, session: RecordingSession) -> None:
@@ -60,7 +60,7 @@ class DeviceSession:
     device / keys: connected devices with read(t) -> TeleopCommand (robot_rl.hardware.teleop); of `keys`
     only the session events are used. The caller opens and closes the devices and the view.
     recorder: begin(meta), on_step(obs, action, reward, info), end(success), writing through a SessionSink
-    of `session` (robot_rl.sim.recording.EpisodeRecorder). view: a robot_rl.runtime.live_view.LiveView or None.
+    of `session` (robot_rl.sim.episode_recorder.EpisodeRecorder). view: a robot_rl.runtime.live_view.LiveView or None.
     `on_reply(text)` hears every session-key answer.
     """
 

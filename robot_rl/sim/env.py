@@ -23,7 +23,7 @@ from gymnasium import spaces
 
 from robot_rl.core.rotations import quat_mul, quat_normalize, quat_to_mat, rotvec_to_quat
 from robot_rl.core.types import EETarget
-from robot_rl.sim.twin import Twin
+from robot_rl.sim.mujoco_twin import Twin
 
 PROPRIO = {"joint_pos": 7, "joint_vel": 7, "ee_pos": 3, "ee_quat": 4, "gripper_pos": 1}
 # full-deflection speeds of the delta actions (max_delta_pos/rot = these / policy rate) and target lead

@@ -218,6 +218,15 @@ def make_gym_env(task_cfg: Mapping[str, Any], cameras: bool = False, seed: int =
         raise
 
 
+def gym_state_streams(task_cfg: dict) -> list[str]:
+    """The observation streams a Gymnasium task records (the env is built once to read its spaces)."""
+    env = make_gym_env(task_cfg)
+    try:
+        return list(env.streams)
+    finally:
+        env.close()
+
+
 def gym_env_factory(task_cfg: Mapping[str, Any], cameras: bool = False, seed: int = 0) -> Callable[[], GymTaskEnv]:
     def make() -> GymTaskEnv:
         return make_gym_env(task_cfg, cameras, seed)
@@ -280,7 +289,7 @@ def episode_recorder(env, writer):
     """The recorder for `env`: GymRecorder for a Gymnasium task, the twin's EpisodeRecorder otherwise."""
     if isinstance(env, GymTaskEnv):
         return GymRecorder(env, writer)
-    from robot_rl.sim.recording import EpisodeRecorder
+    from robot_rl.sim.episode_recorder import EpisodeRecorder
 
     return EpisodeRecorder(env, writer)
 
@@ -288,7 +297,7 @@ def episode_recorder(env, writer):
 def stream_specs(env) -> list[StreamSpec]:
     if isinstance(env, GymTaskEnv):
         return gym_stream_specs(env)
-    from robot_rl.sim.recording import twin_stream_specs
+    from robot_rl.sim.episode_recorder import twin_stream_specs
 
     return twin_stream_specs(env)
 

@@ -16,8 +16,9 @@ from typing import Callable
 import mujoco
 import numpy as np
 
-from robot_rl.control.state import ArmState
+from robot_rl.control.arm_interface import ArmState
 from robot_rl.sim.mujoco_compat import full_inertia
+from robot_rl.sim.randomization import DomainRandomizer
 
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 GRIPPER_MAX_WIDTH = 0.08  # m, both fingers (Franka Hand stroke)
@@ -162,8 +163,6 @@ class TaskTwinArm(TwinArm):
 
     def __init__(self, model, data, task, home_q: np.ndarray, ee_site: str = "ee",
                  clock: Callable[[], float] | None = None) -> None:
-        from robot_rl.sim.randomization import DomainRandomizer
-
         super().__init__(model, data, ee_site, clock)
         self.task = task
         self.home_q = np.asarray(home_q, dtype=np.float64)
@@ -201,30 +200,3 @@ class TaskTwinArm(TwinArm):
 
     def privileged_state(self) -> np.ndarray:
         return self.task.privileged_state()
-
-
-def make_loop_backend(rig, task=None) -> "TwinArm":
-    """Backend factory of the wall-clock loop process: the cell (plus a task's objects), arm at home,
-    states stamped with the host monotonic clock. Cameras are never built here.
-
-    task: None, a task name, or {"name": ..., "params": {...}} (a configs/task entry); with a task the
-    backend is a TaskTwinArm (episode resets, task state and success)."""
-    from robot_rl.core.clock import now
-    from robot_rl.sim.tasks import make_task
-    from robot_rl.sim.twin import build_model
-
-    if isinstance(task, dict):
-        task_obj = make_task(str(task["name"]), task.get("params") or {})
-    else:
-        task_obj = make_task(task) if task else None
-    model, _, _ = build_model(rig, task_obj)
-    data = mujoco.MjData(model)
-    home = np.asarray(rig.arm["home_q"], dtype=np.float64)
-    ee_site = rig.arm.get("ee_site", "ee")
-    if task_obj is None:
-        arm = TwinArm(model, data, ee_site, clock=now)
-        arm.set_joint_positions(home)
-        return arm
-    arm = TaskTwinArm(model, data, task_obj, home, ee_site, clock=now)
-    arm.reset_episode(0)      # the task state is defined from the first tick on
-    return arm

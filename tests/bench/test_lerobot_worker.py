@@ -15,7 +15,7 @@ PYTHON = next((p for p in VENVS if p.exists()), None)
 @pytest.mark.skipif(PYTHON is None, reason=f"no LeRobot venv ({' or '.join(str(p.parent.parent) for p in VENVS)})")
 def test_the_worker_records_reads_and_times_lerobot_on_our_episodes(tmp_path):
     from robot_rl.data.convert.lerobot import export_store
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     episodes = peer.make_episodes(1, 24, seed=1)
     np.savez(tmp_path / "episodes.npz", **episodes)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from robot_rl.calibration.boards import BoardDetector, load_board
-from robot_rl.calibration.errors import CalibrationError
+from robot_rl.calibration.calibration_errors import CalibrationError
 from robot_rl.calibration.handeye import HandEyeView, calibrate_handeye, park_martin
 from robot_rl.calibration.synthetic_handeye import render_handeye_views
 from robot_rl.calibration.transforms import from_rvec, invert, pose_error
@@ -50,7 +50,7 @@ def test_cli_calibrates_from_an_image_folder_and_a_poses_file(rendered, tmp_path
     import cv2
 
     from robot_rl.calibration import load_calibration
-    from robot_rl.calibration.results import write_intrinsics
+    from robot_rl.calibration.calibration_files import write_intrinsics
     from robot_rl.calibration.transforms import to_pos_quat
     from robot_rl.cli import main
     from robot_rl.core.config import save_yaml

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robot_rl.calibration.boards import BoardDetector, BoardSpec, load_board
-from robot_rl.calibration.errors import CalibrationError
+from robot_rl.calibration.calibration_errors import CalibrationError
 from robot_rl.calibration.intrinsics import calibrate_intrinsics, detect_views
 from robot_rl.calibration.synthetic_board import render_board_views
 from robot_rl.core.errors import ConfigError

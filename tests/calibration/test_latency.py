@@ -10,11 +10,11 @@ arm's lag by 23.7 ms to 1 ms. Measured when written: 0.2 ms; camera errors -4.4,
 import numpy as np
 import pytest
 
-from robot_rl.calibration.errors import CalibrationError
+from robot_rl.calibration.calibration_errors import CalibrationError
 from robot_rl.calibration.latency import estimate_lag, velocity
 from robot_rl.calibration.store_latency import LatencyOptions, estimate_store_latencies
 from robot_rl.calibration.synthetic_latency import record_latency_episode
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 
 CAMERA_DELAY_S = 0.05
 

@@ -5,7 +5,7 @@ import pytest
 
 from robot_rl.calibration import load_calibration
 from robot_rl.calibration.intrinsics import Intrinsics
-from robot_rl.calibration.results import (CameraExtrinsics, calibration_dir, write_handeye, write_intrinsics,
+from robot_rl.calibration.calibration_files import (CameraExtrinsics, calibration_dir, write_handeye, write_intrinsics,
                                           write_latency)
 from robot_rl.calibration.transforms import from_rvec, pose_error
 from robot_rl.core.config import config_dir

@@ -18,7 +18,7 @@ import pytest
 from robot_rl.control import compiled
 from robot_rl.control.controller import Controller, Fault
 from robot_rl.core.types import EETarget
-from robot_rl.sim.twin import Twin
+from robot_rl.sim.mujoco_twin import Twin
 
 claw = compiled.load()
 needs_compiled = pytest.mark.skipif(claw is None, reason=f"compiled law not built: {compiled.BUILD_COMMAND}")

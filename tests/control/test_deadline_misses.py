@@ -16,7 +16,7 @@ from robot_rl.control import loop as loop_module
 from robot_rl.control.controller import Controller, ControllerMode
 from robot_rl.control.loop import MISS_BRAKE, MISS_HOLD, MISS_ON_TIME, ControlLoopProcess, MissPolicy
 from robot_rl.control.rig import load_rig
-from robot_rl.control.state import ArmState
+from robot_rl.control.arm_interface import ArmState
 from robot_rl.core.clock import now
 
 

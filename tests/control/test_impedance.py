@@ -8,7 +8,7 @@ import numpy as np
 
 from robot_rl.control.impedance import PROFILES, ImpedanceLaw, orientation_error
 from robot_rl.control.limits import SafetyLimits
-from robot_rl.control.state import ArmState
+from robot_rl.control.arm_interface import ArmState
 from robot_rl.core.rotations import quat_error, rotvec_to_quat
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robot_rl.core.types import EETarget
-from robot_rl.sim.twin import Twin
+from robot_rl.sim.mujoco_twin import Twin
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 
 
 def small_specs():

@@ -24,7 +24,7 @@ from robot_rl.core.errors import ConfigError, StaleDataError, StoreError
 from robot_rl.data.align import sample_at
 from robot_rl.data.convert import diffusion_policy as dp
 from robot_rl.data.convert.demo import demo_store
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 
 REPO = Path(__file__).resolve().parents[2]
 ZARR2_PYTHON = Path(os.environ.get("ROBOT_RL_ZARR2_PYTHON", REPO / ".venv-zarr2" / "bin" / "python"))

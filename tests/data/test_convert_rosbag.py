@@ -10,7 +10,7 @@ from robot_rl.cli import main
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import rosbag as rb
 from robot_rl.data.convert.demo import demo_store
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 
 ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "data" / "rosbag_topics.yaml"

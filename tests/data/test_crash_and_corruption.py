@@ -13,8 +13,9 @@ import pytest
 from robot_rl.core.errors import StoreError
 from robot_rl.data.recover import recover
 from robot_rl.data.schema import EpisodeMeta
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.validate import validate
+from robot_rl.data.writer import EpisodeWriter
 
 from .conftest import record_episode, small_specs
 
@@ -23,10 +24,11 @@ RECORDER = textwrap.dedent(
     import sys, time
     import numpy as np
     from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.data.writer import EpisodeWriter
     from tests.data.conftest import record_episode
     store = EpisodeStore.open(sys.argv[1], mode="a")
-    w = store.writer(flush_interval_s=0.05)
+    w = EpisodeWriter(store, flush_interval_s=0.05)
     record_episode(w, 1.0)
     record_episode(w, 1.0, t0=2.0)
     w.begin_episode(EpisodeMeta(task="reach", source="teleop", notes="will be killed"))
@@ -99,14 +101,14 @@ def test_interrupted_episode_can_be_dropped_cleanly(crashed_store):
 
 def test_writer_refuses_store_with_interrupted_episode_until_recovered(crashed_store):
     with pytest.raises(StoreError, match="interrupted episode"):
-        EpisodeStore.open(crashed_store, mode="a").writer()
-    with EpisodeStore.open(crashed_store, mode="a").writer(on_interrupted="commit") as w:
+        EpisodeWriter(EpisodeStore.open(crashed_store, mode="a"))
+    with EpisodeWriter(EpisodeStore.open(crashed_store, mode="a"), on_interrupted="commit") as w:
         record_episode(w, 0.5, t0=50.0)
     assert EpisodeStore.open(crashed_store).n_episodes == 4
 
 
 def test_validate_names_a_corrupt_chunk(store, store_path):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 1.0)
     chunk = store_path / "data" / "joint_pos" / "c" / "0" / "0"
     chunk.write_bytes(b"\x00garbage" * 4)
@@ -116,7 +118,7 @@ def test_validate_names_a_corrupt_chunk(store, store_path):
 
 
 def test_validate_names_a_missing_chunk(store, store_path):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 1.0)
     (store_path / "time" / "action" / "c" / "0").unlink()
     problems = validate(store_path)
@@ -125,7 +127,7 @@ def test_validate_names_a_missing_chunk(store, store_path):
 
 
 def test_validate_names_non_monotonic_timestamps(store, store_path):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 1.0)
     t = EpisodeStore.open(store_path, mode="a").times("action")
     t[4] = 0.0
@@ -136,7 +138,7 @@ def test_validate_names_non_monotonic_timestamps(store, store_path):
 def test_disk_full_is_a_clear_error_and_keeps_committed_data(store, store_path, monkeypatch):
     import zarr.storage._local as local
 
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 1.0)
 
         def full(*args, **kwargs):

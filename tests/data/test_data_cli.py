@@ -1,13 +1,14 @@
 """`robot-rl data info|validate|recover|view` on a store written by the project's own writer."""
 
 from robot_rl.cli import main
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 from .conftest import record_episode
 
 
 def test_info_validate_recover_view(store, store_path, tmp_path, capsys):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 1.0, success=True)
         record_episode(w, 1.0, t0=3.0, success=False)
     assert main(["data", "info", str(store_path)]) == 0
@@ -24,7 +25,7 @@ def test_info_validate_recover_view(store, store_path, tmp_path, capsys):
 
 
 def test_validate_exit_code_on_problems(store, store_path, capsys):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 1.0)
     (store_path / "data" / "action" / "c" / "0" / "0").write_bytes(b"junk")
     assert main(["data", "validate", str(store_path)]) == 1

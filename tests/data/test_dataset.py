@@ -11,7 +11,8 @@ from robot_rl.data.augment import ImageAugment
 from robot_rl.data.dataset import FrameReader, WindowDataset, batch_loader, make_datasets
 from robot_rl.data.sampler import WindowSampler
 from robot_rl.data.schema import StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 HW = (12, 16)
 
@@ -25,7 +26,7 @@ def write_store(path, n_episodes=3, steps=12, cameras=2):
     streams += [StreamSpec(f"cam{i}", "uint8", (*HW, 3), 30.0, codec="png", interp="hold") for i in range(cameras)]
     store = EpisodeStore.create(path, streams)
     frame = 0
-    with store.writer() as writer:
+    with EpisodeWriter(store) as writer:
         for e in range(n_episodes):
             writer.begin_episode({"success": e % 2 == 0})
             duration = steps / 10.0
@@ -137,7 +138,7 @@ def test_frame_reader_fast_path_matches_zarr_and_sees_rewritten_shards(tmp_path,
     store = EpisodeStore.create(tmp_path / "s", [StreamSpec("cam", dtype, shape, 30.0, codec=codec, interp="hold")])
     frames = (rng.integers(0, 200, size=(100, *shape)) + np.arange(100).reshape(-1, *[1] * len(shape))).astype(dtype)
     fast = None
-    with store.writer() as writer:
+    with EpisodeWriter(store) as writer:
         for start, n in ((0, 40), (40, 60)):  # the second episode rewrites the first shard (64 frames)
             writer.begin_episode()
             for i in range(start, start + n):
@@ -155,7 +156,7 @@ def test_frame_reader_fast_path_matches_zarr_and_sees_rewritten_shards(tmp_path,
 
 def test_corrupt_shard_is_a_clear_error(tmp_path):
     store = EpisodeStore.create(tmp_path / "s", [StreamSpec("cam", "uint8", (12, 16, 3), 30.0, codec="jpeg")])
-    with store.writer() as writer:
+    with EpisodeWriter(store) as writer:
         writer.begin_episode()
         for i in range(10):
             writer.append("cam", np.full((12, 16, 3), i, np.uint8), i / 30)

@@ -5,9 +5,10 @@ import pytest
 
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
-from robot_rl.data.normalizer import NormalizerStats, RunningStats, compute_stats, stream_stats
+from robot_rl.data.normalizer_stats import NormalizerStats, RunningStats, compute_stats, stream_stats
 from robot_rl.data.schema import StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 SPEC = PolicySpec(obs=(FeatureSpec("state", (4,), stream="joint_pos+gripper"),
                        FeatureSpec("cam", (3, 8, 8), kind="rgb", normalize="image")),
@@ -24,7 +25,7 @@ def recorded(tmp_path_factory):
                                        StreamSpec("joint_pos", "float64", (3,), 100.0),
                                        StreamSpec("gripper", "float32", (1,), 100.0)])
     raw = []
-    with store.writer() as writer:
+    with EpisodeWriter(store) as writer:
         for e, n in enumerate([300, 170, 420]):
             ep = {"joint_pos": rng.normal([0, 5, -3], [1, 0.1, 10], size=(n, 3)),
                   "gripper": np.full((n, 1), 0.04, np.float32),

@@ -7,13 +7,14 @@ from robot_rl.core.errors import ConfigError, StaleDataError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.sampler import WindowSampler, split_episodes
 from robot_rl.data.schema import StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 
 def write_store(path, streams, episodes, metas=None):
     """episodes: list of {stream: (values, times)}; written through the real EpisodeWriter."""
     store = EpisodeStore.create(path, streams)
-    with store.writer() as writer:
+    with EpisodeWriter(store) as writer:
         for i, episode in enumerate(episodes):
             writer.begin_episode((metas or [{}] * len(episodes))[i])
             samples = [(t, name, v) for name, (vals, times) in episode.items() for v, t in zip(vals, times)]

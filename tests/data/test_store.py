@@ -9,13 +9,14 @@ import zarr
 from robot_rl.core.errors import StaleDataError, StoreError
 from robot_rl.data.align import sample_at
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 from .conftest import record_episode, small_specs
 
 
 def test_round_trip_keeps_values_and_timestamps_per_stream(store, store_path):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         sent = [record_episode(w, 1.0, success=True), record_episode(w, 0.5, t0=5.0, success=False)]
     r = EpisodeStore.open(store_path)
     assert r.n_episodes == 2
@@ -31,7 +32,7 @@ def test_round_trip_keeps_values_and_timestamps_per_stream(store, store_path):
 
 
 def test_layout_is_diffusion_policy_compatible(store, store_path):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 1.0)
         record_episode(w, 2.0)
     g = zarr.open_group(str(store_path), mode="r")
@@ -40,7 +41,7 @@ def test_layout_is_diffusion_policy_compatible(store, store_path):
 
 
 def test_episode_is_invisible_until_commit(store, store_path):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 1.0)
         w.begin_episode(EpisodeMeta(task="reach", source="teleop"))
         for i in range(50):
@@ -52,7 +53,7 @@ def test_episode_is_invisible_until_commit(store, store_path):
 
 
 def test_discard_leaves_no_trace_and_next_episode_reuses_rows(store, store_path):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 1.0)
         w.begin_episode(EpisodeMeta())
         for i in range(30):
@@ -66,7 +67,7 @@ def test_discard_leaves_no_trace_and_next_episode_reuses_rows(store, store_path)
 
 
 def test_multirate_streams_keep_own_counts(store, store_path):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 2.0)
     r = EpisodeStore.open(store_path)
     assert r.episode(0).length("action") == 20
@@ -84,7 +85,7 @@ def test_multirate_streams_keep_own_counts(store, store_path):
     ],
 )
 def test_bad_append_is_a_clear_error(store, stream, value, t, match):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         w.begin_episode(EpisodeMeta())
         with pytest.raises(StoreError, match=match):
             w.append(stream, value, t)
@@ -92,7 +93,7 @@ def test_bad_append_is_a_clear_error(store, stream, value, t, match):
 
 
 def test_non_monotonic_time_is_rejected_naming_the_values(store):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         w.begin_episode(EpisodeMeta())
         w.append("joint_pos", np.zeros(7), 1.0)
         with pytest.raises(StoreError, match=r"timestamp 0.5 .*previous 1.0"):
@@ -101,7 +102,7 @@ def test_non_monotonic_time_is_rejected_naming_the_values(store):
 
 
 def test_reading_missing_episode_names_the_index(store, store_path):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 0.5)
     with pytest.raises(StoreError, match="episode 3 does not exist .store has 1"):
         EpisodeStore.open(store_path).read("action", 3)
@@ -129,13 +130,13 @@ def test_bad_stream_specs_are_rejected():
 
 
 def test_second_writer_is_refused(store):
-    with store.writer():
+    with EpisodeWriter(store):
         with pytest.raises(StoreError, match="another process is writing"):
-            EpisodeStore.open(store.path, mode="a").writer()
+            EpisodeWriter(EpisodeStore.open(store.path, mode="a"))
 
 
 def test_full_queue_drops_and_counts_instead_of_blocking(store, store_path):
-    with store.writer(max_queue_bytes=32 * 32 * 3 * 2) as w:
+    with EpisodeWriter(store, max_queue_bytes=32 * 32 * 3 * 2) as w:
         w.begin_episode(EpisodeMeta())
         accepted = [w.append("cam_front_rgb", np.zeros((32, 32, 3), np.uint8), i / 30) for i in range(200)]
         w.commit()
@@ -148,7 +149,7 @@ def test_full_queue_drops_and_counts_instead_of_blocking(store, store_path):
 def test_store_on_fsspec_memory_url():
     url = "memory://robot_rl_test/demo.zarr"
     store = EpisodeStore.create(url, small_specs())
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         sent = record_episode(w, 1.0)
     r = EpisodeStore.open(url)
     assert r.n_episodes == 1
@@ -167,7 +168,7 @@ def test_sample_at_never_uses_a_stale_sample_silently():
 
 
 def test_episode_info_is_json(store, store_path):
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         record_episode(w, 0.5, task="lift")
     raw = zarr.open_group(str(store_path), mode="r")["meta/episode_info"][0]
     assert json.loads(str(raw))["task"] == "lift"

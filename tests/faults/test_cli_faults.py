@@ -18,8 +18,9 @@ from robot_rl.cli import main
 from robot_rl.core.checkpoint import META, WEIGHTS, _sha256
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.policies import DiffusionPolicy, Normalizer, PolicyConfig, save_policy
+from robot_rl.data.writer import EpisodeWriter
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
@@ -45,7 +46,7 @@ STATE_STREAMS = [StreamSpec("action", "float32", (7,), 10.0), StreamSpec("ee_pos
 
 def make_store(path, episodes: int = 2):
     store = EpisodeStore.create(path, STATE_STREAMS)
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         for e in range(episodes):
             w.begin_episode(EpisodeMeta(task="reach", source="scripted", rig="test"))
             for i in range(12):
@@ -296,12 +297,12 @@ SUGGESTIONS = [
     # (command, the key=value an error message of that command suggests, where it is printed)
     ("finetune", "offline.rounds=1", "robot_rl/learning/rl/offline.py"),
     ("calibrate", "handeye.method=park_martin", "robot_rl/calibration/handeye.py"),
-    ("calibrate", "overwrite=true", "robot_rl/calibration/results.py"),
+    ("calibrate", "overwrite=true", "robot_rl/calibration/calibration_files.py"),
     ("collect", "session.auto_start=true", "robot_rl/commands/collect.py"),
     ("collect", "live_view=http", "robot_rl/runtime/live_view.py"),
     ("deploy", "twin=true", "robot_rl/commands/deploy.py"),
     ("deploy", "device=cpu", "robot_rl/policies/device.py"),
-    ("distill", "distill.mode=dagger", "robot_rl/learning/distill.py"),
+    ("distill", "distill.mode=dagger", "robot_rl/learning/one_step_distill.py"),
 ]
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from robot_rl.control.controller import ControllerMode, Fault
 from robot_rl.core.types import EETarget
-from robot_rl.sim.twin import Twin
+from robot_rl.sim.mujoco_twin import Twin
 from tests.control.twin_harness import make_twin, tick  # noqa: F401  (make_twin: the fixture)
 
 

@@ -23,8 +23,9 @@ from robot_rl.core.errors import StoreError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.recover import recover
 from robot_rl.data.sampler import WindowSampler
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.validate import validate
+from robot_rl.data.writer import EpisodeWriter
 from tests.data.conftest import record_episode, small_specs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,7 +35,8 @@ TAGGED = textwrap.dedent(
     import sys, time
     import numpy as np
     from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.data.writer import EpisodeWriter
 
     T = [0.0]
 
@@ -117,7 +119,7 @@ def path(tmp_path):
 
 DISCARD_THEN_CRASH = """
     store = EpisodeStore.open(sys.argv[1], mode="a")
-    w = store.writer(flush_interval_s=0.02)
+    w = EpisodeWriter(store, flush_interval_s=0.02)
     begin(w, 1); record(w, 1, 20); w.commit(success=True)
     begin(w, 2); record(w, 2, 70)  # 70 frames: a 64-frame shard of tag 2 reaches disk
     w.wait(); time.sleep(0.2)  # flush_interval_s passes: every lane has flushed tag 2
@@ -156,7 +158,7 @@ def test_kill_after_a_discard_never_commits_the_discarded_frames(path, point):
 
 CRASH_MID_EPISODE = """
     store = EpisodeStore.open(sys.argv[1], mode="a")
-    w = store.writer(flush_interval_s=0.02, on_interrupted="error")
+    w = EpisodeWriter(store, flush_interval_s=0.02, on_interrupted="error")
     tag, steps, streams = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     begin(w, tag)
     if streams == "frames-only":
@@ -188,7 +190,7 @@ def test_kill_after_recover_dropped_an_episode_never_commits_its_frames(path):
 RANDOM_RECORDER = """
     rng = np.random.default_rng(int(sys.argv[2]))
     store = EpisodeStore.open(sys.argv[1], mode="a")
-    w = store.writer(flush_interval_s=0.01, on_interrupted="commit")
+    w = EpisodeWriter(store, flush_interval_s=0.01, on_interrupted="commit")
     tag = 0
     while True:
         tag += 1
@@ -218,7 +220,7 @@ def test_kill_at_random_points_of_commit_and_discard_cycles(path, seed):
 CREATOR = """
     import os, sys, time
     import zarr
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from tests.data.conftest import small_specs
 
     point = sys.argv[2]
@@ -332,7 +334,7 @@ FAULTS = LAYOUT_FAULTS | VALUE_FAULTS
 
 @pytest.fixture
 def recorded(path):
-    with EpisodeStore.open(path, mode="a").writer() as w:
+    with EpisodeWriter(EpisodeStore.open(path, mode="a")) as w:
         record_episode(w, 1.0)
         record_episode(w, 1.0, t0=2.0)
     assert validate(path) == []

@@ -19,6 +19,7 @@ from zmq.utils.monitor import recv_monitor_message
 from robot_rl.learning.rl.episode_record import EpisodeRecord, record_streams, write_record
 from robot_rl.runtime.actor import Actor, LearnerRefused
 from robot_rl.runtime.learner import Learner, LearnerConfig
+from robot_rl.data.writer import EpisodeWriter
 from robot_rl.runtime.rl_wire import (MAX_DEPTH, WireError, endpoint, json_depth, pack_arrays, parse_header, recv_msg,
                                       send_msg)
 from tests.runtime.test_actor_learner import SPEC, LinearGaussian, _twin
@@ -197,12 +198,12 @@ def test_an_actor_sets_aside_unsent_an_episode_over_the_learners_limit(tmp_path)
 
 def test_a_store_episode_the_learner_cannot_learn_from_is_skipped_on_resume(tmp_path, caplog):
     """A store written before episodes were checked may hold one with NaN observations: resume skips it."""
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     good, bad = _record(seq=0), _record(seq=1)
     bad.obs["state"][2] = np.nan
     store = EpisodeStore.create(tmp_path / "online.zarr", record_streams(good, SPEC.rate_hz, SPEC.n_action_steps))
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         for record in (good, bad):                       # the old learner's path: committed unchecked
             write_record(w, record, SPEC.rate_hz, SPEC.n_action_steps, {"source": "policy"})
     with caplog.at_level(logging.WARNING, "robot_rl.runtime.learner"):
@@ -220,7 +221,7 @@ def test_a_store_episode_the_learner_cannot_learn_from_is_skipped_on_resume(tmp_
 def test_a_store_made_for_another_spec_is_refused_by_name(tmp_path):
     """The old learner shaped its store after the first episode it got, a wrong-shape one included."""
     from robot_rl.core.errors import StoreError
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     wrong = _record()
     wrong.obs["state"] = np.zeros((7, 4), np.float32)

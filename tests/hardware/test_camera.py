@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robot_rl.hardware.camera import CameraFrame, FrameBuffer, FrameDropCounter
-from robot_rl.hardware.errors import CameraTimeoutError, EndOfStreamError
+from robot_rl.hardware.device_errors import CameraTimeoutError, EndOfStreamError
 
 
 def frame(n):

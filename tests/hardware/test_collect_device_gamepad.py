@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from robot_rl.hardware.errors import HardwareError
+from robot_rl.hardware.device_errors import HardwareError
 from robot_rl.hardware.teleop.events import EventKind
 from robot_rl.hardware.teleop.evdev import EVENT
 from robot_rl.hardware.teleop.evdev_gamepad import EV_ABS, EvdevGamepad
-from robot_rl.hardware.teleop.state import TeleopConfig
+from robot_rl.hardware.teleop.teleop_state import TeleopConfig
 
 EV_SYN, EV_KEY = 0, 1
 BTN = {"a": 304, "start": 315, "left_bumper": 310}

@@ -15,7 +15,7 @@ import pytest
 from robot_rl.control.controller import ControllerMode, Fault
 from robot_rl.control.rig import load_rig
 from robot_rl.core.errors import ConfigError
-from robot_rl.hardware.errors import MissingDependencyError
+from robot_rl.hardware.device_errors import MissingDependencyError
 
 
 @pytest.fixture

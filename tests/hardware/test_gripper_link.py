@@ -12,8 +12,8 @@ import pytest
 
 from robot_rl.core.clock import now
 from robot_rl.hardware.arms.gripper_link import GripperDriver, GripperLink, make_gripper_link
-from robot_rl.hardware.emulators.robotiq import RobotiqEmulator
-from robot_rl.hardware.errors import HardwareError
+from robot_rl.hardware.emulators.robotiq_emulator import RobotiqEmulator
+from robot_rl.hardware.device_errors import HardwareError
 
 
 def wait_for(cond, timeout: float = 3.0) -> bool:

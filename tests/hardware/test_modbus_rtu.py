@@ -3,7 +3,7 @@
 import pytest
 
 from robot_rl.hardware import modbus_rtu as rtu
-from robot_rl.hardware.errors import ModbusCRCError, ModbusExceptionError, ModbusFrameError
+from robot_rl.hardware.device_errors import ModbusCRCError, ModbusExceptionError, ModbusFrameError
 
 
 def test_crc16_matches_the_modbus_check_value():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from robot_rl.hardware.camera import FrameDropCounter
-from robot_rl.hardware.errors import CameraError, EndOfStreamError
+from robot_rl.hardware.device_errors import CameraError, EndOfStreamError
 from robot_rl.hardware.opencv_camera import OpenCVCamera, frames_elapsed
 
 N, FPS = 12, 30.0

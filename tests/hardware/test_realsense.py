@@ -11,7 +11,7 @@ rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 not installed (pip
 
 from robot_rl.core import clock  # noqa: E402
 from robot_rl.core.clock import RateLoop  # noqa: E402
-from robot_rl.hardware.errors import CameraError, DeviceNotConnectedError, EndOfStreamError  # noqa: E402
+from robot_rl.hardware.device_errors import CameraError, DeviceNotConnectedError, EndOfStreamError  # noqa: E402
 from robot_rl.hardware.realsense import RealSenseCamera  # noqa: E402
 from robot_rl.hardware.realsense_synthetic import SyntheticRealSense  # noqa: E402
 

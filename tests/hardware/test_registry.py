@@ -6,7 +6,7 @@ importlib.metadata discovers it exactly as it would a pip-installed package."""
 import pytest
 
 from robot_rl.hardware import registry
-from robot_rl.hardware.errors import HardwareError
+from robot_rl.hardware.device_errors import HardwareError
 from robot_rl.hardware.robotiq import RobotiqGripper
 from robot_rl.hardware.teleop.keyboard import KeyboardTeleop
 

@@ -4,8 +4,8 @@ is checked against an independent Modbus slave in test_robotiq_pymodbus.py."""
 
 import pytest
 
-from robot_rl.hardware.emulators.robotiq import RobotiqEmulator
-from robot_rl.hardware.errors import (
+from robot_rl.hardware.emulators.robotiq_emulator import RobotiqEmulator
+from robot_rl.hardware.device_errors import (
     DeviceNotConnectedError, GripperFaultError, ModbusCRCError, ModbusError, ModbusTimeoutError,
 )
 from robot_rl.hardware.robotiq import RobotiqGripper

@@ -25,7 +25,7 @@ import threading
 import pytest
 
 from robot_rl.hardware import robotiq_registers
-from robot_rl.hardware.errors import GripperFaultError, ModbusError
+from robot_rl.hardware.device_errors import GripperFaultError, ModbusError
 from robot_rl.hardware.robotiq import RobotiqGripper
 
 pytest.importorskip("serial", reason="pyserial not installed (pip install robot_rl[hardware])")

@@ -5,12 +5,12 @@ import struct
 import numpy as np
 import pytest
 
-from robot_rl.hardware.errors import HardwareError
+from robot_rl.hardware.device_errors import HardwareError
 from robot_rl.hardware.teleop.events import Action, EventKind
 from robot_rl.hardware.teleop.gamepad import GamepadTeleop
 from robot_rl.hardware.teleop.keyboard import KeyboardTeleop
 from robot_rl.hardware.teleop.spacemouse import SpaceMouse, decode_report
-from robot_rl.hardware.teleop.state import TeleopConfig, apply_deadband
+from robot_rl.hardware.teleop.teleop_state import TeleopConfig, apply_deadband
 
 CFG = TeleopConfig(max_linear_mps=0.1, max_angular_radps=0.5, deadband=0.0)
 # The SpaceMouse's default: its spring-return cap and report watchdog stand in for a deadman button.

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from robot_rl.hardware.errors import HardwareError
+from robot_rl.hardware.device_errors import HardwareError
 from robot_rl.hardware.teleop.events import EventKind
 from robot_rl.hardware.teleop.evdev import EVENT, EvdevKeyboard, decode_events
 

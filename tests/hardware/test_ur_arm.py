@@ -18,7 +18,7 @@ from robot_rl.control.controller import Controller, ControllerMode, Fault
 from robot_rl.control.rig import load_rig
 from robot_rl.core.rotations import quat_error, quat_mul, rotvec_to_quat
 from robot_rl.core.types import EETarget
-from robot_rl.hardware.errors import MissingDependencyError
+from robot_rl.hardware.device_errors import MissingDependencyError
 
 IP = "192.168.1.102"
 
@@ -200,7 +200,7 @@ def test_the_ur_stops_by_itself_when_set_points_stop_arriving(ur, sim_clock):
 
 
 def test_a_pose_arm_gets_exactly_the_reference_a_torque_arm_gets():
-    from robot_rl.control.state import ArmState
+    from robot_rl.control.arm_interface import ArmState
 
     torque, pose = controller(), controller()
     s = ArmState(0.0, np.zeros(7), np.zeros(7), np.array([0.4, -0.1, 0.3]), np.array([0.0, 1.0, 0.0, 0.0]),

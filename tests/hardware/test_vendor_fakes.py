@@ -70,7 +70,7 @@ def test_the_installed_vendor_library_offers_every_name_the_adapters_use(name):
 def test_an_unreachable_franka_is_reported_through_the_real_pylibfranka():
     load_real("pylibfranka")
     from robot_rl.hardware.arms.franka import FrankaArm
-    from robot_rl.hardware.errors import HardwareError
+    from robot_rl.hardware.device_errors import HardwareError
 
     with pytest.raises(HardwareError, match=r"franka 127.0.0.1: cannot connect \(NetworkException: .*FCI"):
         FrankaArm("127.0.0.1", realtime="ignore")        # nothing serves FCI here: connection refused
@@ -79,7 +79,7 @@ def test_an_unreachable_franka_is_reported_through_the_real_pylibfranka():
 def test_an_unreachable_ur_is_reported_through_the_real_ur_rtde():
     load_real("rtde_receive")
     from robot_rl.hardware.arms.ur import URArm
-    from robot_rl.hardware.errors import HardwareError
+    from robot_rl.hardware.device_errors import HardwareError
 
     with pytest.raises(HardwareError, match=r"ur 127.0.0.1: cannot connect over RTDE \(.*30004"):
         URArm("127.0.0.1")

@@ -32,7 +32,7 @@ def test_train_evaluates_in_the_twin_and_keeps_best_checkpoint(reach_store, tmp_
                  f"out={tmp_path / 'eval'}", f"record={tmp_path / 'eval.zarr'}"]) == 0
     ev = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert ev["episodes"] == 1 and ev["seeds"] == [100000]
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     assert EpisodeStore.open(tmp_path / "eval.zarr").episode_meta(0)["source"] == "policy"
 

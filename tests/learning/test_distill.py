@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from robot_rl.cli import main
-from robot_rl.commands.train import twin_env_factory
+from robot_rl.learning.run_setup import twin_env_factory
 from robot_rl.core.errors import ConfigError
-from robot_rl.learning.distill import (DistillConfig, StudentOptimizer, distill, distill_same_noise,
+from robot_rl.learning.one_step_distill import (DistillConfig, StudentOptimizer, distill, distill_same_noise,
                                        same_noise_error, same_noise_loss)
 from robot_rl.policies import DiffusionPolicy, OneStepPolicy, load_policy
 

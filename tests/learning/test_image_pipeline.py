@@ -12,12 +12,12 @@ import yaml
 from robot_rl.cli import main
 from robot_rl.control.rig import load_rig
 from robot_rl.core.config import load_yaml
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.learning.bc import BCConfig, train_bc
-from robot_rl.learning.distill import DistillConfig, distill
+from robot_rl.learning.one_step_distill import DistillConfig, distill
 from robot_rl.learning.evaluate import evaluate
 from robot_rl.learning.spec_builder import build_spec
-from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.io import load_policy
 from robot_rl.sim.env import TwinEnv
 

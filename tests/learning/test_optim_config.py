@@ -6,7 +6,7 @@ import torch
 from robot_rl.core.config import compose, to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.learning.bc import BCConfig
-from robot_rl.learning.distill import DistillConfig
+from robot_rl.learning.one_step_distill import DistillConfig
 from robot_rl.learning.train_state import OptimConfig, Optimization
 
 

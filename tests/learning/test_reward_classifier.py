@@ -20,7 +20,7 @@ def test_threshold_is_the_lowest_with_the_precision_asked():
 
 
 def test_classifier_learns_twin_success_and_detects_it_online(reach_store, tmp_path):
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.sim.env import TwinEnv
     from robot_rl.sim.experts import make_teleop
 
@@ -56,7 +56,7 @@ def test_classifier_learns_twin_success_and_detects_it_online(reach_store, tmp_p
 
 
 def test_all_positive_or_all_negative_data_is_a_clear_error(reach_store, tmp_path):
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     store = EpisodeStore.open(reach_store)
     obs = [FeatureSpec("state", (3,), stream="ee_pos")]

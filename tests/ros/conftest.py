@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from robot_rl.data.writer import EpisodeWriter
 
 REPO = Path(__file__).resolve().parents[2]
 WS_SRC = REPO / "ros2_ws" / "src"
@@ -249,16 +250,16 @@ def reach_checkpoint(tmp_path_factory) -> Path:
     expert also shows holding at the goal."""
     from robot_rl.cli import main
     from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.sim.env import TwinEnv
     from robot_rl.sim.experts import make_teleop, run_episode
-    from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+    from robot_rl.sim.episode_recorder import EpisodeRecorder, twin_stream_specs
 
     root = tmp_path_factory.mktemp("reach_policy")
     env = TwinEnv(task="reach", task_params={**REACH_PARAMS, "time_limit": 2.0}, terminate_on_success=False)
     store = EpisodeStore.create(root / "demos.zarr", twin_stream_specs(env))
     teleop = make_teleop(env, 0.0, 0)
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         rec = EpisodeRecorder(env, w)
         for seed in range(3):
             rec.begin(EpisodeMeta(task="reach", source="scripted", rig="panda_twin"))

@@ -46,7 +46,7 @@ def test_recorded_graph_topics_import_into_the_store(graph, spin, tmp_path):
     from rosbags.typesys import Stores, get_typestore
 
     from robot_rl.cli import main
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl_ros.teleop_node import TeleopNode
 
     listen = Listener(graph)
@@ -97,7 +97,7 @@ def test_gripper_joint_states_as_serialized_by_the_middleware_import(tmp_path):
     from rosbags.typesys import Stores, get_typestore
 
     from robot_rl.cli import main
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
     from robot_rl_ros.convert import to_msg
     from robot_rl_ros.graph import GRIPPER_JOINT
     from robot_rl_ros.stamps import StampMapping

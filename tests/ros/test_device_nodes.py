@@ -62,7 +62,7 @@ def test_camera_node_publishes_frames_with_camera_info_of_the_same_stamp(graph, 
 
 def test_gripper_node_follows_gripper_commands_and_publishes_the_opening(graph, spin, pty_pair):  # noqa: F811
     pytest.importorskip("serial", reason="pyserial not installed: pip install -e '.[hardware]'")
-    from robot_rl.hardware.emulators.robotiq import RobotiqEmulator
+    from robot_rl.hardware.emulators.robotiq_emulator import RobotiqEmulator
     from robot_rl_ros.gripper_node import GripperNode
 
     emu_end, driver_end = pty_pair

@@ -16,7 +16,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from robot_rl.control.rig import load_rig  # noqa: E402
-from robot_rl.runtime.recording import routes_from_config  # noqa: E402
+from robot_rl.runtime.recording_session import routes_from_config  # noqa: E402
 from tests.ros.conftest import REPO  # noqa: E402
 from tests.ros.launch_standin import LaunchPlan, load  # noqa: E402
 
@@ -111,6 +111,6 @@ def test_collect_graph_runs_as_launched_with_remapped_camera(monkeypatch, ros_in
         raise AssertionError(f"{e}; node log:\n{process.log()[-3000:]}") from None
     assert statuses[-1]["store"] == str(store)
     assert process.stop() == 0, process.log()
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     assert "cam_front_rgb" in EpisodeStore.open(store).streams

@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from robot_rl.data.store import EpisodeStore  # noqa: E402
+from robot_rl.data.episode_store import EpisodeStore  # noqa: E402
 from tests.ros.conftest import RECORDER_PARAMS  # noqa: E402
 
 ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]

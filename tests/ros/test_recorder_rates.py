@@ -25,7 +25,7 @@ from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from robot_rl.data.recover import flushed_end  # noqa: E402
-from robot_rl.data.store import EpisodeStore  # noqa: E402
+from robot_rl.data.episode_store import EpisodeStore  # noqa: E402
 from robot_rl.data.validate import validate  # noqa: E402
 from tests.ros.conftest import wait_for  # noqa: E402
 

@@ -17,7 +17,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 
-from robot_rl.data.store import EpisodeStore  # noqa: E402
+from robot_rl.data.episode_store import EpisodeStore  # noqa: E402
 from tests.ros.conftest import REPO, RECORDER_PARAMS, Listener, node_args  # noqa: E402
 
 TWIN_PARAMS = REPO / "configs" / "ros" / "twin.yaml"

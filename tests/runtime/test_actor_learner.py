@@ -15,6 +15,7 @@ from robot_rl.learning.rl.episode_record import EpisodeRecord, read_record, reco
 from robot_rl.runtime.actor import Actor
 from robot_rl.runtime.learner import Learner, LearnerConfig
 from robot_rl.runtime.rl_wire import WireError, check_bind, recv_msg, send_msg
+from robot_rl.data.writer import EpisodeWriter
 
 SPEC = PolicySpec(obs=(FeatureSpec("state", (3,), stream="ee_pos"),), action=FeatureSpec("action", (7,)),
                   n_obs_steps=2, horizon=4, n_action_steps=4, rate_hz=10.0)
@@ -81,7 +82,7 @@ def test_frames_round_trip_and_bad_peers_are_rejected():
 
 
 def test_episode_record_round_trips_through_a_store(tmp_path):
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     rng = np.random.default_rng(0)
     rec = EpisodeRecord({"state": rng.normal(size=(9, 3)).astype(np.float32)}, rng.normal(size=(8, 7)).astype(np.float32),
@@ -89,7 +90,7 @@ def test_episode_record_round_trips_through_a_store(tmp_path):
                         {"score": np.arange(2, dtype=np.float32), "tag": np.ones((2, 2, 3), np.float32)},
                         {"actor_id": "a", "seq": 4})
     store = EpisodeStore.create(tmp_path / "s.zarr", record_streams(rec, 10.0, 4))
-    with store.writer() as w:
+    with EpisodeWriter(store) as w:
         write_record(w, rec, 10.0, 4, {"source": "policy"})
     back = read_record(EpisodeStore.open(tmp_path / "s.zarr"), 0)
     for k, v in rec.to_arrays().items():

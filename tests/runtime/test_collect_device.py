@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 
 from robot_rl.cli import main
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.validate import validate
+from robot_rl.data.writer import EpisodeWriter
 from robot_rl.hardware.teleop.evdev import EV_KEY, EVENT, KEY_NAMES
 from robot_rl.hardware.teleop.keyboard import KeyboardTeleop
 from robot_rl.hardware.teleop.spacemouse import SpaceMouse
-from robot_rl.runtime.recording import RecordingSession, SessionConfig
+from robot_rl.runtime.recording_session import RecordingSession, SessionConfig
 from robot_rl.runtime.teleop_session import DeviceSession, SessionSink
 from robot_rl.sim.env import TwinEnv
-from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+from robot_rl.sim.episode_recorder import EpisodeRecorder, twin_stream_specs
 from tests.hardware.test_registry import install_plugin
 from tests.hardware.test_teleop import FakeHid, report
 from tests.hardware.test_teleop_evdev import keyboard  # noqa: F401 (fixture: an EvdevKeyboard on a FIFO)
@@ -44,7 +45,7 @@ def twin_session(tmp_path, device, clock=None, keys_device=None, reset_s=0.0):
     env = TwinEnv("reach", policy_hz=10, seed=0)
     store = EpisodeStore.create(tmp_path / "teleop.zarr", twin_stream_specs(env))
     kwargs = {} if clock is None else {"clock": clock}
-    session = RecordingSession(store.writer(), [], SessionConfig(task="reach", rig="panda_twin", reset_s=reset_s),
+    session = RecordingSession(EpisodeWriter(store), [], SessionConfig(task="reach", rig="panda_twin", reset_s=reset_s),
                                **kwargs)
     ds = DeviceSession(device, env, session, EpisodeRecorder(env, SessionSink(session)), keys=keys_device, **kwargs)
     return ds, env

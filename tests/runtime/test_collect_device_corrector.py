@@ -7,12 +7,13 @@ import numpy as np
 
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.schema import EpisodeMeta
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.hardware.teleop.keyboard import KeyboardTeleop
 from robot_rl.learning.rl.chunk_env import ChunkEnv
 from robot_rl.runtime.device_corrector import DeviceCorrector
 from robot_rl.sim.env import TwinEnv
-from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+from robot_rl.sim.episode_recorder import EpisodeRecorder, twin_stream_specs
+from robot_rl.data.writer import EpisodeWriter
 
 SPEC = PolicySpec(obs=(FeatureSpec("state", (3,), stream="ee_pos"),), action=FeatureSpec("action", (7,)),
                   n_obs_steps=2, horizon=8, n_action_steps=4, rate_hz=10.0)
@@ -23,7 +24,7 @@ FULL = 0.15 / 0.4
 def test_keyboard_takes_over_while_the_intervention_toggle_is_on(tmp_path):
     raw = TwinEnv("reach", policy_hz=10, seed=0)
     store = EpisodeStore.create(tmp_path / "hil.zarr", twin_stream_specs(raw))
-    writer = store.writer()
+    writer = EpisodeWriter(store)
     recorder = EpisodeRecorder(raw, writer)
     kb = KeyboardTeleop()
     corrector = DeviceCorrector.for_env(kb, raw)

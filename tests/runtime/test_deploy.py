@@ -20,7 +20,7 @@ from robot_rl.control.loop import ControlLoopProcess
 from robot_rl.control.rig import load_rig
 from robot_rl.core.clock import now
 from robot_rl.core.errors import ConfigError
-from robot_rl.runtime.deploy import (
+from robot_rl.runtime.policy_deployment import (
     DeployConfig, GoalReachPolicy, auto_replan_steps, episode_runtime, load_latency_calibration, make_converter,
     run_deploy, stream_latencies,
 )
@@ -154,7 +154,7 @@ def test_latency_compensation_from_a_calibration_directory(tmp_path):
 
 # ----------------------------------------------------------------------------- through the loop process
 def test_episode_reset_draws_the_same_goal_as_the_synchronous_twin(loop):
-    from robot_rl.sim.twin import Twin
+    from robot_rl.sim.mujoco_twin import Twin
 
     s = loop.reset_episode(100003)
     tw = Twin(task="reach")

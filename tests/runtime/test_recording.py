@@ -7,9 +7,9 @@ from robot_rl.control.rig import load_rig
 from robot_rl.core.config import config_dir, load_yaml
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.info import format_info, store_info
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.validate import validate
-from robot_rl.runtime.recording import RecordingSession, SessionConfig, open_writer, routes_from_config
+from robot_rl.runtime.recording_session import RecordingSession, SessionConfig, open_writer, routes_from_config
 from robot_rl.runtime.transport import SENSOR_DATA, STATE, LocalTransport, QoS, Sample, Topic
 
 STREAMS = {

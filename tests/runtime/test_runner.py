@@ -5,7 +5,7 @@ import pytest
 
 from robot_rl.core.errors import StaleDataError
 from robot_rl.core.types import ActionChunk
-from robot_rl.runtime.observations import ObservationAssembler, SensorSpec
+from robot_rl.runtime.observation_assembly import ObservationAssembler, SensorSpec
 from robot_rl.runtime.runner import PolicyRunner
 from robot_rl.runtime.scheduler import ActionScheduler
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from robot_rl.cli import main
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.validate import validate
 
 

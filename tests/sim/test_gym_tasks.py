@@ -14,7 +14,7 @@ import pytest
 
 from robot_rl.cli import main
 from robot_rl.core.errors import ConfigError
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.validate import validate
 
 REACH = ["task=gym", "task.id=PandaReach-v3", "task.module=panda_gym"]

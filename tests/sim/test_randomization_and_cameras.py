@@ -6,7 +6,7 @@ import numpy as np
 
 from robot_rl.sim.cameras import load_camera_calibration
 from robot_rl.sim.randomization import RandomizationParams
-from robot_rl.sim.twin import Twin
+from robot_rl.sim.mujoco_twin import Twin
 
 
 def test_randomization_changes_friction_mass_light_and_camera_and_restores_nominal():

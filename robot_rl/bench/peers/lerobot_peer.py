@@ -47,6 +47,7 @@ import numpy as np
 from robot_rl.bench.peers import lerobot_worker as protocol
 from robot_rl.core.errors import RobotRLError
 from robot_rl.core.results import BenchRow
+from robot_rl.data.writer import EpisodeWriter
 
 NAME = "lerobot"
 WORKER = Path(__file__).with_name("lerobot_worker.py")
@@ -102,14 +103,14 @@ def record_ours(path: Path, episodes: dict[str, np.ndarray]) -> float:
     """Seconds from the first append until the last episode's commit is durable (EpisodeWriter,
     block_on_full=True: nothing dropped), at FPS timestamps."""
     from robot_rl.data.schema import StreamSpec
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     n_eps, steps = episodes["action"].shape[:2]
     streams = [StreamSpec("action", "float32", (7,), FPS), StreamSpec("state", "float32", (8,), FPS)]
     streams += [StreamSpec(cam, "uint8", episodes[cam].shape[2:], FPS, codec="jpeg", interp="hold")
                 for cam in CAMERAS]
     store = EpisodeStore.create(path, streams)
-    with store.writer(block_on_full=True) as writer:
+    with EpisodeWriter(store, block_on_full=True) as writer:
         t0 = time.perf_counter()
         for e in range(n_eps):
             writer.begin_episode({"task": "bench", "source": "scripted", "success": True})
@@ -293,7 +294,7 @@ def measure(cfg=None, policy_rows: dict[str, float] | None = None) -> list[Bench
     from robot_rl.bench.store import read_spec
     from robot_rl.data.convert.lerobot import export_store
     from robot_rl.data.sampler import WindowSampler
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     python = ensure_venv(_get(cfg, "venv", None), bool(_get(cfg, "create_venv", False)),
                          str(_get(cfg, "pip_spec", "lerobot")))

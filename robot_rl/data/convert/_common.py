@@ -15,7 +15,7 @@ import numpy as np
 
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore, _is_url
+from robot_rl.data.episode_store import EpisodeStore, _is_url
 
 
 def check_options(fmt: str, action: str, options: Mapping[str, Any], known: Iterable[str]) -> dict:

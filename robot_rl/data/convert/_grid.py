@@ -16,7 +16,7 @@ import numpy as np
 
 from robot_rl.data.align import (EpisodeGrid, effective_interp, episode_grid, hold_indices, sample_at,
                                  staleness_bounds, stream_times)
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 
 FRAME_BATCH = 32
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from robot_rl.core.rotations import quat_normalize
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 DEMO_SPECS = (
     StreamSpec("action", "float32", (7,), 10.0, units="m,rad", frame="base", description="EE target"),
@@ -63,7 +64,7 @@ def write_demo_store(path: str | Path, episodes: int = 3, seconds: float | list[
     rng = np.random.default_rng(seed)
     lengths = [seconds] if isinstance(seconds, (int, float)) else list(seconds)
     store = EpisodeStore.create(path, list(DEMO_SPECS))
-    with store.writer(block_on_full=True) as writer:
+    with EpisodeWriter(store, block_on_full=True) as writer:
         for e in range(episodes):
             dur = lengths[e % len(lengths)]
             writer.begin_episode(EpisodeMeta(task="reach" if e % 2 == 0 else "push", rig="demo",

@@ -65,7 +65,8 @@ from imagecodecs.numcodecs import Jpeg2k, Jpegxl
 
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import _common, _grid
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 FORMAT = "diffusion_policy"
 ATTR = "robot_rl"
@@ -287,7 +288,7 @@ def import_store(src: str | Path, out_store_path: str | Path, **options: Any) ->
     metas = header.get("episodes") or []
     append = _common.as_bool(opts.get("append", False), "append")
     with _common.importing(out_store_path, specs, index_stream, append, int(opts.get("jpeg_quality", 90))) as store, \
-            store.writer(block_on_full=True) as writer:
+            EpisodeWriter(store, block_on_full=True) as writer:
         lo = 0
         for e, hi in enumerate(_common.progress(ends.tolist(), "import diffusion_policy")):
             if hi == lo:

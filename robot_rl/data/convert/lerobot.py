@@ -53,7 +53,8 @@ import numpy as np
 
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import _common, _grid
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 FORMAT = "lerobot"
 CODEBASE_VERSION = "v3.0"
@@ -426,7 +427,7 @@ def import_store(src: str | Path, out_store_path: str | Path, **options: Any) ->
     frame_cache: dict[tuple[str, int, int], list] = {}
     append = _common.as_bool(opts.get("append", False), "append")
     with _common.importing(out_store_path, specs, index_stream, append, int(opts.get("jpeg_quality", 90))) as store, \
-            store.writer(block_on_full=True) as writer:
+            EpisodeWriter(store, block_on_full=True) as writer:
         for row in _common.progress(episodes, "import lerobot"):
             e = int(row["episode_index"])
             sel = order[np.searchsorted(ep_col[order], e, "left"): np.searchsorted(ep_col[order], e, "right")]

@@ -64,7 +64,8 @@ from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.convert import _common
 from robot_rl.data.convert._ros_msgs import ARRAY, FIELDS, IMAGE, TopicMap, from_message, s_to_ns, to_message
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 FORMAT = "rosbag"
 CUSTOM_KEY = "robot_rl"
@@ -396,7 +397,7 @@ def import_store(src: str | Path, out_store_path: str | Path, **options: Any) ->
         raise ConfigError(f"index_stream={opts['index_stream']!r} is not a mapped stream {names}")
     append = _common.as_bool(opts.get("append", False), "append")
     with _common.importing(out_store_path, specs, index_stream, append, int(opts.get("jpeg_quality", 90))) as store, \
-            store.writer(block_on_full=True) as writer:
+            EpisodeWriter(store, block_on_full=True) as writer:
         for bag in _common.progress(bags, "import rosbag"):
             _import_bag(bag, writer, store, maps, typestore, offset, split, gap, missing, opts)
     return store

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from robot_rl.hardware.errors import HardwareError, require
+from robot_rl.hardware.device_errors import HardwareError, require
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,12 @@ from typing import Callable
 
 import numpy as np
 
-from robot_rl.control.state import ArmState
+from robot_rl.control.arm_interface import ArmState
 from robot_rl.core.clock import now
 from robot_rl.core.errors import ConfigError
 from robot_rl.hardware.arms.gripper_link import ArmGripper, with_gripper
 from robot_rl.hardware.arms.poses import pose_from_rotvec, pose_to_rotvec, same_hemisphere
-from robot_rl.hardware.errors import HardwareError, require
+from robot_rl.hardware.device_errors import HardwareError, require
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from robot_rl.core import clock
 from robot_rl.hardware.teleop.events import Action, TeleopCommand
-from robot_rl.hardware.teleop.state import TeleopConfig, TeleopState
+from robot_rl.hardware.teleop.teleop_state import TeleopConfig, TeleopState
 
 AXES = ("x", "y", "z", "rx", "ry", "rz")
 

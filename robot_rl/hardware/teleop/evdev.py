@@ -17,10 +17,10 @@ import os
 import struct
 
 from robot_rl.core import clock
-from robot_rl.hardware.errors import DeviceNotConnectedError, HardwareError
+from robot_rl.hardware.device_errors import DeviceNotConnectedError, HardwareError
 from robot_rl.hardware.teleop.events import TeleopCommand
 from robot_rl.hardware.teleop.keyboard import KeyboardTeleop
-from robot_rl.hardware.teleop.state import TeleopConfig
+from robot_rl.hardware.teleop.teleop_state import TeleopConfig
 
 EVENT = struct.Struct("llHHi")        # struct input_event on 64-bit Linux
 EV_KEY = 0x01

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import struct
 
-from robot_rl.hardware.errors import HardwareError
+from robot_rl.hardware.device_errors import HardwareError
 from robot_rl.hardware.teleop.evdev import EV_KEY, KEY_REPEAT, EvdevInput
 from robot_rl.hardware.teleop.gamepad import GamepadTeleop
-from robot_rl.hardware.teleop.state import TeleopConfig
+from robot_rl.hardware.teleop.teleop_state import TeleopConfig
 
 EV_ABS = 0x03
 # linux/input-event-codes.h -> robot_rl.hardware.teleop.gamepad input names

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from robot_rl.hardware.teleop.bindings import AxisBinding, BoundInputs
 from robot_rl.hardware.teleop.events import Action
-from robot_rl.hardware.teleop.state import TeleopConfig
+from robot_rl.hardware.teleop.teleop_state import TeleopConfig
 
 DEFAULT_GAMEPAD = {
     "left_y": AxisBinding("x", -1),  # stick forward: +x

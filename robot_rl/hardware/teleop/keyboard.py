@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from robot_rl.hardware.teleop.bindings import AxisBinding, BoundInputs
 from robot_rl.hardware.teleop.events import Action
-from robot_rl.hardware.teleop.state import TeleopConfig
+from robot_rl.hardware.teleop.teleop_state import TeleopConfig
 
 DEFAULT_KEYS = {
     "w": AxisBinding("x", 1), "s": AxisBinding("x", -1),

@@ -20,10 +20,10 @@ import struct
 from dataclasses import dataclass
 
 from robot_rl.core import clock
-from robot_rl.hardware.errors import DeviceNotConnectedError, HardwareError, require
+from robot_rl.hardware.device_errors import DeviceNotConnectedError, HardwareError, require
 from robot_rl.hardware.teleop.bindings import AxisBinding, BoundInputs
 from robot_rl.hardware.teleop.events import Action, TeleopCommand
-from robot_rl.hardware.teleop.state import TeleopConfig
+from robot_rl.hardware.teleop.teleop_state import TeleopConfig
 
 FULL_SCALE = 350.0
 KNOWN_DEVICES = {

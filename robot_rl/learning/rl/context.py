@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from robot_rl.core.checkpoint import load_checkpoint
+from robot_rl.core.config import to_plain
+from robot_rl.core.errors import ConfigError
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.learning.evaluate import evaluate
 from robot_rl.learning.rl.online import CurvePoint, OnlineConfig
+from robot_rl.learning.run_setup import default_store, run_task, twin_env_factory
+from robot_rl.policies.io import load_policy
+from robot_rl.sim.corrector import scripted_corrector
+from robot_rl.sim.gym_tasks import is_gym_task, task_label
 
 ALGORITHMS = ("offline", "residual", "ppo", "dsrl", "rlpd")
 
@@ -57,3 +66,46 @@ def save_finetuned(ctx: FinetuneContext, policy: Any, algo: str, cfg: Any, meta:
     config = {"task": ctx.task, "store": str(ctx.store.path) if ctx.store is not None else None,
               "finetune": {"algo": algo, algo: asdict(cfg), "online": asdict(ctx.online)}}
     return save_policy(policy, Path(ctx.out) / "policy", config=config, meta=meta)
+
+
+def build_context(cfg, out: Path):
+    """FinetuneContext from a finetune config: base policy, prior store, twin task and evaluation."""
+    if cfg.algo not in ALGORITHMS:
+        raise ConfigError(f"finetune: algo={cfg.algo!r}, expected one of {list(ALGORITHMS)}")
+    if not cfg.policy and cfg.algo != "rlpd":
+        raise ConfigError(f"finetune algo={cfg.algo} needs policy=<base checkpoint dir>")
+    base = load_policy(cfg.policy, device=cfg.device) if cfg.policy else None
+    base_run = load_checkpoint(cfg.policy).config if cfg.policy else {}
+    store_path = default_store(cfg, base_run)
+    task = run_task(cfg, base_run, store_path)
+    store = EpisodeStore.open(store_path) if store_path else None
+    online = OnlineConfig(**to_plain(cfg.online), seed=int(cfg.seed))
+    spec = base.spec if base is not None else None
+    make_env = None
+    if task:
+        if spec is None:
+            raise ConfigError("finetune algo=rlpd needs policy=<ckpt> for its observation/action spec")
+        make_env = twin_env_factory(task, spec, cfg.seed)
+        if is_gym_task(task):
+            make_env().close()   # a wrong task.id, module or env fails now
+            scales = (cfg.get("residual") or {}).get("dim_scales") or {}
+            if cfg.algo == "residual" and any(int(d) >= spec.action_dim for d in scales):
+                raise ConfigError(f"finetune: residual.dim_scales={to_plain(scales)} are the twin's 7-D EE action's; "
+                                  f"{task_label(task)} has {spec.action_dim} action dimensions: add "
+                                  "residual.dim_scales=null (or name its own)")
+
+    def success_rate(policy) -> float:
+        return evaluate(policy, make_env, policy.spec, online.eval_episodes, seed=online.eval_seed,
+                        progress=False).success_rate
+
+    make_corrector = None
+    if cfg.corrector == "scripted" and is_gym_task(task):
+        raise ConfigError(f"finetune: corrector=scripted takes over the twin's tasks; task={task_label(task)} is a "
+                          "Gymnasium task: use corrector=null")
+    if cfg.corrector == "scripted":
+        make_corrector = scripted_corrector
+    elif cfg.corrector:
+        raise ConfigError(f"finetune: corrector={cfg.corrector!r}, expected null or 'scripted'")
+    return FinetuneContext(base=base, store=store, make_env=make_env, evaluate=success_rate if make_env else None,
+                           config=to_plain(cfg.get(cfg.algo) or {}), online=online, out=out, seed=int(cfg.seed),
+                           device=str(cfg.device), make_corrector=make_corrector, task=task), task

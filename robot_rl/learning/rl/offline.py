@@ -45,6 +45,7 @@ from robot_rl.policies.best_of_n import BestOfNPolicy
 from robot_rl.policies.critics import ChunkFeatures
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.io import save_policy
+from robot_rl.data.writer import EpisodeWriter
 
 EXPORTS = ("policy", "best_of_n")
 
@@ -164,7 +165,7 @@ class RolloutCollector:
     """Records twin episodes of a policy into <out>/rollouts.zarr and returns their chunk transitions."""
 
     def __init__(self, ctx: FinetuneContext, spec, gamma: float, reward: str) -> None:
-        from robot_rl.data.store import EpisodeStore
+        from robot_rl.data.episode_store import EpisodeStore
         from robot_rl.sim.gym_tasks import GymTaskEnv, stream_specs
 
         probe = ctx.make_env()
@@ -178,7 +179,7 @@ class RolloutCollector:
         from robot_rl.learning.evaluate import evaluate
 
         first = len(self.store)
-        with self.store.writer() as w:
+        with EpisodeWriter(self.store) as w:
             r = evaluate(policy, self.ctx.make_env, self.spec, episodes, seed=seed, writer=w,
                          meta={"task": self.task, "rig": "twin", "notes": note}, progress=self.ctx.progress)
         self.store.refresh()

@@ -313,8 +313,8 @@ class OffPolicyAgent:
 def train_online(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConfig, name: str) -> FinetuneResult:
     """Prior data from ctx.store, resume from ctx.out/learner if present, run_online in the twin, save the
     learner state and the exported policy (ctx.out/policy). Shared by residual and rlpd."""
-    from robot_rl.data.store import EpisodeStore
-    from robot_rl.learning.rl.recording import OnlineRecorder
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.learning.rl.online_recorder import OnlineRecorder
 
     if ctx.make_env is None:
         raise ConfigError(f"finetune algo={name}: needs a twin task (task=...) to collect online data")

@@ -45,7 +45,7 @@ from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult
 from robot_rl.learning.rl.offpolicy import OffPolicyAgent, OffPolicyConfig, train_online
 from robot_rl.learning.rl.transitions import Transitions
 from robot_rl.policies.base import ChunkPolicy
-from robot_rl.policies.residual import ResidualPolicy
+from robot_rl.policies.residual_policy import ResidualPolicy
 
 BASE_BATCH = 1024   # rows per base-policy call when relabelling stored transitions
 
@@ -162,7 +162,7 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
 def varying_action_dims(store, spec) -> list[int]:
     """Action dimensions the store's successful episodes (all, if none succeeded) change at all: range at or
     above the normalizer's constant threshold. Failed demos may vary a dimension success never touches."""
-    from robot_rl.data.normalizer import RANGE_EPS, stream_stats
+    from robot_rl.data.normalizer_stats import RANGE_EPS, stream_stats
 
     if len(store) == 0:
         return list(range(spec.action_dim))

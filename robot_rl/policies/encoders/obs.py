@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from robot_rl.core.spec import PolicySpec
-from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.encoders.image import ImageEncoder
-from robot_rl.policies.encoders.state import StateEncoder
+from robot_rl.policies.encoders.state_encoder import StateEncoder
 
 
 class ObsEncoder(nn.Module):

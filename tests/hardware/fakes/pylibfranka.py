@@ -151,7 +151,7 @@ class ActiveControlBase:
 class Robot:
     def __init__(self, robot_ip_address: str, realtime_config: RealtimeConfig = RealtimeConfig.kEnforce) -> None:
         from robot_rl.control.rig import load_rig
-        from robot_rl.sim.twin import build_model
+        from robot_rl.sim.mujoco_twin import build_model
         from robot_rl.sim.twin_arm import TwinArm
         import mujoco
 

@@ -8,7 +8,7 @@ from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.learning.rl.denoising_ppo import (
     ChainConfig, DenoisingPPO, denoising_ppo_loss, executed_actions, sample_stochastic_chain,
 )
-from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
 
 SPEC = PolicySpec(obs=(FeatureSpec("state", (3,)),), action=FeatureSpec("action", (2,)), n_obs_steps=2, horizon=4,

@@ -5,7 +5,7 @@ An actor the learner refuses stops with the learner's reason and a non-zero stat
 import json
 
 from robot_rl.cli import main
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.policies.io import load_policy
 from robot_rl.runtime.learner import Learner, LearnerConfig
 

@@ -8,6 +8,7 @@ from robot_rl.learning.rl.chunk_env import ChunkEnv
 from robot_rl.learning.rl.transitions import SOURCES, store_transitions
 from robot_rl.sim.corrector import ScriptedCorrector
 from robot_rl.sim.env import TwinEnv
+from robot_rl.data.writer import EpisodeWriter
 
 SPEC = PolicySpec(obs=(FeatureSpec("state", (3,), stream="ee_pos"),), action=FeatureSpec("action", (7,)),
                   n_obs_steps=2, horizon=8, n_action_steps=4, rate_hz=10.0)
@@ -15,12 +16,12 @@ SPEC = PolicySpec(obs=(FeatureSpec("state", (3,), stream="ee_pos"),), action=Fea
 
 def test_corrector_rescues_a_policy_going_the_wrong_way_and_flags_it(tmp_path):
     from robot_rl.data.schema import EpisodeMeta
-    from robot_rl.data.store import EpisodeStore
-    from robot_rl.sim.recording import EpisodeRecorder, twin_stream_specs
+    from robot_rl.data.episode_store import EpisodeStore
+    from robot_rl.sim.episode_recorder import EpisodeRecorder, twin_stream_specs
 
     raw = TwinEnv("reach", seed=0)
     store = EpisodeStore.create(tmp_path / "online.zarr", twin_stream_specs(raw))
-    writer = store.writer()
+    writer = EpisodeWriter(store)
     recorder = EpisodeRecorder(raw, writer)
     corrector = ScriptedCorrector(raw, patience=2, takeover_steps=6)
     env = ChunkEnv(raw, SPEC, gamma=0.99, corrector=corrector, recorder=recorder)

@@ -36,7 +36,7 @@ def test_finetune_offline_writes_rounds_results_and_a_loadable_policy(base_ckpt,
     for r in (0, 1):
         assert json.loads((out / "rounds" / str(r) / "eval.json").read_text())["round"] == r
         assert load_policy(out / "rounds" / str(r) / "policy").kind == "diffusion"
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     rollouts = EpisodeStore.open(out / "rollouts.zarr")
     assert len(rollouts) == 3 and rollouts.episode_meta(0)["source"] == "policy"   # the base's, then each round's

@@ -9,7 +9,7 @@ from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.learning.rl.iql import TransitionBatches
 from robot_rl.learning.rl.ope import DynamicsConfig, DynamicsEnsemble, OPEGate, am_q, obs_from_flat
 from robot_rl.learning.rl.transitions import Transitions
-from robot_rl.policies.config import PolicyConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.critics import ChunkFeatures
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
 from robot_rl.policies.normalizer import Normalizer

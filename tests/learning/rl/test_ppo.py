@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from robot_rl.cli import main
-from robot_rl.commands.train import twin_env_factory
+from robot_rl.learning.run_setup import twin_env_factory
 from robot_rl.learning.rl.chunk_env import ChunkEnv
 from robot_rl.learning.rl.ppo import DiffusionPPO, PPOConfig
 from robot_rl.learning.rl.transitions import Transitions

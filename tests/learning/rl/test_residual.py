@@ -10,12 +10,12 @@ import torch
 
 from robot_rl.cli import main
 from robot_rl.core.errors import ConfigError
-from robot_rl.commands.train import twin_env_factory
+from robot_rl.learning.run_setup import twin_env_factory
 from robot_rl.learning.rl.online import OnlineConfig, run_online
 from robot_rl.learning.rl.residual import ResidualAgent, ResidualConfig
 from robot_rl.learning.rl.transitions import chunk_transitions
 from robot_rl.policies.io import load_policy
-from robot_rl.policies.residual import ResidualPolicy
+from robot_rl.policies.residual_policy import ResidualPolicy
 
 SHORT_REACH = {"name": "reach", "params": {"time_limit": 1.0}}     # 20 env steps per episode: fast tests
 TASK = ["task=reach", "task.params.time_limit=1.0"]
@@ -157,7 +157,7 @@ def test_finetune_residual_end_to_end_and_resume(base_ckpt, tmp_path):
     assert policy.actor_cfg["dims"] == [0, 1, 2]             # the reach demos move the position only
     assert (out / "learner" / "progress.yaml").is_file()
 
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     assert len(EpisodeStore.open(out / "online.zarr")) == results["episodes"]
 

@@ -3,7 +3,7 @@ weights flow back, and a restarted learner resumes from its store and checkpoint
 
 import threading
 
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.learning.rl.residual import ResidualAgent, ResidualConfig
 from robot_rl.policies.io import load_policy
 from robot_rl.runtime.actor import Actor

@@ -54,7 +54,7 @@ def test_select_and_concat_round_trip():
 
 
 def test_store_transitions_match_recorded_episodes(reach_store):
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     store = EpisodeStore.open(reach_store)
     spec = PolicySpec(obs=(FeatureSpec("state", (7,), stream="ee_pos+ee_quat"),), action=FeatureSpec("action", (7,)),

@@ -25,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 
 from robot_rl.core.clock import now
-from robot_rl.hardware.errors import CameraTimeoutError, EndOfStreamError
+from robot_rl.hardware.device_errors import CameraTimeoutError, EndOfStreamError
 from robot_rl.runtime.transport import STATUS, Sample, Topic
 from robot_rl_ros import graph
 from robot_rl_ros.camera_info import info_from_calibration, info_from_intrinsics

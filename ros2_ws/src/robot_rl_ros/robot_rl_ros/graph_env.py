@@ -31,7 +31,7 @@ import numpy as np
 from robot_rl.core.clock import now
 from robot_rl.core.errors import ConfigError, RobotRLError, StaleDataError
 from robot_rl.runtime.loop_link import DeltaTargetConverter, make_assembler
-from robot_rl.runtime.recording import Route
+from robot_rl.runtime.recording_session import Route
 from robot_rl.runtime.scheduler import ScheduledAction
 from robot_rl.runtime.transport import STATUS, Topic, Transport
 from robot_rl_ros import graph
@@ -66,7 +66,7 @@ class GraphEnvConfig:
 
 class GraphEnv:
     """transport: the node's Transport; routes/unchecked: policy_link.observation_routes of the streams the
-    policy reads; converter: robot_rl.runtime.deploy.make_converter (TwinEnv's delta-action semantics);
+    policy reads; converter: robot_rl.runtime.policy_deployment.make_converter (TwinEnv's delta-action semantics);
     options: observation_routes' per-stream options (subscription QoS, max ages, interpolation, image
     shapes); stop: set to abandon a reset/step at once (EnvStopped)."""
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from robot_rl.control.controller import ControllerMode
 from robot_rl.core.errors import ConfigError
-from robot_rl.runtime.observations import ObservationAssembler
-from robot_rl.runtime.recording import Route, routes_from_config
+from robot_rl.runtime.observation_assembly import ObservationAssembler
+from robot_rl.runtime.recording_session import Route, routes_from_config
 from robot_rl.runtime.transport import QoS, Sample, Topic, Transport, TransportError
 from robot_rl_ros import graph
 

@@ -2,7 +2,7 @@
 
 Parameters (configs/ros/policy.yaml): checkpoint (a checkpoint directory, or "scripted" for the
 reference reach policy), mode (deploy | actor), device, torch_threads, rig (workspace box),
-frame, status_period_s, runtime.* (robot_rl.runtime.deploy.DeployConfig: rate_hz (0: the policy's
+frame, status_period_s, runtime.* (robot_rl.runtime.policy_deployment.DeployConfig: rate_hz (0: the policy's
 action rate), replan_steps (0: from the measured inference time), poll_hz (action dispatch),
 lookahead_steps, max_staleness_s, scheduler, blend_steps, ensemble_k, min_lead_s, max_target_lead,
 action_frame), latency_s.<stream> (per-stream latency compensation), observations.<stream>
@@ -66,7 +66,7 @@ class PolicyNode(ShellNode):
     # -- configure ------------------------------------------------------------------------------
     def setup(self) -> None:
         from robot_rl.control.rig import load_rig
-        from robot_rl.runtime.deploy import DeployConfig, GoalReachPolicy, StreamPolicy
+        from robot_rl.runtime.policy_deployment import DeployConfig, GoalReachPolicy, StreamPolicy
 
         mode = str(self.param("mode"))
         if mode not in MODES:
@@ -160,7 +160,7 @@ class PolicyNode(ShellNode):
 
     # -- activate -------------------------------------------------------------------------------
     def _fresh_runtime(self) -> None:
-        from robot_rl.runtime.deploy import make_converter
+        from robot_rl.runtime.policy_deployment import make_converter
         from robot_rl.runtime.loop_link import LoopActionSink, make_assembler
         from robot_rl.runtime.runner import PolicyRunner
         from robot_rl.runtime.scheduler import ActionScheduler
@@ -182,8 +182,8 @@ class PolicyNode(ShellNode):
 
     def _replan_s(self, inference_s: float | None = None) -> float:
         """Seconds between policy calls: runtime.rate_hz, else replan_steps actions, else as many actions as
-        the chunk holds minus those that pass during inference (robot_rl.runtime.deploy.auto_replan_steps)."""
-        from robot_rl.runtime.deploy import auto_replan_steps
+        the chunk holds minus those that pass during inference (robot_rl.runtime.policy_deployment.auto_replan_steps)."""
+        from robot_rl.runtime.policy_deployment import auto_replan_steps
 
         c, hz = self.cfg, float(self.policy.action_hz)
         if c.rate_hz:
@@ -213,7 +213,7 @@ class PolicyNode(ShellNode):
         return Reply(True, "policy, action schedule and observation history reset")
 
     def _run(self) -> None:
-        """As robot_rl.runtime.deploy.run_episode, off the executor thread (inference may take tens of ms;
+        """As robot_rl.runtime.policy_deployment.run_episode, off the executor thread (inference may take tens of ms;
         the executor only stores samples): a policy cycle every replan period on the newest observations,
         refused (held, logged) when a stream's newest sample is older than its max age; in between, each
         action is converted (with the newest measured pose) and published when it becomes due. The
@@ -259,7 +259,7 @@ class PolicyNode(ShellNode):
     # -- actor mode -------------------------------------------------------------------------------
     def _attach_actor(self, transport) -> None:
         from robot_rl.runtime.actor import Actor
-        from robot_rl.runtime.deploy import make_converter
+        from robot_rl.runtime.policy_deployment import make_converter
         from robot_rl_ros.graph_env import GraphEnv, GraphEnvConfig
 
         cfg = GraphEnvConfig(float(self.policy.action_hz), float(self.param("episode_time_s")),

@@ -16,7 +16,7 @@ on every status period so a publisher that appears later is matched too), serves
 ~/stop_and_save, ~/discard, ~/mark_success, ~/mark_failure (std_srvs/srv/Trigger) and publishes
 ~/status (std_msgs/msg/String, JSON, TRANSIENT_LOCAL); deactivate saves an open episode, then drops
 subscriptions and services; cleanup waits for pending saves and closes the store. The logic lives
-in robot_rl.runtime.recording.RecordingSession; this node only wires it to ROS.
+in robot_rl.runtime.recording_session.RecordingSession; this node only wires it to ROS.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import ReliabilityPolicy
 
 from robot_rl.core.errors import ConfigError, RobotRLError
-from robot_rl.runtime.recording import (RecordingSession, Route, SessionConfig, open_writer, recover_interrupted,
+from robot_rl.runtime.recording_session import (RecordingSession, Route, SessionConfig, open_writer, recover_interrupted,
                                         routes_from_config)
 from robot_rl_ros.params import declare_defaults, nested
 from robot_rl_ros.shell import run_until_shutdown

@@ -67,7 +67,7 @@ class TeleopNode(ShellNode):
             self.rate_hz = 1.0 / self.operator.period
         else:
             from robot_rl.hardware.registry import create
-            from robot_rl.hardware.teleop.state import TeleopConfig
+            from robot_rl.hardware.teleop.teleop_state import TeleopConfig
             from robot_rl_ros.teleop_link import DeviceOperator
 
             name = str(self.param("device"))

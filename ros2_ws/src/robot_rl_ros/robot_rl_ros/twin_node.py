@@ -44,7 +44,7 @@ class TwinNode(ShellNode):
 
     def setup(self) -> None:
         from robot_rl.sim.cameras import load_camera_calibration
-        from robot_rl.sim.twin import Twin
+        from robot_rl.sim.mujoco_twin import Twin
 
         rig = load_rig(str(self.param("rig")))   # a name in configs/robot/ or a rig file
         self.status_period_s = float(self.param("status_period_s"))

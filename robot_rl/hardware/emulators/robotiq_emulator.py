@@ -4,7 +4,7 @@ Serves one serial port (a pty end, or any pyserial URL) from a background thread
 `RobotiqGripper` driver can talk to it through a real serial line:
 
     socat pty,raw,echo=0,link=/tmp/grip_emu pty,raw,echo=0,link=/tmp/grip &
-    python -m robot_rl.hardware.emulators.robotiq /tmp/grip_emu     # driver opens /tmp/grip
+    python -m robot_rl.hardware.emulators.robotiq_emulator /tmp/grip_emu     # driver opens /tmp/grip
 
 Fault injection for tests: `corrupt_crc=True` answers every request with a bad CRC, `corrupt_first=n`
 only the first n; `silent=True` never answers (timeout path).
@@ -21,7 +21,7 @@ import threading
 from robot_rl.core import clock
 from robot_rl.hardware import modbus_rtu as rtu
 from robot_rl.hardware import robotiq_registers as reg
-from robot_rl.hardware.errors import ModbusError, require
+from robot_rl.hardware.device_errors import ModbusError, require
 
 
 class RobotiqEmulator:

@@ -1,6 +1,6 @@
 """Online RL episodes into an episode store, through the ChunkEnv recorder hook.
 
-`OnlineRecorder` writes every twin step of the online loop (the robot_rl.sim.recording streams, the
+`OnlineRecorder` writes every twin step of the online loop (the robot_rl.sim.episode_recorder streams, the
 per-step `intervention` flag included) into <run>/online.zarr, one committed episode per rollout
 (source "policy"), so a crashed run can rebuild its replay from the store and later stages can train on it.
 """
@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from robot_rl.data.schema import EpisodeMeta
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.writer import EpisodeWriter
 
 
 class OnlineRecorder:
@@ -36,7 +37,7 @@ class OnlineRecorder:
 
         self.close()
         store = EpisodeStore.create(self.path, stream_specs(env), exist_ok=True)
-        self._writer = store.writer(on_interrupted="discard")   # a crash's half episode is not data
+        self._writer = EpisodeWriter(store, on_interrupted="discard")   # a crash's half episode is not data
         self._rec = episode_recorder(env, self._writer)
 
     def on_step(self, obs, action, reward, info: dict) -> None:

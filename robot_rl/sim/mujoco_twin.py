@@ -14,12 +14,13 @@ import numpy as np
 
 from robot_rl.control.controller import Controller
 from robot_rl.control.rig import RigConfig, load_rig
+from robot_rl.core.clock import now
 from robot_rl.core.types import EETarget
 from robot_rl.sim.cameras import CameraRig, add_cameras, load_camera_calibration
 from robot_rl.sim.mujoco_compat import compile_spec
 from robot_rl.sim.randomization import DomainRandomizer, RandomizationParams
 from robot_rl.sim.tasks import Task, make_task
-from robot_rl.sim.twin_arm import TwinArm
+from robot_rl.sim.twin_arm import TaskTwinArm, TwinArm
 
 
 def build_model(rig: RigConfig, task: Task | None) -> tuple[mujoco.MjModel, str, dict]:
@@ -133,3 +134,26 @@ class Twin:
         if self.cameras is not None:
             self.cameras.close()
             self.cameras = None
+
+
+def make_loop_backend(rig, task=None) -> "TwinArm":
+    """Backend factory of the wall-clock loop process: the cell (plus a task's objects), arm at home,
+    states stamped with the host monotonic clock. Cameras are never built here.
+
+    task: None, a task name, or {"name": ..., "params": {...}} (a configs/task entry); with a task the
+    backend is a TaskTwinArm (episode resets, task state and success)."""
+    if isinstance(task, dict):
+        task_obj = make_task(str(task["name"]), task.get("params") or {})
+    else:
+        task_obj = make_task(task) if task else None
+    model, _, _ = build_model(rig, task_obj)
+    data = mujoco.MjData(model)
+    home = np.asarray(rig.arm["home_q"], dtype=np.float64)
+    ee_site = rig.arm.get("ee_site", "ee")
+    if task_obj is None:
+        arm = TwinArm(model, data, ee_site, clock=now)
+        arm.set_joint_positions(home)
+        return arm
+    arm = TaskTwinArm(model, data, task_obj, home, ee_site, clock=now)
+    arm.reset_episode(0)      # the task state is defined from the first tick on
+    return arm

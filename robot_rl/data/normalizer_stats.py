@@ -25,7 +25,7 @@ from tqdm import tqdm
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.data.sampler import feature_streams, select_episodes
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 
 RANGE_EPS = 1e-4  # same threshold as robot_rl.policies.normalizer: below it a dimension is constant
 STAT_NAMES = ("min", "max", "mean", "std")

@@ -43,7 +43,7 @@ from robot_rl.learning.distill_data import ObsBuffer, collect
 from robot_rl.learning.evaluate import evaluate
 from robot_rl.learning.train_state import OptimConfig, Optimization, config_with_optim
 from robot_rl.policies.base import ChunkPolicy
-from robot_rl.policies.device import resolve_device
+from robot_rl.policies.device import resolve_device, time_calls
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
 from robot_rl.policies.io import save_policy
 from robot_rl.policies.one_step import OneStepPolicy
@@ -254,7 +254,7 @@ def distill_dagger(teacher, student: OneStepPolicy, make_env: Callable[[], Any],
 def store_batches(store_path: str, spec, cfg: DistillConfig) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches of observation windows {key: (B, n_obs, *shape)} from the store (actions dropped)."""
     from robot_rl.data.dataset import batch_loader, make_datasets
-    from robot_rl.data.store import EpisodeStore
+    from robot_rl.data.episode_store import EpisodeStore
 
     train_set, _ = make_datasets(EpisodeStore.open(store_path), spec, val_ratio=0.0, seed=cfg.seed)
     if len(train_set) == 0:
@@ -277,8 +277,6 @@ def buffer_batches(buffer: ObsBuffer, cfg: DistillConfig) -> Iterator[dict[str, 
 # ---- comparison ------------------------------------------------------------------------------------------
 def time_act(policy, history: Mapping[str, np.ndarray], repeats: int, threads: int) -> dict[str, float | None]:
     """Batch-1 act() latency (ms p50/p99) on one observation history {key: (n_obs, *shape)}."""
-    from robot_rl.bench.policy import time_calls
-
     previous = torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)

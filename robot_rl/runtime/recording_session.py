@@ -48,7 +48,7 @@ import numpy as np
 from robot_rl.core.clock import now
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
-from robot_rl.data.store import EpisodeStore
+from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
 from robot_rl.runtime.transport import KINDS, SENSOR_DATA, STATE, STATUS, QoS, Reply, Sample, Topic, Transport
 
@@ -208,7 +208,7 @@ def open_writer(path: str | Path, routes: Sequence[Route], index_stream: str | N
                 )
     else:
         store = EpisodeStore.create(path, specs, index_stream=index_stream)
-    return store.writer(**writer_kwargs)
+    return EpisodeWriter(store, **writer_kwargs)
 
 
 def recover_interrupted(path: str | Path, on_interrupted: str) -> dict | None:

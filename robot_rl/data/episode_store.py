@@ -412,14 +412,6 @@ class EpisodeStore:
             raise StoreError(f"{self.path}: rows [{start}, {stop}) out of range for {stream} episode {episode} ({n} rows)")
         return self.values(stream)[lo + start: lo + stop], self.times(stream)[lo + start: lo + stop]
 
-    def writer(self, **kwargs):
-        """An EpisodeWriter appending to this store (opened with mode='a' or created)."""
-        from robot_rl.data.writer import EpisodeWriter
-
-        if not self.writable:
-            raise StoreError(f"{self.path}: opened read-only; use EpisodeStore.open(path, mode='a')")
-        return EpisodeWriter(self, **kwargs)
-
     def meta_list(self) -> list[dict]:
         """All committed episodes' metadata (one read)."""
         raw = self.group["meta/episode_info"][: self.n_episodes]
@@ -430,3 +422,25 @@ class EpisodeStore:
             except json.JSONDecodeError:
                 raise StoreError(f"{self.path}: meta/episode_info[{i}] is not valid JSON: {str(r)[:80]!r}") from None
         return metas
+
+
+def write_episode_index(store: EpisodeStore, index: int, meta: dict, ends: dict[str, int]) -> int:
+    """Append episode `index` to the index arrays, then publish it (the commit point)."""
+    group = store.group
+    for name, end in ends.items():
+        arr = group["meta/ends"][name]
+        arr.resize((index + 1,))
+        arr[index] = end
+    arr = group["meta/episode_ends"]
+    arr.resize((index + 1,))
+    arr[index] = ends[store.index_stream]
+    info = group["meta/episode_info"]
+    info.resize((index + 1,))
+    info[index] = json.dumps(meta, default=str)
+    header = dict(group.attrs[ATTR])
+    header.update(n_episodes=index + 1, open_episode=None)
+    group.attrs[ATTR] = header
+    store.n_episodes = index + 1
+    store.header = header
+    store._ends.clear()
+    return index

@@ -68,7 +68,7 @@ def _spawn_actors(cfg, out: Path, port: int) -> list[subprocess.Popen]:
         path = out / "actors" / f"twin{i}.yaml"
         save_yaml(dict(plain, actor_id=f"twin{i}", seed=int(cfg.seed) + 1 + i), path)
         log = open(out / "actors" / f"twin{i}.log", "ab")
-        procs.append(subprocess.Popen([sys.executable, "-m", "robot_rl.commands.finetune_split", str(path)],
+        procs.append(subprocess.Popen([sys.executable, "-m", "robot_rl.runtime.finetune_roles", str(path)],
                                       stdout=log, stderr=subprocess.STDOUT))
     return procs
 
@@ -144,10 +144,10 @@ def run_learner(cfg, ctx):
 
 
 def main(argv: list[str]) -> int:
-    """Actor processes spawned by run_learner: python -m robot_rl.commands.finetune_split <actor config>."""
+    """Actor processes spawned by run_learner: python -m robot_rl.runtime.finetune_roles <actor config>."""
     from omegaconf import OmegaConf
 
-    from robot_rl.commands.finetune import build_context
+    from robot_rl.learning.rl.context import build_context
     from robot_rl.core.config import load_yaml
 
     cfg = OmegaConf.create(load_yaml(argv[0]))

@@ -1,0 +1,60 @@
+"""What a train, eval, distill or finetune run resolves from its config before any learning: the task
+(named, the checkpoint's run's, or the store's), the prior episode store, and the environment factory
+matching a policy's observation spec."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from robot_rl.core.config import to_plain
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.sim.env import TwinEnv
+from robot_rl.sim.gym_tasks import gym_env_factory, is_gym_task, task_overrides
+from robot_rl.sim.tasks import TASKS
+
+
+def twin_env_factory(task_cfg, spec, seed: int = 0):
+    """An env factory for a task config matching the spec (cameras iff it has images): a TwinEnv for
+    {name, params}, a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks)."""
+    if is_gym_task(task_cfg):
+        return gym_env_factory(task_cfg, cameras=bool(spec.images), seed=seed)
+    cams = [f.stream[len("cam_"):-len("_rgb")] for f in spec.images]
+    return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
+                   cameras=cams or False, privileged=True, seed=seed)
+
+
+def resolve_task(task_cfg, store) -> dict | None:
+    """The chosen task config, else the store's task when all its episodes come from one twin task (a Gymnasium
+    task is never taken from a store: building it imports code, so it is chosen on the command line)."""
+    if task_cfg:
+        return to_plain(task_cfg)
+    tasks = {m.get("task") for m in store.meta_list()}
+    name = tasks.pop() if len(tasks) == 1 else None
+    return {"name": name, "params": {}} if name in TASKS else None
+
+
+def default_store(cfg, teacher_run: dict) -> str | None:
+    """store=..., else the teacher's training store when it still exists."""
+    if cfg.store:
+        return str(cfg.store)
+    store = teacher_run.get("store")
+    if store and Path(store).exists():
+        return str(store)
+    return None
+
+
+def run_task(cfg, teacher_run: dict, store: str | None) -> dict | None:
+    """task=..., else the teacher's run task, else the store's single twin task. A Gymnasium task (task=gym) is
+    only built when named on the command line: building it imports code, and a checkpoint never does."""
+    if cfg.get("task"):
+        return to_plain(cfg.task)
+    task = teacher_run.get("task")
+    if isinstance(task, dict) and task.get("name") and not is_gym_task(task):
+        return task
+    if is_gym_task(task if isinstance(task, dict) else None):
+        print(f"the run's task is a Gymnasium task; to evaluate on it, name it: {' '.join(task_overrides(task))}")
+        return None
+    if store:
+        return resolve_task(None, EpisodeStore.open(store))
+    return None
