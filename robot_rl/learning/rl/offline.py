@@ -266,7 +266,7 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
         bon = None
         if cfg.best_of_n:
             bon = BestOfNPolicy(policy, copy.deepcopy(critics.q_target), q_config, cfg.best_of_n)
-            round_m["best_of_n"] = str(bon.save(out / "best_of_n", meta={"stage": "offline", "round": r}))
+            round_m["best_of_n"] = str(save_policy(bon, out / "best_of_n", meta={"stage": "offline", "round": r}))
         if ctx.evaluate is not None:
             round_m["success_rate"] = ctx.evaluate(policy)
             if bon is not None:
