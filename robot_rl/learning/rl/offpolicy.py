@@ -278,12 +278,14 @@ class OffPolicyAgent:
         return {"critic": (self.critic_opt, {"critic": self.critic, "target": self.critic_target}),
                 "actor": (self.actor_opt, {"actor": self.actor}), **self.extra_state()}
 
-    def save_state(self, directory: str | Path) -> Path:
-        """Networks + optimizers and counters (robot_rl.learning.train_state.save_learner_state)."""
+    def save_state(self, directory: str | Path, learner: Mapping[str, int] | None = None) -> Path:
+        """Networks + optimizers and counters (robot_rl.learning.train_state.save_learner_state); `learner`:
+        the actor/learner server's own counters (robot_rl.runtime.learner), kept with them under "learner"."""
         return save_learner_state(directory, self.updates, self._parts(), {
             "env_steps": self.env_steps, "transitions": self.transitions, "updates": self.updates,
             "episodes": self.episodes, "warmup_transitions": self.warmup_transitions,
-            "rng": self.rng.bit_generator.state, "subset_gen": self.subset_gen.get_state().tolist()})
+            "rng": self.rng.bit_generator.state, "subset_gen": self.subset_gen.get_state().tolist()}
+            | ({"learner": dict(learner)} if learner is not None else {}))
 
     def load_state(self, directory: str | Path) -> OnlineProgress:
         progress = load_learner_state(directory, self._parts())
