@@ -5,6 +5,10 @@ an optional EMA of the weights (diffusion_policy's recipe), one definition for r
 robot_rl.learning.one_step_distill. The state (optimizer, schedule position, EMA weights, RNG) is saved with
 tensors in one safetensors file (`train_state.safetensors`) and everything else (step, optimizer
 hyper-parameters) as JSON in its header, so resuming never executes code from disk.
+
+`save_learner_state` / `load_learner_state`: the one resumable state of every RL learner (off-policy
+residual/RLPD, DSRL, PPO): one such file per optimizer and the modules it trains, plus the learner's
+counters in `progress.yaml`, written into a temporary directory that replaces the old one whole.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,11 +25,15 @@ from typing import Any, Callable, Mapping
 import torch
 from safetensors.torch import load_file, save_file
 
-from robot_rl.core.config import dataclass_from_dict
+from robot_rl.core.checkpoint import replace_directory
+from robot_rl.core.config import dataclass_from_dict, load_yaml, save_yaml
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.policies.ema import EMA
 
 FILE = "train_state.safetensors"
+PROGRESS = "progress.yaml"   # a learner state's counters, written last: its presence marks a complete state
+
+Parts = Mapping[str, "tuple[torch.optim.Optimizer, dict[str, torch.nn.Module]]"]
 
 
 @dataclass
@@ -165,6 +174,40 @@ def load_train_state(directory: str | Path, optimizer: torch.optim.Optimizer,
         raise CheckpointError(f"{path}: does not match the model being trained ({e})") from None
     torch.set_rng_state(tensors["rng.torch"])
     return header
+
+
+def save_learner_state(directory: str | Path, step: int, parts: Parts, counters: Mapping[str, Any],
+                       write_files: Callable[[Path], None] | None = None) -> Path:
+    """Write a learner's state to `directory`: per name in `parts` its optimizer + modules (`<name>/`),
+    whatever `write_files(tmp_dir)` adds (a replay buffer), and `counters` (plain YAML values) in
+    progress.yaml; all written beside `directory` first and swapped in whole, so a kill leaves the old state."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, (optimizer, modules) in parts.items():
+        save_train_state(tmp / name, step, optimizer, modules)
+    if write_files is not None:
+        write_files(tmp)
+    save_yaml(dict(counters), tmp / PROGRESS)
+    return replace_directory(tmp, directory)
+
+
+def has_learner_state(directory: str | Path | None) -> bool:
+    return directory is not None and (Path(directory) / PROGRESS).is_file()
+
+
+def load_learner_state(directory: str | Path, parts: Parts) -> dict[str, Any]:
+    """Restore every part saved by save_learner_state; returns the counters."""
+    directory = Path(directory)
+    if not has_learner_state(directory):
+        raise CheckpointError(f"{directory / PROGRESS}: no learner state to resume from")
+    counters = load_yaml(directory / PROGRESS)
+    if not isinstance(counters, dict):
+        raise CheckpointError(f"{directory / PROGRESS}: expected a mapping of counters, got {counters!r}")
+    for name, (optimizer, modules) in parts.items():
+        load_train_state(directory / name, optimizer, modules)
+    return counters
 
 
 def cosine_with_warmup(warmup: int, total: int) -> Callable[[int], float]:

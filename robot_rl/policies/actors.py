@@ -6,8 +6,8 @@ history flattened (B, n_obs * D) and action chunks in normalized units flattened
     ResidualActor   (obs, a_base) -> bound * tanh(f(obs, a_base)), last layer zero: starts as exactly 0
     GaussianActor   obs -> tanh-Gaussian over the normalized chunk (SAC), deterministic mode tanh(mean)
 
-`LowDimHistory` keeps the raw observation history act() needs, and `save_actor_checkpoint` /
-`load_actor_checkpoint` write and read the actor part of a policy checkpoint directory.
+`LowDimHistory` keeps the raw observation history act() needs, and `load_actor_checkpoint` reads the actor
+part of a policy checkpoint directory (robot_rl.policies.io.save_policy writes it).
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint, save_checkpoint
-from robot_rl.core.config import to_plain
+from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.core.types import ActionChunk
@@ -145,16 +144,6 @@ def observation_time(obs: Mapping[str, Any]) -> float:
 def chunk_at(actions: np.ndarray, t_obs: float, spec: PolicySpec, **info) -> ActionChunk:
     """Executable raw actions (n_act, Da) with target times t_obs + k / rate_hz."""
     return ActionChunk(actions, t_obs + np.arange(len(actions)) / spec.rate_hz, info=info)
-
-
-def save_actor_checkpoint(path: str | Path, kind: str, spec: PolicySpec, actor_cfg: Mapping[str, Any],
-                          actor: nn.Module, normalizer: Normalizer, config: Mapping[str, Any] | None = None,
-                          meta: Mapping[str, Any] | None = None) -> Path:
-    """A checkpoint directory whose config.yaml has policy: {type: kind, spec, actor: actor_cfg}."""
-    extra = dict(to_plain(dict(config or {})))
-    extra.pop("policy", None)
-    full = {"policy": {"type": kind, "spec": spec.to_dict(), "actor": to_plain(dict(actor_cfg))}, **extra}
-    return save_checkpoint(path, actor.state_dict(), full, normalizer.flat(), meta)
 
 
 def load_actor_checkpoint(path: str | Path, kind: str):

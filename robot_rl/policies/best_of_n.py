@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint, save_checkpoint
+from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.types import ActionChunk
@@ -93,21 +93,13 @@ class BestOfNPolicy(nn.Module):
                                            "q": float(q[0, best]), "q_mean": float(q[0].mean())})
 
     # ---- checkpoints ------------------------------------------------------------------------------
-    def save(self, path: str | Path, config: Mapping[str, Any] | None = None,
-             meta: Mapping[str, Any] | None = None) -> Path:
-        from robot_rl.policies.io import save_policy
-
-        extra = dict(to_plain(dict(config or {})))
-        extra.pop("policy", None)
-        full = {"policy": {"type": self.kind, "spec": self.spec.to_dict(), "n": self.n, "critic": self.q_config},
-                **extra}
-        path = save_checkpoint(path, self.q.state_dict(), full, {}, meta)
-        save_policy(self.base, Path(path) / "base")
-        return path
+    def checkpoint_parts(self):
+        """What robot_rl.policies.io.save_policy writes: N and the critic's config, Q weights, base."""
+        return {"n": self.n, "critic": self.q_config}, self.q, {}, self.base
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto") -> "BestOfNPolicy":
-        from robot_rl.policies.io import load_policy
+        from robot_rl.policies.io import BASE_DIR, load_policy
 
         ckpt = load_checkpoint(path)
         section = ckpt.config["policy"]
@@ -115,7 +107,7 @@ class BestOfNPolicy(nn.Module):
         if not isinstance(critic, dict) or "n" not in critic or "hidden" not in critic:
             raise CheckpointError(f"{Path(path) / 'config.yaml'}: policy.critic must hold the Q ensemble's n and "
                                   f"hidden, got {critic!r}")
-        base = load_policy(Path(path) / "base", device)
+        base = load_policy(Path(path) / BASE_DIR, device)
         features = ChunkFeatures(base.spec, base.normalizer)
         q = QEnsemble(features.obs_dim, features.action_dim, int(critic["n"]), tuple(critic["hidden"]),
                       bool(critic.get("layer_norm", True)))

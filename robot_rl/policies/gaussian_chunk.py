@@ -16,7 +16,7 @@ from torch import nn
 from robot_rl.core.spec import PolicySpec
 from robot_rl.core.types import ActionChunk
 from robot_rl.policies.actors import (GaussianActor, LowDimHistory, chunk_at, load_actor_checkpoint,
-                                      load_actor_weights, observation_time, save_actor_checkpoint)
+                                      load_actor_weights, observation_time)
 from robot_rl.policies.critics import ChunkFeatures
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.normalizer import Normalizer
@@ -51,10 +51,9 @@ class GaussianChunkPolicy(nn.Module):
         raw = self.normalizer.unnormalize(self.spec.action.key, a.view(1, self.spec.n_action_steps, -1))
         return chunk_at(raw[0].cpu().numpy(), t_obs, self.spec)
 
-    def save(self, path: str | Path, config: Mapping[str, Any] | None = None,
-             meta: Mapping[str, Any] | None = None) -> Path:
-        return save_actor_checkpoint(path, self.kind, self.spec, self.actor_cfg, self.actor, self.normalizer,
-                                     config, meta)
+    def checkpoint_parts(self):
+        """What robot_rl.policies.io.save_policy writes: actor config, actor weights, normalizer, no base."""
+        return {"actor": self.actor_cfg}, self.actor, self.normalizer.flat(), None
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto") -> "GaussianChunkPolicy":

@@ -7,12 +7,13 @@ training config); normalizer.safetensors holds "<key>.scale" / "<key>.offset".
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint, save_checkpoint
+from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint, replace_directory, save_checkpoint
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.spec import PolicySpec
@@ -24,8 +25,9 @@ from robot_rl.policies.normalizer import Normalizer
 from robot_rl.policies.one_step import OneStepPolicy
 
 POLICY_TYPES: dict[str, type[ChunkPolicy]] = {"diffusion": DiffusionPolicy, "one_step": OneStepPolicy}
-# policies composed on a frozen base (RL stages): "module:Class" whose class has
-# save(path, config, meta) -> Path and classmethod load(path, device); the base is saved inside the directory
+# policies composed on a frozen base (RL stages): "module:Class" whose class has checkpoint_parts() (what
+# save_policy writes) and classmethod load(path, device); the base is saved inside the directory (BASE_DIR)
+BASE_DIR = "base"
 COMPOSITE_TYPES: dict[str, str] = {
     "residual": "robot_rl.policies.residual_policy:ResidualPolicy",
     "noise_steered": "robot_rl.policies.noise_steered:NoiseSteeredPolicy",
@@ -76,13 +78,26 @@ def _composite(kind: str):
 
 def save_policy(policy: ChunkPolicy, path: str | Path, config: Mapping[str, Any] | None = None,
                 meta: Mapping[str, Any] | None = None) -> Path:
-    """Write `policy` (weights, spec, model config, normalizer) to the checkpoint directory `path`."""
-    if policy.kind in COMPOSITE_TYPES:
-        return policy.save(path, config, meta)
+    """Write `policy` (weights, spec, model config, normalizer) to the checkpoint directory `path`; the one
+    writer of every policy checkpoint. A composite's `checkpoint_parts()` gives (its config section beside
+    type and spec, the module whose weights are saved, the flat normalizer or None, the base or None); the
+    base goes to path/BASE_DIR."""
     extra = dict(to_plain(dict(config or {})))
     extra.pop("policy", None)
-    full = {"policy": {"type": policy.kind, "spec": policy.spec.to_dict(), "model": policy.cfg.to_dict()}, **extra}
-    return save_checkpoint(path, policy.state_dict(), full, policy.normalizer.flat(), meta)
+    base = None
+    if policy.kind in COMPOSITE_TYPES:
+        section, module, normalizer, base = policy.checkpoint_parts()
+    else:
+        section, module, normalizer = {"model": policy.cfg.to_dict()}, policy, policy.normalizer.flat()
+    full = {"policy": {"type": policy.kind, "spec": policy.spec.to_dict(), **to_plain(dict(section))}, **extra}
+    if base is None:
+        return save_checkpoint(path, module.state_dict(), full, normalizer, meta)
+    path = Path(path)   # composite and base written beside `path`, swapped in whole: never one without the other
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(tmp, module.state_dict(), full, normalizer, meta)
+    save_policy(base, tmp / BASE_DIR, meta=meta)
+    return replace_directory(tmp, path)
 
 
 def load_policy(path: str | Path, device: str | torch.device = "auto") -> ChunkPolicy:

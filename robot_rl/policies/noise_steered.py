@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint, save_checkpoint
-from robot_rl.core.config import to_plain
+from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint
 from robot_rl.core.errors import CheckpointError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.core.types import ActionChunk
@@ -104,29 +103,22 @@ class NoiseSteeredPolicy(nn.Module):
         return self.base.predict_action(obs, init_noise=self.noise(obs), eta=0.0)
 
     # ---- checkpoints ------------------------------------------------------------------------------
-    def save(self, path: str | Path, config: Mapping[str, Any] | None = None,
-             meta: Mapping[str, Any] | None = None) -> Path:
-        from robot_rl.policies.io import save_policy
-
-        extra = dict(to_plain(dict(config or {})))
-        extra.pop("policy", None)
-        section = {"type": self.kind, "spec": self.spec.to_dict(),
-                   "actor": {"hidden": list(self.actor.hidden), "max_noise": self.actor.max_noise},
+    def checkpoint_parts(self):
+        """What robot_rl.policies.io.save_policy writes: actor config, actor weights, no normalizer, base."""
+        section = {"actor": {"hidden": list(self.actor.hidden), "max_noise": self.actor.max_noise},
                    "deterministic": self.deterministic}
-        path = save_checkpoint(path, self.actor.state_dict(), {"policy": section, **extra}, None, meta)
-        save_policy(self.base, path / "base")
-        return path
+        return section, self.actor, None, self.base
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto") -> "NoiseSteeredPolicy":
-        from robot_rl.policies.io import load_policy
+        from robot_rl.policies.io import BASE_DIR, load_policy
 
         ckpt = load_checkpoint(path)
         section = ckpt.config["policy"]
         where = Path(path) / "config.yaml"
         if not isinstance(section.get("actor"), dict) or "spec" not in section:
             raise CheckpointError(f"{where}: noise_steered policy section needs 'spec' and 'actor'")
-        base = load_policy(Path(path) / "base", device)
+        base = load_policy(Path(path) / BASE_DIR, device)
         spec = PolicySpec.from_dict(section["spec"])
         if spec != base.spec:
             raise CheckpointError(f"{where}: spec differs from the base's in {Path(path) / 'base'}")

@@ -24,12 +24,10 @@ from torch import nn
 
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.types import ActionChunk
-from robot_rl.policies.actors import (LowDimHistory, ResidualActor, load_actor_checkpoint, load_actor_weights,
-                                      save_actor_checkpoint)
+from robot_rl.policies.actors import LowDimHistory, ResidualActor, load_actor_checkpoint, load_actor_weights
 from robot_rl.policies.base import ChunkPolicy
 from robot_rl.policies.critics import ChunkFeatures
 
-BASE_DIR = "base"
 
 
 class ResidualPolicy(nn.Module):
@@ -111,18 +109,13 @@ class ResidualPolicy(nn.Module):
         return ActionChunk(raw, base.t, info=base.info | {"base_action": np.asarray(base.actions)})
 
     # ---- checkpoints -----------------------------------------------------------------------------
-    def save(self, path: str | Path, config: Mapping[str, Any] | None = None,
-             meta: Mapping[str, Any] | None = None) -> Path:
-        from robot_rl.policies.io import save_policy
-
-        path = save_actor_checkpoint(path, self.kind, self.spec, self.actor_cfg, self.actor, self.base.normalizer,
-                                     config, meta)
-        save_policy(self.base, path / BASE_DIR, meta=meta)
-        return path
+    def checkpoint_parts(self):
+        """What robot_rl.policies.io.save_policy writes: actor config, actor weights, base normalizer, base."""
+        return {"actor": self.actor_cfg}, self.actor, self.base.normalizer.flat(), self.base
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto") -> "ResidualPolicy":
-        from robot_rl.policies.io import load_policy
+        from robot_rl.policies.io import BASE_DIR, load_policy
 
         ckpt, spec, actor_cfg, _ = load_actor_checkpoint(path, cls.kind)
         if not (Path(path) / BASE_DIR).is_dir():

@@ -30,11 +30,13 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from robot_rl.core.errors import ConfigError, RobotRLError, StoreError
+from robot_rl.core.config import load_yaml
+from robot_rl.core.errors import CheckpointError, ConfigError, RobotRLError, StoreError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.learning.rl.episode_record import (EpisodeRecord, InvalidEpisode, read_record, record_streams,
                                                  write_record)
 from robot_rl.data.writer import EpisodeWriter
+from robot_rl.learning.train_state import PROGRESS, has_learner_state
 from robot_rl.runtime.rl_wire import (PayloadTooLarge, WireError, check_bind, check_token, decode, encode, endpoint,
                                       pack_weights, unpack_arrays)
 
@@ -188,12 +190,13 @@ class Learner:
     # ---- resume --------------------------------------------------------------------------------
     def _resume(self) -> None:
         known = 0                # episodes the restored algorithm's counters already hold
-        if self.checkpoint_dir is not None and (self.checkpoint_dir / "learner_state").exists() \
-                and hasattr(self.algo, "load_state"):
-            from robot_rl.core.config import load_yaml
-
-            restored = self.algo.load_state(self.checkpoint_dir / "learner_state")
-            self.updates = int(load_yaml(self.checkpoint_dir / "learner_state" / "counters.yaml")["updates"])
+        state = self.checkpoint_dir / "learner_state" if self.checkpoint_dir is not None else None
+        if has_learner_state(state) and hasattr(self.algo, "load_state"):
+            restored = self.algo.load_state(state)
+            try:
+                self.updates = int(load_yaml(state / PROGRESS)["learner"]["updates"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"{state / PROGRESS}: no learner.updates counter ({e})") from None
             if hasattr(self.algo, "remember"):
                 known = restored.episodes
         if not (self.store_path / "zarr.json").exists():
@@ -395,18 +398,8 @@ class Learner:
     def checkpoint(self) -> None:
         if not hasattr(self.algo, "save_state"):
             return
-        from robot_rl.core.config import save_yaml
-
-        d = self.checkpoint_dir / "learner_state"
-        tmp = self.checkpoint_dir / "learner_state.tmp"
-        self.algo.save_state(tmp)
-        save_yaml({"updates": self.updates, "env_steps": self.env_steps, "version": self.version},
-                  tmp / "counters.yaml")
-        if d.exists():
-            import shutil
-
-            shutil.rmtree(d)
-        tmp.rename(d)
+        self.algo.save_state(self.checkpoint_dir / "learner_state",
+                             {"updates": self.updates, "env_steps": self.env_steps, "version": self.version})
 
     def run(self, env_steps: int, timeout_s: float | None = None, on_progress=None) -> None:
         """Serve until `env_steps` environment steps have been received (or timeout_s passes)."""

@@ -40,6 +40,28 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path, kind):
     assert torch.equal(loaded.predict_action(obs, init_noise=noise), policy.predict_action(obs, init_noise=noise))
 
 
+def test_a_composite_save_killed_while_writing_its_base_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    from robot_rl.policies import io
+    from robot_rl.policies.residual_policy import ResidualPolicy
+
+    base = trained_looking_policy(n_cameras=0)   # critics and actors read low-dim observations
+    save_policy(ResidualPolicy(base, scale=0.1, hidden=(8,)), tmp_path / "res", meta={"round": 0})
+    write = io.save_checkpoint
+
+    def killed_at_the_base(path, *args, **kwargs):
+        if path.name == io.BASE_DIR:
+            raise KeyboardInterrupt("killed while writing the base")
+        return write(path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "save_checkpoint", killed_at_the_base)
+    with pytest.raises(KeyboardInterrupt):
+        save_policy(ResidualPolicy(base, scale=0.2, hidden=(8,)), tmp_path / "res", meta={"round": 1})
+    monkeypatch.undo()
+    loaded = load_policy(tmp_path / "res", device="cpu")
+    assert isinstance(loaded, ResidualPolicy) and loaded.actor_cfg["scale"] == 0.1
+    assert load_checkpoint(tmp_path / "res").meta["round"] == 0
+
+
 def test_checkpoint_carries_spec_config_and_normalizer(tmp_path):
     policy = trained_looking_policy()
     save_policy(policy, tmp_path / "ckpt", config={"train": {"lr": 1e-4}})

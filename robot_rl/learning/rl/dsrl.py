@@ -16,7 +16,7 @@ Before training, the base is evaluated with its standard-normal noise, with nois
 initial (bounded, tanh-squashed) distribution, which is the curve's first point, and from the actor's mode
 w = 0; all three go into the result metrics. Exported: a NoiseSteeredPolicy (base + actor) that samples
 its noise like the base does. The state (weights, optimizers, replay, counters) is saved at every episode
-in <out>/train_state.
+in <out>/train_state (robot_rl.learning.train_state.save_learner_state).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_f
 from robot_rl.learning.rl.denoising_ppo import executed_actions
 from robot_rl.learning.rl.online import CurvePoint, OnlineProgress, run_online
 from robot_rl.learning.rl.transitions import Transitions
-from robot_rl.learning.train_state import FILE as STATE_FILE, load_train_state, save_train_state
+from robot_rl.learning.train_state import has_learner_state, load_learner_state, save_learner_state
 from robot_rl.policies.critics import ChunkFeatures, QEnsemble
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
@@ -258,24 +258,18 @@ class DSRL:
         """Weights, optimizers, temperature, replay and counters (everything observed so far)."""
         if self.state_dir is None:
             return
-        extra = {"counters": asdict(replace(self.seen, updates=self.updates, curve=[])),
-                 "log_alpha": float(self.log_alpha.detach())}
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.replay.save(self.state_dir / REPLAY)
-        for name, (opt, modules) in self._optimizers().items():
-            save_train_state(self.state_dir / name, self.updates, opt, modules, extra)
+        counters = asdict(replace(self.seen, updates=self.updates, curve=[])) | {"log_alpha": float(self.log_alpha.detach())}
+        save_learner_state(self.state_dir, self.updates, self._optimizers(), counters,
+                           write_files=lambda d: self.replay.save(d / REPLAY))
 
     def load_state(self, out: str | Path) -> OnlineProgress | None:
         """Restore from state_dir if it holds a state; returns where run_online continues (None: fresh)."""
-        if self.state_dir is None or not (self.state_dir / "alpha" / STATE_FILE).is_file():
+        if not has_learner_state(self.state_dir):
             return None
-        extra = {}
-        for name, (opt, modules) in self._optimizers().items():
-            extra = load_train_state(self.state_dir / name, opt, modules)["extra"]
+        c = load_learner_state(self.state_dir, self._optimizers())
         with torch.no_grad():
-            self.log_alpha.fill_(float(extra["log_alpha"]))
+            self.log_alpha.fill_(float(c["log_alpha"]))
         self.replay.load(self.state_dir / REPLAY)
-        c = extra["counters"]
         self.updates = int(c["updates"])
         self.seen = OnlineProgress(int(c["env_steps"]), int(c["transitions"]), 0, int(c["episodes"]))
         return OnlineProgress(self.seen.env_steps, self.seen.transitions, self.updates, self.seen.episodes,

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
-from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult
+from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_finetuned
 from robot_rl.learning.rl.denoising_ppo import ChainConfig, DenoisingPPO, executed_actions, sample_stochastic_chain
 from robot_rl.learning.rl.iql import IQLConfig, IQLCritics, TransitionBatches
 from robot_rl.learning.rl.online import CurvePoint
@@ -266,7 +266,7 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
         bon = None
         if cfg.best_of_n:
             bon = BestOfNPolicy(policy, copy.deepcopy(critics.q_target), q_config, cfg.best_of_n)
-            round_m["best_of_n"] = str(bon.save(out / "best_of_n", meta={"stage": "offline", "round": r}))
+            round_m["best_of_n"] = str(save_policy(bon, out / "best_of_n", meta={"stage": "offline", "round": r}))
         if ctx.evaluate is not None:
             round_m["success_rate"] = ctx.evaluate(policy)
             if bon is not None:
@@ -298,7 +298,7 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
     if cfg.export == "best_of_n":
         final = BestOfNPolicy(policy, copy.deepcopy(critics.q_target), q_config, cfg.best_of_n)
         final_success = ctx.evaluate(final) if ctx.evaluate is not None else None
-    path = save_policy(final, ctx.out / "policy", meta={"stage": "offline"})
+    path = save_finetuned(ctx, final, "offline", cfg, meta={"stage": "offline"})
     metrics = {"base_success_rate": base_success, "base_rollout_success_rate": base_rollout_rate,
                "final_success_rate": final_success, "rounds": summary,
                "rollout_env_steps": collector.env_steps if collector else 0, "config": asdict(cfg)}

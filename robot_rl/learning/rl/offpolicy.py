@@ -22,8 +22,7 @@ rebuilt from the prior store plus the run's own recorded episodes (<out>/online.
 from __future__ import annotations
 
 import copy
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -31,15 +30,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_rl.core.checkpoint import replace_directory
-from robot_rl.core.config import load_yaml, save_yaml
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.spec import PolicySpec
-from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult
+from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_finetuned
 from robot_rl.learning.rl.online import OnlineProgress, run_online
 from robot_rl.learning.rl.replay import SymmetricReplay, n_step_transitions
 from robot_rl.learning.rl.transitions import SOURCES, Transitions, store_transitions
-from robot_rl.learning.train_state import load_train_state, save_train_state
+from robot_rl.learning.train_state import PROGRESS, has_learner_state, load_learner_state, save_learner_state
 from robot_rl.policies.critics import ChunkFeatures, QEnsemble
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.normalizer import Normalizer
@@ -281,32 +278,25 @@ class OffPolicyAgent:
         return {"critic": (self.critic_opt, {"critic": self.critic, "target": self.critic_target}),
                 "actor": (self.actor_opt, {"actor": self.actor}), **self.extra_state()}
 
-    def save_state(self, directory: str | Path) -> Path:
-        """Networks + optimizers (safetensors per optimizer) and counters (progress.yaml), swapped in whole."""
-        directory = Path(directory)
-        tmp = directory.with_name(directory.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        for name, (opt, modules) in self._parts().items():
-            save_train_state(tmp / name, self.updates, opt, modules)
-        save_yaml({"env_steps": self.env_steps, "transitions": self.transitions, "updates": self.updates,
-                   "episodes": self.episodes, "warmup_transitions": self.warmup_transitions,
-                   "rng": self.rng.bit_generator.state, "subset_gen": self.subset_gen.get_state().tolist()},
-                  tmp / "progress.yaml")
-        return replace_directory(tmp, directory)
+    def save_state(self, directory: str | Path, learner: Mapping[str, int] | None = None) -> Path:
+        """Networks + optimizers and counters (robot_rl.learning.train_state.save_learner_state); `learner`:
+        the actor/learner server's own counters (robot_rl.runtime.learner), kept with them under "learner"."""
+        return save_learner_state(directory, self.updates, self._parts(), {
+            "env_steps": self.env_steps, "transitions": self.transitions, "updates": self.updates,
+            "episodes": self.episodes, "warmup_transitions": self.warmup_transitions,
+            "rng": self.rng.bit_generator.state, "subset_gen": self.subset_gen.get_state().tolist()}
+            | ({"learner": dict(learner)} if learner is not None else {}))
 
     def load_state(self, directory: str | Path) -> OnlineProgress:
-        directory = Path(directory)
-        progress = load_yaml(directory / "progress.yaml")
+        progress = load_learner_state(directory, self._parts())
         try:
-            for name, (opt, modules) in self._parts().items():
-                load_train_state(directory / name, opt, modules)
             self.env_steps, self.transitions = int(progress["env_steps"]), int(progress["transitions"])
             self.updates, self.episodes = int(progress["updates"]), int(progress["episodes"])
             self.warmup_transitions = progress["warmup_transitions"]
             self.rng.bit_generator.state = progress["rng"]
             self.subset_gen.set_state(torch.tensor(progress["subset_gen"], dtype=torch.uint8))
         except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{directory / 'progress.yaml'}: incomplete learner state ({e})") from None
+            raise CheckpointError(f"{Path(directory) / PROGRESS}: incomplete learner state ({e})") from None
         return OnlineProgress(self.env_steps, self.transitions, self.updates, self.episodes)
 
 
@@ -323,7 +313,7 @@ def train_online(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConf
     n_prior = agent.load_prior(ctx.store, progress=ctx.progress) if ctx.store is not None else 0
     state_dir, online_store = out / "learner", out / "online.zarr"
     start = None
-    if cfg.resume and (state_dir / "progress.yaml").is_file():
+    if cfg.resume and has_learner_state(state_dir):
         start = agent.load_state(state_dir)
         start.curve = OnlineProgress.load_curve(out, start.env_steps)
         if online_store.exists():
@@ -353,14 +343,10 @@ def train_online(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConf
 
 def export_result(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConfig, name: str, curve: list,
                   **metrics) -> FinetuneResult:
-    """Save the agent's exported policy to ctx.out/policy (with its finetune config) and sum the run up."""
-    from robot_rl.policies.io import save_policy
-
+    """Save the agent's exported policy (context.save_finetuned) and sum the run up."""
     policy = agent.export_policy()
-    store_path = str(ctx.store.path) if ctx.store is not None else None
-    path = save_policy(policy, Path(ctx.out) / "policy", config={"task": ctx.task, "store": store_path,
-                                                                 "finetune": {"algo": name, name: asdict(cfg)}},
-                       meta={"algo": name, "env_steps": agent.env_steps, "updates": agent.updates})
+    path = save_finetuned(ctx, policy, name, cfg, meta={"algo": name, "env_steps": agent.env_steps,
+                                                         "updates": agent.updates})
     metrics = {"updates": agent.updates, "episodes": agent.episodes, "online_transitions": agent.transitions,
                "warmup_transitions": agent.warmup_transitions} | metrics
     return FinetuneResult(policy, path, curve, metrics)

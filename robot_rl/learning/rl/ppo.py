@@ -35,7 +35,7 @@ from robot_rl.learning.rl.denoising_ppo import ChainConfig, DenoisingPPO, execut
 from robot_rl.learning.rl.gae import episode_ends, gae
 from robot_rl.learning.rl.online import OnlineProgress, run_online
 from robot_rl.learning.rl.transitions import Transitions
-from robot_rl.learning.train_state import FILE as STATE_FILE, load_train_state, save_train_state
+from robot_rl.learning.train_state import has_learner_state, load_learner_state, save_learner_state
 from robot_rl.policies.critics import ChunkFeatures, ValueNet
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
@@ -268,20 +268,19 @@ class DiffusionPPO:
             return
         counters = {"iterations": self.iterations, "env_steps": self.seen.env_steps,
                     "transitions": self.seen.transitions - self.buffered(), "episodes": self.seen.episodes}
-        save_train_state(self.state_dir / "actor", self.iterations, self.actor_opt, {"policy": self.policy},
-                         {"counters": counters})
-        save_train_state(self.state_dir / "critic", self.iterations, self.critic_opt, {"value": self.value},
-                         {"counters": counters})
+        save_learner_state(self.state_dir, self.iterations, self._optimizers(), counters)
 
     def load_state(self, out: str | Path) -> OnlineProgress | None:
         """Restore from state_dir if it holds a state; returns where run_online continues (None: fresh)."""
-        if self.state_dir is None or not (self.state_dir / "critic" / STATE_FILE).is_file():
+        if not has_learner_state(self.state_dir):
             return None
-        load_train_state(self.state_dir / "actor", self.actor_opt, {"policy": self.policy})
-        c = load_train_state(self.state_dir / "critic", self.critic_opt, {"value": self.value})["extra"]["counters"]
+        c = load_learner_state(self.state_dir, self._optimizers())
         self.iterations = int(c["iterations"])
         self.seen = OnlineProgress(int(c["env_steps"]), int(c["transitions"]), self.iterations, int(c["episodes"]))
         return replace(self.seen, curve=OnlineProgress.load_curve(out, self.seen.env_steps))
+
+    def _optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, dict[str, torch.nn.Module]]]:
+        return {"actor": (self.actor_opt, {"policy": self.policy}), "critic": (self.critic_opt, {"value": self.value})}
 
 
 def run(ctx: FinetuneContext) -> FinetuneResult:

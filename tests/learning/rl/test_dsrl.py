@@ -97,6 +97,47 @@ def test_updates_follow_the_utd_throttle_and_move_actor_and_critic(base):
     assert any(not torch.equal(a, b) for a, b in zip(critic0, algo.critic.parameters()))
 
 
+def _trained(base, state_dir):
+    algo = DSRL(base, SMALL, seed=0, state_dir=state_dir)
+    spec, rng = base.spec, np.random.default_rng(0)
+    T = 6 * spec.n_action_steps
+    obs = {f.key: rng.uniform(-0.5, 0.5, (T + 1, *f.shape)).astype(np.float32) for f in spec.obs}
+    noise = rng.standard_normal((6, spec.horizon, spec.action_dim)).astype(np.float32)
+    t = chunk_transitions(obs, rng.uniform(-1, 1, (T, spec.action_dim)), np.ones(T), True, spec, 0.99,
+                          extras={"noise": noise})
+    algo.observe(t)
+    for _ in range(algo.allowed_updates(len(t))):
+        algo.update()
+    algo.save_state()
+    return algo
+
+
+def test_resume_restores_weights_temperature_replay_and_counters(base, tmp_path):
+    algo = _trained(base, tmp_path / "train_state")
+    again = DSRL(base, SMALL, seed=0, state_dir=tmp_path / "train_state")
+    start = again.load_state(tmp_path)
+    assert start.updates == again.updates == algo.updates == 4
+    assert (start.env_steps, start.episodes, len(again.replay)) == (algo.seen.env_steps, 1, len(algo.replay))
+    assert float(again.log_alpha.detach()) == float(algo.log_alpha.detach())
+    for a, b in zip(algo.actor.state_dict().values(), again.actor.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_save_killed_midway_leaves_the_previous_state(base, tmp_path, monkeypatch):
+    algo = _trained(base, tmp_path / "train_state")
+    updates = algo.updates
+    algo.updates += 1
+
+    def killed(path):
+        raise KeyboardInterrupt("killed while writing the replay")
+
+    monkeypatch.setattr(algo.replay, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        algo.save_state()
+    again = DSRL(base, SMALL, seed=0, state_dir=tmp_path / "train_state")
+    assert again.load_state(tmp_path).updates == updates
+
+
 def test_finetune_dsrl_cli_then_eval_and_dagger_distill_of_the_steered_policy(base_ckpt, tmp_path):
     out = tmp_path / "dsrl"
     assert main(["finetune", "algo=dsrl", f"policy={base_ckpt}", "task=reach", "task.params.time_limit=1.0",

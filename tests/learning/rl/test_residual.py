@@ -14,7 +14,7 @@ from robot_rl.learning.run_setup import twin_env_factory
 from robot_rl.learning.rl.online import OnlineConfig, run_online
 from robot_rl.learning.rl.residual import ResidualAgent, ResidualConfig
 from robot_rl.learning.rl.transitions import chunk_transitions
-from robot_rl.policies.io import load_policy
+from robot_rl.policies.io import load_policy, save_policy
 from robot_rl.policies.residual_policy import ResidualPolicy
 
 SHORT_REACH = {"name": "reach", "params": {"time_limit": 1.0}}     # 20 env steps per episode: fast tests
@@ -72,7 +72,7 @@ def test_the_gripper_gets_its_own_bound_and_keeps_it_through_a_checkpoint(base, 
     with torch.no_grad():
         for p in policy.actor.parameters():
             p.normal_(0.0, 50.0)
-    loaded = ResidualPolicy.load(policy.save(tmp_path / "res"), device="cpu")
+    loaded = ResidualPolicy.load(save_policy(policy, tmp_path / "res"), device="cpu")
     obs, noise = _history(base, 0), torch.randn(1, base.spec.horizon, base.spec.action_dim)
     for p in (policy, loaded):
         chunk = p.act(obs, noise)
@@ -176,7 +176,7 @@ def test_a_residual_checkpoint_round_trips_and_works_with_eval_and_dagger_distil
     with torch.no_grad():
         for p in policy.actor.parameters():
             p.normal_(0.0, 1.0)                              # a residual that differs from zero
-    path = policy.save(tmp_path / "residual", config={"task": SHORT_REACH})
+    path = save_policy(policy, tmp_path / "residual", config={"task": SHORT_REACH})
     loaded = load_policy(path, device="cpu")
     assert isinstance(loaded, ResidualPolicy) and (path / "base" / "model.safetensors").is_file()
     obs, noise = _history(base), torch.randn(1, base.spec.horizon, base.spec.action_dim)
