@@ -1,4 +1,4 @@
-"""Imports point down the layers of /work/shared/ARCHITECTURE.md and no robot_rl module imports itself
+"""Imports point down the layers of the README's layout table and no robot_rl module imports itself
 back through a cycle. Every import is read with `ast`, module level and inside functions alike."""
 
 import ast
