@@ -1,20 +1,20 @@
-"""Off-policy actor-critic over action chunks, shared by `residual` (the default online fine-tuning)
-and `rlpd` (from scratch with the demos in the batch): one replay, one critic update, one actor update.
+"""Off-policy actor-critic over action chunks, the part `residual` (the default online fine-tuning)
+and `rlpd` (from scratch with the demos in the batch) share: one replay, one critic update, one learner state.
 
     data    chunk transitions folded into n-step returns at insert time; symmetric sampling: a
             prior_fraction of every batch from the prior buffer (store demos + interventions), the
             rest from the online buffer (robot_rl.learning.rl.replay)
     critic  QEnsemble with LayerNorm on (normalized obs history, normalized executed chunk);
             y = R_n + D_n * min over a random subset of `target_heads` target heads at (s_n, a'),
-            a' from the actor at s_n ("target" mode); no entropy term in the backup (RLPD)
-    actor   maximises the mean over the heads of Q(s, pi(s)) (a subclass may add terms: SAC's entropy)
+            a' the algorithm's target action at s_n; no entropy term in the backup (RLPD)
     UTD     no updates during the first `warmup_env_steps` env steps; then `utd` updates per chunk transition
             collected so far (allowed_updates() is the throttle run_online obeys), so the warm-up data is
             caught up on at once: those first updates train only the critic (recalibrating it on the
             prior and warm-up data before the actor follows its gradient), then `actor_delay` more
 
-A subclass supplies the actor: build_actor(), policy_action(obs, base, mode) with mode act | explore |
-target | train, and, for an actor on a frozen base, act_base() and prepare() (base chunks as extras).
+OffPolicyLearner is a part, not a base class: an algorithm builds it, builds its own actor, and writes its
+own act() and update() (the actor loss included) from the learner's steps; nothing here calls back into
+the algorithm except the `prepare` function it hands over (residual: base chunks as transition extras).
 The learner state (networks, optimizers, counters) saves to <out>/learner and resumes with the replay
 rebuilt from the prior store plus the run's own recorded episodes (<out>/online.zarr).
 """

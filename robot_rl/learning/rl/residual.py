@@ -24,7 +24,8 @@ right (precise insertion needs it near zero), the exported policy is then exactl
 evaluated, and exploration stays an explicit, bounded knob for a real robot. For the same reason the
 actor loss carries `penalty` * mean (residual / bound)^2: without it the actor follows the critic's
 extrapolation noise to the bound.
-The shared machinery (robot_rl.learning.rl.offpolicy): LayerNorm Q ensemble on the executed action
+The shared part (robot_rl.learning.rl.offpolicy.OffPolicyLearner, owned by ResidualAgent below; its update
+is this file's): LayerNorm Q ensemble on the executed action
 (critic_heads 4 by default, for CPU cost; RLPD's 10 with critic_heads=10), target = min over a random
 subset of 2 target heads, actor on the mean Q (every `actor_every` updates), n-step 3, `utd` updates per
 chunk transition after `warmup_env_steps` steps of the base alone (the first of them train the critic
