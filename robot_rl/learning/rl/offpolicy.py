@@ -1,20 +1,20 @@
-"""Off-policy actor-critic over action chunks, shared by `residual` (the default online fine-tuning)
-and `rlpd` (from scratch with the demos in the batch): one replay, one critic update, one actor update.
+"""Off-policy actor-critic over action chunks, the part `residual` (the default online fine-tuning)
+and `rlpd` (from scratch with the demos in the batch) share: one replay, one critic update, one learner state.
 
     data    chunk transitions folded into n-step returns at insert time; symmetric sampling: a
             prior_fraction of every batch from the prior buffer (store demos + interventions), the
             rest from the online buffer (robot_rl.learning.rl.replay)
     critic  QEnsemble with LayerNorm on (normalized obs history, normalized executed chunk);
             y = R_n + D_n * min over a random subset of `target_heads` target heads at (s_n, a'),
-            a' from the actor at s_n ("target" mode); no entropy term in the backup (RLPD)
-    actor   maximises the mean over the heads of Q(s, pi(s)) (a subclass may add terms: SAC's entropy)
+            a' the algorithm's target action at s_n; no entropy term in the backup (RLPD)
     UTD     no updates during the first `warmup_env_steps` env steps; then `utd` updates per chunk transition
             collected so far (allowed_updates() is the throttle run_online obeys), so the warm-up data is
             caught up on at once: those first updates train only the critic (recalibrating it on the
             prior and warm-up data before the actor follows its gradient), then `actor_delay` more
 
-A subclass supplies the actor: build_actor(), policy_action(obs, base, mode) with mode act | explore |
-target | train, and, for an actor on a frozen base, act_base() and prepare() (base chunks as extras).
+OffPolicyLearner is a part, not a base class: an algorithm builds it, builds its own actor, and writes its
+own act() and update() (the actor loss included) from the learner's steps; nothing here calls back into
+the algorithm except the `prepare` function it hands over (residual: base chunks as transition extras).
 The learner state (networks, optimizers, counters) saves to <out>/learner and resumes with the replay
 rebuilt from the prior store plus the run's own recorded episodes (<out>/online.zarr).
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -40,9 +40,6 @@ from robot_rl.learning.train_state import PROGRESS, has_learner_state, load_lear
 from robot_rl.policies.critics import ChunkFeatures, QEnsemble
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.normalizer import Normalizer
-
-MODES = ("act", "explore", "target", "train")
-
 
 WARMUP_OVER = "_learner.warmup_over"      # actor_weights entry: the learner has left its warm-up
 
@@ -87,11 +84,14 @@ class OffPolicyConfig:
             raise ConfigError(f"{type(self).__name__}.tau={self.tau}: must be in (0, 1]")
 
 
-class OffPolicyAgent:
-    """Both sides of the actor/learner split (robot_rl.learning.rl.online.OnlineAlgorithm)."""
+class OffPolicyLearner:
+    """Everything of an off-policy learner but its actor, as a part an algorithm owns (no hooks): the
+    critic ensemble and its target, the replay, the counters and the UTD throttle, the learner state.
 
-    warmup_explores = False          # during the warm-up: act deterministically (a base) or explore (scratch)
-    uses_base = False                # transitions carry base_action / next_base_action extras
+    An algorithm (residual, rlpd) builds one, then its actor, and hands the actor over with set_actor
+    (the critic first, so a seed gives the same networks). Its own update() calls sample(), critic_update(),
+    actor_due(), step() and finish_update(); its act() reads warming_up.
+    """
 
     def __init__(self, spec: PolicySpec, normalizer: Normalizer, cfg: OffPolicyConfig, device="cpu",
                  seed: int = 0, gamma: float = 0.99) -> None:
@@ -102,9 +102,7 @@ class OffPolicyAgent:
         O, A = self.features.obs_dim, self.features.action_dim
         self.critic = QEnsemble(O, A, cfg.critic_heads, cfg.critic_hidden, layer_norm=True).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor = self.build_actor(O, A).to(self.device)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.replay = SymmetricReplay(cfg.capacity, cfg.prior_fraction)
         self.rng = np.random.default_rng(seed)
         self.subset_gen = torch.Generator().manual_seed(seed)
@@ -112,66 +110,32 @@ class OffPolicyAgent:
         self.warmup_transitions: int | None = None if cfg.warmup_env_steps > 0 else 0
         self.state_dir: Path | None = None
         self.tb = None
-        self._actor_metrics: dict[str, float] = {}
+        self.actor_metrics: dict[str, float] = {}
 
-    # ---- the actor (subclasses) ------------------------------------------------------------------
-    def build_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
-        raise NotImplementedError
-
-    def policy_action(self, obs: torch.Tensor, base: torch.Tensor | None,
-                      mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Normalized flat obs (B, O) and base chunk (B, A) or None -> (normalized chunk (B, A), log-prob or None).
-        mode: act (deterministic), explore (rollouts), target (critic targets), train (actor loss)."""
-        raise NotImplementedError
-
-    def act_base(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
-        """Raw obs {key: (1, n_obs, D)} -> the base's raw executable chunk (1, n_act, Da), or None."""
-        return None
-
-    def prepare(self, t: Transitions) -> Transitions:
-        """Add what update() reads beyond the transition itself (residual: base chunks at obs / next_obs)."""
-        return t
-
-    def export_policy(self):
-        raise NotImplementedError
-
-    def actor_loss(self, obs: torch.Tensor, base: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
-        a, _ = self.policy_action(obs, base, "train")
-        q = self.critic(obs, a).mean(0)
-        metrics = {"q_pi": q.mean().item()}
-        if base is not None:   # how far the actor moves from its base (normalized units)
-            metrics["residual_abs"] = (a - base).abs().mean().item()
-        return self.action_penalty(a, base) - q.mean(), metrics
-
-    def action_penalty(self, action: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor | float:
-        """A regularizer on the actor's actions added to its loss (none here)."""
-        return 0.0
-
-    def extra_state(self) -> dict[str, tuple[torch.optim.Optimizer, dict[str, nn.Module]]]:
-        """Further optimizer + modules pairs to save (SAC's temperature)."""
-        return {}
+    def set_actor(self, actor: nn.Module, prepare: Callable[[Transitions], Transitions] = lambda t: t,
+                  extra_state: dict[str, tuple[torch.optim.Optimizer, dict[str, nn.Module]]] | None = None) -> None:
+        """The algorithm's actor network (an Adam optimizer at cfg.actor_lr is made for it); prepare: what
+        every transition batch needs before the replay (residual: the base's chunks); extra_state: further
+        optimizer + modules pairs saved with the learner state (rlpd's temperature)."""
+        self.actor = actor.to(self.device)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.actor_lr)
+        self.prepare, self.extra_state = prepare, extra_state or {}
 
     # ---- acting -----------------------------------------------------------------------------------
     @property
     def warming_up(self) -> bool:
         return self.warmup_transitions is None
 
-    def reset(self) -> None:
-        pass
+    def obs_tensors(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Observation history {key: (n_obs, D)} -> raw tensors {key: (1, n_obs, D)} on the device."""
+        return {f.key: torch.as_tensor(np.asarray(obs[f.key]), dtype=torch.float32, device=self.device)[None]
+                for f in self.spec.obs}
 
-    @torch.no_grad()
-    def act(self, obs: Mapping[str, np.ndarray], explore: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Observation history {key: (n_obs, D)} -> (raw actions (n_act, Da), extras)."""
-        x = {f.key: torch.as_tensor(np.asarray(obs[f.key]), dtype=torch.float32, device=self.device)[None]
-             for f in self.spec.obs}
-        base_raw = self.act_base(x)
-        base = None if base_raw is None else self.features.action(base_raw)
-        mode = "explore" if explore and (self.warmup_explores or not self.warming_up) else "act"
-        a, _ = self.policy_action(self.features.obs(x), base, mode)
+    def raw_chunk(self, a: torch.Tensor) -> np.ndarray:
+        """A normalized flat chunk (1, A) -> raw actions (n_act, Da)."""
         raw = self.features.normalizer.unnormalize(self.spec.action.key,
                                                    a.view(1, self.spec.n_action_steps, self.spec.action_dim))
-        extras = {} if base_raw is None else {"base_action": base_raw[0].cpu().numpy()}
-        return raw[0].cpu().numpy(), extras
+        return raw[0].cpu().numpy()
 
     def actor_weights(self) -> dict[str, torch.Tensor]:
         """What an actor process needs (robot_rl.runtime.actor): the actor network (a base never changes)
@@ -232,43 +196,52 @@ class OffPolicyAgent:
         """Update index of the first actor update: after the critic-only catch-up on the warm-up data."""
         return int(self.cfg.utd * (self.warmup_transitions or 0)) + self.cfg.actor_delay
 
-    def _base_input(self, batch: dict, name: str) -> torch.Tensor | None:
-        return self.features.action(batch["extras"][name]) if self.uses_base else None
+    def actor_due(self) -> bool:
+        """Whether this update moves the actor (after actor_start, every actor_every updates)."""
+        return self.updates >= self.actor_start and (self.updates - self.actor_start) % self.cfg.actor_every == 0
 
-    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params) -> None:
+    def sample(self) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """A symmetric batch on the device and its normalized flat obs and next obs."""
+        batch = self.replay.sample(self.cfg.batch_size, self.rng).torch(self.device)
+        return batch, self.features.obs(batch["obs"]), self.features.obs(batch["next_obs"])
+
+    def step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         opt.step()
 
-    def update(self) -> dict[str, float]:
-        cfg = self.cfg
-        batch = self.replay.sample(cfg.batch_size, self.rng).torch(self.device)
-        obs, next_obs = self.features.obs(batch["obs"]), self.features.obs(batch["next_obs"])
-        base, next_base = self._base_input(batch, "base_action"), self._base_input(batch, "next_base_action")
+    def critic_update(self, batch: dict, obs: torch.Tensor, next_obs: torch.Tensor,
+                      next_action: torch.Tensor) -> dict[str, float]:
+        """One step of the ensemble on y = R_n + D_n * min over a random subset of target heads at
+        (s_n, next_action); next_action: the algorithm's target action at s_n (normalized, flat)."""
         with torch.no_grad():
-            next_a, _ = self.policy_action(next_obs, next_base, "target")
-            next_q = self.critic_target.subset_min(next_obs, next_a, cfg.target_heads, self.subset_gen)
+            next_q = self.critic_target.subset_min(next_obs, next_action, self.cfg.target_heads, self.subset_gen)
             target = batch["rewards"] + batch["discounts"] * next_q
         q = self.critic(obs, self.features.action(batch["actions"]))
         critic_loss = (q - target).pow(2).mean(1).sum()
-        self._step(self.critic_opt, critic_loss, self.critic.parameters())
-        metrics = {"critic_loss": critic_loss.item(), "q": q.mean().item(), "target": target.mean().item()}
-        if self.updates >= self.actor_start and (self.updates - self.actor_start) % cfg.actor_every == 0:
-            self.critic.requires_grad_(False)
-            try:
-                loss, m = self.actor_loss(obs, base)
-                self._step(self.actor_opt, loss, self.actor.parameters())
-            finally:
-                self.critic.requires_grad_(True)
-            self._actor_metrics = {"actor_loss": loss.item()} | m
-        metrics |= self._actor_metrics       # the latest actor update's, so every log line has them
+        self.step(self.critic_opt, critic_loss, self.critic.parameters())
+        return {"critic_loss": critic_loss.item(), "q": q.mean().item(), "target": target.mean().item()}
+
+    def actor_step(self, loss: Callable[[], tuple[torch.Tensor, dict[str, float]]]) -> None:
+        """One actor step on loss() (computed with the critic frozen); its metrics are kept for every log line."""
+        self.critic.requires_grad_(False)
+        try:
+            value, metrics = loss()
+            self.step(self.actor_opt, value, self.actor.parameters())
+        finally:
+            self.critic.requires_grad_(True)
+        self.actor_metrics = {"actor_loss": value.item()} | metrics
+
+    def finish_update(self, metrics: dict[str, float]) -> dict[str, float]:
+        """After the critic (and actor) step: soft target update, count, log. Returns all metrics."""
+        metrics = metrics | self.actor_metrics      # the latest actor update's, so every log line has them
         with torch.no_grad():
             for p, tp in zip(self.critic.parameters(), self.critic_target.parameters()):
-                tp.lerp_(p, cfg.tau)
+                tp.lerp_(p, self.cfg.tau)
         self.updates += 1
-        if self.tb is not None and cfg.log_every and self.updates % cfg.log_every == 0:
+        if self.tb is not None and self.cfg.log_every and self.updates % self.cfg.log_every == 0:
             for k, v in metrics.items():
                 self.tb.add_scalar(f"train/{k}", v, self.updates)
         return metrics
@@ -276,7 +249,7 @@ class OffPolicyAgent:
     # ---- learner state ----------------------------------------------------------------------------------
     def _parts(self) -> dict[str, tuple[torch.optim.Optimizer, dict[str, nn.Module]]]:
         return {"critic": (self.critic_opt, {"critic": self.critic, "target": self.critic_target}),
-                "actor": (self.actor_opt, {"actor": self.actor}), **self.extra_state()}
+                "actor": (self.actor_opt, {"actor": self.actor}), **self.extra_state}
 
     def save_state(self, directory: str | Path, learner: Mapping[str, int] | None = None) -> Path:
         """Networks + optimizers and counters (robot_rl.learning.train_state.save_learner_state); `learner`:
@@ -300,7 +273,19 @@ class OffPolicyAgent:
         return OnlineProgress(self.env_steps, self.transitions, self.updates, self.episodes)
 
 
-def train_online(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConfig, name: str) -> FinetuneResult:
+class UsesLearner:
+    """Reads of an algorithm that are its OffPolicyLearner's (counters, data, throttle, state): an algorithm
+    holding `self.learner` lists it as a base to answer run_online and the actor/learner split with them."""
+
+    learner: OffPolicyLearner
+
+    def __getattr__(self, name: str):
+        if name == "learner":            # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.learner, name)
+
+
+def train_online(agent, ctx: FinetuneContext, cfg: OffPolicyConfig, name: str) -> FinetuneResult:
     """Prior data from ctx.store, resume from ctx.out/learner if present, run_online in the twin, save the
     learner state and the exported policy (ctx.out/policy). Shared by residual and rlpd."""
     from robot_rl.data.episode_store import EpisodeStore
@@ -319,11 +304,12 @@ def train_online(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConf
         if online_store.exists():
             agent.load_online_store(EpisodeStore.open(online_store))
         print(f"{name}: resuming at {start.env_steps} env steps, {start.updates} updates ({state_dir})")
-    agent.state_dir = state_dir
+    learner = agent.learner
+    learner.state_dir = state_dir
     if cfg.log_every:
         from torch.utils.tensorboard import SummaryWriter
 
-        agent.tb = SummaryWriter(str(out / "tb"))
+        learner.tb = SummaryWriter(str(out / "tb"))
     from robot_rl.sim.gym_tasks import task_label
 
     task_name = task_label(ctx.task) if ctx.task else ""
@@ -335,13 +321,13 @@ def train_online(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConf
     finally:
         if recorder is not None:
             recorder.close()
-        if agent.tb is not None:
-            agent.tb.close()
+        if learner.tb is not None:
+            learner.tb.close()
     agent.save_state(state_dir)
     return export_result(agent, ctx, cfg, name, curve, prior_transitions=n_prior)
 
 
-def export_result(agent: OffPolicyAgent, ctx: FinetuneContext, cfg: OffPolicyConfig, name: str, curve: list,
+def export_result(agent, ctx: FinetuneContext, cfg: OffPolicyConfig, name: str, curve: list,
                   **metrics) -> FinetuneResult:
     """Save the agent's exported policy (context.save_finetuned) and sum the run up."""
     policy = agent.export_policy()

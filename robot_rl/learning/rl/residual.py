@@ -24,7 +24,8 @@ right (precise insertion needs it near zero), the exported policy is then exactl
 evaluated, and exploration stays an explicit, bounded knob for a real robot. For the same reason the
 actor loss carries `penalty` * mean (residual / bound)^2: without it the actor follows the critic's
 extrapolation noise to the bound.
-The shared machinery (robot_rl.learning.rl.offpolicy): LayerNorm Q ensemble on the executed action
+The shared part (robot_rl.learning.rl.offpolicy.OffPolicyLearner, owned by ResidualAgent below; its update
+is this file's): LayerNorm Q ensemble on the executed action
 (critic_heads 4 by default, for CPU cost; RLPD's 10 with critic_heads=10), target = min over a random
 subset of 2 target heads, actor on the mean Q (every `actor_every` updates), n-step 3, `utd` updates per
 chunk transition after `warmup_env_steps` steps of the base alone (the first of them train the critic
@@ -37,12 +38,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult
-from robot_rl.learning.rl.offpolicy import OffPolicyAgent, OffPolicyConfig, train_online
+from robot_rl.learning.rl.offpolicy import OffPolicyConfig, OffPolicyLearner, UsesLearner, train_online
 from robot_rl.learning.rl.transitions import Transitions
 from robot_rl.policies.base import ChunkPolicy
 from robot_rl.policies.residual_policy import ResidualPolicy
@@ -80,43 +80,70 @@ class ResidualConfig(OffPolicyConfig):
             raise ConfigError("residual: explore_std, target_noise and target_noise_clip must be >= 0")
 
 
-class ResidualAgent(OffPolicyAgent):
-    uses_base = True
+class ResidualAgent(UsesLearner):
+    """The residual on its frozen base, its TD3-style update, and an OffPolicyLearner for the critic, the
+    replay, the counters and the learner state (its reads: observe, allowed_updates, save_state, ...)."""
 
     def __init__(self, base: ChunkPolicy, cfg: ResidualConfig, device="cpu", seed: int = 0,
                  gamma: float = 0.99, dims: list[int] | None = None) -> None:
         """dims: the action dimensions of the residual (default cfg.dims, else all)."""
-        self.base, self.rcfg = base, cfg
+        self.base, self.cfg, self.spec = base, cfg, base.spec
         self.dims = list(cfg.dims) if cfg.dims is not None else dims
-        super().__init__(base.spec, base.normalizer, cfg, device, seed, gamma)
+        self.learner = OffPolicyLearner(base.spec, base.normalizer, cfg, device, seed, gamma)
+        self.device, self.features = self.learner.device, self.learner.features
+        self.policy = ResidualPolicy(base, cfg.scale, cfg.actor_hidden, cfg.actor_layer_norm, self.dims,
+                                     cfg.per_step, cfg.dim_scales)
+        self.learner.set_actor(self.policy.actor, prepare=self.prepare)
+        self.actor = self.policy.actor
 
-    def build_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
-        c = self.rcfg
-        self.policy = ResidualPolicy(self.base, c.scale, c.actor_hidden, c.actor_layer_norm, self.dims, c.per_step,
-                                     c.dim_scales)
-        return self.policy.actor
+    def reset(self) -> None:
+        pass
 
-    def policy_action(self, obs, base, mode):
-        c = self.rcfg
-        r = self.actor(obs, base)
-        if mode == "explore" and c.explore_std > 0:
-            r = self.actor.clamp(r + self.actor.noise(r, c.explore_std))
-        elif mode == "target" and c.target_noise > 0:
-            r = self.actor.clamp(r + self.actor.noise(r, c.target_noise, c.target_noise_clip))
-        return base + r, None
+    # ---- acting: a = a_base + r, r explored with clipped Gaussian noise once the warm-up is over ---------
+    @torch.no_grad()
+    def act(self, obs, explore: bool = True):
+        """Observation history {key: (n_obs, D)} -> (raw actions (n_act, Da), {"base_action": raw base chunk})."""
+        x = self.learner.obs_tensors(obs)
+        base_raw = self.policy.base_actions(x, self.base.make_noise(1))
+        base = self.features.action(base_raw)
+        r = self.actor(self.features.obs(x), base)
+        if explore and not self.learner.warming_up and self.cfg.explore_std > 0:
+            r = self.actor.clamp(r + self.actor.noise(r, self.cfg.explore_std))
+        return self.learner.raw_chunk(base + r), {"base_action": base_raw[0].cpu().numpy()}
+
+    # ---- the update ----------------------------------------------------------------------------------------
+    def update(self) -> dict[str, float]:
+        """Critic on y = R_n + D_n * min Q_target(s_n, a_base' + smoothed r'); every actor_every updates the
+        actor on mean Q(s, a_base + r) - penalty."""
+        c, learner = self.cfg, self.learner
+        batch, obs, next_obs = learner.sample()
+        base = self.features.action(batch["extras"]["base_action"])
+        next_base = self.features.action(batch["extras"]["next_base_action"])
+        with torch.no_grad():
+            r = self.actor(next_obs, next_base)
+            if c.target_noise > 0:       # TD3 target smoothing
+                r = self.actor.clamp(r + self.actor.noise(r, c.target_noise, c.target_noise_clip))
+        metrics = learner.critic_update(batch, obs, next_obs, next_base + r)
+        if learner.actor_due():
+            learner.actor_step(lambda: self.actor_loss(obs, base))
+        return learner.finish_update(metrics)
+
+    def actor_loss(self, obs: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        a = base + self.actor(obs, base)
+        q = self.learner.critic(obs, a).mean(0)
+        metrics = {"q_pi": q.mean().item(), "residual_abs": (a - base).abs().mean().item()}
+        return self.action_penalty(a, base) - q.mean(), metrics
 
     def action_penalty(self, action, base):
         """penalty * mean (residual / bound)^2 over the active elements: the residual leaves the base only
         where the critic's gain outweighs it (without it the actor saturates on critic noise)."""
-        if self.rcfg.penalty <= 0:
+        if self.cfg.penalty <= 0:
             return 0.0
         active = self.actor.bound > 0
         r = (action - base)[:, active] / self.actor.bound[active]
-        return self.rcfg.penalty * r.pow(2).mean()
+        return self.cfg.penalty * r.pow(2).mean()
 
-    def act_base(self, obs):
-        return self.policy.base_actions(obs, self.base.make_noise(1))
-
+    # ---- data: the base's chunks at obs and at the n-step next obs, once at insert time ---------------------
     @torch.no_grad()
     def base_chunks(self, obs: dict) -> torch.Tensor:
         """Raw obs {key: (N, n_obs, D)} arrays -> the base's raw executable chunks (N, n_act, Da) on the CPU,

@@ -18,7 +18,7 @@ from torch import nn
 from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult
-from robot_rl.learning.rl.offpolicy import OffPolicyAgent, OffPolicyConfig, train_online
+from robot_rl.learning.rl.offpolicy import OffPolicyConfig, OffPolicyLearner, UsesLearner, train_online
 from robot_rl.policies.gaussian_chunk import GaussianChunkPolicy
 
 
@@ -45,36 +45,54 @@ class Temperature(nn.Module):
         return self.log_alpha.exp()
 
 
-class RLPDAgent(OffPolicyAgent):
-    warmup_explores = True
+class RLPDAgent(UsesLearner):
+    """A SAC actor and its temperature, its update, and an OffPolicyLearner for the critic, the replay,
+    the counters and the learner state (its reads: observe, allowed_updates, save_state, ...)."""
 
     def __init__(self, spec, normalizer, cfg: RLPDConfig, device="cpu", seed: int = 0, gamma: float = 0.99):
-        self.rcfg, self.normalizer = cfg, normalizer
-        super().__init__(spec, normalizer, cfg, device, seed, gamma)
+        self.cfg, self.spec = cfg, spec
+        self.learner = OffPolicyLearner(spec, normalizer, cfg, device, seed, gamma)
+        self.device, self.features = self.learner.device, self.learner.features
+        self.policy = GaussianChunkPolicy(spec, normalizer, cfg.actor_hidden)
+        self.actor = self.policy.actor
         self.temperature = Temperature(cfg.init_temperature).to(self.device)
         self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=cfg.temperature_lr)
+        self.learner.set_actor(self.actor, extra_state={
+            "temperature": (self.temperature_opt, {"temperature": self.temperature})})
         self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
                                else -0.5 * self.features.action_dim)
 
-    def build_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
-        self.policy = GaussianChunkPolicy(self.spec, self.normalizer, self.rcfg.actor_hidden)
-        return self.policy.actor
+    def reset(self) -> None:
+        pass
 
-    def policy_action(self, obs, base, mode):
-        return self.actor(obs, deterministic=(mode == "act"))
+    @torch.no_grad()
+    def act(self, obs, explore: bool = True):
+        """Observation history {key: (n_obs, D)} -> (raw actions (n_act, Da), no extras); samples while
+        exploring, the warm-up included (the untrained actor is the warm-up's exploration)."""
+        a, _ = self.actor(self.features.obs(self.learner.obs_tensors(obs)), deterministic=not explore)
+        return self.learner.raw_chunk(a), {}
 
-    def actor_loss(self, obs, base):
-        a, log_prob = self.policy_action(obs, base, "train")
-        q = self.critic(obs, a).mean(0)
+    def update(self) -> dict[str, float]:
+        """Critic on y = R_n + D_n * min Q_target(s_n, a' ~ pi(s_n)) (no entropy term: RLPD); every
+        actor_every updates the temperature, then the actor on alpha * log pi - mean Q."""
+        learner = self.learner
+        batch, obs, next_obs = learner.sample()
+        with torch.no_grad():
+            next_a, _ = self.actor(next_obs, deterministic=False)
+        metrics = learner.critic_update(batch, obs, next_obs, next_a)
+        if learner.actor_due():
+            learner.actor_step(lambda: self.actor_loss(obs))
+        return learner.finish_update(metrics)
+
+    def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        a, log_prob = self.actor(obs, deterministic=False)
+        q = self.learner.critic(obs, a).mean(0)
         alpha = self.temperature().detach()
         loss = (alpha * log_prob - q).mean()
         # temperature: keep the policy's entropy near the target
         t_loss = -(self.temperature() * (log_prob.detach() + self.target_entropy)).mean()
-        self._step(self.temperature_opt, t_loss, self.temperature.parameters())
+        self.learner.step(self.temperature_opt, t_loss, self.temperature.parameters())
         return loss, {"q_pi": q.mean().item(), "entropy": -log_prob.mean().item(), "alpha": alpha.item()}
-
-    def extra_state(self):
-        return {"temperature": (self.temperature_opt, {"temperature": self.temperature})}
 
     def export_policy(self) -> GaussianChunkPolicy:
         return self.policy
