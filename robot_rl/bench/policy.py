@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from robot_rl.core.config import config_dir, load_yaml
-from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
+from robot_rl.core.results import BenchRow, report_bench
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.policies import DiffusionPolicy, OneStepPolicy, PolicyConfig, resolve_device
 from robot_rl.policies.device import time_calls
@@ -129,10 +129,7 @@ def main(cfg: Any = None) -> int:
         rows = measure(cfg)
     finally:
         torch.set_num_threads(previous)
-    print(format_bench_table(NAME, rows))
-    if get("json"):
-        write_bench_json(get("json"), NAME, rows)
-        print(f"wrote {get('json')}")
+    report_bench(NAME, rows, get("json"))
     return 0
 
 

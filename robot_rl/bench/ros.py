@@ -300,7 +300,7 @@ def main(cfg=None) -> int:
     """cfg: duration (s of the rig, default 10), cameras (2), width (640), height (480), camera_hz (30),
     joint_hz (1000), pose_hz (200), image_qos (reliable | best_effort), out (dir; default a temp dir),
     json (path or None)."""
-    from robot_rl.core.results import format_bench_table, write_bench_json
+    from robot_rl.core.results import report_bench
 
     out = _get(cfg, "out", None)
     tmp = None
@@ -317,9 +317,5 @@ def main(cfg=None) -> int:
     finally:
         if tmp is not None:
             tmp.cleanup()
-    print(format_bench_table(NAME, rows))
-    path = _get(cfg, "json", None)
-    if path:
-        write_bench_json(path, NAME, rows)
-        print(f"bench ros: wrote {path}")
+    report_bench(NAME, rows, _get(cfg, "json", None))
     return 0

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
+from robot_rl.core.results import BenchRow, report_bench
 from robot_rl.data.schema import StreamSpec
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
@@ -367,7 +367,5 @@ def main(cfg=None) -> int:
                          med["read_images_dp"], higher_is_better=True),
         BenchRow.compare("disk_mb_per_hour", our_mb_h, "MB/h", BASELINE, dp_mb_h, higher_is_better=False),
     ]
-    print(format_bench_table(NAME, rows))
-    if cfg is not None and cfg.get("json"):
-        write_bench_json(cfg.get("json"), NAME, rows)
+    report_bench(NAME, rows, cfg.get("json") if cfg is not None else None)
     return 0

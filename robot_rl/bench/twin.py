@@ -51,7 +51,7 @@ import robot_rl.sim  # noqa: F401  (first: selects headless EGL before MuJoCo is
 import mujoco
 from robot_rl.control.loop import SPIN_S
 from robot_rl.control.shared import H_TICK_COUNT
-from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
+from robot_rl.core.results import BenchRow, report_bench
 from robot_rl.core.types import EETarget
 
 NAME = "twin"
@@ -438,9 +438,5 @@ def main(cfg=None) -> int:
         base = "absolute-velocity damping"
         rows.append(BenchRow.compare(f"tracking_rms_mm_{profile}", mm, "mm", base, mm0, False))
         rows.append(BenchRow.compare(f"tracking_rms_deg_{profile}", deg, "deg", base, deg0, False))
-    print(format_bench_table(NAME, rows))
-    out = _get(cfg, "json", None)
-    if out:
-        write_bench_json(out, NAME, rows)
-        print(f"bench twin: wrote {out}")
+    report_bench(NAME, rows, _get(cfg, "json", None))
     return 0

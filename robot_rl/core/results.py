@@ -64,6 +64,14 @@ def write_bench_json(path: str | Path, benchmark: str, rows: Iterable[BenchRow])
     return data
 
 
+def report_bench(benchmark: str, rows: list[BenchRow], json_path: str | Path | None) -> None:
+    """Print a benchmark's table and, when `json_path` is set, write its JSON beside it."""
+    print(format_bench_table(benchmark, rows))
+    if json_path:
+        write_bench_json(json_path, benchmark, rows)
+        print(f"bench {benchmark}: wrote {json_path}")
+
+
 def format_bench_table(benchmark: str, rows: Iterable[BenchRow]) -> str:
     lines = [f"benchmark: {benchmark}  ({machine_summary()})",
              f"{'metric':44s} {'value':>12s} {'unit':10s} {'baseline':28s} {'base value':>12s} {'ratio':>7s}"]
