@@ -49,7 +49,7 @@ import numpy as np
 
 import robot_rl.sim  # noqa: F401  (first: selects headless EGL before MuJoCo is imported)
 import mujoco
-from robot_rl.control.loop import SPIN_S
+from robot_rl.control.loop import SPIN_S, auto_loop_cpu
 from robot_rl.control.shared import H_TICK_COUNT
 from robot_rl.core.results import BenchRow, report_bench
 from robot_rl.core.types import EETarget
@@ -164,6 +164,14 @@ def loop_timing(duration: float, cyclictest: bool = False) -> dict:
         start_ticks, miss0 = s.ticks, lp.miss_counters()
         n_tick = n_loop = int(ch.header[H_TICK_COUNT])
         ticks, loops = [], []
+
+        def drain() -> None:   # each ring keeps its own count: the loop may tick between the two reads
+            nonlocal n_tick, n_loop
+            n_tick, t_new = ch.ring_since(ch.ticks, n_tick)
+            n_loop, l_new = ch.ring_since(ch.loops, n_loop)
+            ticks.append(t_new)
+            loops.append(l_new)
+
         center = np.array([0.45, 0.0, 0.35])
         quat0 = s.ee_quat.copy()
         home = s.ee_pos.copy()
@@ -179,17 +187,11 @@ def loop_timing(duration: float, cyclictest: bool = False) -> dict:
                 p, q = figure_eight(tt - 1.0 + 1 / FIG8_RATE, center, quat0)
             lp.push_target(EETarget(now() + 1 / FIG8_RATE, p, q, 0.0))
             if now() - last_drain > 0.5:
-                n_tick, t_new = ch.ring_since(ch.ticks, n_tick)
-                n_loop, l_new = ch.ring_since(ch.loops, n_loop)
-                ticks.append(t_new)
-                loops.append(l_new)
+                drain()
                 last_drain = now()
             time.sleep(1 / FIG8_RATE)
         s = lp.state()
-        n_tick, t_new = ch.ring_since(ch.ticks, n_tick)
-        n_loop, l_new = ch.ring_since(ch.loops, n_loop)
-        ticks.append(t_new)
-        loops.append(l_new)
+        drain()
         miss = {k: v - miss0[k] for k, v in lp.miss_counters().items()}
         loop_us = np.concatenate(loops)
         # a wake-up later than this makes an iteration of median length miss (the loop spins SPIN_S)
@@ -198,13 +200,6 @@ def loop_timing(duration: float, cyclictest: bool = False) -> dict:
                 "tick_us": np.concatenate(ticks), "loop_us": loop_us, "realtime": lp.realtime,
                 "setup": lp.realtime_setup, "wall": now() - t0, "faults": s.counts.copy(),
                 "cyclictest": finish_cyclictest(ct, late_us) if cyclictest else None}
-
-
-def loop_cpu() -> int | None:
-    """The CPU the loop process pins itself to by default (control.cpu_affinity: auto, the last CPU
-    this process may use), or None on a single CPU."""
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    return allowed[-1] if len(allowed) > 1 else None
 
 
 def start_cyclictest(seconds: float, cpu: int | None):
@@ -322,7 +317,7 @@ def law_compute_times(seconds: float, cpu: int | None = None) -> dict[str, np.nd
     return out
 
 
-def _loop_rows(rows: list, lt: dict, idle: dict | None) -> None:
+def _loop_rows(rows: list, lt: dict, idle: dict | None) -> dict[str, float]:
     """The loop rows; with `idle`, loaded_* rows each beside the idle figure."""
     pre = "loaded_" if idle is not None else ""
     vals = {"tick_us_p50": float(np.percentile(lt["tick_us"], 50)),
@@ -393,7 +388,8 @@ def main(cfg=None) -> int:
 
     print(f"bench twin: law + safety compute per tick, Python vs compiled ({law_seconds:g} s of states) ...",
           flush=True)
-    law = law_compute_times(law_seconds, loop_cpu())
+    cpu = auto_loop_cpu()   # where the loop process pins itself by default
+    law = law_compute_times(law_seconds, cpu)
     if "compiled" not in law:
         print("bench twin: the compiled law is not built (python -m robot_rl.control.compiled --build): "
               "Python rows only")
@@ -406,7 +402,6 @@ def main(cfg=None) -> int:
         else:
             rows.append(BenchRow(f"law_safety_us_{q}_python", py, "us"))
 
-    cpu = loop_cpu()
     print(f"bench twin: loop process at 1 kHz wall clock for {duration:g} s (pinned to CPU {cpu}"
           f"{', cyclictest beside it' if use_cyclictest else ''}) ...", flush=True)
     lt = loop_timing(duration, use_cyclictest)

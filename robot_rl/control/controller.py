@@ -212,7 +212,6 @@ class Controller:
         brake: command the joint-damping brake instead of the law for this tick only (the loop's
         deadline-miss policy); watchdogs, reference and limits run as usual."""
         self.ticks += 1
-        L = self.limits
         tau_raw = self._tau_raw
         live = self.update_reference(state, now)
         self.brake_requested = not live and self._stale_now
@@ -389,34 +388,39 @@ class Controller:
             if q < lo[i]:
                 tau[i] += k * (lo[i] - q)
                 if q < hlo[i]:
-                    self._fault(now, Fault.JOINT_LIMIT, f"joint{i + 1} q={q:.4f} below q_min {hlo[i]}")
+                    self._joint_limit_fault(now, i, q, below=True)
             elif q > hi[i]:
                 tau[i] -= k * (q - hi[i])
                 if q > hhi[i]:
-                    self._fault(now, Fault.JOINT_LIMIT, f"joint{i + 1} q={q:.4f} above q_max {hhi[i]}")
+                    self._joint_limit_fault(now, i, q, below=False)
             v = dql[i]
             av = abs(v)
             if av > guard[i]:
                 if av > dqmax[i]:
-                    self._stop(now, Fault.JOINT_VELOCITY, f"joint{i + 1} |dq|={av:.3f} above dq_max {dqmax[i]}")
+                    self._joint_velocity_stop(now, i, av)
                     np.multiply(state.dq, -L.stop_damping, out=tau)
                     return
                 tau[i] -= kv * (av - guard[i]) * (1.0 if v > 0 else -1.0)
+
+    def _joint_limit_fault(self, now: float, i: int, q: float, below: bool) -> None:
+        if below:
+            self._fault(now, Fault.JOINT_LIMIT, f"joint{i + 1} q={q:.4f} below q_min {self._q_hard_lo_l[i]}")
+        else:
+            self._fault(now, Fault.JOINT_LIMIT, f"joint{i + 1} q={q:.4f} above q_max {self._q_hard_hi_l[i]}")
+
+    def _joint_velocity_stop(self, now: float, i: int, av: float) -> None:
+        self._stop(now, Fault.JOINT_VELOCITY, f"joint{i + 1} |dq|={av:.3f} above dq_max {self._dq_max_l[i]}")
 
     def _compiled_flags(self, flags: int, state: ArmState, now: float) -> None:
         """Report what the compiled guards did, exactly as `_joint_guards` / `_limit_torque` report it."""
         if flags & (compiled.F_JOINT_LIMIT | compiled.F_JOINT_VELOCITY):
             ql, ev = state.q.tolist(), self._events.tolist()
-            hlo, hhi = self._q_hard_lo_l, self._q_hard_hi_l
             for i in range(7):
-                if ev[i] == compiled.EV_BELOW:
-                    self._fault(now, Fault.JOINT_LIMIT, f"joint{i + 1} q={ql[i]:.4f} below q_min {hlo[i]}")
-                elif ev[i] == compiled.EV_ABOVE:
-                    self._fault(now, Fault.JOINT_LIMIT, f"joint{i + 1} q={ql[i]:.4f} above q_max {hhi[i]}")
+                if ev[i] in (compiled.EV_BELOW, compiled.EV_ABOVE):
+                    self._joint_limit_fault(now, i, ql[i], below=ev[i] == compiled.EV_BELOW)
             if flags & compiled.F_JOINT_VELOCITY:
                 i = flags >> compiled.F_JOINT_SHIFT
-                av = abs(float(state.dq[i]))
-                self._stop(now, Fault.JOINT_VELOCITY, f"joint{i + 1} |dq|={av:.3f} above dq_max {self._dq_max_l[i]}")
+                self._joint_velocity_stop(now, i, abs(float(state.dq[i])))
         if flags & compiled.F_SATURATED:
             self.counts[Fault.TORQUE_SATURATED] += 1
         if flags & compiled.F_RATE_LIMITED:

@@ -115,6 +115,13 @@ def _lock_memory() -> bool:
     return False
 
 
+def auto_loop_cpu() -> int | None:
+    """control.cpu_affinity "auto": the last CPU this process may use, or None with a single CPU (nothing
+    to choose)."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return allowed[-1] if len(allowed) > 1 else None
+
+
 def _pin_cpu(cpus) -> int:
     """Pin the loop to `cpus` (rig control.cpu_affinity: a list of CPU ids, "auto" = the last CPU this
     process may use, or [] / null = no pinning). Returns the first pinned CPU + 1 (0: not pinned)."""
@@ -124,9 +131,10 @@ def _pin_cpu(cpus) -> int:
     if cpus in (None, [], "none"):
         return 0
     if cpus == "auto":
-        if len(allowed) < 2:
+        auto = auto_loop_cpu()
+        if auto is None:
             return 0                               # one CPU: nothing to choose
-        cpus = [allowed[-1]]
+        cpus = [auto]
     try:
         want = sorted({int(c) for c in cpus})
     except (TypeError, ValueError):
