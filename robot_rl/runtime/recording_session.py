@@ -404,11 +404,10 @@ class RecordingSession:
         """`count` messages of `topic` the transport could not convert to samples (e.g. a JointState with
         fewer names than positions): rejected (`convert`) for each of the topic's streams while recording."""
         with self._lock:
-            if self._state is not State.RECORDING:
+            if self._state is not State.RECORDING or count < 1:
                 return
             for route in self._by_topic.get(topic, ()):
-                for _ in range(count):
-                    self._reject(route.spec.name, "convert", f"topic {self.topic_names.get(topic, topic)}: {message}")
+                self._reject(route.spec.name, "convert", f"topic {self.topic_names.get(topic, topic)}: {message}", count)
 
     def append(self, stream: str, value, t: float) -> bool:
         """One sample of `stream` from an in-process source (no route; `t` on the source's own clock, e.g.
@@ -457,12 +456,12 @@ class RecordingSession:
         expected = round((self._t_last[name] - first) * spec.rate_hz) + 1
         self._missing[name] = max(0, expected - self._arrivals[name])
 
-    def _reject(self, stream: str, reason: str, message: str) -> None:
-        self._rejected[stream] = self._rejected.get(stream, 0) + 1
+    def _reject(self, stream: str, reason: str, message: str, count: int = 1) -> None:
+        self._rejected[stream] = self._rejected.get(stream, 0) + count
         reasons = self._reasons.setdefault(stream, {})
-        reasons[reason] = reasons.get(reason, 0) + 1
+        reasons[reason] = reasons.get(reason, 0) + count
         self._last_error = self._last_reject[stream] = message
-        if reasons[reason] == 1:  # the first of each kind at once; the counts when the episode ends
+        if reasons[reason] == count:  # the first of each kind at once; the counts when the episode ends
             self.log("warn", f"episode {self._episode_index()}: stream {stream} rejects {message} (counted in "
                              f"rejected.{stream}.{reason}; all counts at the end of the episode)")
 
@@ -625,9 +624,10 @@ class RecordingSession:
         t = self.clock()
         if not force and t - self._t_journal < JOURNAL_PERIOD_S:
             return
-        entry = {"success": self._label, **self._losses()}
+        lost = self._losses()
+        entry = {"success": self._label, **lost}
         if entry != self._journaled:
-            self.writer.journal(success=self._label, extra=dict(self.config.extra) | self._losses())
+            self.writer.journal(success=self._label, extra=dict(self.config.extra) | lost)
             self._journaled = entry
         self._t_journal = t
 

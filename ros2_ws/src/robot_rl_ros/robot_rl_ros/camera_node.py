@@ -9,7 +9,7 @@ read_timeout_s, status_period_s.
 
 Configure connects the device; activate publishes, on a reader thread, every frame as
 /cameras/<camera>/color/image_raw (rgb8) and .../color/camera_info, and depth (32FC1, metres) as
-.../depth/image_raw and .../depth/camera_info, all RELIABLE KEEP_LAST 10 (PUBLISH_QOS). Header stamps are the
+.../depth/image_raw and .../depth/camera_info, all RELIABLE KEEP_LAST 5 (PUBLISH_QOS = graph.CAMERA_IMAGE). Header stamps are the
 device's timestamps mapped onto the host clock (robot_rl.hardware.clock_sync: the RealSense hardware
 clock, estimated exposure time), then onto ROS time (robot_rl_ros.stamps). ~/status (latched JSON):
 frames, drops, clock-mapping error. Cleanup disconnects.
