@@ -111,7 +111,7 @@ class GymTaskEnv(gym.Wrapper):
         self.task_id = task_id
         self.env_action_space = env.action_space   # the env's own units (a third-party expert's)
         self.raw_obs: Any = None   # the env's own last observation (what a third-party expert sees)
-        self.streams = observation_streams(env.observation_space)
+        self.streams = observation_streams(adapted.observation_space)   # a flat Box arrives as {"state": ...}
         self.policy_hz = float(rate_hz or env.metadata.get("render_fps") or
                                (1.0 / env.unwrapped.dt if getattr(env.unwrapped, "dt", None) else 0.0))
         if not self.policy_hz > 0:
@@ -141,10 +141,6 @@ class GymTaskEnv(gym.Wrapper):
             raise ConfigError(f"task.id={self.task_id}: the env reports no success flag (info has "
                               f"{sorted(info)}; robot_rl needs info['is_success'] or info['success'])")
 
-    @property
-    def task_name(self) -> str:
-        return self.task_id
-
     def flatten(self, obs) -> dict[str, np.ndarray]:
         return {k: _leaf(obs, path) for k, (path, _) in self.streams.items()}
 
@@ -156,7 +152,7 @@ class GymTaskEnv(gym.Wrapper):
         return frame
 
     def _obs(self, raw) -> dict[str, np.ndarray]:
-        self.raw_obs = raw
+        self.raw_obs = raw["state"] if self.env._wrap_obs else raw   # the env's own observation
         o = self.flatten(raw)
         if self.cameras:
             o[CAMERA_STREAM] = self._frame()

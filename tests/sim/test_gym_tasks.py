@@ -90,8 +90,25 @@ def to_goal(obs):
     return np.array([1.0 + np.clip(5 * (obs["goal-x"][0] - obs["robot"]["pos"][0]), -1, 1)])
 
 
+class Flat(Nested):
+    """The same line, observed as one flat Box [position, goal]."""
+
+    def __init__(self, goal=1.5):
+        super().__init__(goal)
+        self.observation_space = spaces.Box(-10, 10, (2,), np.float32)
+
+    def _obs(self):
+        return np.array([self.x, self.goal], np.float32)
+
+
+def flat_to_goal(obs):                # receives the env's own flat array
+    assert isinstance(obs, np.ndarray) and obs.shape == (2,), obs
+    return np.array([1.0 + np.clip(5 * (obs[1] - obs[0]), -1, 1)])
+
+
 if "test/Nested-v0" not in gym.registry:
     gym.register("test/Nested-v0", entry_point=Nested, max_episode_steps=40)
+    gym.register("test/Flat-v0", entry_point=Flat, max_episode_steps=40)
 '''
 
 
@@ -154,6 +171,15 @@ def test_nested_keys_actions_in_env_units_and_the_episode_limit_override(tmp_pat
                       "+task.kwargs.goal=9.0")
     assert rc == 0 and results(out)["success_rate"] == 0.0
     assert len(EpisodeStore.open(f"{out}.zarr").read("action", 0)[0]) == 3
+
+
+def test_a_flat_box_observation_is_the_state_stream_and_the_expert_sees_the_envs_own_array(tmp_path, experts):
+    rc, out = collect(tmp_path, "flat", "task=gym", "task.id=test/Flat-v0", "task.module=my_experts",
+                      "source=expert", "expert=my_experts:flat_to_goal", "episodes=2")
+    assert rc == 0 and results(out)["success_rate"] == 1.0
+    store = EpisodeStore.open(f"{out}.zarr")
+    state, _ = store.read("state", 0)
+    assert state.dtype == np.float32 and state.shape[1] == 2 and np.all(state[:, 1] == 1.5)
 
 
 def test_cameras_record_env_render_frames_as_an_image_stream(tmp_path, experts):
