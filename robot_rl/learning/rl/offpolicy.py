@@ -279,6 +279,9 @@ class UsesLearner:
 
     learner: OffPolicyLearner
 
+    def reset(self) -> None:
+        """An episode starts: an off-policy agent keeps no per-episode state."""
+
     def __getattr__(self, name: str):
         if name == "learner":            # not set yet: no recursion
             raise AttributeError(name)

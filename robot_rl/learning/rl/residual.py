@@ -96,9 +96,6 @@ class ResidualAgent(UsesLearner):
         self.learner.set_actor(self.policy.actor, prepare=self.prepare)
         self.actor = self.policy.actor
 
-    def reset(self) -> None:
-        pass
-
     # ---- acting: a = a_base + r, r explored with clipped Gaussian noise once the warm-up is over ---------
     @torch.no_grad()
     def act(self, obs, explore: bool = True):

@@ -62,9 +62,6 @@ class RLPDAgent(UsesLearner):
         self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
                                else -0.5 * self.features.action_dim)
 
-    def reset(self) -> None:
-        pass
-
     @torch.no_grad()
     def act(self, obs, explore: bool = True):
         """Observation history {key: (n_obs, D)} -> (raw actions (n_act, Da), no extras); samples while
