@@ -31,17 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_rl.bench import setting
+from robot_rl.bench.ros_rig import ARM_JOINTS
+
 NAME = "ros"
 REPO = Path(__file__).resolve().parents[2]
 PKG_SRC = REPO / "ros2_ws" / "src" / "robot_rl_ros"
-ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
-
-
-def _get(cfg, key, default):
-    if cfg is None:
-        return default
-    value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-    return default if value is None else value
 
 
 def tiny_image_policy(path: Path, state: str, cameras: list[str], size: int = 128, seed: int = 0) -> Path:
@@ -180,11 +175,11 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
 
 def run_rig(cfg, out: Path) -> dict:
     """One run of the rig against the recorder and the policy node; the measurements as a dict."""
-    duration = float(_get(cfg, "duration", 10.0))
-    n_cams = int(_get(cfg, "cameras", 2))
-    width, height = int(_get(cfg, "width", 640)), int(_get(cfg, "height", 480))
-    camera_hz, joint_hz = float(_get(cfg, "camera_hz", 30.0)), float(_get(cfg, "joint_hz", 1000.0))
-    pose_hz = float(_get(cfg, "pose_hz", 200.0))
+    duration = float(setting(cfg, "duration", 10.0))
+    n_cams = int(setting(cfg, "cameras", 2))
+    width, height = int(setting(cfg, "width", 640)), int(setting(cfg, "height", 480))
+    camera_hz, joint_hz = float(setting(cfg, "camera_hz", 30.0)), float(setting(cfg, "joint_hz", 1000.0))
+    pose_hz = float(setting(cfg, "pose_hz", 200.0))
     cameras = ["front", "wrist", *(f"cam{i}" for i in range(2, n_cams))][:n_cams]
     domain = 1 + (os.getpid() * 13) % 200
     os.environ["ROS_DOMAIN_ID"] = str(domain)
@@ -212,7 +207,7 @@ def run_rig(cfg, out: Path) -> dict:
         graph.trigger("/recorder/start", timeout_s=60)
         rig_args = [f"duration={duration}", f"cameras={','.join(cameras)}", f"width={width}", f"height={height}",
                     f"camera_hz={camera_hz}", f"joint_hz={joint_hz}", f"pose_hz={pose_hz}", "gripper_hz=0",
-                    "goal_hz=0", f"image_qos={_get(cfg, 'image_qos', 'reliable')}", "wait_for_subscribers=2",
+                    "goal_hz=0", f"image_qos={setting(cfg, 'image_qos', 'reliable')}", "wait_for_subscribers=2",
                     "start_after=1.0"]
         rig = subprocess.Popen([sys.executable, "-m", "robot_rl.bench.ros_rig", *rig_args], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=open(out / "rig.log", "w"), text=True)
@@ -302,20 +297,20 @@ def main(cfg=None) -> int:
     json (path or None)."""
     from robot_rl.core.results import report_bench
 
-    out = _get(cfg, "out", None)
+    out = setting(cfg, "out", None)
     tmp = None
     if out is None:
         tmp = tempfile.TemporaryDirectory(prefix="bench_ros_")
         out = tmp.name
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"bench ros: {_get(cfg, 'cameras', 2)} cameras {_get(cfg, 'width', 640)}x{_get(cfg, 'height', 480)} @ "
-          f"{_get(cfg, 'camera_hz', 30)} Hz + joint states @ {_get(cfg, 'joint_hz', 1000)} Hz for "
-          f"{_get(cfg, 'duration', 10)} s (logs in {out}) ...", flush=True)
+    print(f"bench ros: {setting(cfg, 'cameras', 2)} cameras {setting(cfg, 'width', 640)}x{setting(cfg, 'height', 480)} @ "
+          f"{setting(cfg, 'camera_hz', 30)} Hz + joint states @ {setting(cfg, 'joint_hz', 1000)} Hz for "
+          f"{setting(cfg, 'duration', 10)} s (logs in {out}) ...", flush=True)
     try:
         rows = rows_of(run_rig(cfg, out))
     finally:
         if tmp is not None:
             tmp.cleanup()
-    report_bench(NAME, rows, _get(cfg, "json", None))
+    report_bench(NAME, rows, setting(cfg, "json", None))
     return 0

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_rl.bench import setting
 from robot_rl.core.results import BenchRow, report_bench
 from robot_rl.data.schema import StreamSpec
 from robot_rl.data.episode_store import EpisodeStore
@@ -289,11 +290,6 @@ def samples_per_s(dataset, n_samples: int, batch_size: int, batched: bool, worke
 
 
 # -- main ----------------------------------------------------------------------------------------
-def _get(cfg, key: str, default):
-    value = cfg.get(key) if cfg is not None else None
-    return default if value is None else value
-
-
 def main(cfg=None) -> int:
     """cfg: json (path or None), seconds (session length, default 20), repeats (default 3),
     read_samples (image windows timed per measurement, default 1024: state reads time 8x that, the
@@ -301,10 +297,10 @@ def main(cfg=None) -> int:
     from robot_rl.data.dataset import WindowDataset
     from robot_rl.data.sampler import WindowSampler
 
-    seconds = float(_get(cfg, "seconds", 20.0))
-    repeats = int(_get(cfg, "repeats", 3))
-    read_samples = int(_get(cfg, "read_samples", 1024))
-    seed = int(_get(cfg, "seed", 0))
+    seconds = float(setting(cfg, "seconds", 20.0))
+    repeats = int(setting(cfg, "repeats", 3))
+    read_samples = int(setting(cfg, "read_samples", 1024))
+    seed = int(setting(cfg, "seed", 0))
     medians: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:

@@ -49,6 +49,7 @@ import numpy as np
 
 import robot_rl.sim  # noqa: F401  (first: selects headless EGL before MuJoCo is imported)
 import mujoco
+from robot_rl.bench import setting
 from robot_rl.control.loop import SPIN_S, auto_loop_cpu
 from robot_rl.control.shared import H_TICK_COUNT
 from robot_rl.core.results import BenchRow, report_bench
@@ -57,11 +58,6 @@ from robot_rl.core.types import EETarget
 NAME = "twin"
 FIG8_PERIOD = 4.0
 FIG8_RATE = 20.0
-
-
-def _get(cfg, key, default):
-    v = cfg.get(key) if cfg is not None else None
-    return default if v is None else v
 
 
 def figure_eight(t: float, center: np.ndarray, quat0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -364,15 +360,15 @@ def main(cfg=None) -> int:
     student's configs/model name in the load, default diffusion_unet), repeats
     (default 3), rtf_seconds (simulated seconds per real-time-factor repeat, default 6),
     tracking_periods (figure-eights measured after the ease-in period, default 2), json (path or None)."""
-    duration = float(_get(cfg, "duration", 20.0))
-    loaded = bool(_get(cfg, "loaded", True))
-    use_cyclictest = bool(_get(cfg, "cyclictest", True))
-    law_seconds = float(_get(cfg, "law_seconds", 5.0))
-    load_model = str(_get(cfg, "load_model", "diffusion_unet"))
-    repeats = int(_get(cfg, "repeats", 3))
-    rtf_seconds = float(_get(cfg, "rtf_seconds", 6.0))
-    periods = float(_get(cfg, "tracking_periods", 2.0))
-    warmup = float(_get(cfg, "tracking_warmup", FIG8_PERIOD))
+    duration = float(setting(cfg, "duration", 20.0))
+    loaded = bool(setting(cfg, "loaded", True))
+    use_cyclictest = bool(setting(cfg, "cyclictest", True))
+    law_seconds = float(setting(cfg, "law_seconds", 5.0))
+    load_model = str(setting(cfg, "load_model", "diffusion_unet"))
+    repeats = int(setting(cfg, "repeats", 3))
+    rtf_seconds = float(setting(cfg, "rtf_seconds", 6.0))
+    periods = float(setting(cfg, "tracking_periods", 2.0))
+    warmup = float(setting(cfg, "tracking_warmup", FIG8_PERIOD))
     rows: list[BenchRow] = []
     print(f"bench twin: real-time factors ({repeats} repeats of {rtf_seconds:g} s) ...", flush=True)
     bare_runs = [bare_physics_factor(rtf_seconds) for _ in range(repeats)]
@@ -433,5 +429,5 @@ def main(cfg=None) -> int:
         base = "absolute-velocity damping"
         rows.append(BenchRow.compare(f"tracking_rms_mm_{profile}", mm, "mm", base, mm0, False))
         rows.append(BenchRow.compare(f"tracking_rms_deg_{profile}", deg, "deg", base, deg0, False))
-    report_bench(NAME, rows, _get(cfg, "json", None))
+    report_bench(NAME, rows, setting(cfg, "json", None))
     return 0

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_rl.bench import setting
 from robot_rl.bench.peers import lerobot_worker as protocol
 from robot_rl.core.errors import RobotRLError
 from robot_rl.core.results import BenchRow
@@ -191,11 +192,6 @@ def run_worker(python: Path, request: dict, work: Path, timeout_s: float) -> dic
 
 
 # -- rows ----------------------------------------------------------------------------------------
-def _get(cfg, key: str, default):
-    value = cfg.get(key) if cfg is not None else None
-    return default if value is None else value
-
-
 def _ms(seconds, q: float) -> float:
     return float(np.percentile(np.asarray(seconds) * 1e3, q))
 
@@ -207,11 +203,11 @@ def latency_methods(cfg, repeats: int) -> dict[str, dict]:
     (100 forwards of a 250 M network per call)."""
     from robot_rl.bench.policy import policy_config
 
-    ours = list(policy_config(_get(cfg, "model", "diffusion_unet")).down_dims)
+    ours = list(policy_config(setting(cfg, "model", "diffusion_unet")).down_dims)
     methods = {"ddim10": {"scheduler": "DDIM", "steps": 10, "calls": 3 * repeats, "warmup": 1, "down_dims": None},
                f"ddim10_unet{ours[0]}": {"scheduler": "DDIM", "steps": 10, "calls": 3 * repeats, "warmup": 1,
                                          "down_dims": ours}}
-    if _get(cfg, "ddpm100", True):  # ~10x ddim10's 100 forwards per call (~1.5 min here): 1 call per 3 repeats
+    if setting(cfg, "ddpm100", True):  # ~10x ddim10's 100 forwards per call (~1.5 min here): 1 call per 3 repeats
         methods["ddpm100"] = {"scheduler": "DDPM", "steps": 100, "calls": max(1, repeats // 3), "warmup": 0,
                               "down_dims": None}
     return methods
@@ -269,17 +265,17 @@ def make_request(cfg, work: Path, batch: dict[str, int], samples: dict[str, int]
     record, read (state and images windows of the store bench's spec) and latency."""
     from robot_rl.bench.store import read_spec
 
-    repeats = int(_get(cfg, "repeats", 3))
+    repeats = int(setting(cfg, "repeats", 3))
     return {
         "protocol": protocol.PROTOCOL, "result": str(work / "result.json"), "work_dir": str(work / "lerobot"),
-        "threads": int(_get(cfg, "threads", 1)), "repeats": repeats, "seed": int(_get(cfg, "seed", 0)),
+        "threads": int(setting(cfg, "threads", 1)), "repeats": repeats, "seed": int(setting(cfg, "seed", 0)),
         "record": {"episodes": str(work / "episodes.npz"), "fps": FPS, "cameras": list(CAMERAS),
-                   "vcodec": str(_get(cfg, "vcodec", "libsvtav1")),
-                   "image_writer_threads_per_camera": int(_get(cfg, "image_writer_threads_per_camera", 4)),
-                   "streaming_encoding": bool(_get(cfg, "streaming_encoding", False))},
+                   "vcodec": str(setting(cfg, "vcodec", "libsvtav1")),
+                   "image_writer_threads_per_camera": int(setting(cfg, "image_writer_threads_per_camera", 4)),
+                   "streaming_encoding": bool(setting(cfg, "streaming_encoding", False))},
         "read": {"datasets": {"state": str(work / "lerobot_state"), "images": str(work / "lerobot_images")},
                  "n_obs_steps": read_spec(0).n_obs_steps, "horizon": read_spec(0).horizon,
-                 "workers": int(_get(cfg, "workers", 2)), "batch_size": dict(batch),
+                 "workers": int(setting(cfg, "workers", 2)), "batch_size": dict(batch),
                  "samples": {k: max(1, v // 4) for k, v in samples.items()}},  # the slower reader: 1/4, >= 16 batches
         "latency": latency_request(cfg, repeats),
     }
@@ -296,12 +292,12 @@ def measure(cfg=None, policy_rows: dict[str, float] | None = None) -> list[Bench
     from robot_rl.data.sampler import WindowSampler
     from robot_rl.data.episode_store import EpisodeStore
 
-    python = ensure_venv(_get(cfg, "venv", None), bool(_get(cfg, "create_venv", False)),
-                         str(_get(cfg, "pip_spec", "lerobot")))
-    repeats, seed = int(_get(cfg, "repeats", 3)), int(_get(cfg, "seed", 0))
-    n_eps, steps = int(_get(cfg, "episodes", 8)), int(_get(cfg, "steps", 150))
-    read_samples, workers = int(_get(cfg, "read_samples", 1024)), int(_get(cfg, "workers", 2))
-    keep = _get(cfg, "keep", None)
+    python = ensure_venv(setting(cfg, "venv", None), bool(setting(cfg, "create_venv", False)),
+                         str(setting(cfg, "pip_spec", "lerobot")))
+    repeats, seed = int(setting(cfg, "repeats", 3)), int(setting(cfg, "seed", 0))
+    n_eps, steps = int(setting(cfg, "episodes", 8)), int(setting(cfg, "steps", 150))
+    read_samples, workers = int(setting(cfg, "read_samples", 1024)), int(setting(cfg, "workers", 2))
+    keep = setting(cfg, "keep", None)
     work = Path(tempfile.mkdtemp(prefix="bench_lerobot_"))
     try:
         print(f"bench lerobot: {n_eps} episodes x {steps} frames, 2 cameras 96x96, venv python {python}", flush=True)
@@ -314,7 +310,7 @@ def measure(cfg=None, policy_rows: dict[str, float] | None = None) -> list[Bench
         store_path = work / "ours_0.zarr"
         ours["disk_bytes"] = sum(f.stat().st_size for f in store_path.rglob("*") if f.is_file())
         store = EpisodeStore.open(store_path)
-        export = {"vcodec": str(_get(cfg, "vcodec", "libsvtav1")), "crf": int(_get(cfg, "crf", 30)), "gop": 2}
+        export = {"vcodec": str(setting(cfg, "vcodec", "libsvtav1")), "crf": int(setting(cfg, "crf", 30)), "gop": 2}
         export_store(store, work / "lerobot_images", **export)
         export_store(store, work / "lerobot_state", streams=["action", "state"], **export)
         windows = len(WindowSampler(store_path, read_spec(0)))  # small (quick) runs: batches fit one pass
@@ -326,7 +322,7 @@ def measure(cfg=None, policy_rows: dict[str, float] | None = None) -> list[Bench
             print(f"  robot_rl: read {kind}: {', '.join(f'{v:.0f}' for v in ours[f'read_{kind}'])} samples/s",
                   flush=True)
         request = make_request(cfg, work, batch, samples)
-        result = run_worker(python, request, work, float(_get(cfg, "timeout_s", 3600)))
+        result = run_worker(python, request, work, float(setting(cfg, "timeout_s", 3600)))
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             for name in ("request.json", "result.json"):
