@@ -32,7 +32,7 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.core.checkpoint import load_checkpoint
     from robot_rl.learning.one_step_distill import DistillConfig, distill
     from robot_rl.policies.io import load_policy
-    from robot_rl.sim.gym_tasks import is_gym_task, task_label
+    from robot_rl.sim.gym_tasks import task_label
 
     if args or not cfg.teacher:
         raise ConfigError("usage: robot-rl distill teacher=<checkpoint dir> [store=<store>] [task=<twin task>] "
@@ -43,8 +43,6 @@ def run(cfg, args: list[str]) -> int:
     store = default_store(cfg, teacher_run)
     task = run_task(cfg, teacher_run, store)
     make_env = twin_env_factory(task, teacher.spec, cfg.seed) if task else None
-    if make_env is not None and is_gym_task(task):
-        make_env().close()   # a wrong task.id, module or env fails now
     out = make_run_dir(cfg, "distill")
     print(f"distilling {cfg.teacher} ({teacher.kind}) -> {out}; observations from "
           f"{store or 'the task'}; " + (f"task {task_label(task)}" if task else "no task evaluation"))

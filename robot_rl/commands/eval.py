@@ -29,8 +29,6 @@ def run(cfg, args: list[str]) -> int:
     task_cfg = to_plain(cfg.task)
     task = task_label(task_cfg)
     make_env = twin_env_factory(task_cfg, policy.spec, cfg.seed)
-    if is_gym_task(task_cfg):
-        make_env().close()   # a wrong task.id, module or env fails before the run directory is made
     out = make_run_dir(cfg, "eval")
     writer = None
     if cfg.record:

@@ -58,7 +58,7 @@ def run(cfg, args: list[str]) -> int:
     from robot_rl.policies.model_config import PolicyConfig
     from robot_rl.policies.diffusion_policy import DiffusionPolicy
     from robot_rl.policies.io import check_model_size
-    from robot_rl.sim.gym_tasks import is_gym_task, task_label
+    from robot_rl.sim.gym_tasks import task_label
 
     if args:
         raise ConfigError(f"robot-rl train takes key=value options only, got {args}")
@@ -79,8 +79,6 @@ def run(cfg, args: list[str]) -> int:
     check_model_size(DiffusionPolicy, spec, model_cfg, f"train model={model_cfg.denoiser}")
     task = resolve_task(cfg.get("task"), store)
     make_env = twin_env_factory(task, spec, cfg.seed) if task else None
-    if make_env is not None and is_gym_task(task):
-        make_env().close()   # a wrong task.id, module or env fails now, not at the first evaluation
     out = make_run_dir(cfg, "train")
     print(f"training {cfg.algo} on {cfg.store} ({store.n_episodes} episodes) -> {out}"
           + (f"; evaluating on task {task_label(task)}" if task else "; no evaluation rollouts (no task)"))

@@ -224,6 +224,10 @@ def gym_state_streams(task_cfg: dict) -> list[str]:
 
 
 def gym_env_factory(task_cfg: Mapping[str, Any], cameras: bool = False, seed: int = 0) -> Callable[[], GymTaskEnv]:
+    """A GymTaskEnv factory; one env is built and closed now, so a wrong task.id, module or env fails before
+    a run starts, not at its first evaluation."""
+    make_gym_env(task_cfg, cameras, seed).close()
+
     def make() -> GymTaskEnv:
         return make_gym_env(task_cfg, cameras, seed)
     return make

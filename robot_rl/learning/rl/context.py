@@ -87,7 +87,6 @@ def build_context(cfg, out: Path):
             raise ConfigError("finetune algo=rlpd needs policy=<ckpt> for its observation/action spec")
         make_env = twin_env_factory(task, spec, cfg.seed)
         if is_gym_task(task):
-            make_env().close()   # a wrong task.id, module or env fails now
             scales = (cfg.get("residual") or {}).get("dim_scales") or {}
             if cfg.algo == "residual" and any(int(d) >= spec.action_dim for d in scales):
                 raise ConfigError(f"finetune: residual.dim_scales={to_plain(scales)} are the twin's 7-D EE action's; "
