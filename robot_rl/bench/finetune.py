@@ -133,9 +133,9 @@ class FinetuneBench:
                                   "finetune.gym.expert=<module>:<attr> (docs/environments.md)")
             args += ["source=expert", f"expert={g['expert']}"]
         elif stage == "train":
-            from robot_rl.sim.gym_tasks import gym_state_streams
+            from robot_rl.sim.gym_tasks import gym_state_streams, state_override
 
-            args += [f"spec.obs.state.stream={'+'.join(sorted(gym_state_streams(task_cfg)))}"]
+            args += [state_override(gym_state_streams(task_cfg))]
         elif stage == "residual":   # the default bounds name the twin's 7-D action's dimensions
             args += ["residual.dim_scales=null"]
         return args

@@ -63,7 +63,7 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
     if cfg.profile not in profiles:
         raise ConfigError(f"pipeline: profile={cfg.profile!r}, expected one of {sorted(profiles)}")
     prof = profiles[cfg.profile]
-    from robot_rl.sim.gym_tasks import gym_state_streams, is_gym_task
+    from robot_rl.sim.gym_tasks import gym_state_streams, is_gym_task, state_override
 
     task_cfg = to_plain(cfg.task)
     gym = is_gym_task(task_cfg)
@@ -96,7 +96,7 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
         if name == "bc":
             argv = ["train", f"store={store}", *common, "train.success_only=true", f"train.device={cfg.device}"]
             if gym:   # the policy's state: every observation stream of the env
-                argv += [f"spec.obs.state.stream={'+'.join(sorted(gym_state_streams(task_cfg)))}"]
+                argv += [state_override(gym_state_streams(task_cfg))]
             if cfg.obs == "image":
                 argv += ["model=diffusion_unet_small"] + (["++spec.obs.render.stream=cam_render_rgb"] if gym else
                                                           ["++spec.obs.front.stream=cam_front_rgb",

@@ -43,12 +43,12 @@ FIELDS = {
 
 def state_hint(store) -> str:
     """For a store without the twin's streams (e.g. a Gymnasium task's): the override naming its own."""
-    from robot_rl.sim.gym_tasks import RECORDER_STREAMS
+    from robot_rl.sim.gym_tasks import RECORDER_STREAMS, state_override
 
     own = [n for n, s in store.streams.items() if n not in RECORDER_STREAMS and not s.is_image]
     if not own or "ee_pos" in store.streams:
         return ""
-    return f"; this store's observations: spec.obs.state.stream={'+'.join(sorted(own))}"
+    return f"; this store's observations: {state_override(own)}"
 
 
 def run(cfg, args: list[str]) -> int:

@@ -223,6 +223,11 @@ def gym_state_streams(task_cfg: dict) -> list[str]:
         env.close()
 
 
+def state_override(streams) -> str:
+    """The `robot-rl train` override that makes a policy read these streams as its state."""
+    return f"spec.obs.state.stream={'+'.join(sorted(streams))}"
+
+
 def gym_env_factory(task_cfg: Mapping[str, Any], cameras: bool = False, seed: int = 0) -> Callable[[], GymTaskEnv]:
     """A GymTaskEnv factory; one env is built and closed now, so a wrong task.id, module or env fails before
     a run starts, not at its first evaluation."""
