@@ -90,8 +90,7 @@ def save_checkpoint(
     from safetensors.numpy import save_file
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = partial_dir(path)
     tmp.mkdir(parents=True)
     save_file(_to_numpy(weights), str(tmp / WEIGHTS))
     save_file(_to_numpy(normalizer or {}), str(tmp / NORMALIZER))
@@ -106,6 +105,14 @@ def save_checkpoint(
     }
     (tmp / META).write_text(json.dumps(info, indent=2, default=str))
     return replace_directory(tmp, path)
+
+
+def partial_dir(path: Path) -> Path:
+    """`<path>.partial`, emptied (not created): where a directory is written before replace_directory
+    swaps it in place of `path`."""
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
 
 
 def replace_directory(tmp: Path, path: Path) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, Callable, Mapping
 import torch
 from safetensors.torch import load_file, save_file
 
-from robot_rl.core.checkpoint import replace_directory
+from robot_rl.core.checkpoint import partial_dir, replace_directory
 from robot_rl.core.config import dataclass_from_dict, load_yaml, save_yaml
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.policies.ema import EMA
@@ -182,8 +181,7 @@ def save_learner_state(directory: str | Path, step: int, parts: Parts, counters:
     whatever `write_files(tmp_dir)` adds (a replay buffer), and `counters` (plain YAML values) in
     progress.yaml; all written beside `directory` first and swapped in whole, so a kill leaves the old state."""
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = partial_dir(directory)
     tmp.mkdir(parents=True)
     for name, (optimizer, modules) in parts.items():
         save_train_state(tmp / name, step, optimizer, modules)

@@ -7,13 +7,13 @@ training config); normalizer.safetensors holds "<key>.scale" / "<key>.offset".
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint, replace_directory, save_checkpoint
+from robot_rl.core.checkpoint import (WEIGHTS, check_shapes, load_checkpoint, partial_dir, replace_directory,
+                                      save_checkpoint)
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.spec import PolicySpec
@@ -93,8 +93,7 @@ def save_policy(policy: ChunkPolicy, path: str | Path, config: Mapping[str, Any]
     if base is None:
         return save_checkpoint(path, module.state_dict(), full, normalizer, meta)
     path = Path(path)   # composite and base written beside `path`, swapped in whole: never one without the other
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = partial_dir(path)
     save_checkpoint(tmp, module.state_dict(), full, normalizer, meta)
     save_policy(base, tmp / BASE_DIR, meta=meta)
     return replace_directory(tmp, path)
