@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from imagecodecs import jpeg8_decode, png_decode
 from numcodecs.blosc import decompress as blosc_decompress
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ShardingCodecIndexLocation
 
 from robot_rl.core.errors import ConfigError, StoreError
@@ -195,6 +195,43 @@ def batch_loader(dataset: WindowDataset, batch_size: int, shuffle: bool = True, 
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last),
                       num_workers=num_workers, **kwargs)
+
+
+class EpochBatches:
+    """Endless index batches, epoch after epoch, each epoch reshuffled with seed + epoch (across `world`
+    processes: the distributed sampler's set_epoch), whole batches only. One DataLoader over it, and with it
+    one set of worker processes, serves a whole run: a loader per epoch restarts its workers every epoch,
+    which on a small store is most of the training time."""
+
+    def __init__(self, dataset, batch_size: int, seed: int = 0, epoch: int = 0, rank: int = 0,
+                 world: int = 1) -> None:
+        self.dataset, self.batch_size, self.seed, self.epoch = dataset, batch_size, seed, epoch
+        self.rank, self.world = rank, world
+
+    def _sampler(self, epoch: int):
+        if self.world > 1:
+            sampler = DistributedSampler(self.dataset, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                         seed=self.seed)
+            sampler.set_epoch(epoch)
+            return sampler
+        return RandomSampler(self.dataset, generator=torch.Generator().manual_seed(self.seed + epoch))
+
+    def per_epoch(self) -> int:
+        n = len(self._sampler(self.epoch))
+        return n // min(self.batch_size, n) if n else 0
+
+    def __iter__(self):
+        epoch = self.epoch
+        while True:
+            sampler = self._sampler(epoch)
+            yield from BatchSampler(sampler, min(self.batch_size, len(sampler)), drop_last=True)
+            epoch += 1
+
+
+def endless_loader(batches: EpochBatches, num_workers: int = 2) -> DataLoader:
+    """Whole batches from `batches` for as long as they are read, with persistent workers."""
+    return DataLoader(batches.dataset, batch_size=None, sampler=batches, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)
 
 
 def make_datasets(store: EpisodeStore | str | Path, spec: PolicySpec, val_ratio: float = 0.0, seed: int = 0,

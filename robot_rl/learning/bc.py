@@ -23,13 +23,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import write_results
 from robot_rl.core.spec import PolicySpec
-from robot_rl.data.dataset import make_datasets
+from robot_rl.data.dataset import EpochBatches, batch_loader, endless_loader, make_datasets
 from robot_rl.data.normalizer_stats import compute_stats
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.learning.evaluate import evaluate
@@ -79,17 +78,6 @@ def _distributed() -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
-def _loader(dataset, cfg: BCConfig, rank: int, world: int, epoch: int) -> DataLoader:
-    if world > 1:
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
-        sampler.set_epoch(epoch)
-    else:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.seed + epoch))
-    batch = BatchSampler(sampler, min(cfg.batch_size, len(sampler)), drop_last=True)
-    return DataLoader(dataset, batch_size=None, sampler=batch, num_workers=cfg.num_workers,
-                      persistent_workers=False)
 
 
 def _plot_curves(out: Path, losses: list[tuple[int, float]], evals: list[dict]) -> None:
@@ -159,46 +147,42 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
     bar = tqdm(total=cfg.steps, initial=step, desc="train bc", disable=not main, dynamic_ncols=True)
     t_last = t_start = time.perf_counter()
     out_of_time = lambda: cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes  # noqa: E731
-    while step < cfg.steps:
-        loader = _loader(train_set, cfg, rank, world, epoch)
-        if len(loader) == 0:
-            raise ConfigError(f"{store_path}: {len(train_set)} training windows give no batch on {world} process(es)")
-        for batch in loader:
-            policy.train()
-            loss = model({k: v.to(device, non_blocking=True) for k, v in batch.items()})
-            opt.step(loss)
-            step += 1
-            bar.update(1)
-            if main and step % cfg.log_every == 0:
-                value = float(loss.detach())
-                losses.append((step, value))
-                rate = cfg.log_every / max(1e-9, time.perf_counter() - t_last)
-                t_last = time.perf_counter()
-                tb.add_scalar("train/loss", value, step)
-                tb.add_scalar("train/lr", opt.lr, step)
-                tb.add_scalar("train/steps_per_s", rate, step)
-                bar.set_postfix(loss=f"{value:.4f}")
-            last = step >= cfg.steps or out_of_time()
-            if main and cfg.eval_every and make_env is not None and (step % cfg.eval_every == 0 or last):
-                result = evaluate(export(), make_env, spec, cfg.eval_episodes, seed=cfg.eval_seed, progress=False)
-                evals.append({"step": step, **{k: v for k, v in result.to_dict().items() if k != "per_episode"}})
-                tb.add_scalar("eval/success_rate", result.success_rate, step)
-                if result.latency_ms_p50 is not None:
-                    tb.add_scalar("eval/latency_ms_p50", result.latency_ms_p50, step)
-                if result.success_rate > best_success:
-                    best_success = result.success_rate
-                    save_policy(export(), best_dir, config=run_config,
-                                meta={"step": step, "success_rate": result.success_rate})
-                bar.write(f"step {step}: rollout success {result.success_rate:.0%} (best {best_success:.0%})")
-            if main and (step % cfg.checkpoint_every == 0 or last):
-                if val_set is not None and len(val_set) and step % cfg.checkpoint_every == 0:
-                    tb.add_scalar("val/loss", validation_loss(export(), val_set, cfg, device), step)
-                checkpoint("latest")
-                opt.save(state_dir, step, "policy", {"evals": evals, "best_success": best_success})
-                _plot_curves(out, losses, evals)
-            if last:
-                break
-        epoch += 1
+    batches = EpochBatches(train_set, cfg.batch_size, cfg.seed, epoch, rank, world)
+    if step < cfg.steps and batches.per_epoch() == 0:
+        raise ConfigError(f"{store_path}: {len(train_set)} training windows give no batch on {world} process(es)")
+    for batch in endless_loader(batches, cfg.num_workers) if step < cfg.steps else ():
+        policy.train()
+        loss = model({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+        opt.step(loss)
+        step += 1
+        bar.update(1)
+        if main and step % cfg.log_every == 0:
+            value = float(loss.detach())
+            losses.append((step, value))
+            rate = cfg.log_every / max(1e-9, time.perf_counter() - t_last)
+            t_last = time.perf_counter()
+            tb.add_scalar("train/loss", value, step)
+            tb.add_scalar("train/lr", opt.lr, step)
+            tb.add_scalar("train/steps_per_s", rate, step)
+            bar.set_postfix(loss=f"{value:.4f}")
+        last = step >= cfg.steps or out_of_time()
+        if main and cfg.eval_every and make_env is not None and (step % cfg.eval_every == 0 or last):
+            result = evaluate(export(), make_env, spec, cfg.eval_episodes, seed=cfg.eval_seed, progress=False)
+            evals.append({"step": step, **{k: v for k, v in result.to_dict().items() if k != "per_episode"}})
+            tb.add_scalar("eval/success_rate", result.success_rate, step)
+            if result.latency_ms_p50 is not None:
+                tb.add_scalar("eval/latency_ms_p50", result.latency_ms_p50, step)
+            if result.success_rate > best_success:
+                best_success = result.success_rate
+                save_policy(export(), best_dir, config=run_config,
+                            meta={"step": step, "success_rate": result.success_rate})
+            bar.write(f"step {step}: rollout success {result.success_rate:.0%} (best {best_success:.0%})")
+        if main and (step % cfg.checkpoint_every == 0 or last):
+            if val_set is not None and len(val_set) and step % cfg.checkpoint_every == 0:
+                tb.add_scalar("val/loss", validation_loss(export(), val_set, cfg, device), step)
+            checkpoint("latest")
+            opt.save(state_dir, step, "policy", {"evals": evals, "best_success": best_success})
+            _plot_curves(out, losses, evals)
         if last:
             break
     bar.close()
@@ -224,9 +208,7 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
 @torch.no_grad()
 def validation_loss(policy: DiffusionPolicy, val_set, cfg: BCConfig, device, max_batches: int = 8) -> float:
     policy.eval()
-    gen = torch.Generator().manual_seed(0)
-    loader = DataLoader(val_set, batch_size=None, num_workers=0,
-                        sampler=BatchSampler(RandomSampler(val_set, generator=gen), min(cfg.batch_size, len(val_set)), False))
+    loader = batch_loader(val_set, min(cfg.batch_size, len(val_set)), num_workers=0, seed=0)
     state = torch.get_rng_state()
     torch.manual_seed(0)  # same noise every time, so validation curves are comparable
     losses = [float(policy.compute_loss({k: v.to(device) for k, v in b.items()}))

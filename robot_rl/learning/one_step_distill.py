@@ -253,19 +253,15 @@ def distill_dagger(teacher, student: OneStepPolicy, make_env: Callable[[], Any],
 # ---- data ----------------------------------------------------------------------------------------------
 def store_batches(store_path: str, spec, cfg: DistillConfig) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches of observation windows {key: (B, n_obs, *shape)} from the store (actions dropped)."""
-    from robot_rl.data.dataset import batch_loader, make_datasets
+    from robot_rl.data.dataset import EpochBatches, endless_loader, make_datasets
     from robot_rl.data.episode_store import EpisodeStore
 
     train_set, _ = make_datasets(EpisodeStore.open(store_path), spec, val_ratio=0.0, seed=cfg.seed)
     if len(train_set) == 0:
         raise ConfigError(f"store={store_path}: no observation windows for the teacher's spec")
-    epoch = 0
-    while True:
-        loader = batch_loader(train_set, min(cfg.batch_size, len(train_set)), shuffle=True,
-                              num_workers=cfg.num_workers, drop_last=True, seed=cfg.seed + epoch)
-        for batch in loader:
-            yield {k: v for k, v in batch.items() if k != spec.action.key}
-        epoch += 1
+    batches = EpochBatches(train_set, min(cfg.batch_size, len(train_set)), cfg.seed)
+    for batch in endless_loader(batches, cfg.num_workers):
+        yield {k: v for k, v in batch.items() if k != spec.action.key}
 
 
 def buffer_batches(buffer: ObsBuffer, cfg: DistillConfig) -> Iterator[dict[str, torch.Tensor]]:
