@@ -3,6 +3,9 @@
     robot-rl <command> [positional ...] [key=value ...]
     robot-rl <command> --help     config groups and defaults of that command
 
+`progress=true|false` is taken by every command (robot_rl.core.progress): bars on a terminal, periodic
+one-line summaries in a log, nothing with false.
+
 Each command lives in `robot_rl/commands/<command>.py` as `run(cfg, args) -> int`, with optional
 `FIELDS` (robot_rl.core.fields rules for its keys) checked before it runs.
 """
@@ -26,6 +29,8 @@ COMMANDS: dict[str, str] = {
 }
 
 FREE_FORM = ("options.",)
+COMMON_OPTIONS = ("progress=true|false   progress bars on a terminal, a summary line every 30 s or 10 % in a log; "
+                  "false: none (default true)",)
 
 USAGE = "usage: robot-rl <command> [positional ...] [key=value ...] [--help]\n\ncommands:\n" + "\n".join(
     f"  {name:10s} {text}" for name, text in COMMANDS.items()
@@ -43,6 +48,7 @@ def _command_help(name: str) -> str:
         lines += ["", module.__doc__.strip()]
     lines += ["", "config groups (choose with group=option):"]
     lines += [f"  {group}: {', '.join(opts)}" for group, opts in config_groups().items() if opts]
+    lines += ["", "options of every command:"] + [f"  {o}" for o in COMMON_OPTIONS]
     lines += ["", f"defaults (configs/{name}.yaml, override with key=value):", ""]
     lines.append(OmegaConf.to_yaml(compose(name)).rstrip())
     return "\n".join(lines)
@@ -55,6 +61,22 @@ def _load(name: str):
         if e.name == f"robot_rl.commands.{name}":
             return None
         raise
+
+
+def _progress_option(overrides: list[str]) -> tuple[bool | None, list[str]]:
+    """`progress=true|false` (any command): the process-wide progress setting, not a config key."""
+    from robot_rl.core.errors import ConfigError
+
+    chosen, rest = None, []
+    for a in overrides:
+        key, value = a.split("=", 1)
+        if key.lstrip("+~") != "progress":
+            rest.append(a)
+        elif value.strip().lower() in ("true", "false"):
+            chosen = value.strip().lower() == "true"
+        else:
+            raise ConfigError(f"progress={value}: expected true or false")
+    return chosen, rest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"robot-rl {name}: not implemented yet in this version of robot_rl", file=sys.stderr)
             return 2
         from robot_rl.core.config import check_config, compose
+        from robot_rl.core.progress import progress_setting
 
         overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         positional = [a for a in rest if a not in overrides]
+        progress, overrides = _progress_option(overrides)
         # `options.*` holds free-form keys (e.g. converter options) that no config declares
         overrides = [f"++{a}" if a.startswith(FREE_FORM) else a for a in overrides]
         section = getattr(module, "OPTIONS_SECTION", None)
@@ -89,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                          else a for a in overrides]
         cfg = compose(name, overrides)
         check_config(name, cfg, overrides, getattr(module, "FIELDS", None))  # typed checks before anything runs
-        return int(module.run(cfg, positional) or 0)
+        with progress_setting(progress):
+            return int(module.run(cfg, positional) or 0)
     except RobotRLError as e:
         print(f"robot-rl {name}: error: {e}", file=sys.stderr)
         return 1

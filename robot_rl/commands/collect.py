@@ -117,7 +117,7 @@ def record(cfg, source: str, episodes: int, noise: float, device=None, keys=None
 
 
 def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise: float) -> int:
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     from robot_rl.core.results import write_results
     from robot_rl.data.schema import EpisodeMeta
@@ -129,7 +129,7 @@ def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise
     results = []
     with EpisodeWriter(store) as w:
         rec = EpisodeRecorder(env, w)
-        bar = tqdm(range(episodes), desc=f"collect {task} noise={noise}", unit="ep", disable=not cfg.progress)
+        bar = progress_bar(range(episodes), desc=f"collect {task} noise={noise}", unit="ep")
         for i in bar:
             rec.begin(EpisodeMeta(task=task, source="scripted", rig=rig.name, calibration_id=env.twin.calibration_id,
                                   notes=f"noise={noise}"))
@@ -150,7 +150,7 @@ def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise
 def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
     """task=gym source=expert: a third-party expert (expert=<module>:<attr>) on a Gymnasium task; its success
     rate at this noise level goes to results.json (robot_rl.sim.gym_tasks)."""
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     from robot_rl.core.results import write_results
     from robot_rl.core.rundir import make_run_dir
@@ -188,8 +188,7 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
         results = []
         with EpisodeWriter(store) as w:
             rec = GymRecorder(env, w)
-            bar = tqdm(range(episodes), desc=f"collect {env.task_id} noise={noise}", unit="ep",
-                       disable=not cfg.progress)
+            bar = progress_bar(range(episodes), desc=f"collect {env.task_id} noise={noise}", unit="ep")
             for i in bar:
                 rec.begin(EpisodeMeta(task=env.task_id, source="scripted", rig="gym", notes=f"expert={cfg.expert} "
                                       f"noise={noise}"))
@@ -243,7 +242,7 @@ def make_devices(cfg, source: str):
 
 def collect_with_device(cfg, env, store, store_path, out, rig, episodes: int, source: str, device, keys,
                         view) -> int:
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     from robot_rl.core.results import write_results
     from robot_rl.data.episode_store import EpisodeStore
@@ -260,13 +259,13 @@ def collect_with_device(cfg, env, store, store_path, out, rig, episodes: int, so
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"collect: session: {e}") from None
     session = RecordingSession(EpisodeWriter(store), [], config)
-    bar = tqdm(total=episodes, desc=f"collect {env.task.name} source={source}", unit="ep", disable=not cfg.progress)
+    bar = progress_bar(total=episodes, desc=f"collect {env.task.name} source={source}", unit="ep")
     teleop = DeviceSession(device, env, session, EpisodeRecorder(env, SessionSink(session)), keys=keys, view=view,
                            on_reply=bar.write)
 
     def show(signals: dict) -> None:
-        bar.n = signals["saved"]
         bar.set_postfix_str(f"{signals['state']} {signals['elapsed_s']:.1f} s", refresh=False)
+        bar.update(signals["saved"] - bar.n)
 
     rate = None
     try:
