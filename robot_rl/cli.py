@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "calibrate": "calibrate cameras and latencies: intrinsics | handeye | latency",
     "bench": "run a benchmark: store | twin | policy | finetune | ros | all",
     "pipeline": "run the whole pipeline on the twin and write report.md + results.json",
+    "report": "tables of runs' results.json and benchmark JSON files (markdown or plain text)",
 }
 
 FREE_FORM = ("options.",)
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from robot_rl.core.config import check_config, compose
         from robot_rl.core.progress import progress_setting
+        from robot_rl.core.results import recording_command
 
         overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         positional = [a for a in rest if a not in overrides]
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                          else a for a in overrides]
         cfg = compose(name, overrides)
         check_config(name, cfg, overrides, getattr(module, "FIELDS", None))  # typed checks before anything runs
-        with progress_setting(progress):
+        with progress_setting(progress), recording_command(argv):
             return int(module.run(cfg, positional) or 0)
     except RobotRLError as e:
         print(f"robot-rl {name}: error: {e}", file=sys.stderr)

@@ -43,7 +43,7 @@ def run(cfg, args: list[str]) -> int:
     cal_dir = calibration_dir(rig.name, cal_id, root)
     step = {"intrinsics": _intrinsics, "handeye": _handeye, "latency": _latency}[args[0]]
     results = step(cfg, rig, cal_dir, out)
-    write_results(out / "results.json", command=f"calibrate {args[0]}", rig=rig.name, calibration_id=cal_id,
+    write_results(out / "results.json", stage=f"calibrate {args[0]}", rig=rig.name, calibration_id=cal_id,
                   calibration_path=str(cal_dir), synthetic=bool(cfg.synthetic), **results)
     print(f"calibration {cal_id} -> {cal_dir}")
     return 0

@@ -139,9 +139,9 @@ def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise
             results.append(r)
             bar.set_postfix(success=f"{sum(x['success'] for x in results)}/{len(results)}")
     rate = sum(r["success"] for r in results) / len(results)
-    write_results(out / "results.json", task=task, source="scripted", noise=noise, episodes=len(results),
-                  success_rate=rate, env_steps=sum(r["steps"] for r in results), store=str(store_path),
-                  failures_injected=sum(bool(r["failures"]) for r in results))
+    write_results(out / "results.json", stage="collect", task=task, source="scripted", noise=noise,
+                  episodes=len(results), success_rate=rate, env_steps=sum(r["steps"] for r in results),
+                  store=str(store_path), failures_injected=sum(bool(r["failures"]) for r in results))
     print(f"collect: {len(results)} {task} episodes (noise {noise}) -> {store_path}; scripted success "
           f"{rate:.0%}; results in {out / 'results.json'}")
     return 0
@@ -199,8 +199,8 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
     finally:
         env.close()
     rate = sum(r["success"] for r in results) / len(results)
-    write_results(out / "results.json", task=env.task_id, source="expert", expert=str(cfg.expert), noise=noise,
-                  episodes=len(results), success_rate=rate, env_steps=sum(r["steps"] for r in results),
+    write_results(out / "results.json", stage="collect", task=env.task_id, source="expert", expert=str(cfg.expert),
+                  noise=noise, episodes=len(results), success_rate=rate, env_steps=sum(r["steps"] for r in results),
                   store=str(store_path))
     print(f"collect: {len(results)} {env.task_id} episodes (expert {cfg.expert}, noise {noise}) -> {store_path}; "
           f"expert success {rate:.0%}; results in {out / 'results.json'}")
@@ -279,10 +279,11 @@ def collect_with_device(cfg, env, store, store_path, out, rig, episodes: int, so
     status = session.status()
     saved = EpisodeStore.open(store_path)
     labels = [saved.episode_meta(i).get("success") for i in range(len(saved) - status["episodes_saved"], len(saved))]
-    write_results(out / "results.json", task=env.task.name, source=source, episodes=status["episodes_saved"],
-                  discarded=status["episodes_discarded"], marked_success=sum(x is True for x in labels),
-                  marked_failure=sum(x is False for x in labels), env_steps=teleop.ticks, store=str(store_path),
-                  overruns=rate.overruns if rate is not None else 0, last_error=status["last_error"])
+    write_results(out / "results.json", stage="collect", task=env.task.name, source=source,
+                  episodes=status["episodes_saved"], discarded=status["episodes_discarded"],
+                  marked_success=sum(x is True for x in labels), marked_failure=sum(x is False for x in labels),
+                  env_steps=teleop.ticks, store=str(store_path), overruns=rate.overruns if rate is not None else 0,
+                  last_error=status["last_error"])
     print(f"collect: {status['episodes_saved']} {env.task.name} episodes from {source} -> {store_path} "
           f"({status['episodes_discarded']} discarded); results in {out / 'results.json'}")
     return 0 if not status["last_error"].startswith("saving failed") else 1

@@ -99,6 +99,7 @@ def run(cfg, args: list[str]) -> int:
     final = result.curve[-1].success_rate if result.curve else result.metrics.get("success_rate")
     write_results(out / "results.json", stage="finetune", algo=cfg.algo, policy=str(result.policy_path),
                   base=str(cfg.policy), task=task, success_rate=final,
+                  eval_episodes=int(cfg.online.eval_episodes) if final is not None else None,
                   env_steps=result.curve[-1].env_steps if result.curve else 0,
                   curve=[asdict(p) for p in result.curve], **result.metrics)
     print(f"{cfg.algo}: final success {final} -> {result.policy_path}")
