@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+import yaml
+
 COMMANDS: dict[str, str] = {
     "collect": "record scripted-teleop (or device) episodes in the twin into an episode store",
     "data": "inspect and convert episode stores: info | validate | recover | view | export | import",
@@ -29,7 +31,9 @@ COMMANDS: dict[str, str] = {
     "report": "tables of runs' results.json and benchmark JSON files (markdown or plain text)",
 }
 
-FREE_FORM = ("options.",)
+# Sections whose keys are names the user chooses (converter/device options, gym.make kwargs, observation
+# features, per-algorithm overrides): a new key needs no `+` where the command's config has the section.
+FREE_FORM = ("options", "task.kwargs", "spec.obs", "finetune.overrides", "finetune.task_params", "finetune.gym.kwargs")
 COMMON_OPTIONS = ("progress=true|false   progress bars on a terminal, a summary line every 30 s or 10 % in a log; "
                   "false: none (default true)",)
 
@@ -39,20 +43,47 @@ USAGE = "usage: robot-rl <command> [positional ...] [key=value ...] [--help]\n\n
 
 
 def _command_help(name: str) -> str:
-    from omegaconf import OmegaConf
-
-    from robot_rl.core.config import compose, config_groups
+    """Usage, the command's docstring, its config groups, the options every command takes, then
+    configs/<name>.yaml itself: each key with its default and the comment that says what it means."""
+    from robot_rl.core.config import compose, config_dir, config_groups
 
     lines = [f"usage: robot-rl {name} [positional ...] [key=value ...]", "", COMMANDS[name]]
     module = _load(name)
     if module is not None and module.__doc__:
         lines += ["", module.__doc__.strip()]
-    lines += ["", "config groups (choose with group=option):"]
-    lines += [f"  {group}: {', '.join(opts)}" for group, opts in config_groups().items() if opts]
+    path = config_dir() / f"{name}.yaml"
+    text = path.read_text()
+    used = {next(iter(d)) for d in (yaml.safe_load(text) or {}).get("defaults", []) if isinstance(d, dict)}
+    groups = {g: opts for g, opts in config_groups().items() if g in used and opts}
+    if groups:
+        lines += ["", "config groups (choose with group=option; their keys are in configs/<group>/<option>.yaml):"]
+        lines += [f"  {group}: {', '.join(opts)}" for group, opts in groups.items()]
     lines += ["", "options of every command:"] + [f"  {o}" for o in COMMON_OPTIONS]
-    lines += ["", f"defaults (configs/{name}.yaml, override with key=value):", ""]
-    lines.append(OmegaConf.to_yaml(compose(name)).rstrip())
+    base = compose(name)
+    free = [f"{s}.<name>=" for s in FREE_FORM if _is_section(base, s)] + (["task.kwargs.<name>= (task=gym)"]
+                                                                           if "task" in used else [])
+    if free:
+        lines += ["", "sections that take keys of your choosing (no + needed): " + ", ".join(free)]
+    lines += ["", f"defaults (configs/{name}.yaml; override with key=value, nested keys with dots):", "",
+              text.rstrip()]
     return "\n".join(lines)
+
+
+def _is_section(cfg, key: str) -> bool:
+    from omegaconf import DictConfig, OmegaConf
+
+    return isinstance(OmegaConf.select(cfg, key, default=None), DictConfig)
+
+
+def _free_form(name: str, overrides: list[str]) -> list[str]:
+    """`++` in front of an override that adds a key to one of FREE_FORM's sections of this command's config
+    (so `options.rate_hz=10` and `spec.obs.front.stream=cam_front_rgb` need no `+`); other overrides as given."""
+    from robot_rl.core.config import compose, config_groups
+
+    groups = set(config_groups())
+    base = compose(name, [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in groups])   # e.g. task=gym
+    sections = [s for s in FREE_FORM if _is_section(base, s)]
+    return [f"++{a}" if a[0].isalpha() and any(a.startswith(f"{s}.") for s in sections) else a for a in overrides]
 
 
 def _load(name: str):
@@ -106,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         positional = [a for a in rest if a not in overrides]
         progress, overrides = _progress_option(overrides)
-        # `options.*` holds free-form keys (e.g. converter options) that no config declares
-        overrides = [f"++{a}" if a.startswith(FREE_FORM) else a for a in overrides]
+        overrides = _free_form(name, overrides)
         section = getattr(module, "OPTIONS_SECTION", None)
         if section:   # the command takes its options' keys bare too (`overwrite=true` = `options.overwrite=true`)
             declared = set(compose(name))

@@ -259,7 +259,7 @@ def import_store(src: str | Path, out_store_path: str | Path, **options: Any) ->
         rate_hz = (header.get("grid") or {}).get("rate_hz") or (1.0 / float(np.median(steps)) if len(steps) else None)
     if rate_hz is None:  # nothing times the steps: a guessed rate would silently stretch or squeeze time
         command = shlex.join(["robot-rl", "data", "import", str(src), str(out_store_path), f"format={FORMAT}",
-                              "+options.rate_hz=10"])
+                              "options.rate_hz=10"])
         raise ConfigError(f"{src}: no data/{timestamp_key}{' with two steps in an episode' if has_times else ''}, "
                           f"so the step rate is unknown; pass the rate the buffer was recorded at (rate_hz), e.g. "
                           f"`{command}` (10 Hz is diffusion_policy's real-robot rate)")
