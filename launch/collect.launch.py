@@ -27,5 +27,5 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("teleop", default_value="device", choices=["device", "scripted", "none"],
                                   description="device: SpaceMouse/gamepad (configs/ros/teleop.yaml); scripted: the "
                                               "scripted expert (twin only); none: no operator node")]
-    teleop = g.teleop_node(g.arg("teleop"), g.when("'", g.arg("teleop"), "' != 'none'"))
+    teleop = g.teleop_node(g.arg("teleop"), g.when("'", g.arg("teleop"), "' != 'none'"), rig=g.typed("rig", str))
     return LaunchDescription([*args, *g.rig_nodes(), teleop, g.recorder_node()])

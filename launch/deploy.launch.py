@@ -24,4 +24,4 @@ def generate_launch_description() -> LaunchDescription:
     args = [*g.rig_arguments(), *g.recorder_arguments(store_required=False),
             DeclareLaunchArgument("checkpoint", description="policy checkpoint directory (or 'scripted': reach)")]
     recorder = g.recorder_node(g.when("'", g.arg("store_path"), "' != ''"), source="policy")
-    return LaunchDescription([*args, *g.rig_nodes(), g.policy_node(), recorder])
+    return LaunchDescription([*args, *g.rig_nodes(), g.policy_node(rig=g.typed("rig", str)), recorder])

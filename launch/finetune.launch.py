@@ -26,5 +26,5 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("token", default_value="", description="shared secret of the actor/learner link")]
     actor = g.policy_node(("finetune.yaml",), {"mode": "actor", "learner_host": g.typed("learner_host", str),
                                                "learner_port": g.typed("learner_port", int),
-                                               "token": g.typed("token", str)})
+                                               "token": g.typed("token", str)}, rig=g.typed("rig", str))
     return LaunchDescription([*args, *g.rig_nodes(), actor])

@@ -114,13 +114,17 @@ def recorder_node(condition=None, source="teleop"):
         remappings=[(topic, arg(name)) for name, topic in RECORDED_TOPICS.items()], **extra)
 
 
-def teleop_node(mode, condition=None):
-    """mode: a string, or a launch-argument substitution ("device" | "scripted")."""
+def teleop_node(mode, condition=None, rig=None):
+    """mode: a string, or a launch-argument substitution ("device" | "scripted"); rig: the `rig` argument
+    (the workspace box targets are integrated in must be the arm's), else teleop.yaml's."""
     return node("teleop_node", "teleop", "teleop.yaml",
                 {"mode": mode if isinstance(mode, str) else ParameterValue(mode, value_type=str),
-                 "task": typed("task", str), "seed": typed("seed", int)}, condition)
+                 "task": typed("task", str), "seed": typed("seed", int), **({"rig": rig} if rig else {})},
+                condition)
 
 
-def policy_node(extra_files: tuple[str, ...] = (), overrides: dict | None = None, condition=None):
+def policy_node(extra_files: tuple[str, ...] = (), overrides: dict | None = None, condition=None, rig=None):
+    """rig: the `rig` argument (the box the policy's delta actions are integrated in), else policy.yaml's."""
     return node("policy_node", "policy", ("policy.yaml", *extra_files),
-                {"checkpoint": typed("checkpoint", str), **(overrides or {})}, condition)
+                {"checkpoint": typed("checkpoint", str), **({"rig": rig} if rig else {}), **(overrides or {})},
+                condition)

@@ -3,6 +3,9 @@
     robot-rl <command> [positional ...] [key=value ...]
     robot-rl <command> --help     config groups and defaults of that command
 
+`progress=true|false` is taken by every command (robot_rl.core.progress): bars on a terminal, periodic
+one-line summaries in a log, nothing with false.
+
 Each command lives in `robot_rl/commands/<command>.py` as `run(cfg, args) -> int`, with optional
 `FIELDS` (robot_rl.core.fields rules for its keys) checked before it runs.
 """
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+
+import yaml
 
 COMMANDS: dict[str, str] = {
     "collect": "record scripted-teleop (or device) episodes in the twin into an episode store",
@@ -23,9 +28,14 @@ COMMANDS: dict[str, str] = {
     "calibrate": "calibrate cameras and latencies: intrinsics | handeye | latency",
     "bench": "run a benchmark: store | twin | policy | finetune | ros | all",
     "pipeline": "run the whole pipeline on the twin and write report.md + results.json",
+    "report": "tables of runs' results.json and benchmark JSON files (markdown or plain text)",
 }
 
-FREE_FORM = ("options.",)
+# Sections whose keys are names the user chooses (converter/device options, gym.make kwargs, observation
+# features, per-algorithm overrides): a new key needs no `+` where the command's config has the section.
+FREE_FORM = ("options", "task.kwargs", "spec.obs", "finetune.overrides", "finetune.task_params", "finetune.gym.kwargs")
+COMMON_OPTIONS = ("progress=true|false   progress bars on a terminal, a summary line every 30 s or 10 % in a log; "
+                  "false: none (default true)",)
 
 USAGE = "usage: robot-rl <command> [positional ...] [key=value ...] [--help]\n\ncommands:\n" + "\n".join(
     f"  {name:10s} {text}" for name, text in COMMANDS.items()
@@ -33,19 +43,47 @@ USAGE = "usage: robot-rl <command> [positional ...] [key=value ...] [--help]\n\n
 
 
 def _command_help(name: str) -> str:
-    from omegaconf import OmegaConf
-
-    from robot_rl.core.config import compose, config_groups
+    """Usage, the command's docstring, its config groups, the options every command takes, then
+    configs/<name>.yaml itself: each key with its default and the comment that says what it means."""
+    from robot_rl.core.config import compose, config_dir, config_groups
 
     lines = [f"usage: robot-rl {name} [positional ...] [key=value ...]", "", COMMANDS[name]]
     module = _load(name)
     if module is not None and module.__doc__:
         lines += ["", module.__doc__.strip()]
-    lines += ["", "config groups (choose with group=option):"]
-    lines += [f"  {group}: {', '.join(opts)}" for group, opts in config_groups().items() if opts]
-    lines += ["", f"defaults (configs/{name}.yaml, override with key=value):", ""]
-    lines.append(OmegaConf.to_yaml(compose(name)).rstrip())
+    path = config_dir() / f"{name}.yaml"
+    text = path.read_text()
+    used = {next(iter(d)) for d in (yaml.safe_load(text) or {}).get("defaults", []) if isinstance(d, dict)}
+    groups = {g: opts for g, opts in config_groups().items() if g in used and opts}
+    if groups:
+        lines += ["", "config groups (choose with group=option; their keys are in configs/<group>/<option>.yaml):"]
+        lines += [f"  {group}: {', '.join(opts)}" for group, opts in groups.items()]
+    lines += ["", "options of every command:"] + [f"  {o}" for o in COMMON_OPTIONS]
+    base = compose(name)
+    free = [f"{s}.<name>=" for s in FREE_FORM if _is_section(base, s)] + (["task.kwargs.<name>= (task=gym)"]
+                                                                           if "task" in used else [])
+    if free:
+        lines += ["", "sections that take keys of your choosing (no + needed): " + ", ".join(free)]
+    lines += ["", f"defaults (configs/{name}.yaml; override with key=value, nested keys with dots):", "",
+              text.rstrip()]
     return "\n".join(lines)
+
+
+def _is_section(cfg, key: str) -> bool:
+    from omegaconf import DictConfig, OmegaConf
+
+    return isinstance(OmegaConf.select(cfg, key, default=None), DictConfig)
+
+
+def _free_form(name: str, overrides: list[str]) -> list[str]:
+    """`++` in front of an override that adds a key to one of FREE_FORM's sections of this command's config
+    (so `options.rate_hz=10` and `spec.obs.front.stream=cam_front_rgb` need no `+`); other overrides as given."""
+    from robot_rl.core.config import compose, config_groups
+
+    groups = set(config_groups())
+    base = compose(name, [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in groups])   # e.g. task=gym
+    sections = [s for s in FREE_FORM if _is_section(base, s)]
+    return [f"++{a}" if a[0].isalpha() and any(a.startswith(f"{s}.") for s in sections) else a for a in overrides]
 
 
 def _load(name: str):
@@ -55,6 +93,22 @@ def _load(name: str):
         if e.name == f"robot_rl.commands.{name}":
             return None
         raise
+
+
+def _progress_option(overrides: list[str]) -> tuple[bool | None, list[str]]:
+    """`progress=true|false` (any command): the process-wide progress setting, not a config key."""
+    from robot_rl.core.errors import ConfigError
+
+    chosen, rest = None, []
+    for a in overrides:
+        key, value = a.split("=", 1)
+        if key.lstrip("+~") != "progress":
+            rest.append(a)
+        elif value.strip().lower() in ("true", "false"):
+            chosen = value.strip().lower() == "true"
+        else:
+            raise ConfigError(f"progress={value}: expected true or false")
+    return chosen, rest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,11 +131,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"robot-rl {name}: not implemented yet in this version of robot_rl", file=sys.stderr)
             return 2
         from robot_rl.core.config import check_config, compose
+        from robot_rl.core.progress import progress_setting
+        from robot_rl.core.results import recording_command
 
         overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         positional = [a for a in rest if a not in overrides]
-        # `options.*` holds free-form keys (e.g. converter options) that no config declares
-        overrides = [f"++{a}" if a.startswith(FREE_FORM) else a for a in overrides]
+        progress, overrides = _progress_option(overrides)
+        overrides = _free_form(name, overrides)
         section = getattr(module, "OPTIONS_SECTION", None)
         if section:   # the command takes its options' keys bare too (`overwrite=true` = `options.overwrite=true`)
             declared = set(compose(name))
@@ -89,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                          else a for a in overrides]
         cfg = compose(name, overrides)
         check_config(name, cfg, overrides, getattr(module, "FIELDS", None))  # typed checks before anything runs
-        return int(module.run(cfg, positional) or 0)
+        with progress_setting(progress), recording_command(argv):
+            return int(module.run(cfg, positional) or 0)
     except RobotRLError as e:
         print(f"robot-rl {name}: error: {e}", file=sys.stderr)
         return 1

@@ -57,11 +57,11 @@ class IntrinsicsResult:
 def detect_views(images: Iterable[tuple[str, np.ndarray]], board: BoardSpec, progress: bool = False
                  ) -> tuple[list[BoardView], tuple[int, int]]:
     """Detect the board in every (name, image); returns the views and the image size (w, h)."""
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     detector = BoardDetector(board)
     views, size = [], None
-    for name, img in tqdm(images, desc="detect board", unit="img", disable=not progress):
+    for name, img in progress_bar(images, desc="detect board", unit="img", enabled=progress):
         h, w = img.shape[:2]
         if size is None:
             size = (w, h)

@@ -58,7 +58,7 @@ def _frames(store, stream: str, episode: int, chunk: int = 64):
 
 
 def estimate_store_latencies(store, opts: LatencyOptions | None = None, progress: bool = False) -> LatencyResult:
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     o = opts or LatencyOptions()
     episodes = list(range(store.n_episodes)) if o.episodes is None else [int(e) for e in o.episodes]
@@ -87,7 +87,7 @@ def estimate_store_latencies(store, opts: LatencyOptions | None = None, progress
     def add(name: str, curve) -> None:
         curves[name] = curve if name not in curves else curves[name] + curve
 
-    for e in tqdm(episodes, desc="latency", unit="episode", disable=not progress):
+    for e in progress_bar(episodes, desc="latency", unit="episode", enabled=progress):
         for dev, (cmd, meas, _) in o.devices.items():
             if dev in skipped:
                 continue

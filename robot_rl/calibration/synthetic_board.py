@@ -123,7 +123,7 @@ def render_board_views(board: BoardSpec, camera, n_views: int = 12, seed: int = 
     import dataclasses
 
     import mujoco
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     cam = dataclasses.replace(camera, parent="base", position=(0.0, 0.0, 0.0), quat=(1.0, 0.0, 0.0, 0.0))
     spec = mujoco.MjSpec()
@@ -142,7 +142,7 @@ def render_board_views(board: BoardSpec, camera, n_views: int = 12, seed: int = 
     T_world_cam = camera_pose_cv(data, f"cam_{cam.name}")
     images, poses = [], []
     try:
-        for i in tqdm(range(n_views), desc="render board views", unit="view", disable=not progress):
+        for i in progress_bar(range(n_views), desc="render board views", unit="view", enabled=progress):
             z = intr.fx * bw / (rng.uniform(*coverage) * intr.width)
             u = rng.uniform(0.2, 0.8) * intr.width
             v = rng.uniform(0.2, 0.8) * intr.height

@@ -86,7 +86,7 @@ def render_handeye_views(board: BoardSpec, mode: str = "eye_in_hand", n_views: i
     """n_views renders of the board by the rig's wrist (eye_in_hand) or front (eye_to_hand) camera at
     width x height px. rig: a rig name, file or config mapping (robot_rl.control.rig.load_rig)."""
     import mujoco
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     from robot_rl.control.rig import load_rig
 
@@ -117,7 +117,7 @@ def render_handeye_views(board: BoardSpec, mode: str = "eye_in_hand", n_views: i
     renderer = CameraRig(model, data, {name: cam}, {name: 1.0})
     images, hands = [], []
     try:
-        for i in tqdm(range(n_views), desc=f"render {mode} views", unit="view", disable=not progress):
+        for i in progress_bar(range(n_views), desc=f"render {mode} views", unit="view", enabled=progress):
             if mode == "eye_in_hand":
                 centre = (body_pose(data, "board") @ bm.T_geom_board @ centre_in_board)[:3, 3]
                 theta, phi = np.radians(rng.uniform(0, 35)), rng.uniform(-np.pi, np.pi)

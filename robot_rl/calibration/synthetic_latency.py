@@ -102,7 +102,7 @@ def record_latency_episode(store_path: str | Path, camera_delays_s: dict[str, fl
                            progress: bool = False) -> LatencyEpisode:
     """Record one scripted twin episode into a new store at store_path with the given injected delays
     (camera stream name such as 'cam_wrist_rgb' -> s; state stream -> s)."""
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     from robot_rl.data.schema import EpisodeMeta
     from robot_rl.data.episode_store import EpisodeStore
@@ -124,7 +124,7 @@ def record_latency_episode(store_path: str | Path, camera_delays_s: dict[str, fl
                                   calibration_id=env.twin.calibration_id,
                                   notes=f"injected delays (s): {camera_delays_s | state_delays_s}"))
             rec.on_step(obs, None, 0.0, info)
-            for a in tqdm(actions, desc="twin latency episode", unit="step", disable=not progress):
+            for a in progress_bar(actions, desc="twin latency episode", unit="step", enabled=progress):
                 obs, reward, _, _, info = env.step(a)
                 rec.on_step(obs, a, reward, info)
             rec.end(success=True)

@@ -43,7 +43,7 @@ def run(cfg, args: list[str]) -> int:
     cal_dir = calibration_dir(rig.name, cal_id, root)
     step = {"intrinsics": _intrinsics, "handeye": _handeye, "latency": _latency}[args[0]]
     results = step(cfg, rig, cal_dir, out)
-    write_results(out / "results.json", command=f"calibrate {args[0]}", rig=rig.name, calibration_id=cal_id,
+    write_results(out / "results.json", stage=f"calibrate {args[0]}", rig=rig.name, calibration_id=cal_id,
                   calibration_path=str(cal_dir), synthetic=bool(cfg.synthetic), **results)
     print(f"calibration {cal_id} -> {cal_dir}")
     return 0
@@ -81,11 +81,11 @@ def _intrinsics(cfg, rig, cal_dir: Path, out: Path, camera: str | None = None) -
             raise ConfigError(f"camera={camera!r}: the rig's calibration {rig.calibration} has cameras {sorted(cams)}")
         sd = cfg.synthetic_data
         data = render_board_views(board, scaled_camera(cams[camera], int(sd.width), int(sd.height)), int(sd.views),
-                                  int(cfg.seed), progress=cfg.progress)
+                                  int(cfg.seed), progress=True)
         images, truth = data.images, data.intrinsics
     else:
         images = _images(cfg)
-    views, size = detect_views(images, board, progress=cfg.progress)
+    views, size = detect_views(images, board, progress=True)
     r = calibrate_intrinsics(views, size, int(cfg.min_corners), int(cfg.intrinsics.min_views),
                              bool(cfg.intrinsics.fix_k3), bool(cfg.intrinsics.zero_tangent))
     i = r.intrinsics
@@ -150,7 +150,7 @@ def _handeye(cfg, rig, cal_dir: Path, out: Path) -> dict:
             res = {f"intrinsics_{k}": v for k, v in _intrinsics(cfg, rig, cal_dir, out, camera).items()}
         sd = cfg.synthetic_data
         truth = render_handeye_views(board, mode, int(sd.views), int(cfg.seed), int(sd.width), int(sd.height),
-                                     to_plain(cfg.robot), progress=cfg.progress)
+                                     to_plain(cfg.robot), progress=True)
         images, hand_poses = truth.images, dict(zip((n for n, _ in truth.images), truth.T_base_hand))
     else:
         from robot_rl.calibration.sources import load_robot_poses
@@ -164,7 +164,7 @@ def _handeye(cfg, rig, cal_dir: Path, out: Path) -> dict:
         if missing:
             raise ConfigError(f"handeye.poses={cfg.handeye.poses}: no pose for image(s) {missing[:10]}"
                               + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
-    board_views, size = detect_views(images, board, progress=cfg.progress)
+    board_views, size = detect_views(images, board, progress=True)
     intr, intr_src = _handeye_intrinsics(cfg, camera, cal_dir, board_views, size)
     views = [HandEyeView(hand_poses[v.name], v) for v in board_views]
     r = calibrate_handeye(views, intr, mode, str(cfg.handeye.method), int(cfg.min_corners),
@@ -211,7 +211,7 @@ def _latency(cfg, rig, cal_dir: Path, out: Path) -> dict:
         store_path = out / "synthetic_latency.zarr"
         sd = cfg.synthetic_data
         ep = record_latency_episode(store_path, {stream: float(sd.camera_delay_s)}, float(sd.duration_s), int(cfg.seed),
-                                    cameras=(camera,), progress=cfg.progress)
+                                    cameras=(camera,), progress=True)
         truth = ep.camera_delays_s
         print(f"recorded a twin episode with {stream} delayed by {sd.camera_delay_s * 1e3:.1f} ms -> {store_path}")
     elif not store_path:
@@ -219,7 +219,7 @@ def _latency(cfg, rig, cal_dir: Path, out: Path) -> dict:
     if lc.get("camera_mounts") is None:   # the rig says where each camera is mounted
         lc["camera_mounts"] = {f"cam_{n}_rgb": str(c.get("mount", "base")) for n, c in rig.cameras.items()}
     opts = LatencyOptions(**{k: (tuple(v) if k == "pose_streams" else v) for k, v in lc.items()}, devices=devices)
-    r = estimate_store_latencies(EpisodeStore.open(store_path), opts, progress=cfg.progress)
+    r = estimate_store_latencies(EpisodeStore.open(store_path), opts, progress=True)
     details = {k: e.to_dict() for k, e in (r.command | r.cameras).items()}
     report = {"reference": {"streams": list(opts.pose_streams), "latency_s": opts.reference_latency_s},
               "details": details, "skipped": r.skipped, "source": str(store_path)}

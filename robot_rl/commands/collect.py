@@ -117,7 +117,7 @@ def record(cfg, source: str, episodes: int, noise: float, device=None, keys=None
 
 
 def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise: float) -> int:
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     from robot_rl.core.results import write_results
     from robot_rl.data.schema import EpisodeMeta
@@ -129,7 +129,7 @@ def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise
     results = []
     with EpisodeWriter(store) as w:
         rec = EpisodeRecorder(env, w)
-        bar = tqdm(range(episodes), desc=f"collect {task} noise={noise}", unit="ep", disable=not cfg.progress)
+        bar = progress_bar(range(episodes), desc=f"collect {task} noise={noise}", unit="ep")
         for i in bar:
             rec.begin(EpisodeMeta(task=task, source="scripted", rig=rig.name, calibration_id=env.twin.calibration_id,
                                   notes=f"noise={noise}"))
@@ -139,9 +139,9 @@ def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise
             results.append(r)
             bar.set_postfix(success=f"{sum(x['success'] for x in results)}/{len(results)}")
     rate = sum(r["success"] for r in results) / len(results)
-    write_results(out / "results.json", task=task, source="scripted", noise=noise, episodes=len(results),
-                  success_rate=rate, env_steps=sum(r["steps"] for r in results), store=str(store_path),
-                  failures_injected=sum(bool(r["failures"]) for r in results))
+    write_results(out / "results.json", stage="collect", task=task, source="scripted", noise=noise,
+                  episodes=len(results), success_rate=rate, env_steps=sum(r["steps"] for r in results),
+                  store=str(store_path), failures_injected=sum(bool(r["failures"]) for r in results))
     print(f"collect: {len(results)} {task} episodes (noise {noise}) -> {store_path}; scripted success "
           f"{rate:.0%}; results in {out / 'results.json'}")
     return 0
@@ -150,7 +150,7 @@ def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise
 def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
     """task=gym source=expert: a third-party expert (expert=<module>:<attr>) on a Gymnasium task; its success
     rate at this noise level goes to results.json (robot_rl.sim.gym_tasks)."""
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     from robot_rl.core.results import write_results
     from robot_rl.core.rundir import make_run_dir
@@ -188,8 +188,7 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
         results = []
         with EpisodeWriter(store) as w:
             rec = GymRecorder(env, w)
-            bar = tqdm(range(episodes), desc=f"collect {env.task_id} noise={noise}", unit="ep",
-                       disable=not cfg.progress)
+            bar = progress_bar(range(episodes), desc=f"collect {env.task_id} noise={noise}", unit="ep")
             for i in bar:
                 rec.begin(EpisodeMeta(task=env.task_id, source="scripted", rig="gym", notes=f"expert={cfg.expert} "
                                       f"noise={noise}"))
@@ -200,8 +199,8 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
     finally:
         env.close()
     rate = sum(r["success"] for r in results) / len(results)
-    write_results(out / "results.json", task=env.task_id, source="expert", expert=str(cfg.expert), noise=noise,
-                  episodes=len(results), success_rate=rate, env_steps=sum(r["steps"] for r in results),
+    write_results(out / "results.json", stage="collect", task=env.task_id, source="expert", expert=str(cfg.expert),
+                  noise=noise, episodes=len(results), success_rate=rate, env_steps=sum(r["steps"] for r in results),
                   store=str(store_path))
     print(f"collect: {len(results)} {env.task_id} episodes (expert {cfg.expert}, noise {noise}) -> {store_path}; "
           f"expert success {rate:.0%}; results in {out / 'results.json'}")
@@ -243,7 +242,7 @@ def make_devices(cfg, source: str):
 
 def collect_with_device(cfg, env, store, store_path, out, rig, episodes: int, source: str, device, keys,
                         view) -> int:
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     from robot_rl.core.results import write_results
     from robot_rl.data.episode_store import EpisodeStore
@@ -260,13 +259,13 @@ def collect_with_device(cfg, env, store, store_path, out, rig, episodes: int, so
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"collect: session: {e}") from None
     session = RecordingSession(EpisodeWriter(store), [], config)
-    bar = tqdm(total=episodes, desc=f"collect {env.task.name} source={source}", unit="ep", disable=not cfg.progress)
+    bar = progress_bar(total=episodes, desc=f"collect {env.task.name} source={source}", unit="ep")
     teleop = DeviceSession(device, env, session, EpisodeRecorder(env, SessionSink(session)), keys=keys, view=view,
                            on_reply=bar.write)
 
     def show(signals: dict) -> None:
-        bar.n = signals["saved"]
         bar.set_postfix_str(f"{signals['state']} {signals['elapsed_s']:.1f} s", refresh=False)
+        bar.update(signals["saved"] - bar.n)
 
     rate = None
     try:
@@ -280,10 +279,11 @@ def collect_with_device(cfg, env, store, store_path, out, rig, episodes: int, so
     status = session.status()
     saved = EpisodeStore.open(store_path)
     labels = [saved.episode_meta(i).get("success") for i in range(len(saved) - status["episodes_saved"], len(saved))]
-    write_results(out / "results.json", task=env.task.name, source=source, episodes=status["episodes_saved"],
-                  discarded=status["episodes_discarded"], marked_success=sum(x is True for x in labels),
-                  marked_failure=sum(x is False for x in labels), env_steps=teleop.ticks, store=str(store_path),
-                  overruns=rate.overruns if rate is not None else 0, last_error=status["last_error"])
+    write_results(out / "results.json", stage="collect", task=env.task.name, source=source,
+                  episodes=status["episodes_saved"], discarded=status["episodes_discarded"],
+                  marked_success=sum(x is True for x in labels), marked_failure=sum(x is False for x in labels),
+                  env_steps=teleop.ticks, store=str(store_path), overruns=rate.overruns if rate is not None else 0,
+                  last_error=status["last_error"])
     print(f"collect: {status['episodes_saved']} {env.task.name} episodes from {source} -> {store_path} "
           f"({status['episodes_discarded']} discarded); results in {out / 'results.json'}")
     return 0 if not status["last_error"].startswith("saving failed") else 1

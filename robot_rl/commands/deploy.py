@@ -95,8 +95,7 @@ def run(cfg, args: list[str]) -> int:
     task_params = dict(task_cfg.get("params") or {})
     time_limit = make_task(task, task_params).p.time_limit
     dcfg = DeployConfig.from_dict(to_plain(cfg.runtime) | {"episodes": episodes,
-                                                             "seed_offset": int(cfg.seed_offset),
-                                                             "progress": bool(cfg.progress)})
+                                                             "seed_offset": int(cfg.seed_offset)})
     calibrated = load_latency_calibration(cfg.calibration) if cfg.get("calibration") else {}
     if str(cfg.policy) == "scripted":
         if task != "reach":

@@ -16,6 +16,7 @@ import importlib
 
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional, text
+from robot_rl.core.progress import progress_enabled
 from robot_rl.core.rundir import make_run_dir
 from robot_rl.learning.rl.context import build_context
 from robot_rl.runtime.finetune_roles import run_actor, run_learner
@@ -83,6 +84,7 @@ def run(cfg, args: list[str]) -> int:
         raise ConfigError(f"finetune takes no positional arguments, got {args}; see robot-rl finetune --help")
     out = make_run_dir(cfg, "finetune")
     ctx, task = build_context(cfg, out)
+    ctx.progress = progress_enabled()   # `progress=false` reaches the algorithms' own bars
     role = str(cfg.role)
     if role not in ROLES:
         raise ConfigError(f"finetune: role={role!r}, expected one of {list(ROLES)}")
@@ -97,6 +99,7 @@ def run(cfg, args: list[str]) -> int:
     final = result.curve[-1].success_rate if result.curve else result.metrics.get("success_rate")
     write_results(out / "results.json", stage="finetune", algo=cfg.algo, policy=str(result.policy_path),
                   base=str(cfg.policy), task=task, success_rate=final,
+                  eval_episodes=int(cfg.online.eval_episodes) if final is not None else None,
                   env_steps=result.curve[-1].env_steps if result.curve else 0,
                   curve=[asdict(p) for p in result.curve], **result.metrics)
     print(f"{cfg.algo}: final success {final} -> {result.policy_path}")

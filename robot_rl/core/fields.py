@@ -239,8 +239,6 @@ COMMON: dict[str, Rule] = {
     "**.*_hidden": integers(1),
     "**.max_minutes": number(0.0),
     "**.resume": boolean,
-    "**.progress": boolean,
-    "progress": boolean,
     "device": device,
     "torch_threads": integer(0),
 }

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -35,6 +37,24 @@ class BenchRow:
         return BenchRow(metric, float(value), unit, baseline, float(baseline_value), ratio)
 
 
+_COMMANDS: list[str] = []   # the robot-rl command lines running in this process, innermost last
+
+
+@contextmanager
+def recording_command(argv: list[str]):
+    """Within the block, results.json and benchmark JSON record `robot-rl <argv>` as the command that made
+    them (nested: the pipeline's stages record their own)."""
+    _COMMANDS.append("robot-rl " + shlex.join(argv))
+    try:
+        yield
+    finally:
+        _COMMANDS.pop()
+
+
+def current_command() -> str | None:
+    return _COMMANDS[-1] if _COMMANDS else None
+
+
 def machine_summary() -> str:
     """e.g. 'x86_64, 2 CPU cores, Linux 6.1, Python 3.11.7, torch 2.13.0 cpu'."""
     parts = [platform.machine(), f"{os.cpu_count()} CPU cores", f"{platform.system()} {platform.release()}",
@@ -60,6 +80,8 @@ def write_bench_json(path: str | Path, benchmark: str, rows: Iterable[BenchRow])
         "machine": machine_summary(),
         "rows": [{k: _finite_or_none(v) for k, v in asdict(r).items()} for r in rows],
     }
+    if current_command():
+        data["command"] = current_command()
     _write_json(path, data)
     return data
 
@@ -105,8 +127,9 @@ def write_results(path: str | Path, **fields: Any) -> dict:
     from robot_rl.core.config import to_plain
 
     data = to_plain(fields)
-    if "machine" not in data:
-        data["machine"] = machine_summary()
+    data.setdefault("machine", machine_summary())
+    if current_command():
+        data.setdefault("command", current_command())
     _write_json(path, data)
     return data
 

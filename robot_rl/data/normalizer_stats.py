@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
-from tqdm import tqdm
+from robot_rl.core.progress import progress_bar
 
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.spec import PolicySpec
@@ -190,7 +190,7 @@ def compute_stats(store: EpisodeStore | str, spec: PolicySpec, episodes=None, su
     features = [*spec.low_dim, spec.action]
     streams = sorted({s for f in features for s in feature_streams(f)})
     per_stream = {s: stream_stats(store, s, episodes).stats()
-                  for s in tqdm(streams, desc="normalizer stats", disable=not progress)}
+                  for s in progress_bar(streams, desc="normalizer stats", enabled=progress)}
     stats: dict[str, dict[str, np.ndarray]] = {}
     for f in features:
         parts = [per_stream[s] for s in feature_streams(f)]

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
+from robot_rl.core.progress import progress_bar
 
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import write_results
@@ -144,7 +144,7 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
         return save_policy(export(), out / "checkpoints" / name, config=run_config, meta={"step": step})
 
     epoch = step // max(1, len(train_set) // cfg.batch_size or 1)
-    bar = tqdm(total=cfg.steps, initial=step, desc="train bc", disable=not main, dynamic_ncols=True)
+    bar = progress_bar(total=cfg.steps, initial=step, desc="train bc", unit="step", enabled=main)
     t_last = t_start = time.perf_counter()
     out_of_time = lambda: cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes  # noqa: E731
     batches = EpochBatches(train_set, cfg.batch_size, cfg.seed, epoch, rank, world)

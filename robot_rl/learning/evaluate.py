@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from tqdm import tqdm
+from robot_rl.core.progress import progress_bar
 
 from robot_rl.core.results import latency_percentiles_ms, success_interval
 from robot_rl.core.spec import PolicySpec
@@ -85,7 +85,7 @@ def evaluate(policy, make_env: Callable[[], Any], spec: PolicySpec, episodes: in
         recorder = episode_recorder(env, writer)
     results, latencies = [], []
     try:
-        for i in tqdm(range(episodes), desc="eval", disable=not progress, leave=False):
+        for i in progress_bar(range(episodes), desc="eval", enabled=progress, leave=False):
             if recorder is not None:
                 recorder.begin(EpisodeMeta(source="policy", **(meta or {})))
             r = rollout(policy, env, spec, seed + i, recorder)

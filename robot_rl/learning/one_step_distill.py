@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from robot_rl.core.progress import progress_bar
 
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import latency_percentiles_ms, write_results
@@ -168,7 +168,7 @@ class StudentOptimizer:
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(out / "tb"))
-        self.bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, dynamic_ncols=True)
+        self.bar = progress_bar(total=cfg.steps, initial=self.step, desc=desc, unit="step")
 
     @property
     def done(self) -> bool:

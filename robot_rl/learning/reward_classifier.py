@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from robot_rl.core.progress import progress_bar
 
 from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
@@ -114,7 +114,7 @@ def train_reward_classifier(store, obs: list[FeatureSpec], cfg: RewardConfig, ou
     pos_weight = torch.tensor((len(y_train) - n_pos) / n_pos, device=device)
     rng = np.random.default_rng(cfg.seed)
     model.train()
-    for _ in tqdm(range(cfg.steps), desc="reward classifier", disable=not cfg.progress, leave=False):
+    for _ in progress_bar(range(cfg.steps), desc="reward classifier", enabled=cfg.progress, leave=False):
         idx = rng.integers(0, len(train_ds), cfg.batch_size)
         (x, y), = _batches(train_ds, labels[id(train_ds)], idx, cfg.batch_size)
         loss = F.binary_cross_entropy_with_logits(model(x), y.to(device), pos_weight=pos_weight)

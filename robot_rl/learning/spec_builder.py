@@ -1,7 +1,8 @@
 """Build a PolicySpec from a config section and the store it will be trained on.
 
 Shapes the config leaves out are read from the store: a low-dim feature's width is the sum of its
-streams' widths, an image feature defaults to the stream's (C, H, W), the rate to the action's.
+streams' widths, an image feature defaults to the stream's (C, H, W), the rate to the action's. A feature
+that names an image stream is an image feature (rgb or depth) unless it says otherwise.
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ def _stream(store, name: str, key: str):
     return store.streams[name]
 
 
+def _image_kind(stream) -> str | None:
+    """rgb for a colour image stream (H, W, 3), depth for another image stream (stored as JPEG or PNG), None
+    otherwise."""
+    if stream.codec not in ("jpeg", "png"):
+        return None
+    return "rgb" if len(stream.shape) == 3 and stream.shape[2] == 3 else "depth"
+
+
 def build_spec(section: Mapping[str, Any], store) -> PolicySpec:
     section = dict(section)
     obs = []
     for key, f in dict(section.get("obs") or {}).items():
         f = dict(f or {})
         f.setdefault("stream", key)
-        kind = f.get("kind", "low_dim")
         streams = [s.strip() for s in f["stream"].split("+")]
         specs = [_stream(store, s, key) for s in streams]
+        kind = f.setdefault("kind", _image_kind(specs[0]) or "low_dim")   # an image stream names its own kind
         if "shape" not in f or f["shape"] is None:
             if kind == "low_dim":
                 f["shape"] = [sum(int(s.shape[-1]) if s.shape else 1 for s in specs)]

@@ -89,7 +89,7 @@ def learner_config(link):
 
 def run_learner(cfg, ctx):
     """Serve actors until online.env_steps; returns the FinetuneResult of the exported policy."""
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     from robot_rl.learning.rl.offpolicy import export_result
     from robot_rl.learning.rl.online import CurvePoint
@@ -113,8 +113,8 @@ def run_learner(cfg, ctx):
     procs = _spawn_actors(cfg, out, learner.address[1]) if int(cfg.actors) > 0 else []
     try:
         evaluate()
-        bar = tqdm(total=online.env_steps, initial=learner.env_steps, desc=f"learner {cfg.algo}",
-                   disable=not ctx.progress)
+        bar = progress_bar(total=online.env_steps, initial=learner.env_steps, desc=f"learner {cfg.algo}",
+                           enabled=ctx.progress)
         next_eval = (learner.env_steps // online.eval_every + 1) * online.eval_every if online.eval_every else None
         while learner.env_steps < online.env_steps:
             before = learner.env_steps

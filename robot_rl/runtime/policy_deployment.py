@@ -343,7 +343,7 @@ def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, ti
     from robot_rl.control.controller import Fault
     from robot_rl.control.shared import H_TARGETS_DROPPED, H_TICK_COUNT
 
-    from tqdm import tqdm
+    from robot_rl.core.progress import progress_bar
 
     action_hz = float(policy.action_hz)
     time_limit = float(cfg.time_limit_s or time_limit_s)
@@ -364,7 +364,7 @@ def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, ti
     per_episode: list[dict] = []
     rows: list[dict] = []
     fault_totals = np.zeros(len(Fault), dtype=np.int64)
-    bar = tqdm(range(cfg.episodes), desc="deploy", unit="ep", disable=not cfg.progress, leave=False)
+    bar = progress_bar(range(cfg.episodes), desc="deploy", unit="ep", enabled=cfg.progress, leave=False)
     for i in bar:
         ep, cycles, t_start, snap = run_episode(policy, loop, cfg, converter, int(cfg.seed_offset) + i,
                                                 1.0 / rate, time_limit)

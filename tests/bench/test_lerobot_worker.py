@@ -1,5 +1,8 @@
 """The LeRobot worker run for real in LeRobot's venv, on a tiny recording of our own (skipped when
-neither /work/lerobot-venv nor .venv-lerobot is there)."""
+neither $ROBOT_RL_LEROBOT_PYTHON nor .venv-lerobot in the repository is there)."""
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +10,7 @@ import pytest
 from robot_rl.bench.peers import lerobot_peer as peer
 from robot_rl.bench.peers import lerobot_worker as protocol
 
-VENVS = [peer.venv_python("/work/lerobot-venv"), peer.venv_python(None)]
+VENVS = [Path(p) for p in [os.environ.get("ROBOT_RL_LEROBOT_PYTHON")] if p] + [peer.venv_python(None)]
 PYTHON = next((p for p in VENVS if p.exists()), None)
 
 

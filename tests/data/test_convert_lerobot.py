@@ -19,7 +19,8 @@ from robot_rl.data.align import sample_at  # noqa: E402
 from robot_rl.data.convert import lerobot as lr  # noqa: E402
 from robot_rl.data.convert.demo import demo_store  # noqa: E402
 
-LEROBOT_PYTHON = Path(os.environ.get("ROBOT_RL_LEROBOT_PYTHON", "/work/lerobot-venv/bin/python"))
+LEROBOT_PYTHON = Path(os.environ.get("ROBOT_RL_LEROBOT_PYTHON",
+                                     Path(__file__).resolve().parents[2] / ".venv-lerobot" / "bin" / "python"))
 
 # Runs inside the lerobot venv: load our export as any LeRobot user would, compare with what we wrote.
 # It starts when this module is collected and imports lerobot (~20 s of torch/datasets imports on
@@ -196,7 +197,7 @@ def test_bad_input_errors(demo, exported, tmp_path):
 def test_real_lerobot_loads_the_export(demo, exported, lerobot_loader):
     if lerobot_loader is None:
         pytest.skip(f"{LEROBOT_PYTHON} missing: the real-lerobot check needs a separate venv "
-                    f"(see docs/interop.md: python3.11 -m venv /work/lerobot-venv; pip install lerobot ...)")
+                    f"(see docs/interop.md: python3.11 -m venv .venv-lerobot; pip install lerobot ...)")
     proc, work, _ = lerobot_loader
     out, summary = exported
     action, frames, _ = _expected(demo)

@@ -157,7 +157,7 @@ def _check_force(tw: Twin, run: Run, label: str) -> None:
 
 @pytest.mark.parametrize("case", range(3))
 def test_targets_below_the_table_never_press_beyond_the_force_limit(make_twin, case):
-    # the stream (8 cm below the table, clipped into the workspace) and drawn variants of it
+    # a reported stream (8 cm below the table, clipped into the workspace) and drawn variants of it
     RNG = drawn(case)
     xy = (0.5, 0.0) if case == 0 else (RNG.uniform(0.35, 0.6), RNG.uniform(-0.2, 0.2))
     depth = 0.08 if case == 0 else RNG.uniform(0.01, 0.2)

@@ -114,3 +114,13 @@ def test_collect_graph_runs_as_launched_with_remapped_camera(monkeypatch, ros_in
     from robot_rl.data.episode_store import EpisodeStore
 
     assert "cam_front_rgb" in EpisodeStore.open(store).streams
+
+
+@pytest.mark.parametrize("name, executable", [("collect.launch.py", "teleop_node"), ("deploy.launch.py", "policy_node"),
+                                              ("finetune.launch.py", "policy_node")])
+def test_the_operator_and_policy_integrate_targets_in_the_launched_rigs_box(name, executable, monkeypatch):
+    # rig:= reached only arm_node: teleop and policy kept the twin's workspace box from their yaml
+    plan = LaunchPlan(load(REPO / "launch" / name, monkeypatch), {**REQUIRED[name], "rig": "franka_fr3"})
+    (operator,) = [n for n in plan.nodes if n.executable == executable]
+    (arm,) = [n for n in plan.nodes if n.executable == "arm_node"]
+    assert plan.parameters(operator)[1]["rig"] == plan.parameters(arm)[1]["rig"] == "franka_fr3"

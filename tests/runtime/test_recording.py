@@ -323,7 +323,7 @@ def test_listeners_hear_every_begin_and_end_whatever_caused_it(tmp_path, clock):
     assert session.status()["state"] == "closed" and len(EpisodeStore.open(tmp_path / "demo.zarr")) == 1
 
 
-# -- losses and bad data are counted, logged and saved; never silent (issue 24) ----------------------------------
+# -- losses and bad data are counted, logged and saved; never silent ----------------------------------------------
 def joint_sample(t, position=None):
     position = np.arange(7, dtype=float) if position is None else position
     return Sample(t, {"position": position, "velocity": np.zeros(7)})

@@ -235,12 +235,3 @@ def write_episode(writer, meta: Mapping | EpisodeMeta, streams: Mapping[str, tup
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-
-
-def progress(items, desc: str):
-    """tqdm over episodes when a person watches (disabled automatically when not a terminal)."""
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return items
-    return tqdm(items, desc=desc, unit="ep", leave=False, disable=None)

@@ -64,6 +64,7 @@ import zarr
 from imagecodecs.numcodecs import Jpeg2k, Jpegxl
 
 from robot_rl.core.errors import ConfigError, StoreError
+from robot_rl.core.progress import progress_bar
 from robot_rl.data.convert import _common, _grid
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
@@ -180,7 +181,7 @@ def export_store(store: EpisodeStore, out: str | Path, **options: Any) -> dict:
                           compressors=None, fill_value=0)[:] = ends
 
         lo = 0
-        for g in _common.progress(grids, "export diffusion_policy"):
+        for g in progress_bar(grids, desc="export diffusion_policy", unit="ep", leave=False):
             hi = lo + len(g.times)
             for name in streams:
                 if store.streams[name].is_image:
@@ -258,7 +259,7 @@ def import_store(src: str | Path, out_store_path: str | Path, **options: Any) ->
         rate_hz = (header.get("grid") or {}).get("rate_hz") or (1.0 / float(np.median(steps)) if len(steps) else None)
     if rate_hz is None:  # nothing times the steps: a guessed rate would silently stretch or squeeze time
         command = shlex.join(["robot-rl", "data", "import", str(src), str(out_store_path), f"format={FORMAT}",
-                              "+options.rate_hz=10"])
+                              "options.rate_hz=10"])
         raise ConfigError(f"{src}: no data/{timestamp_key}{' with two steps in an episode' if has_times else ''}, "
                           f"so the step rate is unknown; pass the rate the buffer was recorded at (rate_hz), e.g. "
                           f"`{command}` (10 Hz is diffusion_policy's real-robot rate)")
@@ -290,7 +291,8 @@ def import_store(src: str | Path, out_store_path: str | Path, **options: Any) ->
     with _common.importing(out_store_path, specs, index_stream, append, int(opts.get("jpeg_quality", 90))) as store, \
             EpisodeWriter(store, block_on_full=True) as writer:
         lo = 0
-        for e, hi in enumerate(_common.progress(ends.tolist(), "import diffusion_policy")):
+        bar = progress_bar(ends.tolist(), desc="import diffusion_policy", unit="ep", leave=False)
+        for e, hi in enumerate(bar):
             if hi == lo:
                 continue  # diffusion_policy allows empty episodes; the store does not
             times = np.asarray(data[timestamp_key][lo:hi], dtype=np.float64) if has_times else \

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.core.errors import ConfigError, StoreError
+from robot_rl.core.progress import progress_bar
 from robot_rl.data.convert import _common, _grid
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.writer import EpisodeWriter
@@ -217,7 +218,7 @@ def export_store(store: EpisodeStore, out: str | Path, **options: Any) -> dict:
         data_tables: list = []
         writers: dict[str, Mp4Writer] = {}
         try:
-            for k, g in enumerate(_common.progress(grids, "export lerobot")):
+            for k, g in enumerate(progress_bar(grids, desc="export lerobot", unit="ep", leave=False)):
                 file_no = k // per_file
                 chunk, file_index = divmod(file_no, CHUNKS_SIZE)
                 if k % per_file == 0:
@@ -428,7 +429,7 @@ def import_store(src: str | Path, out_store_path: str | Path, **options: Any) ->
     append = _common.as_bool(opts.get("append", False), "append")
     with _common.importing(out_store_path, specs, index_stream, append, int(opts.get("jpeg_quality", 90))) as store, \
             EpisodeWriter(store, block_on_full=True) as writer:
-        for row in _common.progress(episodes, "import lerobot"):
+        for row in progress_bar(episodes, desc="import lerobot", unit="ep", leave=False):
             e = int(row["episode_index"])
             sel = order[np.searchsorted(ep_col[order], e, "left"): np.searchsorted(ep_col[order], e, "right")]
             if len(sel) == 0:

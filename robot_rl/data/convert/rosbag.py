@@ -61,6 +61,7 @@ import yaml
 
 from robot_rl.core.config import load_yaml
 from robot_rl.core.errors import ConfigError, StoreError
+from robot_rl.core.progress import progress_bar
 from robot_rl.data.convert import _common
 from robot_rl.data.convert._ros_msgs import ARRAY, FIELDS, IMAGE, TopicMap, from_message, s_to_ns, to_message
 from robot_rl.data.schema import EpisodeMeta, StreamSpec
@@ -217,7 +218,7 @@ def export_store(store: EpisodeStore, out: str | Path, **options: Any) -> dict:
     messages = 0
     bags = []
     with _common.staged_output(out, overwrite, "folder of bags", store.path) as tmp:
-        for e in _common.progress(episodes, "export rosbag"):
+        for e in progress_bar(episodes, desc="export rosbag", unit="ep", leave=False):
             bag = tmp / f"episode_{e:06d}"
             writer = Writer(bag, version=9, storage_plugin=plugins[storage])
             writer.open()
@@ -398,7 +399,7 @@ def import_store(src: str | Path, out_store_path: str | Path, **options: Any) ->
     append = _common.as_bool(opts.get("append", False), "append")
     with _common.importing(out_store_path, specs, index_stream, append, int(opts.get("jpeg_quality", 90))) as store, \
             EpisodeWriter(store, block_on_full=True) as writer:
-        for bag in _common.progress(bags, "import rosbag"):
+        for bag in progress_bar(bags, desc="import rosbag", unit="ep", leave=False):
             _import_bag(bag, writer, store, maps, typestore, offset, split, gap, missing, opts)
     return store
 
