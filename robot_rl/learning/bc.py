@@ -23,9 +23,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 import torch.distributed as dist
-from robot_rl.core.progress import progress_bar
 
 from robot_rl.core.errors import ConfigError
+from robot_rl.core.progress import progress_bar
 from robot_rl.core.results import write_results
 from robot_rl.core.spec import PolicySpec
 from robot_rl.data.dataset import EpochBatches, batch_loader, endless_loader, make_datasets
