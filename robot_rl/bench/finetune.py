@@ -6,6 +6,7 @@ demo set (`collect noise=0.3`), one BC base trained on it, then for `seeds` seed
 one job's share) and the same online budget (`env_steps`, evaluated every `eval_every` steps on the same fixed seeds):
     bc                 the BC base alone (its success at 0 env steps)
     residual           robot-rl finetune algo=residual (the default online path)
+    filtered_bc        robot-rl finetune algo=filtered_bc (the policy imitates its own successful episodes)
     ppo, dsrl          robot-rl finetune algo=ppo | dsrl
     offline_residual   algo=offline rounds, then residual on their policy; the rounds' env steps count
     rlpd               algo=rlpd: from scratch with the demos in the batch
@@ -41,7 +42,7 @@ from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
 
 NAME = "finetune"
-METHODS = ("bc", "residual", "ppo", "dsrl", "offline_residual", "rlpd")
+METHODS = ("bc", "residual", "filtered_bc", "ppo", "dsrl", "offline_residual", "rlpd")
 THRESHOLDS = (0.9, 0.95)
 EVAL_SEED = 100_000          # the finetune command's default online.eval_seed; `eval` uses the same seeds
 HELDOUT_SEED = 200_000       # final policies' held-out evaluation: seeds no learning curve uses

@@ -18,13 +18,13 @@ from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional, text
 from robot_rl.core.progress import progress_enabled
 from robot_rl.core.rundir import make_run_dir
-from robot_rl.learning.rl.context import build_context
+from robot_rl.learning.rl.context import ALGORITHMS, build_context
 from robot_rl.runtime.finetune_roles import run_actor, run_learner
 
 ROLES = ("local", "learner", "actor")   # local: actor and learner interleaved in this process
 
 FIELDS = {
-    "algo": choice("offline", "residual", "ppo", "dsrl", "rlpd"),
+    "algo": choice(*ALGORITHMS),
     "policy": optional(existing_path),
     "store": optional(existing_path),
     "corrector": optional(choice("scripted")),

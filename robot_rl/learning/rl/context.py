@@ -23,7 +23,7 @@ from robot_rl.policies.io import load_policy
 from robot_rl.sim.corrector import scripted_corrector
 from robot_rl.sim.gym_tasks import is_gym_task, task_label
 
-ALGORITHMS = ("offline", "residual", "ppo", "dsrl", "rlpd")
+ALGORITHMS = ("offline", "residual", "ppo", "dsrl", "rlpd", "filtered_bc")
 
 
 @dataclass

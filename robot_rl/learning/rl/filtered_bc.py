@@ -1,0 +1,204 @@
+"""`robot-rl finetune algo=filtered_bc`: the diffusion policy learns from its own successful episodes.
+
+    robot-rl finetune algo=filtered_bc policy=<bc ckpt> task=lift [filtered_bc.<field>=<value> ...]
+
+Filtered behaviour cloning (self-imitation with a 0/1 return weight): a policy-improvement step that only
+needs the success signal, the twin's check or a learned detector. Acting: the policy samples every chunk
+from fresh initial noise, which is all the exploration it needs (the sampled chunks already vary where
+the demos did). Every online episode is recorded into <out>/online.zarr (the collect streams); those that
+succeed join the training windows. Learning: `utd` DDPM-loss steps of the whole diffusion policy per
+chunk transition collected, each on a batch drawn `prior_fraction` from the prior store's successful
+demos and the rest from the run's own successful episodes (symmetric sampling, as RLPD does with demos),
+through the BC optimizer recipe (AdamW, cosine decay over the run's budget, gradient clipping, EMA). The
+exported and acting policy is the EMA copy. A successful interventions' episode (corrector=scripted) is a
+successful episode like any other, so the corrector's actions are imitated where the policy went wrong.
+
+The learner state (weights, EMA, optimizer, schedule, counters) is saved to <out>/train_state every
+`save_every_episodes` episodes and at the end; a rerun with the same out= continues from it, its
+successful episodes read back from <out>/online.zarr.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from robot_rl.core.config import dataclass_from_dict
+from robot_rl.core.errors import ConfigError
+from robot_rl.data.dataset import EpochBatches, endless_loader, make_datasets
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_finetuned
+from robot_rl.learning.rl.online import OnlineProgress, run_online
+from robot_rl.learning.rl.online_recorder import OnlineRecorder
+from robot_rl.learning.rl.ppo import trainable_copy
+from robot_rl.learning.rl.transitions import Transitions
+from robot_rl.learning.train_state import (OptimConfig, Optimization, has_learner_state, load_learner_state,
+                                           resume_schedule, save_learner_state)
+from robot_rl.policies.device import resolve_device
+from robot_rl.policies.diffusion_policy import DiffusionPolicy
+from robot_rl.sim.gym_tasks import task_label
+
+
+@dataclass
+class FilteredBCConfig:
+    utd: float = 2.0                  # DDPM-loss steps per chunk transition collected
+    batch_size: int = 128
+    prior_fraction: float = 0.5       # share of each batch from the prior store's successful demos
+    lr: float = 3e-4                  # fine-tuning the BC weights (BC itself starts at 1e-3 for the MLP model)
+    grad_clip: float = 1.0
+    ema_power: float = 0.75           # EMA of the weights (the exported and acting policy), as in BC
+    ema_max_decay: float = 0.999
+    warmup_env_steps: int = 0         # env steps of the base alone before the first update
+    save_every_episodes: int = 10     # learner state to <out>/train_state every this many episodes
+    resume: bool = True               # continue from <out>/train_state when present
+
+    def __post_init__(self) -> None:
+        if self.utd < 0 or self.warmup_env_steps < 0 or self.lr <= 0:
+            raise ConfigError("filtered_bc: utd and warmup_env_steps must be >= 0 and lr > 0")
+        if self.batch_size < 2:
+            raise ConfigError(f"filtered_bc.batch_size={self.batch_size}: must be >= 2")
+        if not 0.0 <= self.prior_fraction <= 1.0:
+            raise ConfigError(f"filtered_bc.prior_fraction={self.prior_fraction}: must be in [0, 1]")
+
+
+def successful_windows(store, spec, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]] | None:
+    """Endless batches of the store's successful windows (None when it has none)."""
+    train_set, _ = make_datasets(store, spec, val_ratio=0.0, seed=seed, success=True)
+    if len(train_set) == 0:
+        return None
+    return iter(endless_loader(EpochBatches(train_set, min(batch_size, len(train_set)), seed), num_workers=0))
+
+
+class FilteredBC:
+    """The OnlineAlgorithm of robot_rl.learning.rl.online: act with the EMA policy, imitate successes."""
+
+    def __init__(self, base: DiffusionPolicy, cfg: FilteredBCConfig, total_updates: int, prior_store=None,
+                 online_store: str | Path | None = None, device="cpu", seed: int = 0,
+                 state_dir: str | Path | None = None) -> None:
+        self.cfg, self.spec, self.seed = cfg, base.spec, seed
+        self.policy = trainable_copy(base.to(resolve_device(device)))
+        self.opt = Optimization(self.policy, OptimConfig(lr=cfg.lr, warmup_steps=0, grad_clip=cfg.grad_clip,
+                                                         ema=True, ema_power=cfg.ema_power,
+                                                         ema_max_decay=cfg.ema_max_decay), max(1, total_updates))
+        self.prior = successful_windows(prior_store, self.spec, cfg.batch_size, seed) if prior_store else None
+        self.online_store, self.online = (Path(online_store) if online_store else None), None
+        self.online_successes = 0
+        self.generator = torch.Generator(device=self.policy.device).manual_seed(seed)
+        self.seen = OnlineProgress()
+        self.updates = 0
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+
+    # ---- acting: the EMA policy from fresh initial noise ------------------------------------------------
+    def reset(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, np.ndarray], explore: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        policy = self.export_policy()
+        x = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=policy.device)[None] for k, v in obs.items()}
+        start = self.spec.n_obs_steps - 1
+        actions = policy.predict_action(x, policy.make_noise(1, self.generator))
+        return actions[0, start:start + self.spec.n_action_steps].cpu().numpy(), {}
+
+    # ---- data --------------------------------------------------------------------------------------
+    def observe(self, t: Transitions) -> None:
+        """A finished episode (already committed to the online store by the recorder): counted, and its
+        windows join the training data when it succeeded."""
+        self.seen.env_steps += int(t.steps.sum())
+        self.seen.transitions += len(t)
+        self.seen.episodes += 1
+        if len(t) and bool(t.success[-1]):
+            self.online_successes += 1
+            self.reload_online()
+        if self.state_dir is not None and self.seen.episodes % max(1, self.cfg.save_every_episodes) == 0:
+            self.save_state()
+
+    def reload_online(self) -> None:
+        if self.online_store is not None and self.online_store.exists():
+            self.online = successful_windows(EpisodeStore.open(self.online_store), self.spec, self.cfg.batch_size,
+                                             self.seed + self.online_successes)
+
+    # ---- learning ----------------------------------------------------------------------------------
+    def allowed_updates(self, n_transitions: int) -> int:
+        return 0 if self.seen.env_steps < self.cfg.warmup_env_steps else int(self.cfg.utd * n_transitions)
+
+    def batch(self) -> dict[str, torch.Tensor]:
+        """prior_fraction of the rows from the demos, the rest from the run's successes (all from whichever
+        source exists while the other has nothing)."""
+        n = self.cfg.batch_size
+        n_prior = n if self.online is None else 0 if self.prior is None else round(n * self.cfg.prior_fraction)
+        parts = [b for b, k in ((self.prior, n_prior), (self.online, n - n_prior)) if b is not None and k > 0]
+        if not parts:
+            raise ConfigError("filtered_bc: no successful windows yet: give store=<demos> or a base that succeeds")
+        rows = [n_prior, n - n_prior] if len(parts) == 2 else [n]
+        batches = [next(b) for b in parts]
+        return {k: torch.cat([b[k][:r] for b, r in zip(batches, rows)]).to(self.policy.device)
+                for k in batches[0]}
+
+    def update(self) -> dict[str, float]:
+        self.policy.train()
+        loss = self.policy.compute_loss(self.batch())
+        self.opt.step(loss)
+        self.updates += 1
+        return {"bc_loss": float(loss.detach()), "lr": self.opt.lr}
+
+    def export_policy(self) -> DiffusionPolicy:
+        return self.opt.export().eval()
+
+    # ---- learner state (robot_rl.learning.train_state.save_learner_state) ------------------------------
+    def _parts(self):
+        return {"policy": (self.opt.optimizer, self.opt.modules("policy"))}
+
+    def save_state(self) -> None:
+        save_learner_state(self.state_dir, self.updates, self._parts(), {
+            "env_steps": self.seen.env_steps, "transitions": self.seen.transitions, "episodes": self.seen.episodes,
+            "updates": self.updates, "ema_updates": self.opt.ema.updates, "online_successes": self.online_successes,
+            "generator": self.generator.get_state().tolist()})
+
+    def load_state(self, out: str | Path) -> OnlineProgress | None:
+        """Restore from state_dir if it holds a state; returns where run_online continues (None: fresh)."""
+        if not has_learner_state(self.state_dir):
+            return None
+        c = load_learner_state(self.state_dir, self._parts())
+        self.updates, self.online_successes = int(c["updates"]), int(c["online_successes"])
+        self.opt.ema.updates = int(c["ema_updates"])
+        resume_schedule(self.opt.schedule, self.updates)
+        self.generator.set_state(torch.tensor(c["generator"], dtype=torch.uint8))
+        self.seen = OnlineProgress(int(c["env_steps"]), int(c["transitions"]), self.updates, int(c["episodes"]),
+                                   OnlineProgress.load_curve(out, int(c["env_steps"])))
+        self.reload_online()
+        return self.seen
+
+
+def run(ctx: FinetuneContext) -> FinetuneResult:
+    if not isinstance(ctx.base, DiffusionPolicy):
+        raise ConfigError(f"finetune algo=filtered_bc fine-tunes a diffusion policy; policy= is a "
+                          f"{type(ctx.base).__name__} ({getattr(ctx.base, 'kind', '?')})")
+    if ctx.make_env is None:
+        raise ConfigError("finetune algo=filtered_bc collects its own episodes: give task=<twin task>")
+    cfg = dataclass_from_dict(FilteredBCConfig, ctx.config, "finetune filtered_bc")
+    torch.manual_seed(ctx.seed)
+    out = Path(ctx.out)
+    out.mkdir(parents=True, exist_ok=True)
+    total = int(cfg.utd * ctx.online.env_steps / ctx.base.spec.n_action_steps) + 1
+    algo = FilteredBC(ctx.base, cfg, total, ctx.store, out / "online.zarr", ctx.device, ctx.seed,
+                      state_dir=out / "train_state")
+    start = algo.load_state(out) if cfg.resume else None
+    if start is not None:
+        print(f"filtered_bc: resuming at {start.env_steps} env steps, {algo.updates} updates")
+    recorder = OnlineRecorder(out / "online.zarr", task=task_label(ctx.task) if ctx.task else "")
+    try:
+        curve = run_online(algo, recorder.wrap(ctx.make_env), ctx.online, out, ctx.evaluate, ctx.make_corrector,
+                           recorder, ctx.progress, start)
+    finally:
+        recorder.close()
+    algo.save_state()
+    policy = algo.export_policy()
+    path = save_finetuned(ctx, policy, "filtered_bc", cfg, meta={"env_steps": algo.seen.env_steps,
+                                                                "updates": algo.updates})
+    return FinetuneResult(policy, path, curve, {"updates": algo.updates, "episodes": algo.seen.episodes,
+                                                "online_successes": algo.online_successes})
