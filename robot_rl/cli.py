@@ -76,15 +76,20 @@ def main(argv: list[str] | None = None) -> int:
         if module is None:
             print(f"robot-rl {name}: not implemented yet in this version of robot_rl", file=sys.stderr)
             return 2
+        from omegaconf import OmegaConf
+
         from robot_rl.core.config import check_config, compose
 
         overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         positional = [a for a in rest if a not in overrides]
         # `options.*` holds free-form keys (e.g. converter options) that no config declares
         overrides = [f"++{a}" if a.startswith(FREE_FORM) else a for a in overrides]
+        declared = compose(name)
+        # `+key=value` for a key the command's schema declares (e.g. +learner.max_connections=128) sets it
+        overrides = [a[1:] if a[:1] == "+" and a[1:2] != "+" and OmegaConf.select(declared, a[1:].split("=", 1)[0])
+                     is not None else a for a in overrides]
         section = getattr(module, "OPTIONS_SECTION", None)
         if section:   # the command takes its options' keys bare too (`overwrite=true` = `options.overwrite=true`)
-            declared = set(compose(name))
             overrides = [f"++{section}.{a}" if a[0].isalpha() and a.split("=", 1)[0].split(".")[0] not in declared
                          else a for a in overrides]
         cfg = compose(name, overrides)

@@ -29,6 +29,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from robot_rl.bench.finetune import FinetuneBenchConfig
 from robot_rl.core.results import machine_summary, write_bench_json
 
 NAME = "all"
@@ -36,6 +37,26 @@ BENCHES = ("store", "twin", "policy", "finetune")
 PEERS = ("lerobot",)
 SECTIONS = (*BENCHES, "ros", *PEERS, NAME)  # config sections: everything else in configs/bench.yaml is common
 OK, NOT_AVAILABLE, SKIPPED, FAILED = "ok", "not available", "skipped", "failed"
+
+
+@dataclass
+class BenchConfig:
+    """configs/bench.yaml's schema: the keys every benchmark reads, then one section per benchmark. A section
+    with a config dataclass has its defaults there; the others' values are in configs/bench.yaml."""
+
+    out: str | None = None            # output directory (bench all, finetune); default runs/bench/...
+    seed: int = 0
+    json: str | None = None           # also write the results as JSON to this file
+    device: str = "auto"              # auto | cpu | cuda
+    repeats: int = 3                  # values are medians over this many repeats
+    quick: bool = False               # small sizes (bench all: all.quick; finetune: finetune.quick_sizes): a smoke test
+    store: dict = field(default_factory=dict)
+    twin: dict = field(default_factory=dict)
+    policy: dict = field(default_factory=dict)
+    ros: dict = field(default_factory=dict)
+    finetune: FinetuneBenchConfig = field(default_factory=FinetuneBenchConfig)
+    all: dict = field(default_factory=dict)
+    lerobot: dict = field(default_factory=dict)
 
 
 def section_config(cfg, name: str, extra: dict | None = None):

@@ -9,10 +9,12 @@ bench_all.json into out=<dir>; quick=true uses small sizes (a smoke test). See d
 
 from __future__ import annotations
 
-from robot_rl.bench.all import load_benchmark, section_config
+from robot_rl.bench.all import BenchConfig, load_benchmark, section_config
+from robot_rl.core.config import register_schema
 from robot_rl.core.errors import ConfigError
 
 BENCHMARKS = ("store", "twin", "policy", "finetune", "ros", "all")
+register_schema("bench", BenchConfig)   # configs/bench.yaml's defaults: BenchConfig and its sections' dataclasses
 
 
 def run(cfg, args: list[str]) -> int:

@@ -1,5 +1,9 @@
 """Config I/O: YAML only (safe loader), Hydra composition for the CLI.
 
+A command whose settings are dataclasses registers them as its schema (`register_schema`, Hydra's
+ConfigStore); its configs/<command>.yaml then lists `<command>_schema` first in its defaults and holds
+only config groups and values that differ from the dataclass defaults, which are written nowhere else.
+
 Nothing here executes code from a config: no `eval` resolver is registered, and YAML is read with
 `yaml.safe_load`, so tags such as `!!python/object` are rejected.
 """
@@ -71,6 +75,14 @@ def to_plain(cfg: Any) -> Any:
     return cfg
 
 
+def register_schema(command: str, schema: type) -> None:
+    """Register dataclass `schema` as `<command>_schema`, the typed defaults configs/<command>.yaml builds on:
+    Hydra then refuses unknown keys and values of the wrong type at composition."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=f"{command}_schema", node=schema)
+
+
 def compose(name: str, overrides: list[str] | None = None):
     """Compose `configs/<name>.yaml` with `key=value` overrides into a resolved OmegaConf config."""
     from hydra import compose as hydra_compose
@@ -86,15 +98,34 @@ def compose(name: str, overrides: list[str] | None = None):
             cfg = hydra_compose(config_name=name, overrides=list(overrides or []))
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_composition_error(name, str(e), list(overrides or []))) from None
+        raise ConfigError(_composition_error(name, str(e), list(overrides or []), e.__cause__)) from None
     return cfg
 
 
-def _composition_error(name: str, message: str, overrides: list[str]) -> str:
+# a schema's type error (OmegaConf's message) -> what robot_rl.core.fields says for the same type
+_EXPECTED = (("to Integer", "an integer"), ("to Float", "a number"), ("valid bool", "true or false"),
+             ("not a ListConfig", "a list"), ("to Dict", "a mapping"), ("not a subclass", "a section of settings"))
+
+
+def _composition_error(name: str, message: str, overrides: list[str], cause: BaseException | None = None) -> str:
     """Hydra's error as one line naming the key and value. Hydra's own hint for an unknown key
     ("use +key=value") is dropped: the command would ignore an appended key."""
     import re
 
+    from omegaconf.errors import ValidationError
+
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):   # a value the schema's type refuses
+        text = str(cause).splitlines()[0]
+        expected = next((word for pattern, word in _EXPECTED if pattern in text), None)
+        given = re.search(r"override (\S+?)=(.*)$", message.strip().splitlines()[0])
+        if given and given.group(1).lstrip("+") != cause.full_key:     # e.g. one element of a list
+            return (f"{given.group(1).lstrip('+')}={given.group(2)}: {cause.full_key}={cause.value!r}: "
+                    f"expected {expected or text}")
+        return f"{cause.full_key}={cause.value!r}: expected {expected or text}"
+    schema = re.search(r"Could not load '(\w+)_schema'", message)
+    if schema:
+        return (f"configs/{name}.yaml builds on the schema robot_rl.commands.{schema.group(1)} registers: "
+                f"import that module before composing")
     unknown = re.search(r"Could not override '([^']+)'", message)
     if unknown:
         return (f"unknown key {unknown.group(1)}: configs/{name}.yaml has no such key "
