@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from robot_rl.bench.finetune import FinetuneBenchConfig
+from robot_rl.bench.policy import PolicyBenchConfig
 from robot_rl.core.results import machine_summary, write_bench_json
 
 NAME = "all"
@@ -52,7 +53,7 @@ class BenchConfig:
     quick: bool = False               # small sizes (bench all: all.quick; finetune: finetune.quick_sizes): a smoke test
     store: dict = field(default_factory=dict)
     twin: dict = field(default_factory=dict)
-    policy: dict = field(default_factory=dict)
+    policy: PolicyBenchConfig = field(default_factory=PolicyBenchConfig)
     ros: dict = field(default_factory=dict)
     finetune: FinetuneBenchConfig = field(default_factory=FinetuneBenchConfig)
     all: dict = field(default_factory=dict)

@@ -388,8 +388,7 @@ def main(cfg) -> int:
     plain = to_plain(cfg)
     names = {f.name for f in fields(FinetuneBenchConfig)}
     options = dataclass_from_dict(FinetuneBenchConfig, {k: v for k, v in plain.items() if k in names}, "bench finetune")
-    bench = FinetuneBench(options, plain.get("out"), plain.get("json"), plain.get("device") or "auto",
-                          bool(plain.get("quick")))
+    bench = FinetuneBench(options, plain["out"], plain["json"], plain["device"], plain["quick"])
     bench.out.mkdir(parents=True, exist_ok=True)
     runs = bench.run()
     rows: list[BenchRow] = []
@@ -409,7 +408,7 @@ def main(cfg) -> int:
     for line in missing:
         print(line)
     print(f"curves: {plot}; runs in {bench.out}")
-    if plain.get("json"):
+    if plain["json"]:
         write_bench_json(plain["json"], NAME, rows)
         print(f"wrote {plain['json']}")
     return 0
