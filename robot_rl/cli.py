@@ -57,6 +57,20 @@ def _load(name: str):
         raise
 
 
+def set_declared(overrides: list[str], declared) -> list[str]:
+    """`+key=value` (Hydra: add a key) for a key the composed config `declared` already has sets it, as
+    `key=value` does: e.g. +learner.max_connections=128, written when that limit was not in the YAML."""
+    from omegaconf import OmegaConf
+
+    def has(key: str) -> bool:
+        return OmegaConf.select(declared, key, default=_ABSENT) is not _ABSENT
+
+    return [a[1:] if a[:1] == "+" and a[1:2] != "+" and has(a[1:].split("=", 1)[0]) else a for a in overrides]
+
+
+_ABSENT = object()
+
+
 def main(argv: list[str] | None = None) -> int:
     from robot_rl.core.errors import RobotRLError
 
@@ -76,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         if module is None:
             print(f"robot-rl {name}: not implemented yet in this version of robot_rl", file=sys.stderr)
             return 2
-        from omegaconf import OmegaConf
-
         from robot_rl.core.config import check_config, compose
 
         overrides = [a for a in rest if "=" in a and not a.startswith("-")]
@@ -85,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         # `options.*` holds free-form keys (e.g. converter options) that no config declares
         overrides = [f"++{a}" if a.startswith(FREE_FORM) else a for a in overrides]
         declared = compose(name)
-        # `+key=value` for a key the command's schema declares (e.g. +learner.max_connections=128) sets it
-        overrides = [a[1:] if a[:1] == "+" and a[1:2] != "+" and OmegaConf.select(declared, a[1:].split("=", 1)[0])
-                     is not None else a for a in overrides]
+        overrides = set_declared(overrides, declared)
         section = getattr(module, "OPTIONS_SECTION", None)
         if section:   # the command takes its options' keys bare too (`overwrite=true` = `options.overwrite=true`)
             overrides = [f"++{section}.{a}" if a[0].isalpha() and a.split("=", 1)[0].split(".")[0] not in declared

@@ -17,7 +17,7 @@ from typing import Any
 
 from robot_rl.core.config import register_schema
 from robot_rl.core.errors import ConfigError
-from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional, text
+from robot_rl.core.fields import Invalid, Rule, choice, existing_path, integer, integers, number, optional, text
 from robot_rl.core.rundir import make_run_dir
 from robot_rl.learning.rl.algorithms import ALGORITHMS
 from robot_rl.learning.rl.context import build_context
@@ -53,6 +53,14 @@ class FinetuneRunConfig:
 FinetuneConfig = make_dataclass("FinetuneConfig", [(name, a.config, field(default_factory=a.config))
                                                    for name, a in ALGORITHMS.items()], bases=(FinetuneRunConfig,))
 register_schema("finetune", FinetuneConfig)
+
+
+def _run_seed(v, config):
+    """online.seed is OnlineConfig's; a run sets it with seed=, so any other value would be ignored."""
+    if v not in (0, config.get("seed")):
+        raise Invalid(f"the run's seed (the online loop runs on it): set seed={v}")
+    return v
+
 
 FIELDS = {
     "algo": choice(*ALGORITHMS),
@@ -102,6 +110,7 @@ FIELDS = {
     "*.rollout_chunks": integer(1),
     "*.gae_lambda": number(0.0, 1.0),
     "dsrl.check_episodes": integer(-1),   # -1: online.eval_episodes, 0: skip
+    "online.seed": Rule(_run_seed, with_config=True),
 }
 
 

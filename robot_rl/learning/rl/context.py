@@ -76,11 +76,7 @@ def build_context(cfg, out: Path):
     store_path = default_store(cfg, base_run)
     task = run_task(cfg, base_run, store_path)
     store = EpisodeStore.open(store_path) if store_path else None
-    online_settings = to_plain(cfg.online)
-    if online_settings.get("seed", 0) not in (0, int(cfg.seed)):
-        raise ConfigError(f"finetune: online.seed={online_settings['seed']}: the online loop runs on the run's "
-                          f"seed: set seed={online_settings['seed']}")
-    online = OnlineConfig(**online_settings | {"seed": int(cfg.seed)})
+    online = OnlineConfig(**to_plain(cfg.online) | {"seed": int(cfg.seed)})   # the loop runs on the run's seed
     spec = base.spec if base is not None else None
     make_env = None
     if task:
