@@ -83,6 +83,26 @@ def register_schema(command: str, schema: type) -> None:
     ConfigStore.instance().store(name=f"{command}_schema", node=schema)
 
 
+def section_schema(cls: type, without: tuple[str, ...] = (), flatten: str | None = None) -> type:
+    """A config section's schema made from dataclass `cls`: its fields and their defaults, less `without` (those a
+    command sets itself, e.g. the run's seed), and with the fields of the dataclass field `flatten` inlined beside
+    the others (their defaults those of cls's default for it), as configs/train.yaml spells the optimizer."""
+    import typing
+    from dataclasses import MISSING, field, fields, make_dataclass
+
+    def default(value):
+        return field(default_factory=lambda: value) if isinstance(value, (list, dict, tuple)) else field(default=value)
+
+    hints = typing.get_type_hints(cls)
+    specs = [(f.name, hints[f.name], field(default=f.default) if f.default is not MISSING
+              else field(default_factory=f.default_factory)) for f in fields(cls) if f.name not in (*without, flatten)]
+    if flatten is not None:
+        nested = next(f for f in fields(cls) if f.name == flatten).default_factory()
+        nested_hints = typing.get_type_hints(type(nested))
+        specs += [(f.name, nested_hints[f.name], default(getattr(nested, f.name))) for f in fields(nested)]
+    return make_dataclass(f"{cls.__name__}Section", specs)
+
+
 def compose(name: str, overrides: list[str] | None = None):
     """Compose `configs/<name>.yaml` with `key=value` overrides into a resolved OmegaConf config."""
     from hydra import compose as hydra_compose
@@ -103,8 +123,9 @@ def compose(name: str, overrides: list[str] | None = None):
 
 
 # a schema's type error (OmegaConf's message) -> what robot_rl.core.fields says for the same type
-_EXPECTED = (("to Integer", "an integer"), ("to Float", "a number"), ("valid bool", "true or false"),
-             ("not a ListConfig", "a list"), ("to Dict", "a mapping"), ("not a subclass", "a section of settings"))
+_EXPECTED = (("to Integer", "an integer", "integers"), ("to Float", "a number", "numbers"),
+             ("valid bool", "true or false", "booleans"), ("not a ListConfig", "a list", "lists"),
+             ("to Dict", "a mapping", "mappings"), ("not a subclass", "a section of settings", "sections"))
 
 
 def _composition_error(name: str, message: str, overrides: list[str], cause: BaseException | None = None) -> str:
@@ -114,14 +135,19 @@ def _composition_error(name: str, message: str, overrides: list[str], cause: Bas
 
     from omegaconf.errors import ValidationError
 
+    from robot_rl.core.fields import _show
+
     if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):   # a value the schema's type refuses
         text = str(cause).splitlines()[0]
-        expected = next((word for pattern, word in _EXPECTED if pattern in text), None)
+        one, many = next(((a, b) for pattern, a, b in _EXPECTED if pattern in text), (text, text))
         given = re.search(r"override (\S+?)=(.*)$", message.strip().splitlines()[0])
-        if given and given.group(1).lstrip("+") != cause.full_key:     # e.g. one element of a list
-            return (f"{given.group(1).lstrip('+')}={given.group(2)}: {cause.full_key}={cause.value!r}: "
-                    f"expected {expected or text}")
-        return f"{cause.full_key}={cause.value!r}: expected {expected or text}"
+        key = given.group(1).lstrip("+") if given else cause.full_key
+        if key != cause.full_key:                   # one element of a list: show the whole list
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            value = OverridesParser.create().parse_override(f"{key}={given.group(2)}").value()
+            return f"{key}={_show(value)}: expected a list of {many}"
+        return f"{key}={_show(cause.value)}: expected {one}"
     schema = re.search(r"Could not load '(\w+)_schema'", message)
     if schema:
         return (f"configs/{name}.yaml builds on the schema robot_rl.commands.{schema.group(1)} registers: "

@@ -24,6 +24,9 @@ def test_each_command_keeps_its_own_optimizer_defaults():
 
 
 def test_shipped_configs_parse_into_the_shared_optimizer_config():
+    import robot_rl.commands.distill  # noqa: F401 - the commands register their config schemas
+    import robot_rl.commands.train  # noqa: F401
+
     train = BCConfig.from_dict(to_plain(compose("train", ["train.lr=2e-4"]).train))
     distill = DistillConfig.from_dict(to_plain(compose("distill").distill))
     assert train.optim.lr == 2e-4 and isinstance(distill.optim, OptimConfig)

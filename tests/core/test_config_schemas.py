@@ -1,4 +1,4 @@
-"""One config path: the finetune and bench configs take every default from their dataclasses (the YAML holds
+"""One config path: the finetune, train, distill and bench configs take every default from their dataclasses (the YAML holds
 none of them again), `algo` picks from the ALGORITHMS registry, and the schema's types refuse a bad value
 naming its key."""
 
@@ -9,10 +9,13 @@ import pytest
 from robot_rl.bench.all import BenchConfig
 from robot_rl.cli import main, set_declared
 from robot_rl.commands import bench as bench_command
+from robot_rl.commands import distill as distill_command
 from robot_rl.commands import finetune as finetune_command
+from robot_rl.commands import train as train_command
 from robot_rl.core.config import compose, config_dir, load_yaml, to_plain
 from robot_rl.learning.rl.algorithms import ALGORITHMS
 from robot_rl.learning.rl.online import OnlineConfig
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.runtime.finetune_roles import SPLIT_ALGORITHMS
 from robot_rl.runtime.learner import LearnerConfig
 
@@ -42,13 +45,16 @@ def test_every_algorithm_section_of_the_finetune_config_is_its_dataclass_default
     assert cfg["learner"] == _plain(asdict(LearnerConfig()))
 
 
-@pytest.mark.parametrize("command, schema", [("finetune", finetune_command.FinetuneConfig),
-                                             ("bench", BenchConfig)])
-def test_no_yaml_value_repeats_a_dataclass_default(command, schema):
+@pytest.mark.parametrize("path, schema", [("finetune.yaml", finetune_command.FinetuneConfig),
+                                          ("bench.yaml", BenchConfig), ("train.yaml", train_command.TrainConfig),
+                                          ("distill.yaml", distill_command.DistillRunConfig),
+                                          *((f"model/{m}.yaml", PolicyConfig)
+                                            for m in ("diffusion_mlp", "diffusion_unet", "diffusion_unet_small"))])
+def test_no_yaml_value_repeats_a_dataclass_default(path, schema):
     defaults = dict(_leaves(_plain(asdict(schema()))))
-    written = dict(_leaves({k: v for k, v in load_yaml(config_dir() / f"{command}.yaml").items() if k != "defaults"}))
+    written = dict(_leaves({k: v for k, v in (load_yaml(config_dir() / path) or {}).items() if k != "defaults"}))
     repeated = sorted(k for k, v in written.items() if k in defaults and defaults[k] == v)
-    assert not repeated, f"configs/{command}.yaml repeats dataclass defaults: {repeated}"
+    assert not repeated, f"configs/{path} repeats dataclass defaults: {repeated}"
 
 
 def test_the_residual_bounds_of_the_7d_action_are_the_dataclass_default():
@@ -67,7 +73,7 @@ def test_algo_picks_from_the_registry():
 
 @pytest.mark.parametrize("argv, words", [
     (["finetune", "algo=sac"], ["algo='sac'", "offline, residual, ppo, dsrl, rlpd"]),
-    (["finetune", "residual.critic_hidden=[32,x]"], ["residual.critic_hidden", "'x'", "an integer"]),
+    (["finetune", "residual.critic_hidden=[32,x]"], ["residual.critic_hidden=[32,'x']", "a list of integers"]),
     (["finetune", "dsrl.resume=maybe"], ["dsrl.resume='maybe'", "true or false"]),
     (["finetune", "ppo.epochs=2.5"], ["ppo.epochs=2.5", "an integer"]),
     (["finetune", "residual=3"], ["residual=3"]),
