@@ -40,11 +40,12 @@ from robot_rl.core.config import dataclass_from_dict, to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
 from robot_rl.learning.rl.algorithms import ALGORITHMS
+from robot_rl.learning.rl.online import OnlineConfig
 
 NAME = "finetune"
 METHODS = ("bc", "residual", "ppo", "dsrl", "offline_residual", "rlpd")
 THRESHOLDS = (0.9, 0.95)
-EVAL_SEED = 100_000          # the finetune command's default online.eval_seed; `eval` uses the same seeds
+EVAL_SEED = OnlineConfig.eval_seed   # the finetune command's default online.eval_seed; `eval` uses the same seeds
 HELDOUT_SEED = 200_000       # final policies' held-out evaluation: seeds no learning curve uses
 
 

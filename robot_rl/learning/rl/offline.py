@@ -106,8 +106,7 @@ class OfflineConfig:
             raise ConfigError("offline.export=best_of_n needs offline.best_of_n >= 1")
 
     def iql(self) -> IQLConfig:
-        return IQLConfig(self.expectile, self.n_q, self.critic_hidden, True, self.critic_lr, self.polyak,
-                         self.batch_size)
+        return IQLConfig(self.expectile, self.n_q, self.critic_hidden, self.critic_lr, self.polyak, self.batch_size)
 
     def chain(self) -> ChainConfig:
         return ChainConfig(self.chain_steps, self.eta, self.min_std, self.log_prob_reduce)
