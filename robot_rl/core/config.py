@@ -135,19 +135,18 @@ def _composition_error(name: str, message: str, overrides: list[str], cause: Bas
 
     from omegaconf.errors import ValidationError
 
-    from robot_rl.core.fields import _show
+    from robot_rl.core.fields import show_value
 
     if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):   # a value the schema's type refuses
         text = str(cause).splitlines()[0]
         one, many = next(((a, b) for pattern, a, b in _EXPECTED if pattern in text), (text, text))
-        given = re.search(r"override (\S+?)=(.*)$", message.strip().splitlines()[0])
-        key = given.group(1).lstrip("+") if given else cause.full_key
-        if key != cause.full_key:                   # one element of a list: show the whole list
+        given = re.search(r"override \+*(\S+?)=(.*)$", message.strip().splitlines()[0])
+        if given and re.fullmatch(rf"{re.escape(given.group(1))}\[\d+\]", cause.full_key):   # a list's element
             from hydra.core.override_parser.overrides_parser import OverridesParser
 
-            value = OverridesParser.create().parse_override(f"{key}={given.group(2)}").value()
-            return f"{key}={_show(value)}: expected a list of {many}"
-        return f"{key}={_show(cause.value)}: expected {one}"
+            value = OverridesParser.create().parse_override(f"{given.group(1)}={given.group(2)}").value()
+            return f"{given.group(1)}={show_value(value)}: expected a list of {many}"
+        return f"{cause.full_key}={show_value(cause.value)}: expected {one}"
     schema = re.search(r"Could not load '(\w+)_schema'", message)
     if schema:
         return (f"configs/{name}.yaml builds on the schema robot_rl.commands.{schema.group(1)} registers: "

@@ -82,6 +82,8 @@ def test_algo_picks_from_the_registry():
     (["bench", "finetune", "finetune.env_steps=abc"], ["finetune.env_steps='abc'", "an integer"]),
     (["bench", "finetune", "finetune.epochs=3"], ["unknown key finetune.epochs"]),
     (["bench", "policy", "policy.threads=many"], ["policy.threads='many'", "an integer"]),
+    (["bench", "finetune", "finetune.seeds=[0,x]"], ["finetune.seeds=[0,'x']", "a list of seeds"]),
+    (["bench", "finetune", "finetune.seeds=0"], ["finetune.seeds=0", "a number of seeds >= 1"]),
 ])
 def test_a_bad_value_is_refused_in_one_line_naming_the_key(argv, words, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -105,3 +107,13 @@ def test_bench_overrides_per_algorithm_are_appended_as_documented():
     assert to_plain(cfg.finetune.overrides) == {"residual": ["residual.utd=8"]}
     assert to_plain(cfg.finetune.seeds) == [1, 2]
     assert bench_command.BENCHMARKS[3] == "finetune"
+
+
+@pytest.mark.parametrize("seeds, taken", [("3", 3), ("[0,1,2]", [0, 1, 2]), ("[4]", [4])])
+def test_bench_finetune_seeds_are_a_count_or_one_jobs_list(seeds, taken):
+    from robot_rl.core.config import check_config
+
+    args = [f"finetune.seeds={seeds}", "finetune.report_only=true"]
+    cfg = compose("bench", args)
+    check_config("bench", cfg, args, bench_command.FIELDS)     # the documented list form was refused before
+    assert to_plain(cfg.finetune.seeds) == taken

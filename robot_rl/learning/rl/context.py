@@ -1,8 +1,8 @@
 """What every fine-tuning algorithm receives and returns, so `robot-rl finetune`, the pipeline and
 `bench finetune` drive all of them the same way.
 
-An algorithm (an entry of robot_rl.learning.rl.algorithms.ALGORITHMS) runs as `run(ctx: FinetuneContext) -> FinetuneResult`
-and writes its policy with a save that `robot_rl.policies.io.load_policy` reads back, so `eval`,
+An algorithm (an entry of robot_rl.learning.rl.algorithms.ALGORITHMS) runs as
+`run(ctx: FinetuneContext) -> FinetuneResult` and writes its policy with a save that `robot_rl.policies.io.load_policy` reads back, so `eval`,
 `distill` and `deploy` work on every stage's output.
 """
 
