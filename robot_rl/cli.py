@@ -16,7 +16,7 @@ COMMANDS: dict[str, str] = {
     "collect": "record scripted-teleop (or device) episodes in the twin into an episode store",
     "data": "inspect and convert episode stores: info | validate | recover | view | export | import",
     "train": "train a policy from a store (algo=bc: diffusion policy by imitation)",
-    "finetune": "improve a policy with RL (algo=offline | residual | ppo | dsrl)",
+    "finetune": "improve a policy with RL (algo=offline | residual | ppo | dsrl | rlpd)",
     "distill": "distill a policy into a one-step student",
     "eval": "evaluate a policy checkpoint in the twin",
     "deploy": "run a policy through the runtime and the 1 kHz impedance loop (twin=true or a real rig)",
@@ -43,7 +43,7 @@ def _command_help(name: str) -> str:
         lines += ["", module.__doc__.strip()]
     lines += ["", "config groups (choose with group=option):"]
     lines += [f"  {group}: {', '.join(opts)}" for group, opts in config_groups().items() if opts]
-    lines += ["", f"defaults (configs/{name}.yaml, override with key=value):", ""]
+    lines += ["", f"defaults (configs/{name}.yaml and the dataclasses it builds on; override with key=value):", ""]
     lines.append(OmegaConf.to_yaml(compose(name)).rstrip())
     return "\n".join(lines)
 
