@@ -54,7 +54,8 @@ def _command_help(name: str) -> str:
     if module is not None and module.__doc__:
         lines += ["", module.__doc__.strip()]
     path = config_dir() / f"{name}.yaml"
-    used = {next(iter(d)) for d in (yaml.safe_load(path.read_text()) or {}).get("defaults", []) if isinstance(d, dict)}
+    text = path.read_text()
+    used = {next(iter(d)) for d in (yaml.safe_load(text) or {}).get("defaults", []) if isinstance(d, dict)}
     groups = {g: opts for g, opts in config_groups().items() if g in used and opts}
     if groups:
         lines += ["", "config groups (choose with group=option; their keys are in configs/<group>/<option>.yaml):"]
@@ -65,8 +66,9 @@ def _command_help(name: str) -> str:
                                                                            if "task" in used else [])
     if free:
         lines += ["", "sections that take keys of your choosing (no + needed): " + ", ".join(free)]
-    lines += ["", f"defaults (configs/{name}.yaml and the dataclasses it builds on; override with key=value, "
-                  "nested keys with dots):", "", OmegaConf.to_yaml(base).rstrip()]
+    lines += ["", f"configs/{name}.yaml:", "", text.rstrip(), "",
+              "every key with its default (the YAML over the dataclasses it builds on; override with key=value, "
+              "nested keys with dots):", "", OmegaConf.to_yaml(base).rstrip()]
     return "\n".join(lines)
 
 
