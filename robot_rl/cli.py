@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "collect": "record scripted-teleop (or device) episodes in the twin into an episode store",
     "data": "inspect and convert episode stores: info | validate | recover | view | export | import",
     "train": "train a policy from a store (algo=bc: diffusion policy by imitation)",
-    "finetune": "improve a policy with RL (algo=offline | residual | ppo | dsrl)",
+    "finetune": "improve a policy with RL (algo=offline | residual | ppo | dsrl | rlpd)",
     "distill": "distill a policy into a one-step student",
     "eval": "evaluate a policy checkpoint in the twin",
     "deploy": "run a policy through the runtime and the 1 kHz impedance loop (twin=true or a real rig)",
@@ -43,8 +43,10 @@ USAGE = "usage: robot-rl <command> [positional ...] [key=value ...] [--help]\n\n
 
 
 def _command_help(name: str) -> str:
-    """Usage, the command's docstring, its config groups, the options every command takes, then
-    configs/<name>.yaml itself: each key with its default and the comment that says what it means."""
+    """Usage, the command's docstring, its config groups, the options every command takes, then every key
+    with its default (configs/<name>.yaml composed over the dataclasses it builds on)."""
+    from omegaconf import OmegaConf
+
     from robot_rl.core.config import compose, config_dir, config_groups
 
     lines = [f"usage: robot-rl {name} [positional ...] [key=value ...]", "", COMMANDS[name]]
@@ -64,8 +66,9 @@ def _command_help(name: str) -> str:
                                                                            if "task" in used else [])
     if free:
         lines += ["", "sections that take keys of your choosing (no + needed): " + ", ".join(free)]
-    lines += ["", f"defaults (configs/{name}.yaml; override with key=value, nested keys with dots):", "",
-              text.rstrip()]
+    lines += ["", f"configs/{name}.yaml:", "", text.rstrip(), "",
+              "every key with its default (the YAML over the dataclasses it builds on; override with key=value, "
+              "nested keys with dots):", "", OmegaConf.to_yaml(base).rstrip()]
     return "\n".join(lines)
 
 
@@ -111,6 +114,20 @@ def _progress_option(overrides: list[str]) -> tuple[bool | None, list[str]]:
     return chosen, rest
 
 
+def set_declared(overrides: list[str], declared) -> list[str]:
+    """`+key=value` (Hydra: add a key) for a key the composed config `declared` already has sets it, as
+    `key=value` does: e.g. +learner.max_connections=128, written when that limit was not in the YAML."""
+    from omegaconf import OmegaConf
+
+    def has(key: str) -> bool:
+        return OmegaConf.select(declared, key, default=_ABSENT) is not _ABSENT
+
+    return [a[1:] if a[:1] == "+" and a[1:2] != "+" and has(a[1:].split("=", 1)[0]) else a for a in overrides]
+
+
+_ABSENT = object()
+
+
 def main(argv: list[str] | None = None) -> int:
     from robot_rl.core.errors import RobotRLError
 
@@ -138,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         positional = [a for a in rest if a not in overrides]
         progress, overrides = _progress_option(overrides)
         overrides = _free_form(name, overrides)
+        declared = compose(name)
+        overrides = set_declared(overrides, declared)
         section = getattr(module, "OPTIONS_SECTION", None)
         if section:   # the command takes its options' keys bare too (`overwrite=true` = `options.overwrite=true`)
-            declared = set(compose(name))
             overrides = [f"++{section}.{a}" if a[0].isalpha() and a.split("=", 1)[0].split(".")[0] not in declared
                          else a for a in overrides]
         cfg = compose(name, overrides)

@@ -29,6 +29,12 @@ from typing import Any
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from robot_rl.bench.finetune import FinetuneBenchConfig
+from robot_rl.bench.peers.lerobot_peer import LeRobotPeerConfig
+from robot_rl.bench.policy import PolicyBenchConfig
+from robot_rl.bench.ros import RosBenchConfig
+from robot_rl.bench.store import StoreBenchConfig
+from robot_rl.bench.twin import TwinBenchConfig
 from robot_rl.core.results import machine_summary, write_bench_json
 
 NAME = "all"
@@ -36,6 +42,41 @@ BENCHES = ("store", "twin", "policy", "finetune")
 PEERS = ("lerobot",)
 SECTIONS = (*BENCHES, "ros", *PEERS, NAME)  # config sections: everything else in configs/bench.yaml is common
 OK, NOT_AVAILABLE, SKIPPED, FAILED = "ok", "not available", "skipped", "failed"
+
+
+@dataclass
+class AllBenchConfig:
+    """`robot-rl bench all`'s options (configs/bench.yaml's `all:` section)."""
+
+    benches: tuple[str, ...] = BENCHES
+    peers: tuple[str, ...] = PEERS    # () measures robot_rl alone
+    quick: dict = field(default_factory=lambda: {   # per-section settings that quick=true applies
+        "store": {"seconds": 2.0, "read_samples": 32, "repeats": 1},
+        "twin": {"duration": 1.0, "rtf_seconds": 0.5, "tracking_periods": 0.25, "tracking_warmup": 0.5, "repeats": 1,
+                 "law_seconds": 0.5, "load_model": "diffusion_unet_small"},
+        "policy": {"repeats": 1, "model": "diffusion_unet_small"},
+        "finetune": {},               # bench finetune reads quick=true itself (finetune.quick_sizes)
+        "lerobot": {"episodes": 3, "steps": 60, "read_samples": 64, "repeats": 1, "ddpm100": False}})
+
+
+@dataclass
+class BenchConfig:
+    """configs/bench.yaml's schema: the keys every benchmark reads, then one section per benchmark, each its
+    config dataclass (the only place their defaults are written)."""
+
+    out: str | None = None            # output directory (bench all, finetune); default runs/bench/...
+    seed: int = 0
+    json: str | None = None           # also write the results as JSON to this file
+    device: str = "auto"              # auto | cpu | cuda
+    repeats: int = 3                  # values are medians over this many repeats
+    quick: bool = False               # small sizes (bench all: all.quick; finetune: finetune.quick_sizes): a smoke test
+    store: StoreBenchConfig = field(default_factory=StoreBenchConfig)
+    twin: TwinBenchConfig = field(default_factory=TwinBenchConfig)
+    policy: PolicyBenchConfig = field(default_factory=PolicyBenchConfig)
+    ros: RosBenchConfig = field(default_factory=RosBenchConfig)
+    finetune: FinetuneBenchConfig = field(default_factory=FinetuneBenchConfig)
+    all: AllBenchConfig = field(default_factory=AllBenchConfig)
+    lerobot: LeRobotPeerConfig = field(default_factory=LeRobotPeerConfig)
 
 
 def section_config(cfg, name: str, extra: dict | None = None):
@@ -177,25 +218,25 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def main(cfg=None) -> int:
-    """cfg: the whole configs/bench.yaml (common keys, one section per benchmark, `all`, `lerobot`)."""
+def main(cfg) -> int:
+    """cfg: the whole bench config (BenchConfig: common keys, one section per benchmark, `all`, `lerobot`)."""
     from robot_rl.core.rundir import make_run_dir
 
-    cfg = cfg if cfg is not None else OmegaConf.create({})
-    settings = cfg.get(NAME) or {}
-    quick = bool(cfg.get("quick", False))
-    names = [str(n) for n in settings.get("benches", BENCHES)]
-    peers = [str(n) for n in settings.get("peers", PEERS)]
+    from robot_rl.core.config import dataclass_from_dict, to_plain
+
+    settings = dataclass_from_dict(AllBenchConfig, to_plain(cfg[NAME]), "bench all")
+    quick = bool(cfg.quick)
+    names, peers = list(settings.benches), list(settings.peers)
     unknown = sorted(set(names) - set(BENCHES)) + sorted(set(peers) - set(PEERS))
     if unknown:
         from robot_rl.core.errors import ConfigError
 
         raise ConfigError(f"configs/bench.yaml all.benches / all.peers: unknown {unknown}; "
                           f"benches are {list(BENCHES)}, peers {list(PEERS)}")
-    overrides = OmegaConf.to_container(settings.get("quick"), resolve=True) if quick and settings.get("quick") else {}
+    overrides = to_plain(settings.quick) if quick else {}
     out = make_run_dir(cfg, "bench")
     meta = {"command": "robot-rl bench all" + (" quick=true" if quick else ""), "machine": machine_summary(),
-            "quick": quick, "repeats": cfg.get("repeats"), "load_average": {"start": _load()}}
+            "quick": quick, "repeats": cfg.repeats, "load_average": {"start": _load()}}
     sections: list[Section] = []
     todo = names + peers
     bar = tqdm(todo, desc="bench all", unit="section", disable=None)  # a bar on a terminal, lines in logs
@@ -213,7 +254,7 @@ def main(cfg=None) -> int:
         tqdm.write(f"bench all: {name}: {section.status} after {section.seconds:.0f} s"
                    + (f" ({section.reason.splitlines()[0]})" if section.reason else ""))
     meta["load_average"]["end"] = _load()
-    write_report(out, sections, meta, cfg.get("json"))
+    write_report(out, sections, meta, cfg.json)
     print(f"bench all: wrote {out / 'bench_all.md'} and {out / 'bench_all.json'}"
-          + (f" (and {cfg.get('json')})" if cfg.get("json") else ""))
+          + (f" (and {cfg.json})" if cfg.json else ""))
     return 1 if any(s.status == FAILED for s in sections) else 0

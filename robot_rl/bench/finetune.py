@@ -10,7 +10,8 @@ one job's share) and the same online budget (`env_steps`, evaluated every `eval_
     ppo, dsrl          robot-rl finetune algo=ppo | dsrl
     offline_residual   algo=offline rounds, then residual on their policy; the rounds' env steps count
     rlpd               algo=rlpd: from scratch with the demos in the batch
-An algorithm whose module does not import is reported "not available"; a run that raises, "failed".
+An algorithm this version does not have (robot_rl.learning.rl.algorithms) is reported "not available";
+a run that raises, "failed".
 Rows per task (suffix _<task>): final_success_<m> (mean over seeds; _vs_bc ratio), offline_success_vs_bc
 (the offline rounds' policy alone, mean over the offline_residual seeds), env_steps_to_90_<m>
 and _95_ (median over seeds of the first evaluation at or above the threshold; null when most seeds
@@ -23,34 +24,84 @@ heldout_success_<m>_vs_bc (mean over seeds), the finer measure (a 20-episode eva
 is about 10 points). Finished runs are reused when the same out is given again; with
 `finetune.report_only=true` nothing runs: the table and plot come from the finished runs in out, and
 a run that is missing or short of the budget is reported "not run" (e.g. seeds run as separate jobs).
+Options and their defaults: FinetuneBenchConfig below.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
-import importlib.util
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robot_rl.core.config import to_plain
+from robot_rl.core.config import dataclass_from_dict, to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
+from robot_rl.learning.rl.algorithms import ALGORITHMS
+from robot_rl.learning.rl.online import OnlineConfig
 
 NAME = "finetune"
 METHODS = ("bc", "residual", "filtered_bc", "ppo", "dsrl", "offline_residual", "rlpd")
 THRESHOLDS = (0.9, 0.95)
-EVAL_SEED = 100_000          # the finetune command's default online.eval_seed; `eval` uses the same seeds
+EVAL_SEED = OnlineConfig.eval_seed   # the finetune command's default online.eval_seed; `eval` uses the same seeds
 HELDOUT_SEED = 200_000       # final policies' held-out evaluation: seeds no learning curve uses
-DEFAULTS: dict[str, Any] = {
-    "tasks": ["lift", "insert"], "methods": list(METHODS), "seeds": 3, "demos": 50, "noise": 0.3,
-    "env_steps": 20_000, "eval_every": 4_000, "eval_episodes": 20, "task_params": {}, "train": [],
-    "heldout_episodes": 50, "overrides": {}, "quick_sizes": {}, "report_only": False, "gym": {},
-}
+
+
+@dataclass
+class FinetuneBenchConfig:
+    """`robot-rl bench finetune`'s options (configs/bench.yaml's `finetune:` section): success vs env steps of
+    each fine-tuning method (twin, state observations, CPU)."""
+
+    tasks: tuple[str, ...] = ("lift", "insert")   # twin tasks, or Gymnasium ids (see gym)
+    methods: tuple[str, ...] = METHODS
+    seeds: Any = 3                    # fine-tuning seeds per method, or a list of seeds (one job's share);
+                                      # one demo set and one BC base per task
+    demos: int = 50                   # scripted demos per task, mixed quality: collect noise=
+    noise: float = 0.3
+    env_steps: int = 20_000           # online budget of every run (offline_residual: the offline rollouts count in it)
+    eval_every: int = 4_000
+    eval_episodes: int = 20           # fixed seeds EVAL_SEED + i for every method
+    task_params: dict = field(default_factory=dict)   # overrides of the tasks' params, e.g. {time_limit: 1.0}
+    gym: dict = field(default_factory=dict)   # a task that is not a twin task is a Gymnasium id (task=gym): {module,
+                                      # kwargs, max_episode_steps, rate_hz, expert: <module>:<attr> for its demos}
+    train: tuple[str, ...] = ("train.steps=8000", "train.success_only=true", "train.batch_size=128",
+                              "train.eval_every=1000", "train.eval_episodes=20")
+                                      # the BC base: about 8 CPU-minutes per task; the best checkpoint on seeds 50000+
+    overrides: dict = field(default_factory=dict)   # extra `robot-rl finetune` overrides per algorithm; CLI:
+                                      # '+finetune.overrides.residual=["residual.utd=8"]'
+    heldout_episodes: int = 50        # final policies and the BC base on seeds HELDOUT_SEED + i (no curve uses them)
+    report_only: bool = False         # true: run nothing; table and plot from the finished runs in out
+    quick_sizes: dict = field(default_factory=lambda: {   # quick=true: a smoke test (tiny nets, 1 s episodes)
+        "tasks": ["lift"], "seeds": 1, "demos": 2, "env_steps": 40, "eval_every": 40, "eval_episodes": 1,
+        "heldout_episodes": 1, "task_params": {"time_limit": 1.0},
+        "train": ["train.steps=10", "train.eval_every=0", "train.batch_size=16", "train.num_workers=0",
+                  "train.warmup_steps=2", "model.mlp_hidden_dim=32", "model.mlp_num_blocks=1", "model.state_dims=[32]",
+                  "model.step_embed_dim=16", "spec.horizon=8", "spec.n_action_steps=4"],
+        "overrides": {
+            "residual": ["residual.critic_heads=2", "residual.critic_hidden=[32,32]", "residual.actor_hidden=[32,32]",
+                         "residual.batch_size=32", "residual.warmup_env_steps=20", "residual.utd=0.5",
+                         "residual.log_every=0"],
+            "filtered_bc": ["filtered_bc.batch_size=16", "filtered_bc.utd=0.5"],
+            "rlpd": ["rlpd.critic_heads=2", "rlpd.critic_hidden=[32,32]", "rlpd.actor_hidden=[32,32]",
+                     "rlpd.batch_size=32", "rlpd.warmup_env_steps=20", "rlpd.utd=0.5", "rlpd.log_every=0"],
+            "offline": ["offline.critic_steps=30", "offline.critic_hidden=[32,32]", "offline.batch_size=32",
+                        "offline.improve_steps=4", "offline.improve_batch=16", "offline.gate_every=2",
+                        "offline.chain_steps=5", "offline.dynamics_models=2", "offline.dynamics_hidden=[32]",
+                        "offline.dynamics_steps=20", "offline.ope_horizon=3", "offline.ope_starts=8",
+                        "offline.best_of_n=0", "offline.rollout_episodes=1"]}})
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ConfigError(f"bench finetune.methods: unknown {unknown}; known {list(METHODS)}")
+
+    def quick(self) -> "FinetuneBenchConfig":
+        """These options with quick_sizes applied."""
+        return dataclass_from_dict(FinetuneBenchConfig, asdict(self) | to_plain(self.quick_sizes),
+                                   "bench finetune.quick_sizes")
 
 
 @dataclass
@@ -71,16 +122,9 @@ class NotRun(Exception):
 
 
 def algorithm_available(algo: str) -> tuple[bool, str]:
-    """Whether robot_rl.learning.rl.<algo> imports and has run(ctx); else (False, why)."""
-    name = f"robot_rl.learning.rl.{algo}"
-    try:
-        if importlib.util.find_spec(name) is None:
-            return False, f"{name} is not in this version of robot_rl"
-        module = importlib.import_module(name)
-    except Exception as e:  # noqa: BLE001 - a half-written module must not stop the other methods
-        return False, f"{name} does not import ({type(e).__name__}: {e})"
-    if not callable(getattr(module, "run", None)):
-        return False, f"{name} has no run(ctx)"
+    """Whether `robot-rl finetune algo=<algo>` exists in this version (robot_rl.learning.rl.algorithms)."""
+    if algo not in ALGORITHMS:
+        return False, f"algo={algo} is not in this version of robot_rl (ALGORITHMS: {', '.join(ALGORITHMS)})"
     return True, ""
 
 
@@ -100,21 +144,17 @@ def median_reached(values: list[float]) -> float:
 
 
 class FinetuneBench:
-    def __init__(self, cfg: Any) -> None:
-        get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: d)
-        opts = {k: to_plain(get(k, v)) if get(k, None) is not None else v for k, v in DEFAULTS.items()}
-        if get("quick", False):
-            opts |= to_plain(opts["quick_sizes"] or {})
-        unknown = sorted(set(opts["methods"]) - set(METHODS))
-        if unknown:
-            raise ConfigError(f"bench finetune.methods: unknown {unknown}; known {list(METHODS)}")
-        self.o = opts
-        self.device = str(get("device", "auto") or "auto")
-        self.quick = bool(get("quick", False))
-        out, js = get("out", None), get("json", None)
+    def __init__(self, cfg: FinetuneBenchConfig, out: str | Path | None = None, json_path: str | None = None,
+                 device: str = "auto", quick: bool = False) -> None:
+        """cfg: the options (quick: with their quick_sizes applied); out: where the runs go (default beside
+        json_path, else runs/bench/finetune/<UTC stamp>)."""
+        self.cfg = cfg.quick() if quick else cfg
+        self.device = str(device or "auto")
+        self.quick = quick
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        self.out = Path(out) if out else (Path(js).parent / NAME if js else Path("runs/bench/finetune") / stamp)
-        self.task_args = [f"task.params.{k}={v}" for k, v in (opts["task_params"] or {}).items()]
+        self.out = (Path(out) if out else
+                    (Path(json_path).parent / NAME if json_path else Path("runs/bench/finetune") / stamp))
+        self.task_args = [f"task.params.{k}={v}" for k, v in (self.cfg.task_params or {}).items()]
 
     def task_sel(self, task: str, stage: str = "") -> list[str]:
         """The overrides selecting `task` in a stage: a twin task by name, any other name as a Gymnasium id with
@@ -124,7 +164,7 @@ class FinetuneBench:
 
         if task in TASKS:
             return [f"task={task}", *self.task_args]
-        g = dict(self.o["gym"] or {})
+        g = dict(self.cfg.gym or {})
         task_cfg = {"name": "gym", "id": task} | {k: g.get(k) for k in ("module", "kwargs", "max_episode_steps",
                                                                         "rate_hz")}
         args = task_overrides(task_cfg)
@@ -143,13 +183,13 @@ class FinetuneBench:
 
     @property
     def seeds(self) -> list[int]:
-        seeds = self.o["seeds"]
+        seeds = self.cfg.seeds
         return [int(x) for x in seeds] if isinstance(seeds, (list, tuple)) else list(range(int(seeds)))
 
     # ---- running the stages through the CLI (the same dispatch a user runs) -----------------------
     def _cli(self, args: list[str]) -> None:
         """Run one stage (collect, train, eval, finetune); with report_only, NotRun instead."""
-        if self.o["report_only"]:
+        if self.cfg.report_only:
             raise NotRun(f"report_only: not run: robot-rl {' '.join(map(str, args))}")
         from robot_rl.cli import main
 
@@ -181,25 +221,25 @@ class FinetuneBench:
         """The task's demo store and BC base (made once, reused by every method and seed)."""
         d = self.out / task
         store = d / "demos.zarr"
-        self._stage(d / "collect", ["collect", *self.task_sel(task, "collect"), f"episodes={self.o['demos']}",
-                                    f"noise={self.o['noise']}", f"store={store}", f"out={d / 'collect'}",
+        self._stage(d / "collect", ["collect", *self.task_sel(task, "collect"), f"episodes={self.cfg.demos}",
+                                    f"noise={self.cfg.noise}", f"store={store}", f"out={d / 'collect'}",
                                     "progress=false"])
         self._stage(d / "bc", ["train", f"store={store}", *self.task_sel(task, "train"), f"out={d / 'bc'}",
-                               f"train.device={self.device}", *self.o["train"]])
+                               f"train.device={self.device}", *self.cfg.train])
         return store, d / "bc" / "checkpoints" / "best"
 
     def _finetune(self, algo: str, base: Path, store: Path, task: str, seed: int, out: Path, env_steps: int) -> dict:
         return self._stage(out, ["finetune", f"algo={algo}", f"policy={base}", f"store={store}",
                                  *self.task_sel(task, algo), f"seed={seed}", f"out={out}", f"device={self.device}",
-                                 f"online.env_steps={env_steps}", f"online.eval_every={self.o['eval_every']}",
-                                 f"online.eval_episodes={self.o['eval_episodes']}", f"online.eval_seed={EVAL_SEED}",
-                                 *(self.o["overrides"] or {}).get(algo, [])],
+                                 f"online.env_steps={env_steps}", f"online.eval_every={self.cfg.eval_every}",
+                                 f"online.eval_episodes={self.cfg.eval_episodes}", f"online.eval_seed={EVAL_SEED}",
+                                 *(self.cfg.overrides or {}).get(algo, [])],
                            finished=lambda results: results.get("env_steps", 0) >= env_steps)
 
     def heldout(self, task: str, policy: Path | str, out: Path) -> float | None:
         """The final policy's success on heldout_episodes episodes on seeds HELDOUT_SEED + i (None: off, or
         report_only and not evaluated yet)."""
-        n = int(self.o["heldout_episodes"] or 0)
+        n = int(self.cfg.heldout_episodes or 0)
         if n <= 0:
             return None
         try:
@@ -208,7 +248,7 @@ class FinetuneBench:
             return None
 
     def bc_curve(self, task: str, base: Path) -> list[tuple[int, float]]:
-        return [(0, self._eval(base, task, int(self.o["eval_episodes"]), EVAL_SEED, self.out / task / "bc_eval"))]
+        return [(0, self._eval(base, task, int(self.cfg.eval_episodes), EVAL_SEED, self.out / task / "bc_eval"))]
 
     def run_method(self, method: str, task: str, store: Path, base: Path, seed: int) -> Run:
         algos = {"bc": [], "offline_residual": ["offline", "residual"]}.get(method, [method])
@@ -217,7 +257,7 @@ class FinetuneBench:
             if not ok:
                 return Run(method, seed, status="not available", reason=why)
         out = self.out / task / method / f"seed{seed}"
-        budget = int(self.o["env_steps"])
+        budget = int(self.cfg.env_steps)
         try:
             if method == "bc":
                 return Run(method, seed, self.bc_curve(task, base),
@@ -247,14 +287,14 @@ class FinetuneBench:
 
     def run(self) -> dict[str, list[Run]]:
         runs: dict[str, list[Run]] = {}
-        for task in self.o["tasks"]:
+        for task in self.cfg.tasks:
             try:
                 store, base = self.prepare(task)
             except NotRun as e:
                 raise ConfigError(f"bench finetune: {self.out / task} has no finished demo set and BC base "
                                   f"({e})") from None
             runs[task] = []
-            for method in self.o["methods"]:
+            for method in self.cfg.methods:
                 for seed in [0] if method == "bc" else self.seeds:
                     run = self.run_method(method, task, store, base, seed)
                     runs[task].append(run)
@@ -345,8 +385,13 @@ def plot_curves(runs: dict[str, list[Run]], path: Path, budget: int, heldout_epi
     return path
 
 
-def main(cfg: Any = None) -> int:
-    bench = FinetuneBench(cfg if cfg is not None else {})
+def main(cfg) -> int:
+    """cfg: configs/bench.yaml's common keys (out, json, device, quick, ...) and its finetune: section, as
+    robot_rl.bench.all.section_config gives them."""
+    plain = to_plain(cfg)
+    names = {f.name for f in fields(FinetuneBenchConfig)}
+    options = dataclass_from_dict(FinetuneBenchConfig, {k: v for k, v in plain.items() if k in names}, "bench finetune")
+    bench = FinetuneBench(options, plain["out"], plain["json"], plain["device"], plain["quick"])
     bench.out.mkdir(parents=True, exist_ok=True)
     runs = bench.run()
     rows: list[BenchRow] = []
@@ -356,9 +401,9 @@ def main(cfg: Any = None) -> int:
                    "curve": [list(p) for p in r.curve]}
                   | {k: getattr(r, k) for k in ("offline_success", "heldout_success") if getattr(r, k) is not None}
                   for r in rs] for task, rs in runs.items()}
-    (bench.out / "finetune_curves.json").write_text(json.dumps({"options": bench.o, "runs": raw}, indent=1))
-    plot = plot_curves(runs, bench.out / "finetune_curves.png", int(bench.o["env_steps"]),
-                       int(bench.o["heldout_episodes"] or 0))
+    (bench.out / "finetune_curves.json").write_text(json.dumps({"options": to_plain(asdict(bench.cfg)), "runs": raw}, indent=1))
+    plot = plot_curves(runs, bench.out / "finetune_curves.png", int(bench.cfg.env_steps),
+                       int(bench.cfg.heldout_episodes or 0))
     table = format_bench_table(NAME, rows)
     missing = [f"{t}/{r.method}: {r.status} ({r.reason})" for t, rs in runs.items() for r in rs if r.status != "ok"]
     (bench.out / "finetune_table.txt").write_text(table + "\n" + "\n".join(missing) + "\n")
@@ -366,14 +411,7 @@ def main(cfg: Any = None) -> int:
     for line in missing:
         print(line)
     print(f"curves: {plot}; runs in {bench.out}")
-    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: d)
-    if get("json"):
-        write_bench_json(get("json"), NAME, rows)
-        print(f"wrote {get('json')}")
+    if plain["json"]:
+        write_bench_json(plain["json"], NAME, rows)
+        print(f"wrote {plain['json']}")
     return 0
-
-
-if __name__ == "__main__":  # python -m robot_rl.bench.finetune [key=value ...]
-    import sys
-
-    raise SystemExit(main(dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)))

@@ -18,12 +18,13 @@ Runs on one CPU thread by default (threads=0 keeps torch's default); device=auto
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import torch
 
-from robot_rl.core.config import config_dir, load_yaml
+from robot_rl.core.config import config_dir, dataclass_from_dict, load_yaml, to_plain
 from robot_rl.core.results import BenchRow, report_bench
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.policies import DiffusionPolicy, OneStepPolicy, PolicyConfig, resolve_device
@@ -31,6 +32,14 @@ from robot_rl.policies.device import time_calls
 
 NAME = "policy"
 ACTION_DIM = 10  # position (3) + 6-D rotation (6) + gripper (1)
+
+
+@dataclass
+class PolicyBenchConfig:
+    """`robot-rl bench policy`'s options (configs/bench.yaml's `policy:` section)."""
+
+    model: Any = "diffusion_unet"     # the teacher's architecture: a configs/model name, or PolicyConfig fields
+    threads: int = 1                  # torch threads of the measurements (0: torch's default)
 
 
 def bench_specs() -> dict[str, PolicySpec]:
@@ -66,14 +75,13 @@ def policy_config(name_or_fields: Any) -> PolicyConfig:
     return PolicyConfig.from_dict(load_yaml(config_dir() / "model" / f"{name_or_fields}.yaml"))
 
 
-def measure(cfg: Any) -> list[BenchRow]:
-    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: d)
-    model = policy_config(get("model", None) or "diffusion_unet")
-    device = resolve_device(get("device", "auto") or "auto")
-    n = max(1, int(get("repeats", 3) or 3))  # timed calls of the slowest method; faster ones get more
+def measure(cfg: PolicyBenchConfig, device: str = "auto", repeats: int = 3, seed: int = 0) -> list[BenchRow]:
+    model = policy_config(cfg.model)
+    device = resolve_device(device or "auto")
+    n = max(1, int(repeats))  # timed calls of the slowest method; faster ones get more
     repeats = {"ddpm100": n, "ddim10": 3 * n, "student": 10 * n, "step": 10 * n}
-    rng = np.random.default_rng(int(get("seed", 0) or 0))
-    torch.manual_seed(int(get("seed", 0) or 0))
+    rng = np.random.default_rng(int(seed))
+    torch.manual_seed(int(seed))
     rows: list[BenchRow] = []
     for obs_name, spec in bench_specs().items():
         teacher = DiffusionPolicy(spec, model).to(device).eval()
@@ -118,22 +126,18 @@ def measure(cfg: Any) -> list[BenchRow]:
     return rows
 
 
-def main(cfg: Any = None) -> int:
-    cfg = cfg if cfg is not None else {}
-    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: d)
-    threads = int(get("threads", 1) if get("threads", 1) is not None else 1)
+def main(cfg) -> int:
+    """cfg: configs/bench.yaml's common keys (json, device, repeats, seed) and its policy: section, as
+    robot_rl.bench.all.section_config gives them."""
+    plain = to_plain(cfg)
+    names = {f.name for f in fields(PolicyBenchConfig)}
+    options = dataclass_from_dict(PolicyBenchConfig, {k: v for k, v in plain.items() if k in names}, "bench policy")
     previous = torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if options.threads > 0:
+        torch.set_num_threads(options.threads)
     try:
-        rows = measure(cfg)
+        rows = measure(options, plain["device"], plain["repeats"], plain["seed"])
     finally:
         torch.set_num_threads(previous)
-    report_bench(NAME, rows, get("json"))
+    report_bench(NAME, rows, plain["json"])
     return 0
-
-
-if __name__ == "__main__":  # python -m robot_rl.bench.policy [key=value ...]
-    import sys
-
-    raise SystemExit(main(dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)))

@@ -27,11 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from robot_rl.bench import setting
+from robot_rl.bench import options
 from robot_rl.bench.ros_rig import ARM_JOINTS
 
 NAME = "ros"
@@ -173,13 +174,24 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
             proc.wait()
 
 
-def run_rig(cfg, out: Path) -> dict:
+@dataclass
+class RosBenchConfig:
+    """`robot-rl bench ros`'s options (configs/bench.yaml's `ros:` section): the localhost rig's streams."""
+
+    duration: float = 10.0            # seconds the rig publishes
+    cameras: int = 2                  # front, wrist, cam2, ...
+    width: int = 640
+    height: int = 480
+    camera_hz: float = 30.0
+    joint_hz: float = 1000.0
+    pose_hz: float = 200.0
+    image_qos: str = "reliable"       # the rig's camera publishers: reliable (realsense2_camera's default) | best_effort
+
+
+def run_rig(cfg: RosBenchConfig, out: Path) -> dict:
     """One run of the rig against the recorder and the policy node; the measurements as a dict."""
-    duration = float(setting(cfg, "duration", 10.0))
-    n_cams = int(setting(cfg, "cameras", 2))
-    width, height = int(setting(cfg, "width", 640)), int(setting(cfg, "height", 480))
-    camera_hz, joint_hz = float(setting(cfg, "camera_hz", 30.0)), float(setting(cfg, "joint_hz", 1000.0))
-    pose_hz = float(setting(cfg, "pose_hz", 200.0))
+    duration, n_cams, width, height = cfg.duration, cfg.cameras, cfg.width, cfg.height
+    camera_hz, joint_hz, pose_hz = cfg.camera_hz, cfg.joint_hz, cfg.pose_hz
     cameras = ["front", "wrist", *(f"cam{i}" for i in range(2, n_cams))][:n_cams]
     domain = 1 + (os.getpid() * 13) % 200
     os.environ["ROS_DOMAIN_ID"] = str(domain)
@@ -207,7 +219,7 @@ def run_rig(cfg, out: Path) -> dict:
         graph.trigger("/recorder/start", timeout_s=60)
         rig_args = [f"duration={duration}", f"cameras={','.join(cameras)}", f"width={width}", f"height={height}",
                     f"camera_hz={camera_hz}", f"joint_hz={joint_hz}", f"pose_hz={pose_hz}", "gripper_hz=0",
-                    "goal_hz=0", f"image_qos={setting(cfg, 'image_qos', 'reliable')}", "wait_for_subscribers=2",
+                    "goal_hz=0", f"image_qos={cfg.image_qos}", "wait_for_subscribers=2",
                     "start_after=1.0"]
         rig = subprocess.Popen([sys.executable, "-m", "robot_rl.bench.ros_rig", *rig_args], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=open(out / "rig.log", "w"), text=True)
@@ -291,26 +303,24 @@ def rows_of(r: dict) -> list:
     return rows
 
 
-def main(cfg=None) -> int:
-    """cfg: duration (s of the rig, default 10), cameras (2), width (640), height (480), camera_hz (30),
-    joint_hz (1000), pose_hz (200), image_qos (reliable | best_effort), out (dir; default a temp dir),
-    json (path or None)."""
+def main(cfg) -> int:
+    """cfg: RosBenchConfig's keys beside the common out (the logs' folder; default a temporary one) and json."""
     from robot_rl.core.results import report_bench
 
-    out = setting(cfg, "out", None)
+    opts, common = options(cfg, RosBenchConfig, NAME)
+    out = common["out"]
     tmp = None
     if out is None:
         tmp = tempfile.TemporaryDirectory(prefix="bench_ros_")
         out = tmp.name
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"bench ros: {setting(cfg, 'cameras', 2)} cameras {setting(cfg, 'width', 640)}x{setting(cfg, 'height', 480)} @ "
-          f"{setting(cfg, 'camera_hz', 30)} Hz + joint states @ {setting(cfg, 'joint_hz', 1000)} Hz for "
-          f"{setting(cfg, 'duration', 10)} s (logs in {out}) ...", flush=True)
+    print(f"bench ros: {opts.cameras} cameras {opts.width}x{opts.height} @ {opts.camera_hz:g} Hz + joint states @ "
+          f"{opts.joint_hz:g} Hz for {opts.duration:g} s (logs in {out}) ...", flush=True)
     try:
-        rows = rows_of(run_rig(cfg, out))
+        rows = rows_of(run_rig(opts, out))
     finally:
         if tmp is not None:
             tmp.cleanup()
-    report_bench(NAME, rows, setting(cfg, "json", None))
+    report_bench(NAME, rows, common["json"])
     return 0

@@ -27,27 +27,46 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 ARM_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
-DEFAULTS = {"duration": 10.0, "start_after": 0.0, "pose_hz": 200.0, "joint_hz": 0.0, "gripper_hz": 50.0,
-            "goal_hz": 10.0, "camera_hz": 30.0, "cameras": "front", "width": 640, "height": 480,
-            "image_qos": "reliable", "goal": "0.45,0.1,0.25", "wait_for_subscribers": 0}
 
 
-def parse(argv: list[str]) -> dict:
-    opts = dict(DEFAULTS)
+@dataclass
+class RigConfig:
+    """The rig's streams (rates in Hz; 0 leaves a stream out) and timing (seconds)."""
+
+    duration: float = 10.0
+    start_after: float = 0.0
+    pose_hz: float = 200.0
+    joint_hz: float = 0.0
+    gripper_hz: float = 50.0
+    goal_hz: float = 10.0
+    camera_hz: float = 30.0
+    cameras: str | None = "front"     # comma-separated camera names (empty: none)
+    width: int = 640
+    height: int = 480
+    image_qos: str = "reliable"       # reliable | best_effort
+    goal: str = "0.45,0.1,0.25"       # x,y,z of the published goal, metres
+    wait_for_subscribers: int = 0
+
+
+def parse(argv: list[str]) -> RigConfig:
+    """key=value arguments -> RigConfig (OmegaConf's dotlist, typed by the dataclass); SystemExit naming the
+    key of a bad one."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in DEFAULTS:
-            raise SystemExit(f"ros_rig: {arg!r}: expected key=value with key one of {sorted(DEFAULTS)}")
-        default = DEFAULTS[key]
-        try:
-            opts[key] = type(default)(value) if not isinstance(default, str) else value
-        except ValueError:
-            raise SystemExit(f"ros_rig: {key}={value!r} is not a {type(default).__name__}") from None
-    if opts["image_qos"] not in ("reliable", "best_effort"):
-        raise SystemExit(f"ros_rig: image_qos={opts['image_qos']!r}, expected reliable or best_effort")
-    return opts
+        if "=" not in arg:
+            raise SystemExit(f"ros_rig: {arg!r}: expected key=value")
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RigConfig), OmegaConf.from_dotlist(argv)))
+    except OmegaConfBaseException as e:
+        raise SystemExit(f"ros_rig: {getattr(e, 'full_key', None) or argv}: {str(e).splitlines()[0]}") from None
+    if cfg.image_qos not in ("reliable", "best_effort"):
+        raise SystemExit(f"ros_rig: image_qos={cfg.image_qos!r}, expected reliable or best_effort")
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     node = rclpy.create_node("lab_rig")
     clock = node.get_clock()
     state_qos = QoSProfile(depth=10)
-    image_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if o["image_qos"] == "reliable"
+    image_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if o.image_qos == "reliable"
                            else ReliabilityPolicy.BEST_EFFORT)
     stop = threading.Event()
     sent: dict[str, int] = {}
     skipped: dict[str, int] = {}
-    goal = [float(v) for v in o["goal"].split(",")]
+    goal = [float(v) for v in o.goal.split(",")]
 
     def stamp(msg, frame: str = "") -> None:
         msg.header.stamp = clock.now().to_msg()
@@ -103,24 +122,24 @@ def main(argv: list[str] | None = None) -> int:
         m.name, m.position = ["goal_x", "goal_y", "goal_z"], goal
         return m
 
-    frames = [np.random.default_rng(i).integers(0, 256, (o["height"], o["width"], 3), dtype=np.uint8).tobytes()
+    frames = [np.random.default_rng(i).integers(0, 256, (o.height, o.width, 3), dtype=np.uint8).tobytes()
               for i in range(4)]
 
     def image(name: str):
         def make(k: int):
             m = Image()
             stamp(m, f"{name}_color_optical_frame")
-            m.height, m.width, m.encoding, m.step = o["height"], o["width"], "rgb8", 3 * o["width"]
+            m.height, m.width, m.encoding, m.step = o.height, o.width, "rgb8", 3 * o.width
             m.data = frames[k % len(frames)]
             return m
         return make
 
-    streams = [("/arm/joint_states", JointState, state_qos, o["joint_hz"], joint_state),
-               ("/arm/ee_pose", PoseStamped, state_qos, o["pose_hz"], pose),
-               ("/gripper/joint_states", JointState, state_qos, o["gripper_hz"], gripper),
-               ("/twin/task_state", JointState, state_qos, o["goal_hz"], goal_state)]
-    for name in [c for c in o["cameras"].split(",") if c]:
-        streams.append((f"/cameras/{name}/color/image_raw", Image, image_qos, o["camera_hz"], image(name)))
+    streams = [("/arm/joint_states", JointState, state_qos, o.joint_hz, joint_state),
+               ("/arm/ee_pose", PoseStamped, state_qos, o.pose_hz, pose),
+               ("/gripper/joint_states", JointState, state_qos, o.gripper_hz, gripper),
+               ("/twin/task_state", JointState, state_qos, o.goal_hz, goal_state)]
+    for name in [c for c in (o.cameras or "").split(",") if c]:
+        streams.append((f"/cameras/{name}/color/image_raw", Image, image_qos, o.camera_hz, image(name)))
     streams = [s for s in streams if s[3] > 0]
 
     def run(topic: str, pub, hz: float, make, t0: float, t_end: float) -> None:
@@ -146,11 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     pubs = [(topic, node.create_publisher(msg, topic, qos), hz, make) for topic, msg, qos, hz, make in streams]
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    while o["wait_for_subscribers"] and not stop.is_set() and \
-            min(pub.get_subscription_count() for _, pub, _, _ in pubs) < o["wait_for_subscribers"]:
+    while o.wait_for_subscribers and not stop.is_set() and \
+            min(pub.get_subscription_count() for _, pub, _, _ in pubs) < o.wait_for_subscribers:
         stop.wait(0.02)
-    t0 = time.monotonic() + o["start_after"]
-    t_end = t0 + o["duration"]
+    t0 = time.monotonic() + o.start_after
+    t_end = t0 + o.duration
     # independent drivers are not phase-locked: each stream starts at its own offset (a 10 Hz goal would
     # otherwise be published at the same instant as every third 30 Hz frame)
     threads = [threading.Thread(target=run, args=(topic, pub, hz, make, t0 + 0.0071 * i, t_end), daemon=True)

@@ -30,11 +30,12 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from robot_rl.bench import setting
+from robot_rl.bench import options
 from robot_rl.core.results import BenchRow, report_bench
 from robot_rl.data.schema import StreamSpec
 from robot_rl.data.episode_store import EpisodeStore
@@ -290,17 +291,23 @@ def samples_per_s(dataset, n_samples: int, batch_size: int, batched: bool, worke
 
 
 # -- main ----------------------------------------------------------------------------------------
-def main(cfg=None) -> int:
-    """cfg: json (path or None), seconds (session length, default 20), repeats (default 3),
-    read_samples (image windows timed per measurement, default 1024: state reads time 8x that, the
-    slower baseline image reader 1/4; every measurement spans at least 16 batches), seed."""
+@dataclass
+class StoreBenchConfig:
+    """`robot-rl bench store`'s options (configs/bench.yaml's `store:` section)."""
+
+    seconds: float = 20.0             # length of the synthetic recording session
+    read_samples: int = 1024          # image windows timed per measurement (state reads 8x that, the slower
+                                      # baseline image reader 1/4; every measurement spans at least 16 batches)
+
+
+def main(cfg) -> int:
+    """cfg: StoreBenchConfig's keys beside the common json, repeats, seed."""
     from robot_rl.data.dataset import WindowDataset
     from robot_rl.data.sampler import WindowSampler
 
-    seconds = float(setting(cfg, "seconds", 20.0))
-    repeats = int(setting(cfg, "repeats", 3))
-    read_samples = int(setting(cfg, "read_samples", 1024))
-    seed = int(setting(cfg, "seed", 0))
+    opts, common = options(cfg, StoreBenchConfig, NAME)
+    seconds, read_samples = opts.seconds, opts.read_samples
+    repeats, seed = int(common["repeats"]), int(common["seed"])
     medians: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
@@ -363,5 +370,5 @@ def main(cfg=None) -> int:
                          med["read_images_dp"], higher_is_better=True),
         BenchRow.compare("disk_mb_per_hour", our_mb_h, "MB/h", BASELINE, dp_mb_h, higher_is_better=False),
     ]
-    report_bench(NAME, rows, cfg.get("json") if cfg is not None else None)
+    report_bench(NAME, rows, common["json"])
     return 0

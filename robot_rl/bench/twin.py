@@ -44,12 +44,13 @@ import shutil
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 import robot_rl.sim  # noqa: F401  (first: selects headless EGL before MuJoCo is imported)
 import mujoco
-from robot_rl.bench import setting
+from robot_rl.bench import options
 from robot_rl.control.loop import SPIN_S, auto_loop_cpu
 from robot_rl.control.shared import H_TICK_COUNT
 from robot_rl.core.results import BenchRow, report_bench
@@ -353,22 +354,27 @@ def _cyclictest_rows(rows: list, ct: dict | None, loaded: bool, idle: dict | Non
     rows.append(BenchRow(f"cyclictest_cycles_late{'_loaded' if loaded else ''}", float(ct["late"]), "count"))
 
 
-def main(cfg=None) -> int:
-    """cfg: duration (s of each loop-process and cyclictest run, default 20; 600 for the 10-minute
-    figures), loaded (also measure under the robot-PC load, default true), cyclictest (default true),
-    law_seconds (simulated s of recorded states for the law_safety rows, default 5), load_model (the
-    student's configs/model name in the load, default diffusion_unet), repeats
-    (default 3), rtf_seconds (simulated seconds per real-time-factor repeat, default 6),
-    tracking_periods (figure-eights measured after the ease-in period, default 2), json (path or None)."""
-    duration = float(setting(cfg, "duration", 20.0))
-    loaded = bool(setting(cfg, "loaded", True))
-    use_cyclictest = bool(setting(cfg, "cyclictest", True))
-    law_seconds = float(setting(cfg, "law_seconds", 5.0))
-    load_model = str(setting(cfg, "load_model", "diffusion_unet"))
-    repeats = int(setting(cfg, "repeats", 3))
-    rtf_seconds = float(setting(cfg, "rtf_seconds", 6.0))
-    periods = float(setting(cfg, "tracking_periods", 2.0))
-    warmup = float(setting(cfg, "tracking_warmup", FIG8_PERIOD))
+@dataclass
+class TwinBenchConfig:
+    """`robot-rl bench twin`'s options (configs/bench.yaml's `twin:` section); seconds are wall-clock unless
+    said otherwise."""
+
+    duration: float = 20.0            # each loop-process and cyclictest run (idle, loaded); 600 = 10 minutes
+    loaded: bool = True               # also measure while a robot-PC load runs on the other CPU(s)
+    cyclictest: bool = True           # the machine's own latency baseline (rt-tests); skipped with a note when absent
+    law_seconds: float = 5.0          # simulated seconds of recorded states for the law_safety rows
+    load_model: str = "diffusion_unet"   # the configs/model name of the student in the robot-PC load
+    rtf_seconds: float = 6.0          # simulated seconds per real-time-factor repeat
+    tracking_periods: float = 2.0     # figure-eights measured after the ease-in
+    tracking_warmup: float = FIG8_PERIOD   # simulated seconds of ease-in before the measured figure-eights
+
+
+def main(cfg) -> int:
+    """cfg: TwinBenchConfig's keys beside the common json and repeats."""
+    opts, common = options(cfg, TwinBenchConfig, NAME)
+    duration, loaded, use_cyclictest, law_seconds = opts.duration, opts.loaded, opts.cyclictest, opts.law_seconds
+    load_model, repeats, rtf_seconds = opts.load_model, int(common["repeats"]), opts.rtf_seconds
+    periods, warmup = opts.tracking_periods, opts.tracking_warmup
     rows: list[BenchRow] = []
     print(f"bench twin: real-time factors ({repeats} repeats of {rtf_seconds:g} s) ...", flush=True)
     bare_runs = [bare_physics_factor(rtf_seconds) for _ in range(repeats)]
@@ -429,5 +435,5 @@ def main(cfg=None) -> int:
         base = "absolute-velocity damping"
         rows.append(BenchRow.compare(f"tracking_rms_mm_{profile}", mm, "mm", base, mm0, False))
         rows.append(BenchRow.compare(f"tracking_rms_deg_{profile}", deg, "deg", base, deg0, False))
-    report_bench(NAME, rows, setting(cfg, "json", None))
+    report_bench(NAME, rows, common["json"])
     return 0

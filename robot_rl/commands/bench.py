@@ -9,10 +9,24 @@ bench_all.json into out=<dir>; quick=true uses small sizes (a smoke test). See d
 
 from __future__ import annotations
 
-from robot_rl.bench.all import load_benchmark, section_config
+from robot_rl.bench.all import BenchConfig, load_benchmark, section_config
+from robot_rl.core.config import register_schema
 from robot_rl.core.errors import ConfigError
+from robot_rl.core.fields import Invalid, Rule, integer, integers
 
 BENCHMARKS = ("store", "twin", "policy", "finetune", "ros", "all")
+register_schema("bench", BenchConfig)   # configs/bench.yaml's defaults: BenchConfig and its sections' dataclasses
+
+
+def _seeds(v):
+    """bench finetune's seeds: a count, or a list of seeds (one job's share of them)."""
+    try:
+        return (integers(0) if isinstance(v, (list, tuple)) else integer(1)).check(v)
+    except Invalid:
+        raise Invalid("a number of seeds >= 1 or a list of seeds, e.g. [0,1,2]") from None
+
+
+FIELDS = {"finetune.seeds": Rule(_seeds)}
 
 
 def run(cfg, args: list[str]) -> int:

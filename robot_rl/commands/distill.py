@@ -9,11 +9,32 @@ The student lands in <out>/checkpoints/student: `robot-rl eval policy=<out>/chec
 
 from __future__ import annotations
 
-from robot_rl.core.config import to_plain
+from dataclasses import dataclass, field
+from typing import Any
+
+from robot_rl.core.config import register_schema, section_schema, to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, existing_path, integer, number, optional
 from robot_rl.core.rundir import make_run_dir
+from robot_rl.learning.one_step_distill import DistillConfig
 from robot_rl.learning.run_setup import default_store, run_task, twin_env_factory
+
+DistillSection = section_schema(DistillConfig, without=("seed",), flatten="optim")   # distill.lr= etc. flat
+
+
+@dataclass
+class DistillRunConfig:
+    """configs/distill.yaml's schema; its defaults are these fields'."""
+
+    out: str | None = None            # output directory; default runs/distill/<UTC timestamp>
+    seed: int = 0
+    teacher: str | None = None        # teacher checkpoint directory (e.g. <train out>/checkpoints/best); required
+    store: str | None = None          # episode store of observations; default: the teacher's training store, if it exists
+    task: Any = None                  # twin task for evaluation and rollouts (config group configs/task)
+    distill: DistillSection = field(default_factory=DistillSection)   # robot_rl.learning.one_step_distill.DistillConfig
+
+
+register_schema("distill", DistillRunConfig)
 
 FIELDS = {
     "teacher": optional(existing_path),
@@ -30,7 +51,7 @@ FIELDS = {
 
 def run(cfg, args: list[str]) -> int:
     from robot_rl.core.checkpoint import load_checkpoint
-    from robot_rl.learning.one_step_distill import DistillConfig, distill
+    from robot_rl.learning.one_step_distill import distill
     from robot_rl.policies.io import load_policy
     from robot_rl.sim.gym_tasks import task_label
 

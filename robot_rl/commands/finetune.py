@@ -12,16 +12,56 @@ The policy lands in <out>/policy; results.json holds the learning curve and the 
 
 from __future__ import annotations
 
-import importlib
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any
 
+from robot_rl.core.config import register_schema
 from robot_rl.core.errors import ConfigError
-from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional, text
+from robot_rl.core.fields import Invalid, Rule, choice, existing_path, integer, integers, number, optional, text
 from robot_rl.core.progress import progress_enabled
 from robot_rl.core.rundir import make_run_dir
-from robot_rl.learning.rl.context import ALGORITHMS, build_context
+from robot_rl.learning.rl.algorithms import ALGORITHMS
+from robot_rl.learning.rl.context import build_context
+from robot_rl.learning.rl.online import OnlineConfig
 from robot_rl.runtime.finetune_roles import run_actor, run_learner
+from robot_rl.runtime.learner import LearnerConfig
 
 ROLES = ("local", "learner", "actor")   # local: actor and learner interleaved in this process
+
+
+@dataclass
+class FinetuneRunConfig:
+    """What one `robot-rl finetune` run does; FinetuneConfig adds a section per algorithm."""
+
+    out: str | None = None            # output directory; default runs/finetune/<UTC timestamp>
+    seed: int = 0
+    algo: str = "residual"            # a name of robot_rl.learning.rl.algorithms.ALGORITHMS
+    policy: str | None = None         # base checkpoint (a diffusion policy from `robot-rl train`); required except for rlpd
+    store: str | None = None          # prior data: demos (mixed quality), interventions, earlier rollouts;
+                                      # default: the base's training store
+    device: str = "auto"
+    corrector: str | None = None      # null | scripted: a scripted expert takes over when a twin episode goes wrong
+    actors: int = 0                   # N > 0: N twin actor processes feed a learner in this process (residual, rlpd)
+    role: str = "local"               # local | learner (serve actors started elsewhere) | actor (one twin actor)
+    actor_id: str | None = None       # role=actor: its name (its spool: <out>/spool/<actor_id>); default actor<seed>
+    actor_episodes: int = 0           # role=actor: stop after this many episodes (0: run until stopped)
+    task: Any = None                  # the twin task (config group configs/task); default: the base's training task
+    learner: LearnerConfig = field(default_factory=LearnerConfig)   # the actor/learner link and its limits
+    online: OnlineConfig = field(default_factory=OnlineConfig)      # the online loop (residual, ppo, dsrl, rlpd)
+
+
+# configs/finetune.yaml's schema: the run's settings and one section per algorithm, each its config dataclass
+FinetuneConfig = make_dataclass("FinetuneConfig", [(name, a.config, field(default_factory=a.config))
+                                                   for name, a in ALGORITHMS.items()], bases=(FinetuneRunConfig,))
+register_schema("finetune", FinetuneConfig)
+
+
+def _run_seed(v, config):
+    """online.seed is OnlineConfig's; a run sets it with seed=, so any other value would be ignored."""
+    if v not in (0, config.get("seed")):
+        raise Invalid(f"the run's seed (the online loop runs on it): set seed={v}")
+    return v
+
 
 FIELDS = {
     "algo": choice(*ALGORITHMS),
@@ -71,6 +111,7 @@ FIELDS = {
     "*.rollout_chunks": integer(1),
     "*.gae_lambda": number(0.0, 1.0),
     "dsrl.check_episodes": integer(-1),   # -1: online.eval_episodes, 0: skip
+    "online.seed": Rule(_run_seed, with_config=True),
 }
 
 
@@ -82,6 +123,8 @@ def run(cfg, args: list[str]) -> int:
 
     if args:
         raise ConfigError(f"finetune takes no positional arguments, got {args}; see robot-rl finetune --help")
+    if cfg.algo not in ALGORITHMS:
+        raise ConfigError(f"finetune: algo={cfg.algo!r}, expected one of {list(ALGORITHMS)}")
     out = make_run_dir(cfg, "finetune")
     ctx, task = build_context(cfg, out)
     ctx.progress = progress_enabled()   # `progress=false` reaches the algorithms' own bars
@@ -95,7 +138,7 @@ def run(cfg, args: list[str]) -> int:
     if role == "learner" or int(cfg.actors) > 0:
         result = run_learner(cfg, ctx)
     else:
-        result = importlib.import_module(f"robot_rl.learning.rl.{cfg.algo}").run(ctx)
+        result = ALGORITHMS[cfg.algo].run(ctx)
     final = result.curve[-1].success_rate if result.curve else result.metrics.get("success_rate")
     write_results(out / "results.json", stage="finetune", algo=cfg.algo, policy=str(result.policy_path),
                   base=str(cfg.policy), task=task, success_rate=final,

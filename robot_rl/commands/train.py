@@ -6,12 +6,39 @@ checkpoint by success rate. Multi-GPU/multi-node: launch with
 
 from __future__ import annotations
 
-from robot_rl.core.config import to_plain
+from dataclasses import dataclass, field
+from typing import Any
+
+from robot_rl.core.config import register_schema, section_schema, to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, existing_path, integer, integers, number, optional
 from robot_rl.core.rundir import make_run_dir
+from robot_rl.learning.bc import BCConfig
+from robot_rl.learning.reward_classifier import RewardConfig
 from robot_rl.learning.run_setup import resolve_task, twin_env_factory
-from robot_rl.policies.model_config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTION_TYPES
+from robot_rl.policies.model_config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTION_TYPES, PolicyConfig
+
+BCSection = section_schema(BCConfig, without=("seed",), flatten="optim")   # the optimizer's fields flat: train.lr=
+RewardSection = section_schema(RewardConfig, without=("seed", "progress"))
+
+
+@dataclass
+class TrainConfig:
+    """configs/train.yaml's schema; its defaults are these fields' (the YAML holds the groups, the spec and the
+    values that differ)."""
+
+    out: str | None = None            # output directory; default runs/train/<UTC timestamp>
+    seed: int = 0
+    algo: str = "bc"                  # bc: diffusion policy by imitation | reward: success classifier
+    store: str | None = None          # episode store (path or fsspec URL) to train on; required
+    task: Any = None                  # twin task for evaluation rollouts (config group configs/task)
+    spec: dict = field(default_factory=dict)   # observation/action spec (configs/train.yaml); shapes from the store
+    model: PolicyConfig = field(default_factory=PolicyConfig)   # the architecture (config group configs/model)
+    train: BCSection = field(default_factory=BCSection)          # algo=bc: robot_rl.learning.bc.BCConfig
+    reward: RewardSection = field(default_factory=RewardSection)   # algo=reward: reward_classifier.RewardConfig
+
+
+register_schema("train", TrainConfig)
 
 FIELDS = {
     "algo": choice("bc", "reward"),
@@ -53,9 +80,8 @@ def state_hint(store) -> str:
 
 def run(cfg, args: list[str]) -> int:
     from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.learning.bc import BCConfig, train_bc
+    from robot_rl.learning.bc import train_bc
     from robot_rl.learning.spec_builder import build_spec
-    from robot_rl.policies.model_config import PolicyConfig
     from robot_rl.policies.diffusion_policy import DiffusionPolicy
     from robot_rl.policies.io import check_model_size
     from robot_rl.sim.gym_tasks import task_label
@@ -91,7 +117,7 @@ def run(cfg, args: list[str]) -> int:
 def _train_reward(cfg, store, spec) -> int:
     """algo=reward: the success classifier on the spec's observation features (robot_rl.learning.reward_classifier)."""
     from robot_rl.core.results import write_results
-    from robot_rl.learning.reward_classifier import RewardConfig, train_reward_classifier
+    from robot_rl.learning.reward_classifier import train_reward_classifier
 
     out = make_run_dir(cfg, "train")
     reward_cfg = RewardConfig.from_dict(to_plain(cfg.reward) | {"seed": cfg.seed})

@@ -1,5 +1,9 @@
 """Config I/O: YAML only (safe loader), Hydra composition for the CLI.
 
+A command whose settings are dataclasses registers them as its schema (`register_schema`, Hydra's
+ConfigStore); its configs/<command>.yaml then lists `<command>_schema` first in its defaults and holds
+only config groups and values that differ from the dataclass defaults, which are written nowhere else.
+
 Nothing here executes code from a config: no `eval` resolver is registered, and YAML is read with
 `yaml.safe_load`, so tags such as `!!python/object` are rejected.
 """
@@ -71,6 +75,34 @@ def to_plain(cfg: Any) -> Any:
     return cfg
 
 
+def register_schema(command: str, schema: type) -> None:
+    """Register dataclass `schema` as `<command>_schema`, the typed defaults configs/<command>.yaml builds on:
+    Hydra then refuses unknown keys and values of the wrong type at composition."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=f"{command}_schema", node=schema)
+
+
+def section_schema(cls: type, without: tuple[str, ...] = (), flatten: str | None = None) -> type:
+    """A config section's schema made from dataclass `cls`: its fields and their defaults, less `without` (those a
+    command sets itself, e.g. the run's seed), and with the fields of the dataclass field `flatten` inlined beside
+    the others (their defaults those of cls's default for it), as configs/train.yaml spells the optimizer."""
+    import typing
+    from dataclasses import MISSING, field, fields, make_dataclass
+
+    def default(value):
+        return field(default_factory=lambda: value) if isinstance(value, (list, dict, tuple)) else field(default=value)
+
+    hints = typing.get_type_hints(cls)
+    specs = [(f.name, hints[f.name], field(default=f.default) if f.default is not MISSING
+              else field(default_factory=f.default_factory)) for f in fields(cls) if f.name not in (*without, flatten)]
+    if flatten is not None:
+        nested = next(f for f in fields(cls) if f.name == flatten).default_factory()
+        nested_hints = typing.get_type_hints(type(nested))
+        specs += [(f.name, nested_hints[f.name], default(getattr(nested, f.name))) for f in fields(nested)]
+    return make_dataclass(f"{cls.__name__}Section", specs)
+
+
 def compose(name: str, overrides: list[str] | None = None):
     """Compose `configs/<name>.yaml` with `key=value` overrides into a resolved OmegaConf config."""
     from hydra import compose as hydra_compose
@@ -86,15 +118,39 @@ def compose(name: str, overrides: list[str] | None = None):
             cfg = hydra_compose(config_name=name, overrides=list(overrides or []))
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_composition_error(name, str(e), list(overrides or []))) from None
+        raise ConfigError(_composition_error(name, str(e), list(overrides or []), e.__cause__)) from None
     return cfg
 
 
-def _composition_error(name: str, message: str, overrides: list[str]) -> str:
+# a schema's type error (OmegaConf's message) -> what robot_rl.core.fields says for the same type
+_EXPECTED = (("to Integer", "an integer", "integers"), ("to Float", "a number", "numbers"),
+             ("valid bool", "true or false", "booleans"), ("not a ListConfig", "a list", "lists"),
+             ("to Dict", "a mapping", "mappings"), ("not a subclass", "a section of settings", "sections"))
+
+
+def _composition_error(name: str, message: str, overrides: list[str], cause: BaseException | None = None) -> str:
     """Hydra's error as one line naming the key and value. Hydra's own hint for an unknown key
     ("use +key=value") is dropped: the command would ignore an appended key."""
     import re
 
+    from omegaconf.errors import ValidationError
+
+    from robot_rl.core.fields import show_value
+
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):   # a value the schema's type refuses
+        text = str(cause).splitlines()[0]
+        one, many = next(((a, b) for pattern, a, b in _EXPECTED if pattern in text), (text, text))
+        given = re.search(r"override \+*(\S+?)=(.*)$", message.strip().splitlines()[0])
+        if given and re.fullmatch(rf"{re.escape(given.group(1))}\[\d+\]", cause.full_key):   # a list's element
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            value = OverridesParser.create().parse_override(f"{given.group(1)}={given.group(2)}").value()
+            return f"{given.group(1)}={show_value(value)}: expected a list of {many}"
+        return f"{cause.full_key}={show_value(cause.value)}: expected {one}"
+    schema = re.search(r"Could not load '(\w+)_schema'", message)
+    if schema:
+        return (f"configs/{name}.yaml builds on the schema robot_rl.commands.{schema.group(1)} registers: "
+                f"import that module before composing")
     unknown = re.search(r"Could not override '([^']+)'", message)
     if unknown:
         return (f"unknown key {unknown.group(1)}: configs/{name}.yaml has no such key "

@@ -300,20 +300,20 @@ def check_fields(values: Mapping, rules: Mapping[str, Rule], defaults: Mapping |
         except Unusable as e:   # a path: spelt bare, as the project's other path errors
             raise ConfigError(f"{where}{key}={value}: {e}") from None
         except Invalid as e:
-            raise ConfigError(f"{where}{key}={_show(value)}: expected {e}") from None
+            raise ConfigError(f"{where}{key}={show_value(value)}: expected {e}") from None
         if type(checked) is not type(value) or checked != value:
             changed[key] = checked
     return changed
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """The value as YAML/the command line spell it; strings quoted, as in the project's other errors."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_show(v) for v in value) + "]"
+        return "[" + ",".join(show_value(v) for v in value) + "]"
     return repr(value)
 
 

@@ -7,7 +7,7 @@ launched with torchrun (gloo on CPU, nccl on GPU).
 
 Output directory:
     checkpoints/latest, checkpoints/best   policy checkpoints (EMA weights)
-    train_state/                           optimizer/EMA/RNG to resume
+    train_state/                           to resume: policy/ (optimizer, EMA, RNG), progress.yaml
     tb/                                    TensorBoard scalars
     curves.png, results.json               learning curves and final numbers
 """
@@ -32,7 +32,7 @@ from robot_rl.data.dataset import EpochBatches, batch_loader, endless_loader, ma
 from robot_rl.data.normalizer_stats import compute_stats
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.learning.evaluate import evaluate
-from robot_rl.learning.train_state import OptimConfig, Optimization, config_with_optim
+from robot_rl.learning.train_state import OptimConfig, Optimization, config_with_optim, has_learner_state
 from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
@@ -124,11 +124,9 @@ def train_bc(store_path: str, spec: PolicySpec, model_cfg: PolicyConfig, cfg: BC
     out = Path(out)
     step, evals, best_success, losses = 0, [], -1.0, []
     state_dir = out / "train_state"
-    if cfg.resume and (state_dir / "train_state.safetensors").exists():
-        header = opt.load(state_dir, "policy")
-        step = int(header["step"])
-        extra = header["extra"]
-        evals, best_success = extra.get("evals", []), float(extra.get("best_success", -1.0))
+    if cfg.resume and has_learner_state(state_dir):
+        counters = opt.load(state_dir, "policy")
+        step, evals, best_success = int(counters["step"]), counters["evals"], float(counters["best_success"])
         if main:
             print(f"resumed from {state_dir} at step {step}")
 

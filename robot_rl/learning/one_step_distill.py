@@ -20,7 +20,7 @@ stream), and their batch-1 act() latency is timed on one observation history.
 
 Output directory:
     checkpoints/student   the student (type one_step): `robot-rl eval policy=<out>/checkpoints/student`
-    train_state/          optimizer/EMA/RNG (+ dagger_buffer.safetensors) to resume
+    train_state/          to resume: student/ (optimizer, EMA, RNG), progress.yaml (+ dagger_buffer.safetensors)
     tb/                   TensorBoard scalars
     results.json          teacher vs student success on the same seeds, latency p50/p99, speed-up
 """
@@ -41,7 +41,7 @@ from robot_rl.core.errors import ConfigError
 from robot_rl.core.results import latency_percentiles_ms, write_results
 from robot_rl.learning.distill_data import ObsBuffer, collect
 from robot_rl.learning.evaluate import evaluate
-from robot_rl.learning.train_state import OptimConfig, Optimization, config_with_optim
+from robot_rl.learning.train_state import OptimConfig, Optimization, config_with_optim, has_learner_state
 from robot_rl.policies.base import ChunkPolicy
 from robot_rl.policies.device import resolve_device, time_calls
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
@@ -50,6 +50,7 @@ from robot_rl.policies.one_step import OneStepPolicy
 
 MODES = ("auto", "same_noise", "dagger")
 OBS_SOURCES = ("auto", "store", "twin")
+DAGGER_BUFFER = "dagger_buffer.safetensors"   # the labelled histories, saved with the training state
 ROLLOUT_SEED_BASE = 1_000_000  # twin seeds of distillation rollouts; evaluation uses eval_seed (100000) + i
 
 
@@ -160,10 +161,10 @@ class StudentOptimizer:
         out = Path(out)
         self.state_dir = out / "train_state"
         self.step, self.extra, self.losses = 0, {}, []
-        if cfg.resume and (self.state_dir / "train_state.safetensors").exists():
-            header = self.opt.load(self.state_dir, "student")
-            self.step, self.extra = int(header["step"]), dict(header["extra"])
-            self.losses = [tuple(x) for x in self.extra.get("losses", [])]
+        if cfg.resume and has_learner_state(self.state_dir):
+            self.extra = self.opt.load(self.state_dir, "student")
+            self.step = int(self.extra["step"])
+            self.losses = [tuple(x) for x in self.extra["losses"]]
             print(f"resumed from {self.state_dir} at step {self.step}")
         from torch.utils.tensorboard import SummaryWriter
 
@@ -188,9 +189,10 @@ class StudentOptimizer:
             self.tb.add_scalar("distill/lr", self.opt.lr, self.step)
             self.bar.set_postfix(loss=f"{value:.5f}")
 
-    def save_state(self, **extra: Any) -> None:
+    def save_state(self, write_files: Callable[[Path], None] | None = None, **extra: Any) -> None:
+        """The resumable state (train_state.save_learner_state), with what write_files(dir) adds to it."""
         self.extra.update(extra, losses=self.losses)
-        self.opt.save(self.state_dir, self.step, "student", self.extra)
+        self.opt.save(self.state_dir, self.step, "student", self.extra, write_files)
 
     def close(self) -> None:
         self.bar.close()
@@ -220,10 +222,9 @@ def distill_dagger(teacher, student: OneStepPolicy, make_env: Callable[[], Any],
     spec = student.spec
     opt = StudentOptimizer(student, cfg, out, "distill dagger")
     buffer = ObsBuffer(spec)
-    buffer_file = opt.state_dir / "dagger_buffer.safetensors"
     start_round = int(opt.extra.get("round", 0))
     if start_round > 0:
-        buffer.load(buffer_file)
+        buffer.load(opt.state_dir / DAGGER_BUFFER)
     steps_per_round = math.ceil(cfg.steps / cfg.dagger_rounds)
     gen = torch.Generator().manual_seed(cfg.seed)
     rounds = list(opt.extra.get("rounds", []))
@@ -245,8 +246,7 @@ def distill_dagger(teacher, student: OneStepPolicy, make_env: Callable[[], Any],
             loss = dagger_loss(student, {k: v.to(student.device) for k, v in obs.items()}, labels,
                                cfg.freeze_encoder)
             opt.update(loss)
-        buffer.save(buffer_file)
-        opt.save_state(round=r + 1, rounds=rounds)
+        opt.save_state(lambda state_dir: buffer.save(state_dir / DAGGER_BUFFER), round=r + 1, rounds=rounds)
     return opt, buffer
 
 

@@ -2,20 +2,19 @@
 
 `OptimConfig` + `Optimization`: AdamW, cosine schedule with linear warm-up, gradient-norm clipping and
 an optional EMA of the weights (diffusion_policy's recipe), one definition for robot_rl.learning.bc and
-robot_rl.learning.one_step_distill. The state (optimizer, schedule position, EMA weights, RNG) is saved with
-tensors in one safetensors file (`train_state.safetensors`) and everything else (step, optimizer
-hyper-parameters) as JSON in its header, so resuming never executes code from disk.
+robot_rl.learning.one_step_distill.
 
-`save_learner_state` / `load_learner_state`: the one resumable state of every RL learner (off-policy
-residual/RLPD, DSRL, PPO): one such file per optimizer and the modules it trains, plus the learner's
-counters in `progress.yaml`, written into a temporary directory that replaces the old one whole.
+`save_learner_state` / `load_learner_state`: the one resumable training state of every learner (BC,
+distillation, off-policy residual/RLPD, DSRL, PPO): per optimizer one safetensors file
+(`<part>/train_state.safetensors`: optimizer state, the modules it trains, RNG; the optimizer's
+hyper-parameters as JSON in its header) and the learner's counters in `progress.yaml`, written into a
+temporary directory that replaces the old one whole. Resuming never executes code from disk.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -106,25 +105,29 @@ class Optimization:
         if self.ema:
             self.ema.update(self.module)
 
-    def save(self, directory: str | Path, step: int, name: str, extra: dict[str, Any] | None = None) -> Path:
-        extra = dict(extra or {}) | {"ema_updates": self.ema.updates if self.ema else 0}
-        return save_train_state(directory, step, self.optimizer, self.modules(name), extra)
+    def save(self, directory: str | Path, step: int, name: str, counters: Mapping[str, Any] | None = None,
+             write_files: Callable[[Path], None] | None = None) -> Path:
+        """The training state at `step` with save_learner_state: this optimizer and the module (as `name`, with
+        its EMA copy) as one part; `counters` (plain YAML values) beside step and the EMA's update count."""
+        counters = dict(counters or {}) | {"step": step, "ema_updates": self.ema.updates if self.ema else 0}
+        return save_learner_state(directory, step, {name: (self.optimizer, self.modules(name))}, counters,
+                                  write_files)
 
     def load(self, directory: str | Path, name: str) -> dict[str, Any]:
-        """Restore from `directory` and put the schedule and EMA where they were; returns the header."""
-        header = load_train_state(directory, self.optimizer, self.modules(name))
-        step = int(header["step"])
+        """Restore what `save` wrote and put the schedule and EMA where they were; returns the counters."""
+        counters = load_learner_state(directory, {name: (self.optimizer, self.modules(name))})
+        step = int(counters["step"])
         if self.ema:
-            self.ema.updates = int(header["extra"].get("ema_updates", step))
+            self.ema.updates = int(counters["ema_updates"])
         resume_schedule(self.schedule, step)
-        return header
+        return counters
 
 
-def save_train_state(directory: str | Path, step: int, optimizer: torch.optim.Optimizer,
-                     modules: dict[str, torch.nn.Module], extra: dict[str, Any] | None = None) -> Path:
-    """Atomically write the state needed to continue training at `step`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def _save_part(directory: Path, step: int, optimizer: torch.optim.Optimizer,
+               modules: dict[str, torch.nn.Module]) -> Path:
+    """One part of a learner state: the optimizer, the modules it trains and the RNG, at `step` (into the
+    fresh directory save_learner_state swaps in whole)."""
+    directory.mkdir(parents=True)
     opt = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     for pid, state in opt["state"].items():
@@ -134,16 +137,13 @@ def save_train_state(directory: str | Path, step: int, optimizer: torch.optim.Op
         for name, value in module.state_dict().items():
             tensors[f"{prefix}.{name}"] = value.detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
-    header = {"step": step, "param_groups": opt["param_groups"], "extra": extra or {}}
-    tmp = directory / (FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"train_state": json.dumps(header, default=list)})
-    os.replace(tmp, directory / FILE)
+    header = {"step": step, "param_groups": opt["param_groups"]}
+    save_file(tensors, str(directory / FILE), metadata={"train_state": json.dumps(header, default=list)})
     return directory / FILE
 
 
-def load_train_state(directory: str | Path, optimizer: torch.optim.Optimizer,
-                     modules: dict[str, torch.nn.Module]) -> dict[str, Any]:
-    """Restore optimizer, modules and RNG; returns the header (step, extra)."""
+def _load_part(directory: Path, optimizer: torch.optim.Optimizer, modules: dict[str, torch.nn.Module]) -> None:
+    """Restore optimizer, modules and RNG from a part `_save_part` wrote."""
     from safetensors import safe_open
 
     path = Path(directory) / FILE
@@ -172,7 +172,6 @@ def load_train_state(directory: str | Path, optimizer: torch.optim.Optimizer,
     except (ValueError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: does not match the model being trained ({e})") from None
     torch.set_rng_state(tensors["rng.torch"])
-    return header
 
 
 def save_learner_state(directory: str | Path, step: int, parts: Parts, counters: Mapping[str, Any],
@@ -184,7 +183,7 @@ def save_learner_state(directory: str | Path, step: int, parts: Parts, counters:
     tmp = partial_dir(directory)
     tmp.mkdir(parents=True)
     for name, (optimizer, modules) in parts.items():
-        save_train_state(tmp / name, step, optimizer, modules)
+        _save_part(tmp / name, step, optimizer, modules)
     if write_files is not None:
         write_files(tmp)
     save_yaml(dict(counters), tmp / PROGRESS)
@@ -204,7 +203,7 @@ def load_learner_state(directory: str | Path, parts: Parts) -> dict[str, Any]:
     if not isinstance(counters, dict):
         raise CheckpointError(f"{directory / PROGRESS}: expected a mapping of counters, got {counters!r}")
     for name, (optimizer, modules) in parts.items():
-        load_train_state(directory / name, optimizer, modules)
+        _load_part(directory / name, optimizer, modules)
     return counters
 
 

@@ -19,17 +19,16 @@ import time
 from pathlib import Path
 
 from robot_rl.core.errors import ConfigError, RobotRLError
+from robot_rl.learning.rl.algorithms import ALGORITHMS
 
-SPLIT_ALGORITHMS = ("residual", "rlpd")       # those with actor_weights / load_actor_weights
+SPLIT_ALGORITHMS = tuple(name for name, a in ALGORITHMS.items() if a.make_agent is not None)
 
 
 def _agent(cfg, ctx):
-    import importlib
-
     if cfg.algo not in SPLIT_ALGORITHMS:
         raise ConfigError(f"finetune algo={cfg.algo}: actors/role need an off-policy algorithm, one of "
                           f"{list(SPLIT_ALGORITHMS)}")
-    return importlib.import_module(f"robot_rl.learning.rl.{cfg.algo}").make_agent(ctx)
+    return ALGORITHMS[cfg.algo].make_agent(ctx)
 
 
 def run_actor(cfg, ctx) -> int:

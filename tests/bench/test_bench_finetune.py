@@ -4,7 +4,8 @@ reported as not available, and a quick run through the real CLI writing JSON row
 import json
 import math
 
-from robot_rl.bench.finetune import FinetuneBench, Run, algorithm_available, median_reached, rows_for, steps_to
+from robot_rl.bench.finetune import (FinetuneBench, FinetuneBenchConfig, Run, algorithm_available, median_reached,
+                                     rows_for, steps_to)
 from robot_rl.cli import main
 
 
@@ -41,8 +42,8 @@ def test_rows_compare_final_success_with_bc_and_speed_up_with_rlpd():
 
 
 def test_seeds_are_a_count_or_one_jobs_list():
-    assert FinetuneBench({"seeds": 3}).seeds == [0, 1, 2]
-    assert FinetuneBench({"seeds": [2, 4]}).seeds == [2, 4]
+    assert FinetuneBench(FinetuneBenchConfig(seeds=3)).seeds == [0, 1, 2]
+    assert FinetuneBench(FinetuneBenchConfig(seeds=[2, 4])).seeds == [2, 4]
 
 
 def test_an_algorithm_that_does_not_exist_is_not_available():

@@ -16,7 +16,7 @@ BATCH, SAMPLES = {"state": 64, "images": 16}, {"state": 512, "images": 64}
 
 @pytest.fixture
 def request_(tmp_path):
-    return peer.make_request({"repeats": 2, "seed": 3}, tmp_path, BATCH, SAMPLES)
+    return peer.make_request(peer.LeRobotPeerConfig(), tmp_path, BATCH, SAMPLES, repeats=2, seed=3)
 
 
 def result_for(req: dict, seconds: float = 0.5) -> dict:
@@ -39,7 +39,8 @@ def test_our_request_passes_the_workers_validation(request_):
 
 
 def test_the_network_of_our_widths_follows_the_policy_bench_model(tmp_path):
-    methods = peer.make_request({"model": "diffusion_unet_small"}, tmp_path, BATCH, SAMPLES)["latency"]["methods"]
+    methods = peer.make_request(peer.LeRobotPeerConfig(model="diffusion_unet_small"), tmp_path, BATCH, SAMPLES,
+                                repeats=3, seed=0)["latency"]["methods"]
     assert methods["ddim10_unet64"]["down_dims"] == [64, 128, 256]
     assert methods["ddim10"]["down_dims"] is None and methods["ddpm100"]["steps"] == 100
 

@@ -26,8 +26,8 @@ def test_the_worker_records_reads_and_times_lerobot_on_our_episodes(tmp_path):
     store = EpisodeStore.open(tmp_path / "ours.zarr")
     export_store(store, tmp_path / "lerobot_images", vcodec="libsvtav1", crf=30)
     export_store(store, tmp_path / "lerobot_state", streams=["action", "state"], vcodec="libsvtav1", crf=30)
-    request = peer.make_request({"repeats": 1, "workers": 0}, tmp_path, {"state": 4, "images": 4},
-                                {"state": 8, "images": 8})
+    request = peer.make_request(peer.LeRobotPeerConfig(workers=0), tmp_path, {"state": 4, "images": 4},
+                                {"state": 8, "images": 8}, repeats=1, seed=0)
     tiny = {"scheduler": "DDIM", "steps": 2, "calls": 2, "warmup": 0, "down_dims": [16, 32, 64]}
     request["latency"]["methods"] = {"ddim2_tiny": tiny}
     result = peer.run_worker(PYTHON, request, tmp_path, timeout_s=600)

@@ -74,6 +74,6 @@ def test_a_key_outside_the_free_form_sections_is_still_refused(argv, capsys):
 def test_help_shows_the_config_file_with_its_comments_and_the_common_options(capsys):
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "steps: 20000" in out and "# output directory" in out
+    assert "steps: 20000" in out and "# architecture (configs/model)" in out
     assert "progress=true|false" in out and "spec.obs.<name>=" in out
     assert "model: diffusion_mlp, diffusion_unet" in out and "  ros:" not in out   # only the groups train uses

@@ -317,7 +317,8 @@ def test_a_suggested_setting_is_printed_and_accepted_as_printed(command, suggest
 
     root = Path(__file__).resolve().parents[2]
     assert suggested in (root / source).read_text(), f"{source} no longer suggests {suggested}"
+    module = import_module(f"robot_rl.commands.{command}")   # registers the command's config schema, if any
     cfg = compose(command, [suggested])   # raises ConfigError if the key does not exist
-    check_config(command, cfg, [suggested], getattr(import_module(f"robot_rl.commands.{command}"), "FIELDS", None))
+    check_config(command, cfg, [suggested], getattr(module, "FIELDS", None))
     key, value = suggested.split("=")
     assert str(OmegaConf.select(cfg, key)).lower() == value

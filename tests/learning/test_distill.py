@@ -103,7 +103,8 @@ def test_same_noise_loop_with_fresh_noise_learns_and_resumes(teacher_ckpt, reach
     more.close()
     assert "at step 40" in capsys.readouterr().out
     assert more.step == 50 and [s for s, _ in more.losses][-1] == 50
-    assert (tmp_path / "train_state" / "train_state.safetensors").exists()
+    assert (tmp_path / "train_state" / "student" / "train_state.safetensors").exists()   # save_learner_state's
+    assert (tmp_path / "train_state" / "progress.yaml").exists()                          # layout
 
 
 class BlackBox:

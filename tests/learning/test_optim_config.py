@@ -24,6 +24,9 @@ def test_each_command_keeps_its_own_optimizer_defaults():
 
 
 def test_shipped_configs_parse_into_the_shared_optimizer_config():
+    import robot_rl.commands.distill  # noqa: F401 - the commands register their config schemas
+    import robot_rl.commands.train  # noqa: F401
+
     train = BCConfig.from_dict(to_plain(compose("train", ["train.lr=2e-4"]).train))
     distill = DistillConfig.from_dict(to_plain(compose("distill").distill))
     assert train.optim.lr == 2e-4 and isinstance(distill.optim, OptimConfig)
@@ -46,3 +49,45 @@ def test_optimization_warms_up_clips_and_averages():
     assert opt.lr == pytest.approx(0.1 * 2 / 4)
     assert opt.ema.updates == 1 and torch.equal(opt.export().weight, model.weight)  # first EMA update copies
     assert (model.weight - before).abs().max() < 0.1 / 4 + 1e-6   # Adam step <= lr per coordinate
+
+
+def _fit(opt: Optimization, model: torch.nn.Module, steps: int) -> None:
+    x = torch.linspace(-1, 1, 24).view(8, 3)
+    for _ in range(steps):
+        opt.step(((model(x) - 1.0) ** 2).mean())
+
+
+def test_optimization_resumes_exactly_from_the_learner_state(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = Optimization(model, OptimConfig(lr=0.05, warmup_steps=2, ema=True), total_steps=20)
+    _fit(opt, model, 5)
+    opt.save(tmp_path / "state", 5, "policy", {"best_success": 0.5})
+    _fit(opt, model, 3)
+
+    again = torch.nn.Linear(3, 1)
+    resumed = Optimization(again, OptimConfig(lr=0.05, warmup_steps=2, ema=True), total_steps=20)
+    counters = resumed.load(tmp_path / "state", "policy")
+    assert counters == {"best_success": 0.5, "step": 5, "ema_updates": 5}
+    _fit(resumed, again, 3)
+    assert resumed.lr == pytest.approx(opt.lr) and resumed.ema.updates == opt.ema.updates == 8
+    torch.testing.assert_close(again.weight, model.weight)
+    torch.testing.assert_close(resumed.export().weight, opt.export().weight)
+
+
+def test_a_save_that_dies_midway_leaves_the_previous_state(tmp_path):
+    model = torch.nn.Linear(3, 1)
+    opt = Optimization(model, OptimConfig(ema=False), total_steps=10)
+    _fit(opt, model, 2)
+    opt.save(tmp_path / "state", 2, "policy")
+
+    def die(state_dir):
+        raise OSError("disk full")
+
+    _fit(opt, model, 2)
+    with pytest.raises(OSError, match="disk full"):
+        opt.save(tmp_path / "state", 4, "policy", write_files=die)
+    fresh = Optimization(torch.nn.Linear(3, 1), OptimConfig(ema=False), total_steps=10)
+    assert fresh.load(tmp_path / "state", "policy")["step"] == 2
+    opt.save(tmp_path / "state", 4, "policy")       # the next save replaces it whole
+    assert fresh.load(tmp_path / "state", "policy")["step"] == 4

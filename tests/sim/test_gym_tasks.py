@@ -276,10 +276,10 @@ def test_panda_tasks_through_collect_train_eval_finetune_distill(tmp_path, exper
 
 
 def test_bench_finetune_selects_a_gymnasium_id_with_its_expert(experts):
-    from robot_rl.bench.finetune import FinetuneBench
+    from robot_rl.bench.finetune import FinetuneBench, FinetuneBenchConfig
 
-    bench = FinetuneBench({"gym": {"module": "panda_gym", "expert": "my_experts:reach",
-                                   "kwargs": {"reward_type": "dense"}}})
+    bench = FinetuneBench(FinetuneBenchConfig(gym={"module": "panda_gym", "expert": "my_experts:reach",
+                                                   "kwargs": {"reward_type": "dense"}}))
     assert bench.task_sel("lift") == ["task=lift"]
     sel = ["task=gym", "task.id=PandaReach-v3", "task.module=panda_gym", "+task.kwargs.reward_type=dense"]
     assert bench.task_sel("PandaReach-v3") == sel
@@ -288,7 +288,7 @@ def test_bench_finetune_selects_a_gymnasium_id_with_its_expert(experts):
                                                               "observation"]
     assert bench.task_sel("PandaReach-v3", "residual") == [*sel, "residual.dim_scales=null"]
     with pytest.raises(ConfigError, match="finetune.gym.expert=<module>:<attr>"):
-        FinetuneBench({"gym": {"module": "panda_gym"}}).task_sel("PandaReach-v3", "collect")
+        FinetuneBench(FinetuneBenchConfig(gym={"module": "panda_gym"})).task_sel("PandaReach-v3", "collect")
 
 
 def test_two_observation_keys_that_map_to_one_stream_are_refused():

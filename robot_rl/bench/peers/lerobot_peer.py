@@ -39,12 +39,13 @@ import tempfile
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robot_rl.bench import setting
+from robot_rl.bench import options
 from robot_rl.bench.peers import lerobot_worker as protocol
 from robot_rl.core.errors import RobotRLError
 from robot_rl.core.results import BenchRow
@@ -54,6 +55,28 @@ NAME = "lerobot"
 WORKER = Path(__file__).with_name("lerobot_worker.py")
 FPS = 10
 CAMERAS = ("cam0", "cam1")
+
+
+@dataclass
+class LeRobotPeerConfig:
+    """The LeRobot peer's options (configs/bench.yaml's `lerobot:` section; bench all adds model and keep)."""
+
+    venv: str | None = None           # its virtual environment; None: .venv-lerobot in the repository
+    create_venv: bool = False         # make the venv when missing (python -m venv + pip install <pip_spec>; several GB)
+    pip_spec: str = "lerobot"
+    episodes: int = 8                 # episodes x steps frames at 10 Hz, 2 cameras 96x96 + state (8,) + action (7,)
+    steps: int = 150
+    read_samples: int = 1024          # image windows per robot_rl read measurement (state: 8x; LeRobot: 1/4, >= 16 batches)
+    workers: int = 2                  # DataLoader workers on both sides
+    threads: int = 1                  # torch threads of the latency measurements
+    vcodec: str = "libsvtav1"         # LeRobot's recording default; also the codec of the exported copy it reads
+    crf: int = 30                     # the exported copy's quality (LeRobot's recording default)
+    image_writer_threads_per_camera: int = 4   # lerobot-record's default
+    streaming_encoding: bool = False           # lerobot-record's default
+    ddpm100: bool = True              # also time LeRobot's default 100-step DDPM sampler (~10x the DDIM-10 time)
+    timeout_s: float = 3600.0
+    model: Any = "diffusion_unet"     # the policy bench's model: its U-Net widths for the ddim10_unet<w> network
+    keep: str | None = None           # a folder to keep the exchanged request and result in
 
 
 class PeerUnavailable(RobotRLError):
@@ -132,7 +155,7 @@ def read_ours(store_path: Path, cameras: int, samples: int, batch: int, workers:
     return samples_per_s(dataset, samples, batch, batched=True, workers=workers, seed=seed)
 
 
-def latency_request(cfg, repeats: int) -> dict:
+def latency_request(cfg: LeRobotPeerConfig, repeats: int) -> dict:
     """The policy bench's observation/action shapes in LeRobot terms. LeRobot's diffusion policy
     needs an image or an environment state, so the 20 state dims go in as 10 state + 10 environment
     state (both are concatenated into the global conditioning, as our state vector is)."""
@@ -196,18 +219,18 @@ def _ms(seconds, q: float) -> float:
     return float(np.percentile(np.asarray(seconds) * 1e3, q))
 
 
-def latency_methods(cfg, repeats: int) -> dict[str, dict]:
+def latency_methods(cfg: LeRobotPeerConfig, repeats: int) -> dict[str, dict]:
     """ddim10 (LeRobot's default network, DDIM 10), ddim10_unet<w> (the U-Net widths of our policy
     bench's model, first width w: 256 for diffusion_unet), ddpm100 (LeRobot's defaults): 3 * `repeats`
     timed calls of the 10-step samplers as the policy bench, max(1, repeats // 3) of the 100-step one
     (100 forwards of a 250 M network per call)."""
     from robot_rl.bench.policy import policy_config
 
-    ours = list(policy_config(setting(cfg, "model", "diffusion_unet")).down_dims)
+    ours = list(policy_config(cfg.model).down_dims)
     methods = {"ddim10": {"scheduler": "DDIM", "steps": 10, "calls": 3 * repeats, "warmup": 1, "down_dims": None},
                f"ddim10_unet{ours[0]}": {"scheduler": "DDIM", "steps": 10, "calls": 3 * repeats, "warmup": 1,
                                          "down_dims": ours}}
-    if setting(cfg, "ddpm100", True):  # ~10x ddim10's 100 forwards per call (~1.5 min here): 1 call per 3 repeats
+    if cfg.ddpm100:  # ~10x ddim10's 100 forwards per call (~1.5 min here): 1 call per 3 repeats
         methods["ddpm100"] = {"scheduler": "DDPM", "steps": 100, "calls": max(1, repeats // 3), "warmup": 0,
                               "down_dims": None}
     return methods
@@ -260,31 +283,28 @@ def rows_from(result: dict, ours: dict[str, Any], policy: dict[str, float], requ
     return rows
 
 
-def make_request(cfg, work: Path, batch: dict[str, int], samples: dict[str, int]) -> dict:
+def make_request(cfg: LeRobotPeerConfig, work: Path, batch: dict[str, int], samples: dict[str, int], repeats: int,
+                 seed: int) -> dict:
     """The worker's request for the files in `work` (episodes.npz, lerobot_state/, lerobot_images/):
     record, read (state and images windows of the store bench's spec) and latency."""
     from robot_rl.bench.store import read_spec
 
-    repeats = int(setting(cfg, "repeats", 3))
     return {
         "protocol": protocol.PROTOCOL, "result": str(work / "result.json"), "work_dir": str(work / "lerobot"),
-        "threads": int(setting(cfg, "threads", 1)), "repeats": repeats, "seed": int(setting(cfg, "seed", 0)),
+        "threads": cfg.threads, "repeats": repeats, "seed": seed,
         "record": {"episodes": str(work / "episodes.npz"), "fps": FPS, "cameras": list(CAMERAS),
-                   "vcodec": str(setting(cfg, "vcodec", "libsvtav1")),
-                   "image_writer_threads_per_camera": int(setting(cfg, "image_writer_threads_per_camera", 4)),
-                   "streaming_encoding": bool(setting(cfg, "streaming_encoding", False))},
+                   "vcodec": cfg.vcodec, "image_writer_threads_per_camera": cfg.image_writer_threads_per_camera,
+                   "streaming_encoding": cfg.streaming_encoding},
         "read": {"datasets": {"state": str(work / "lerobot_state"), "images": str(work / "lerobot_images")},
                  "n_obs_steps": read_spec(0).n_obs_steps, "horizon": read_spec(0).horizon,
-                 "workers": int(setting(cfg, "workers", 2)), "batch_size": dict(batch),
+                 "workers": cfg.workers, "batch_size": dict(batch),
                  "samples": {k: max(1, v // 4) for k, v in samples.items()}},  # the slower reader: 1/4, >= 16 batches
         "latency": latency_request(cfg, repeats),
     }
 
 
-def measure(cfg=None, policy_rows: dict[str, float] | None = None) -> list[BenchRow]:
-    """cfg (the `lerobot:` section + repeats, seed): venv, create_venv, pip_spec, episodes, steps,
-    read_samples, threads, workers, vcodec, crf, image_writer_threads_per_camera,
-    streaming_encoding, ddpm100, timeout_s, keep (a folder to keep the exchanged files in).
+def measure(cfg, policy_rows: dict[str, float] | None = None) -> list[BenchRow]:
+    """cfg: LeRobotPeerConfig's keys beside the common repeats and seed.
     policy_rows: the policy bench's rows of this run (metric -> value), for the latency ratios.
     Raises PeerUnavailable (with the reason) when LeRobot cannot be measured here."""
     from robot_rl.bench.store import read_spec
@@ -292,12 +312,10 @@ def measure(cfg=None, policy_rows: dict[str, float] | None = None) -> list[Bench
     from robot_rl.data.sampler import WindowSampler
     from robot_rl.data.episode_store import EpisodeStore
 
-    python = ensure_venv(setting(cfg, "venv", None), bool(setting(cfg, "create_venv", False)),
-                         str(setting(cfg, "pip_spec", "lerobot")))
-    repeats, seed = int(setting(cfg, "repeats", 3)), int(setting(cfg, "seed", 0))
-    n_eps, steps = int(setting(cfg, "episodes", 8)), int(setting(cfg, "steps", 150))
-    read_samples, workers = int(setting(cfg, "read_samples", 1024)), int(setting(cfg, "workers", 2))
-    keep = setting(cfg, "keep", None)
+    cfg, common = options(cfg, LeRobotPeerConfig, NAME)
+    python = ensure_venv(cfg.venv, cfg.create_venv, cfg.pip_spec)
+    repeats, seed = int(common["repeats"]), int(common["seed"])
+    n_eps, steps, read_samples, workers, keep = cfg.episodes, cfg.steps, cfg.read_samples, cfg.workers, cfg.keep
     work = Path(tempfile.mkdtemp(prefix="bench_lerobot_"))
     try:
         print(f"bench lerobot: {n_eps} episodes x {steps} frames, 2 cameras 96x96, venv python {python}", flush=True)
@@ -310,7 +328,7 @@ def measure(cfg=None, policy_rows: dict[str, float] | None = None) -> list[Bench
         store_path = work / "ours_0.zarr"
         ours["disk_bytes"] = sum(f.stat().st_size for f in store_path.rglob("*") if f.is_file())
         store = EpisodeStore.open(store_path)
-        export = {"vcodec": str(setting(cfg, "vcodec", "libsvtav1")), "crf": int(setting(cfg, "crf", 30)), "gop": 2}
+        export = {"vcodec": cfg.vcodec, "crf": cfg.crf, "gop": 2}
         export_store(store, work / "lerobot_images", **export)
         export_store(store, work / "lerobot_state", streams=["action", "state"], **export)
         windows = len(WindowSampler(store_path, read_spec(0)))  # small (quick) runs: batches fit one pass
@@ -321,8 +339,8 @@ def measure(cfg=None, policy_rows: dict[str, float] | None = None) -> list[Bench
                                     for r in range(repeats)]
             print(f"  robot_rl: read {kind}: {', '.join(f'{v:.0f}' for v in ours[f'read_{kind}'])} samples/s",
                   flush=True)
-        request = make_request(cfg, work, batch, samples)
-        result = run_worker(python, request, work, float(setting(cfg, "timeout_s", 3600)))
+        request = make_request(cfg, work, batch, samples, repeats, seed)
+        result = run_worker(python, request, work, cfg.timeout_s)
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)
             for name in ("request.json", "result.json"):

@@ -1,8 +1,8 @@
 """What every fine-tuning algorithm receives and returns, so `robot-rl finetune`, the pipeline and
 `bench finetune` drive all of them the same way.
 
-An algorithm module robot_rl.learning.rl.<algo> exposes `run(ctx: FinetuneContext) -> FinetuneResult`
-and writes its policy with a save that `robot_rl.policies.io.load_policy` reads back, so `eval`,
+An algorithm (an entry of robot_rl.learning.rl.algorithms.ALGORITHMS) runs as
+`run(ctx: FinetuneContext) -> FinetuneResult` and writes its policy with a save that `robot_rl.policies.io.load_policy` reads back, so `eval`,
 `distill` and `deploy` work on every stage's output.
 """
 
@@ -23,15 +23,14 @@ from robot_rl.policies.io import load_policy
 from robot_rl.sim.corrector import scripted_corrector
 from robot_rl.sim.gym_tasks import is_gym_task, task_label
 
-ALGORITHMS = ("offline", "residual", "ppo", "dsrl", "rlpd", "filtered_bc")
-
 
 @dataclass
 class FinetuneContext:
     """base: the frozen base policy (a loaded DiffusionPolicy; None only for from-scratch rlpd);
     store: prior data (EpisodeStore: demos of mixed quality, interventions, earlier rollouts) or None;
     make_env: TwinEnv factory for the task (None on a real robot, where the actor/learner runs instead);
-    evaluate: policy -> success rate on fixed seeds; config: the algorithm's section of configs/finetune.yaml;
+    evaluate: policy -> success rate on fixed seeds; config: the algorithm's settings (its section of
+    the finetune config, plain; the algorithm builds its config dataclass from it with dataclass_from_dict);
     online: the shared online-loop settings; out: the run directory (policy goes to out/'policy')."""
 
     base: Any
@@ -70,8 +69,6 @@ def save_finetuned(ctx: FinetuneContext, policy: Any, algo: str, cfg: Any, meta:
 
 def build_context(cfg, out: Path):
     """FinetuneContext from a finetune config: base policy, prior store, twin task and evaluation."""
-    if cfg.algo not in ALGORITHMS:
-        raise ConfigError(f"finetune: algo={cfg.algo!r}, expected one of {list(ALGORITHMS)}")
     if not cfg.policy and cfg.algo != "rlpd":
         raise ConfigError(f"finetune algo={cfg.algo} needs policy=<base checkpoint dir>")
     base = load_policy(cfg.policy, device=cfg.device) if cfg.policy else None
@@ -79,7 +76,7 @@ def build_context(cfg, out: Path):
     store_path = default_store(cfg, base_run)
     task = run_task(cfg, base_run, store_path)
     store = EpisodeStore.open(store_path) if store_path else None
-    online = OnlineConfig(**to_plain(cfg.online), seed=int(cfg.seed))
+    online = OnlineConfig(**to_plain(cfg.online) | {"seed": int(cfg.seed)})   # the loop runs on the run's seed
     spec = base.spec if base is not None else None
     make_env = None
     if task:

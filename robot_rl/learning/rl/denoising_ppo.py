@@ -30,10 +30,10 @@ class ChainConfig:
     log_prob_reduce: 'sum' is the exact log-density of a step over all (horizon x Da) dimensions;
     'mean' divides it by their number (DPPO), which keeps ratios near 1 when the last step's std is tiny."""
 
-    num_steps: int = 10
-    eta: float = 1.0
-    min_std: float = 0.0067
-    log_prob_reduce: str = "mean"
+    num_steps: int                    # no defaults here: ppo.PPOConfig and offline.OfflineConfig hold them
+    eta: float
+    min_std: float
+    log_prob_reduce: str
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:

@@ -85,10 +85,6 @@ class DSRLConfig:
             raise ConfigError(f"dsrl: warmup_chunks={self.warmup_chunks} must be >= 0, init_alpha={self.init_alpha} "
                               f"> 0, tau={self.tau} in (0, 1]")
 
-    @staticmethod
-    def from_dict(d: Mapping[str, Any] | None) -> "DSRLConfig":
-        return dataclass_from_dict(DSRLConfig, d, "dsrl")
-
 
 class NoiseReplay:
     """Growable replay of noise-space transitions as flat tensors (normalized obs features, noise w)."""
@@ -298,7 +294,7 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
                           f"{type(ctx.base).__name__} ({getattr(ctx.base, 'kind', '?')})")
     if ctx.make_env is None:
         raise ConfigError("finetune algo=dsrl collects its own rollouts: give task=<twin task>")
-    cfg = DSRLConfig.from_dict(ctx.config)
+    cfg = dataclass_from_dict(DSRLConfig, ctx.config, "finetune dsrl")
     torch.manual_seed(ctx.seed)
     algo = DSRL(ctx.base, cfg, ctx.online.gamma, ctx.device, ctx.seed, state_dir=Path(ctx.out) / "train_state")
     start = algo.load_state(ctx.out) if cfg.resume else None

@@ -36,8 +36,7 @@ from robot_rl.learning.rl.online import OnlineProgress, run_online
 from robot_rl.learning.rl.online_recorder import OnlineRecorder
 from robot_rl.learning.rl.ppo import trainable_copy
 from robot_rl.learning.rl.transitions import Transitions
-from robot_rl.learning.train_state import (OptimConfig, Optimization, has_learner_state, load_learner_state,
-                                           resume_schedule, save_learner_state)
+from robot_rl.learning.train_state import OptimConfig, Optimization, has_learner_state
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
 from robot_rl.sim.gym_tasks import task_label
@@ -149,24 +148,18 @@ class FilteredBC:
     def export_policy(self) -> DiffusionPolicy:
         return self.opt.export().eval()
 
-    # ---- learner state (robot_rl.learning.train_state.save_learner_state) ------------------------------
-    def _parts(self):
-        return {"policy": (self.opt.optimizer, self.opt.modules("policy"))}
-
+    # ---- learner state: the BC optimizer's (robot_rl.learning.train_state.Optimization.save) ---------------
     def save_state(self) -> None:
-        save_learner_state(self.state_dir, self.updates, self._parts(), {
+        self.opt.save(self.state_dir, self.updates, "policy", {
             "env_steps": self.seen.env_steps, "transitions": self.seen.transitions, "episodes": self.seen.episodes,
-            "updates": self.updates, "ema_updates": self.opt.ema.updates, "online_successes": self.online_successes,
-            "generator": self.generator.get_state().tolist()})
+            "online_successes": self.online_successes, "generator": self.generator.get_state().tolist()})
 
     def load_state(self, out: str | Path) -> OnlineProgress | None:
         """Restore from state_dir if it holds a state; returns where run_online continues (None: fresh)."""
         if not has_learner_state(self.state_dir):
             return None
-        c = load_learner_state(self.state_dir, self._parts())
-        self.updates, self.online_successes = int(c["updates"]), int(c["online_successes"])
-        self.opt.ema.updates = int(c["ema_updates"])
-        resume_schedule(self.opt.schedule, self.updates)
+        c = self.opt.load(self.state_dir, "policy")
+        self.updates, self.online_successes = int(c["step"]), int(c["online_successes"])
         self.generator.set_state(torch.tensor(c["generator"], dtype=torch.uint8))
         self.seen = OnlineProgress(int(c["env_steps"]), int(c["transitions"]), self.updates, int(c["episodes"]),
                                    OnlineProgress.load_curve(out, int(c["env_steps"])))

@@ -28,13 +28,15 @@ from robot_rl.policies.critics import ChunkFeatures, QEnsemble, ValueNet
 
 @dataclass
 class IQLConfig:
-    expectile: float = 0.7
-    n_q: int = 2                     # twin Q, min over heads
-    hidden: tuple[int, ...] = (256, 256)
+    """The critics' settings; the offline algorithm's config (offline.OfflineConfig) holds their defaults."""
+
+    expectile: float
+    n_q: int                         # Q heads, min over them
+    hidden: tuple[int, ...]
+    lr: float
+    polyak: float                    # target Q update rate
+    batch_size: int
     layer_norm: bool = True
-    lr: float = 3e-4
-    polyak: float = 0.005            # target Q update rate
-    batch_size: int = 256
     grad_clip: float = 10.0
 
     def __post_init__(self) -> None:
@@ -72,9 +74,9 @@ class TransitionBatches:
 class IQLCritics(nn.Module):
     """Twin Q (+ Polyak target) and V over the base policy's normalized observation history and action chunk."""
 
-    def __init__(self, features: ChunkFeatures, cfg: IQLConfig | None = None) -> None:
+    def __init__(self, features: ChunkFeatures, cfg: IQLConfig) -> None:
         super().__init__()
-        self.cfg = cfg or IQLConfig()
+        self.cfg = cfg
         self.features = features
         self.q = QEnsemble(features.obs_dim, features.action_dim, self.cfg.n_q, self.cfg.hidden, self.cfg.layer_norm)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)

@@ -27,7 +27,7 @@ import copy
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,13 +105,8 @@ class OfflineConfig:
         if self.export == "best_of_n" and self.best_of_n < 1:
             raise ConfigError("offline.export=best_of_n needs offline.best_of_n >= 1")
 
-    @staticmethod
-    def from_dict(d: Mapping[str, Any] | None) -> "OfflineConfig":
-        return dataclass_from_dict(OfflineConfig, d, "finetune offline")
-
     def iql(self) -> IQLConfig:
-        return IQLConfig(self.expectile, self.n_q, self.critic_hidden, True, self.critic_lr, self.polyak,
-                         self.batch_size)
+        return IQLConfig(self.expectile, self.n_q, self.critic_hidden, self.critic_lr, self.polyak, self.batch_size)
 
     def chain(self) -> ChainConfig:
         return ChainConfig(self.chain_steps, self.eta, self.min_std, self.log_prob_reduce)
@@ -190,7 +185,7 @@ class RolloutCollector:
 
 
 def run(ctx: FinetuneContext) -> FinetuneResult:
-    cfg = OfflineConfig.from_dict(ctx.config)
+    cfg = dataclass_from_dict(OfflineConfig, ctx.config, "finetune offline")
     base = ctx.base
     if base is None or getattr(base, "kind", None) != "diffusion":
         raise ConfigError(f"finetune algo=offline improves a diffusion policy through its denoising chain; "

@@ -32,8 +32,8 @@ QFunction = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]  
 
 @dataclass
 class DynamicsConfig:
-    n_models: int = 5
-    hidden: tuple[int, ...] = (256, 256)
+    n_models: int                     # ensemble members (offline.OfflineConfig holds this default and hidden's)
+    hidden: tuple[int, ...]
     lr: float = 1e-3
     batch_size: int = 256
     weight_decay: float = 1e-5
@@ -72,9 +72,9 @@ class DynamicsEnsemble(nn.Module):
     """(obs_flat, action_flat) -> (next obs_flat, chunk return, termination logit), n independent members
     evaluated together (batched matmuls)."""
 
-    def __init__(self, features: ChunkFeatures, cfg: DynamicsConfig | None = None) -> None:
+    def __init__(self, features: ChunkFeatures, cfg: DynamicsConfig) -> None:
         super().__init__()
-        self.cfg = cfg or DynamicsConfig()
+        self.cfg = cfg
         self.features = features
         n, dims = self.cfg.n_models, (features.obs_dim + features.action_dim, *self.cfg.hidden)
         layers: list[nn.Module] = []

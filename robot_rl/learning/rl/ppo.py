@@ -22,7 +22,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -82,10 +82,6 @@ class PPOConfig:
                      "critic_warmup_iterations"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"ppo.{name}={getattr(self, name)}: must be >= 0")
-
-    @staticmethod
-    def from_dict(d: Mapping[str, Any] | None) -> "PPOConfig":
-        return dataclass_from_dict(PPOConfig, d, "ppo")
 
 
 def trainable_copy(base: DiffusionPolicy, **cfg_changes) -> DiffusionPolicy:
@@ -290,7 +286,7 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
                           f"{type(ctx.base).__name__} ({getattr(ctx.base, 'kind', '?')})")
     if ctx.make_env is None:
         raise ConfigError("finetune algo=ppo collects its own rollouts: give task=<twin task>")
-    cfg = PPOConfig.from_dict(ctx.config)
+    cfg = dataclass_from_dict(PPOConfig, ctx.config, "finetune ppo")
     torch.manual_seed(ctx.seed)
     algo = DiffusionPPO(ctx.base, cfg, ctx.online.gamma, ctx.device, ctx.seed, ctx.store,
                         state_dir=Path(ctx.out) / "train_state", log_path=Path(ctx.out) / "iterations.jsonl")

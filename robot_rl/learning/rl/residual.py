@@ -13,7 +13,7 @@ action by more than its dimension's bound.
 
 Bounds, per action dimension (docs/rl.md, "Why the defaults are what they are", has the measurements):
 positions `scale` 0.02, small because the actions are end-effector deltas and an offset held over a
-chunk integrates; rotations 0.15 (`dim_scales`, configs/finetune.yaml), wide enough to turn the gripper
+chunk integrates; rotations 0.15 (`dim_scales`), wide enough to turn the gripper
 towards a cube turned away from it; the gripper 1.0, an absolute command (an offset there does not
 integrate).
 
@@ -35,7 +35,7 @@ a_base = the base's chunk at the demo state, computed once at load; plus every i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -56,8 +56,9 @@ class ResidualConfig(OffPolicyConfig):
     critic_heads: int = 4             # RLPD uses 10; 4 for CPU cost (docs/rl.md)
     actor_every: int = 2              # TD3's delayed actor updates
     scale: float = 0.02               # residual bound in normalized action units (see the module doc)
-    dim_scales: dict | None = None    # {action dimension: bound} overriding scale (configs/finetune.yaml: the
-                                      # rotations and the absolute gripper command of the 7-D EE action)
+    dim_scales: dict | None = field(default_factory=lambda: {3: 0.15, 4: 0.15, 5: 0.15, 6: 1.0})
+                                      # {action dimension: bound} overriding scale: the rotations and the absolute
+                                      # gripper command of the twin's 7-D EE action (None: scale everywhere)
     explore_std: float = 0.5          # exploration noise std on the residual, as a fraction of each bound
     target_noise: float = 0.2         # TD3 target smoothing noise std, fraction of each bound
     target_noise_clip: float = 0.5    # ... clipped at this fraction of the bound

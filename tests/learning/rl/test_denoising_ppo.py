@@ -80,4 +80,4 @@ def test_bad_shapes_and_config_are_rejected():
     with pytest.raises(ValueError, match="old_log_probs"):
         denoising_ppo_loss(policy, cond, res.chain, res.log_probs[:, :3], torch.ones(16), 0.25, CHAIN)
     with pytest.raises(ValueError, match="min_std"):
-        ChainConfig(min_std=0.0)
+        ChainConfig(num_steps=5, eta=1.0, min_std=0.0, log_prob_reduce="mean")

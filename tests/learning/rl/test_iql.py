@@ -34,7 +34,7 @@ def _transitions(obs, actions, rewards, discounts, next_obs):
 def _critics(expectile=0.7, seed=0):
     torch.manual_seed(seed)
     return IQLCritics(ChunkFeatures(SPEC, Normalizer(SPEC)),
-                      IQLConfig(expectile=expectile, hidden=(32, 32), lr=3e-3, polyak=0.05, batch_size=64))
+                      IQLConfig(expectile=expectile, n_q=2, hidden=(32, 32), lr=3e-3, polyak=0.05, batch_size=64))
 
 
 @pytest.mark.parametrize("expectile", [0.7, 0.9])

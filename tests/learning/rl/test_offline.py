@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from robot_rl.cli import main
+from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 from robot_rl.learning.rl.offline import OfflineConfig
 from robot_rl.policies.best_of_n import BestOfNPolicy
@@ -81,6 +82,6 @@ def test_best_of_n_executes_the_argmax_q_chunk_and_round_trips(base_ckpt, tmp_pa
 
 def test_offline_config_rejects_unknown_fields_and_bad_values():
     with pytest.raises(ConfigError, match="bogus"):
-        OfflineConfig.from_dict({"bogus": 1})
+        dataclass_from_dict(OfflineConfig, {"bogus": 1}, "finetune offline")
     with pytest.raises(ConfigError, match="export"):
-        OfflineConfig.from_dict({"export": "nope"})
+        dataclass_from_dict(OfflineConfig, {"export": "nope"}, "finetune offline")
