@@ -65,7 +65,7 @@ def test_the_residual_bounds_of_the_7d_action_are_the_dataclass_default():
 
 
 def test_algo_picks_from_the_registry():
-    assert list(ALGORITHMS) == ["offline", "residual", "ppo", "dsrl", "rlpd"]
+    assert list(ALGORITHMS) == ["offline", "residual", "filtered_bc", "ppo", "dsrl", "rlpd"]
     assert SPLIT_ALGORITHMS == ("residual", "rlpd")      # those with a make_agent for actors and a learner
     assert all(callable(a.run) for a in ALGORITHMS.values())
     assert finetune_command.FIELDS["algo"].check("dsrl") == "dsrl"
