@@ -47,7 +47,7 @@ class FinetuneRunConfig:
     actor_episodes: int = 0           # role=actor: stop after this many episodes (0: run until stopped)
     task: Any = None                  # the twin task (config group configs/task); default: the base's training task
     learner: LearnerConfig = field(default_factory=LearnerConfig)   # the actor/learner link and its limits
-    online: OnlineConfig = field(default_factory=OnlineConfig)      # the online loop (residual, ppo, dsrl, rlpd)
+    online: OnlineConfig = field(default_factory=OnlineConfig)      # the online loop (residual, filtered_bc, ppo, dsrl, rlpd)
 
 
 # configs/finetune.yaml's schema: the run's settings and one section per algorithm, each its config dataclass

@@ -72,7 +72,7 @@ def test_algo_picks_from_the_registry():
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["finetune", "algo=sac"], ["algo='sac'", "offline, residual, ppo, dsrl, rlpd"]),
+    (["finetune", "algo=sac"], ["algo='sac'", "offline, residual, filtered_bc, ppo, dsrl, rlpd"]),
     (["finetune", "residual.critic_hidden=[32,x]"], ["residual.critic_hidden=[32,'x']", "a list of integers"]),
     (["finetune", "dsrl.resume=maybe"], ["dsrl.resume='maybe'", "true or false"]),
     (["finetune", "ppo.epochs=2.5"], ["ppo.epochs=2.5", "an integer"]),

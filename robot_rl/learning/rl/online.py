@@ -1,4 +1,4 @@
-"""The online fine-tuning loop shared by every online algorithm (residual, ppo, dsrl, rlpd).
+"""The online fine-tuning loop shared by every online algorithm (residual, filtered_bc, ppo, dsrl, rlpd).
 
 An `OnlineAlgorithm` is both sides of the actor/learner split:
   acting   reset(); act(obs, explore) -> (raw actions (n_act, Da), extras {name: array})
