@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from tqdm import tqdm
 
+from robot_rl.core.progress import progress_bar
 from robot_rl.bench.finetune import FinetuneBenchConfig
 from robot_rl.bench.peers.lerobot_peer import LeRobotPeerConfig
 from robot_rl.bench.policy import PolicyBenchConfig
@@ -239,10 +239,10 @@ def main(cfg) -> int:
             "quick": quick, "repeats": cfg.repeats, "load_average": {"start": _load()}}
     sections: list[Section] = []
     todo = names + peers
-    bar = tqdm(todo, desc="bench all", unit="section", disable=None)  # a bar on a terminal, lines in logs
+    bar = progress_bar(todo, desc="bench all", unit="section")
     for name in bar:
         bar.set_postfix_str(name)
-        tqdm.write(f"bench all: [{len(sections) + 1}/{len(todo)}] {name} ...")
+        bar.write(f"bench all: [{len(sections) + 1}/{len(todo)}] {name} ...")
         extra = dict(overrides.get(name) or {})
         if name in PEERS:
             policy = next((s for s in sections if s.name == "policy" and s.status == OK), None)
@@ -251,7 +251,7 @@ def main(cfg) -> int:
         else:
             section = run_benchmark(cfg, name, out, extra)
         sections.append(section)
-        tqdm.write(f"bench all: {name}: {section.status} after {section.seconds:.0f} s"
+        bar.write(f"bench all: {name}: {section.status} after {section.seconds:.0f} s"
                    + (f" ({section.reason.splitlines()[0]})" if section.reason else ""))
     meta["load_average"]["end"] = _load()
     write_report(out, sections, meta, cfg.json)

@@ -14,7 +14,7 @@ Rows: per stream, frames sent by the rig, recorded, recorded / sent, the losses 
 (dropped, rejected, missing) and the unreported ones (sent - recorded - reported); recorder CPU (% of
 one core, from /proc); policy node: cycles, held cycles, input lag (age of the observation when
 acting, p50/p99), target rate, target lead (stamp - publish time at the node, and stamp - ROS time
-at a subscriber in the bench's process, p5/p50/p95), duplicate target stamps, inputs received / sent. Goals (issue 24): no unreported loss, >= 99 % of frames recorded, every control cycle acted on
+at a subscriber in the bench's process, p5/p50/p95), duplicate target stamps, inputs received / sent. Goals: no unreported loss, >= 99 % of frames recorded, every control cycle acted on
 with observations < 100 ms old.
 """
 

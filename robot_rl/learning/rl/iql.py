@@ -19,8 +19,8 @@ from typing import Mapping
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from robot_rl.core.progress import progress_bar
 from robot_rl.core.errors import ConfigError
 from robot_rl.learning.rl.transitions import Transitions
 from robot_rl.policies.critics import ChunkFeatures, QEnsemble, ValueNet
@@ -130,7 +130,7 @@ class IQLCritics(nn.Module):
         """`steps` updates on random minibatches; returns the metrics averaged over the last 10 % of steps."""
         self.train()
         tail: list[dict[str, float]] = []
-        bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+        bar = progress_bar(range(steps), desc=desc, enabled=progress, leave=False)
         for i in bar:
             m = self.update(batches.sample(self.cfg.batch_size))
             if i >= steps - max(1, steps // 10):

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from robot_rl.core.progress import progress_bar
 from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_finetuned
@@ -128,7 +128,7 @@ def improve(policy, critics: IQLCritics, batches: TransitionBatches, gate: OPEGa
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1.0 - i / max(1, cfg.improve_steps)))
     ppo = DenoisingPPO(policy, opt, chain, cfg.clip, cfg.grad_clip, cfg.train_encoder)
     decisions, metrics = [], []
-    bar = tqdm(range(cfg.improve_steps), desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.improve_steps), desc=desc, enabled=progress, leave=False)
     policy.eval()   # no dropout/batch statistics: the new and old log-probs use the same network mode
     for u in bar:
         obs = batches.sample(cfg.improve_batch)["obs"]

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
-from tqdm import tqdm
 
+from robot_rl.core.progress import progress_bar
 from robot_rl.learning.rl.chunk_env import ChunkEnv
 from robot_rl.learning.rl.transitions import Transitions
 
@@ -109,8 +109,8 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
     next_eval = cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
     while next_eval <= start.env_steps:
         next_eval += cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
-    bar = tqdm(total=cfg.env_steps, initial=start.env_steps, desc=f"online {type(algo).__name__}",
-               disable=not progress)
+    bar = progress_bar(total=cfg.env_steps, initial=start.env_steps, desc=f"online {type(algo).__name__}",
+                       unit="step", enabled=progress)
 
     def checkpoint_eval(steps: int) -> None:
         curve.append(CurvePoint.measure(algo, evaluate_fn, steps, updates, episodes, recent,
@@ -121,7 +121,7 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
 
     if evaluate_fn is not None and not curve:
         checkpoint_eval(start.env_steps)
-    steps = start.env_steps       # counted here: a disabled tqdm bar does not count
+    steps = start.env_steps       # counted here: a disabled bar does not count
     try:
         while steps < cfg.env_steps:
             obs = env.reset(seed=cfg.seed * 1_000_003 + episodes)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
+from robot_rl.core.progress import progress_bar
 from robot_rl.core.errors import ConfigError
 from robot_rl.learning.rl.denoising_ppo import executed_actions
 from robot_rl.learning.rl.iql import TransitionBatches
@@ -99,7 +99,7 @@ class DynamicsEnsemble(nn.Module):
         n, bs = self.cfg.n_models, self.cfg.batch_size
         self.train()
         tail = []
-        for i in tqdm(range(steps), desc="dynamics", disable=not progress, leave=False):
+        for i in progress_bar(range(steps), desc="dynamics", enabled=progress, leave=False):
             b = batches.sample(n * bs)
             o, a = self.features.obs(b["obs"]), self.features.action(b["actions"])
             next_o, reward, done_logit = self(o.reshape(n, bs, -1), a.reshape(n, bs, -1))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
+from robot_rl.core.progress import progress_bar
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.core.spec import PolicySpec
 
@@ -188,7 +189,6 @@ def store_transitions(store, spec: PolicySpec, gamma: float, episodes=None, rewa
     last action (the final state); rewards come from `step_rewards`; an `intervention` stream (if recorded)
     marks human/corrector steps. An episode with a success reward terminates at its first success.
     """
-    from tqdm import tqdm
 
     from robot_rl.data.align import align_episode
 
@@ -204,7 +204,7 @@ def store_transitions(store, spec: PolicySpec, gamma: float, episodes=None, rewa
         raise StoreError(f"{store.path}: observation stream(s) {missing} not in the store (the policy reads {streams})")
     episodes = range(len(store)) if episodes is None else episodes
     parts = []
-    for ep in tqdm(list(episodes), desc="transitions", disable=not progress, leave=False):
+    for ep in progress_bar(list(episodes), desc="transitions", enabled=progress, leave=False):
         actions, t_act = store.read(a_stream, int(ep))
         if len(actions) == 0:
             continue
