@@ -61,15 +61,17 @@ class CurvePoint:
     success_rate: float
     train_success_rate: float
     wall_s: float
+    intervention_steps: int = 0       # env steps a corrector (human or scripted) took over, up to env_steps
 
     @classmethod
     def measure(cls, algo: OnlineAlgorithm, evaluate_fn: Callable[[Any], float] | None, env_steps: int,
-                updates: int, episodes: int, successes: list[float], elapsed: Callable[[], float]) -> "CurvePoint":
+                updates: int, episodes: int, successes: list[float], elapsed: Callable[[], float],
+                intervention_steps: int = 0) -> "CurvePoint":
         """Evaluate algo's exported policy (nan without evaluate_fn), beside the success rate of the last
         20 training episodes; wall time read after the evaluation."""
         rate = evaluate_fn(algo.export_policy()) if evaluate_fn is not None else float("nan")
         train = float(np.mean(successes[-20:])) if len(successes) else float("nan")
-        return cls(env_steps, updates, episodes, rate, train, elapsed())
+        return cls(env_steps, updates, episodes, rate, train, elapsed(), intervention_steps)
 
 
 @dataclass
@@ -106,6 +108,7 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
     curve: list[CurvePoint] = list(start.curve)
     t0, n_seen, updates, episodes, recent = time.monotonic(), start.transitions, start.updates, start.episodes, []
     wall0 = curve[-1].wall_s if curve else 0.0
+    intervened = curve[-1].intervention_steps if curve else 0
     next_eval = cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
     while next_eval <= start.env_steps:
         next_eval += cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
@@ -114,7 +117,7 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
 
     def checkpoint_eval(steps: int) -> None:
         curve.append(CurvePoint.measure(algo, evaluate_fn, steps, updates, episodes, recent,
-                                        lambda: wall0 + time.monotonic() - t0))
+                                        lambda: wall0 + time.monotonic() - t0, intervened))
         bar.set_postfix(success=f"{curve[-1].success_rate:.2f}", updates=updates)
         if out is not None:
             Path(out, "curve.json").write_text(json.dumps([asdict(p) for p in curve], indent=1))
@@ -132,6 +135,7 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
                 step = env.step(actions, extras)
                 obs, done = step.obs, step.done
                 steps += step.steps
+                intervened += step.interventions
                 bar.update(step.steps)
             t = env.episode_transitions()
             episodes += 1
