@@ -21,7 +21,7 @@ from pathlib import Path
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError, RobotRLError
-from robot_rl.core.fields import Invalid, Rule, choice, integer, key_of
+from robot_rl.core.fields import Invalid, Rule, choice, integer, key_of, optional
 
 STAGES = ("collect", "bc", "offline", "online", "distill", "deploy")
 RL_STAGES = ("offline", "online")
@@ -37,7 +37,8 @@ def _stage_names(v):
 FIELDS = {
     "obs": choice("state", "image"),
     "profile": key_of("profiles"),
-    "online_algo": choice("residual", "ppo", "dsrl"),
+    "online_algo": choice("filtered_bc", "residual", "ppo", "dsrl"),
+    "corrector": optional(choice("scripted")),
     "torch_threads": integer(1),
     "stages": Rule(_stage_names),
     "profiles.*.eval_episodes": integer(1),
@@ -110,6 +111,8 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
                     f"device={cfg.device}"]
             if gym and cfg.online_algo == "residual":   # the default bounds name the twin's 7-D action's dimensions
                 argv += ["residual.dim_scales=null"]
+            if cfg.corrector and not gym:   # the scripted corrector knows the twin's tasks only
+                argv += [f"corrector={cfg.corrector}"]
             produced = d / "policy"
         elif name == "distill":
             argv = ["distill", f"teacher={policy}", f"store={store}", *common, f"distill.device={cfg.device}"]

@@ -13,7 +13,8 @@ ROW_KEYS = {"name", "success_rate", "episodes", "env_steps", "latency_ms_p50", "
 @pytest.mark.slow
 def test_quick_pipeline_runs_every_stage_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["pipeline", "profile=quick", "task=reach", f"out={out}"]) == 0
+    args = ["pipeline", "profile=quick", "task=reach", f"out={out}", f"stages=[{','.join(STAGES)}]"]
+    assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
     assert [s["name"] for s in res["stages"]] == STAGES
     for row in res["stages"]:
@@ -25,5 +26,5 @@ def test_quick_pipeline_runs_every_stage_and_resumes(tmp_path, capsys):
     assert (out / "report.md").read_text().count("| ") > 6 * 7
     assert (out / "distill" / "checkpoints" / "student" / "model.safetensors").exists()
     capsys.readouterr()
-    assert main(["pipeline", "profile=quick", "task=reach", f"out={out}"]) == 0     # resumes: nothing to redo
+    assert main(args) == 0     # resumes: nothing to redo
     assert capsys.readouterr().out.count("done earlier") == len(STAGES)
