@@ -5,8 +5,8 @@ Fine-tuning methods side by side on the twin (state observations, CPU), per task
 demo set (`collect noise=0.3`), one BC base trained on it, then for `seeds` seeds (a count, or a list:
 one job's share) and the same online budget (`env_steps`, evaluated every `eval_every` steps on the same fixed seeds):
     bc                 the BC base alone (its success at 0 env steps)
-    residual           robot-rl finetune algo=residual (the default online path)
-    filtered_bc        robot-rl finetune algo=filtered_bc (the policy imitates its own successful episodes)
+    residual           robot-rl finetune algo=residual (residual RL on the frozen base)
+    filtered_bc        robot-rl finetune algo=filtered_bc (the default: the policy imitates its own successes)
     ppo, dsrl          robot-rl finetune algo=ppo | dsrl
     offline_residual   algo=offline rounds, then residual on their policy; the rounds' env steps count
     rlpd               algo=rlpd: from scratch with the demos in the batch

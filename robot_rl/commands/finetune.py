@@ -2,11 +2,12 @@
 eval, distill and deploy read:
 
     robot-rl finetune algo=offline policy=<bc ckpt> store=data/lift.zarr          # IQL + RL-100 rounds
-    robot-rl finetune policy=<ckpt> task=lift online.env_steps=20000              # residual (default)
+    robot-rl finetune policy=<ckpt> task=lift corrector=scripted                  # filtered BC (default), interventions
+    robot-rl finetune algo=residual policy=<ckpt> task=lift                       # residual RL on the frozen base
     robot-rl finetune algo=ppo policy=<ckpt> task=lift                            # PPO over the denoising chain
     robot-rl finetune algo=dsrl policy=<ckpt> task=lift                           # latent-noise steering
     robot-rl finetune algo=rlpd store=data/lift.zarr task=lift                    # from scratch, demos in the batch
-    robot-rl finetune policy=<ckpt> task=lift actors=4                            # 4 twin actor processes, 1 learner
+    robot-rl finetune algo=residual policy=<ckpt> task=lift actors=4              # 4 twin actor processes, 1 learner
 The policy lands in <out>/policy; results.json holds the learning curve and the final success rate.
 """
 
@@ -35,7 +36,7 @@ class FinetuneRunConfig:
 
     out: str | None = None            # output directory; default runs/finetune/<UTC timestamp>
     seed: int = 0
-    algo: str = "residual"            # a name of robot_rl.learning.rl.algorithms.ALGORITHMS
+    algo: str = "filtered_bc"         # a name of robot_rl.learning.rl.algorithms.ALGORITHMS (docs/rl.md: why this one)
     policy: str | None = None         # base checkpoint (a diffusion policy from `robot-rl train`); required except for rlpd
     store: str | None = None          # prior data: demos (mixed quality), interventions, earlier rollouts;
                                       # default: the base's training store

@@ -257,7 +257,7 @@ def test_panda_tasks_through_collect_train_eval_finetune_distill(tmp_path, exper
     online = ["online.env_steps=150", "online.eval_every=0", "online.eval_episodes=1", "residual.warmup_env_steps=50",
               "residual.batch_size=32", "residual.critic_heads=2", "residual.critic_hidden=[32,32]",
               "residual.actor_hidden=[32,32]"]
-    ft = ["finetune", f"policy={bc}", f"store={store}", *sel, *online, f"out={tmp_path / 'ft'}", "device=cpu"]
+    ft = ["finetune", "algo=residual", f"policy={bc}", f"store={store}", *sel, *online, f"out={tmp_path / 'ft'}", "device=cpu"]
     assert main(ft) != 0                       # the default residual bounds name the twin's 7-D action's dimensions
     assert "add residual.dim_scales=null" in capsys.readouterr().err
     assert main([*ft, "residual.dim_scales=null"]) == 0

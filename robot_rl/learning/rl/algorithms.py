@@ -24,8 +24,8 @@ class Algorithm:
 
 ALGORITHMS: dict[str, Algorithm] = {
     "offline": Algorithm(offline.OfflineConfig, offline.run),      # IQL critics + RL-100 rounds, OPE-gated
-    "residual": Algorithm(residual.ResidualConfig, residual.run, residual.make_agent),   # the default online path
-    "filtered_bc": Algorithm(filtered_bc.FilteredBCConfig, filtered_bc.run),  # imitate the run's own successes
+    "residual": Algorithm(residual.ResidualConfig, residual.run, residual.make_agent),   # off-policy, actors=N
+    "filtered_bc": Algorithm(filtered_bc.FilteredBCConfig, filtered_bc.run),  # the default: imitate own successes
     "ppo": Algorithm(ppo.PPOConfig, ppo.run),                      # PPO over the denoising chain
     "dsrl": Algorithm(dsrl.DSRLConfig, dsrl.run),                  # SAC over the base's initial noise
     "rlpd": Algorithm(rlpd.RLPDConfig, rlpd.run, rlpd.make_agent),  # from scratch, demos in the batch

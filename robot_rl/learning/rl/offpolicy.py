@@ -1,4 +1,4 @@
-"""Off-policy actor-critic over action chunks, the part `residual` (the default online fine-tuning)
+"""Off-policy actor-critic over action chunks, the part `residual` (residual RL on a frozen base)
 and `rlpd` (from scratch with the demos in the batch) share: one replay, one critic update, one learner state.
 
     data    chunk transitions folded into n-step returns at insert time; symmetric sampling: a

@@ -28,7 +28,7 @@ def _per_actor_seqs(store) -> dict[str, list[int]]:
 
 def test_two_actor_processes_feed_one_learner_and_the_run_resumes(base_ckpt, tmp_path):
     out = tmp_path / "ft"
-    args = ["finetune", f"policy={base_ckpt}", *TASK, f"out={out}", "device=cpu", "actors=2",
+    args = ["finetune", "algo=residual", f"policy={base_ckpt}", *TASK, f"out={out}", "device=cpu", "actors=2",
             "online.eval_every=0", "online.eval_episodes=1", *TINY]
     assert main([*args, "online.env_steps=48"]) == 0
     results = json.loads((out / "results.json").read_text())
@@ -68,7 +68,7 @@ def test_an_actor_the_learner_refuses_exits_non_zero_with_the_reason_and_keeps_i
     learner = Learner(ResidualAgent(base, ResidualConfig(critic_hidden=(16, 16), actor_hidden=(16, 16))), base.spec,
                       tmp_path / "online.zarr", LearnerConfig(token="right"))
     try:
-        status = main(["finetune", f"policy={base_ckpt}", *TASK, f"out={tmp_path / 'actor'}", "device=cpu",
+        status = main(["finetune", "algo=residual", f"policy={base_ckpt}", *TASK, f"out={tmp_path / 'actor'}", "device=cpu",
                        "role=actor", "actor_id=robot1", "actor_episodes=2", f"learner.port={learner.address[1]}",
                        "learner.token=wrong", *TINY])
     finally:

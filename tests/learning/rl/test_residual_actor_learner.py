@@ -1,4 +1,4 @@
-"""The default online algorithm across the actor/learner split: a twin actor feeds a residual learner,
+"""Residual RL across the actor/learner split: a twin actor feeds a residual learner,
 weights flow back, and a restarted learner resumes from its store and checkpoint."""
 
 import threading
