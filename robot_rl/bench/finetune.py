@@ -13,14 +13,15 @@ one job's share) and the same online budget (`env_steps`, evaluated every `eval_
 An algorithm this version does not have (robot_rl.learning.rl.algorithms) is reported "not available";
 a run that raises, "failed".
 Rows per task (suffix _<task>): final_success_<m> (mean over seeds; _vs_bc ratio), offline_success_vs_bc
-(the offline rounds' policy alone, mean over the offline_residual seeds), env_steps_to_90_<m>
+(the offline rounds' policy alone, mean over the offline_residual seeds), env_steps_to_80_<m>, _90_
 and _95_ (median over seeds of the first evaluation at or above the threshold; null when most seeds
-never get there) with the real-robot minutes at the policy rate, and env_steps_to_90_residual_vs_rlpd
-(ratio = speed-up). Writes into out (default runs/bench/finetune/<stamp>, or beside json=): every run's
+never get there) with the real-robot minutes at the policy rate, and env_steps_to_90_<m>_vs_rlpd for
+filtered_bc and residual (ratio = speed-up). Writes into out (default runs/bench/finetune/<stamp>, or beside json=): every run's
 directory, finetune_curves.png (success vs env steps, mean +- std over seeds), finetune_curves.json
 (raw curves) and the table. With heldout_episodes > 0 (default 50), every final policy (and the BC base)
 is also evaluated on that many episodes on seeds 200000 + i, which no curve uses: rows
-heldout_success_<m>_vs_bc (mean over seeds), the finer measure (a 20-episode evaluation's standard error
+heldout_success_<m>_vs_bc (mean over seeds) with the Wilson 95 % interval of all seeds' held-out episodes
+pooled (heldout_success_<m>_ci95_low/high), the finer measure (a 20-episode evaluation's standard error
 is about 10 points). Finished runs are reused when the same out is given again; with
 `finetune.report_only=true` nothing runs: the table and plot come from the finished runs in out, and
 a run that is missing or short of the budget is reported "not run" (e.g. seeds run as separate jobs).
@@ -39,13 +40,13 @@ import numpy as np
 
 from robot_rl.core.config import dataclass_from_dict, to_plain
 from robot_rl.core.errors import ConfigError
-from robot_rl.core.results import BenchRow, format_bench_table, write_bench_json
+from robot_rl.core.results import BenchRow, format_bench_table, success_interval, write_bench_json
 from robot_rl.learning.rl.algorithms import ALGORITHMS
 from robot_rl.learning.rl.online import OnlineConfig
 
 NAME = "finetune"
 METHODS = ("bc", "residual", "filtered_bc", "ppo", "dsrl", "offline_residual", "rlpd")
-THRESHOLDS = (0.9, 0.95)
+THRESHOLDS = (0.8, 0.9, 0.95)
 EVAL_SEED = OnlineConfig.eval_seed   # the finetune command's default online.eval_seed; `eval` uses the same seeds
 HELDOUT_SEED = 200_000       # final policies' held-out evaluation: seeds no learning curve uses
 
@@ -311,7 +312,7 @@ def policy_rate_hz(base: Path) -> float:
     return float(load_checkpoint(base).config["policy"]["spec"]["rate_hz"])
 
 
-def rows_for(task: str, runs: list[Run], rate_hz: float) -> list[BenchRow]:
+def rows_for(task: str, runs: list[Run], rate_hz: float, heldout_episodes: int = 0) -> list[BenchRow]:
     ok = {}
     for r in runs:
         if r.status == "ok" and r.curve:
@@ -338,10 +339,17 @@ def rows_for(task: str, runs: list[Run], rate_hz: float) -> list[BenchRow]:
         if m != "bc" and values and heldout.get("bc"):
             rows.append(BenchRow.compare(f"heldout_success_{m}_vs_bc_{task}", float(np.mean(values)), "fraction",
                                          f"heldout_success_bc_{task}", heldout["bc"][0], higher_is_better=True))
-    if "residual" in ok and "rlpd" in ok:
+        if values and heldout_episodes > 0:   # Wilson 95 % interval over every seed's held-out episodes pooled
+            n = heldout_episodes * len(values)
+            low, high = success_interval(round(sum(values) * heldout_episodes), n)
+            rows += [BenchRow(f"heldout_success_{m}_ci95_low_{task}", low, f"fraction of {n}"),
+                     BenchRow(f"heldout_success_{m}_ci95_high_{task}", high, f"fraction of {n}")]
+    for m in ("filtered_bc", "residual"):     # speed-up of the online methods over RLPD from scratch
+        if m not in ok or "rlpd" not in ok:
+            continue
         for th in THRESHOLDS:
             pct = int(th * 100)
-            rows.append(BenchRow.compare(f"env_steps_to_{pct}_residual_vs_rlpd_{task}", reach[("residual", th)],
+            rows.append(BenchRow.compare(f"env_steps_to_{pct}_{m}_vs_rlpd_{task}", reach[(m, th)],
                                          "env steps", f"env_steps_to_{pct}_rlpd_{task}", reach[("rlpd", th)],
                                          higher_is_better=False))
     return rows
@@ -396,7 +404,8 @@ def main(cfg) -> int:
     runs = bench.run()
     rows: list[BenchRow] = []
     for task, task_runs in runs.items():
-        rows += rows_for(task, task_runs, policy_rate_hz(bench.out / task / "bc" / "checkpoints" / "best"))
+        rows += rows_for(task, task_runs, policy_rate_hz(bench.out / task / "bc" / "checkpoints" / "best"),
+                         bench.cfg.heldout_episodes)
     raw = {task: [{"method": r.method, "seed": r.seed, "status": r.status, "reason": r.reason,
                    "curve": [list(p) for p in r.curve]}
                   | {k: getattr(r, k) for k in ("offline_success", "heldout_success") if getattr(r, k) is not None}
