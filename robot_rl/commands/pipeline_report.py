@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_rl.core.results import success_interval
+
 
 def _fmt(v, spec: str = ".2f") -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
@@ -15,12 +17,19 @@ def _fmt(v, spec: str = ".2f") -> str:
 
 
 def stage_table(rows: list[dict]) -> str:
-    lines = ["| stage | success | episodes | env steps | time to success (s) | latency p50 / p99 (ms) "
-             "| control rate (Hz) |", "|---|---|---|---|---|---|---|"]
+    """One row per stage: success with its Wilson 95 % interval and, after BC, the gain over BC in points."""
+    bc = next((r.get("success_rate") for r in rows if r["name"] == "bc"), None)
+    lines = ["| stage | success (95 % interval) | vs BC | episodes | env steps | time to success (s) "
+             "| latency p50 / p99 (ms) | control rate (Hz) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        rate = r.get("success_rate")
-        lines.append(f"| {r['name']} | {_fmt(rate * 100 if rate is not None else None, '.0f')}% | "
-                     f"{r.get('episodes')} | {r.get('env_steps') or 0} | {_fmt(r.get('mean_time_to_success_s'))} | "
+        rate, n = r.get("success_rate"), r.get("episodes") or 0
+        ci = success_interval(round(rate * n), n) if rate is not None and n else None
+        success = f"{_fmt(rate * 100 if rate is not None else None, '.0f')}%" + (
+            f" ({ci[0] * 100:.0f}-{ci[1] * 100:.0f})" if ci else "")
+        gain = (f"{(rate - bc) * 100:+.0f}" if rate is not None and bc is not None
+                and r["name"] not in ("collect", "bc") else "")
+        lines.append(f"| {r['name']} | {success} | {gain} | {n} | {r.get('env_steps') or 0} | "
+                     f"{_fmt(r.get('mean_time_to_success_s'))} | "
                      f"{_fmt(r.get('latency_ms_p50'))} / {_fmt(r.get('latency_ms_p99'))} | "
                      f"{_fmt(r.get('control_rate_hz'), '.1f')} |")
     return "\n".join(lines)
