@@ -53,6 +53,7 @@ def test_finetune_filtered_bc_end_to_end_and_resume(base_ckpt, tmp_path):
     assert (out / "train_state" / "progress.yaml").is_file()
     online = EpisodeStore.open(out / "online.zarr")
     assert len(online) == results["episodes"]
+    assert results["online_successes"] == sum(bool(m.get("success")) for m in online.meta_list())
 
     assert main([*args, "online.env_steps=60"]) == 0                  # continues: counters and curve
     resumed = json.loads((out / "results.json").read_text())
