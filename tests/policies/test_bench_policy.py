@@ -10,7 +10,7 @@ from .conftest import TINY
 def test_bench_policy_writes_the_named_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "policy_config", lambda name: bench.PolicyConfig(**TINY))
     out = tmp_path / "bench.json"
-    assert bench.main({"json": str(out), "repeats": 1, "device": "cpu", "model": "tiny"}) == 0
+    assert bench.main({"json": str(out), "repeats": 1, "device": "cpu", "seed": 0, "model": "tiny"}) == 0
     data = json.loads(out.read_text())
     assert data["benchmark"] == "policy"
     rows = {r["metric"]: r for r in data["rows"]}

@@ -36,7 +36,6 @@ not yet acknowledged stay spooled and are resent by the next actor with the same
 
 from __future__ import annotations
 
-import importlib
 import threading
 from pathlib import Path
 
@@ -138,20 +137,22 @@ class PolicyNode(ShellNode):
 
     def _actor_agent(self, base):
         """The algorithm's actor side, built from the base as the learner builds its own (same config)."""
+        import robot_rl.commands.finetune  # noqa: F401  (registers the finetune config's schema)
         from robot_rl.core.config import compose, to_plain
-        from robot_rl.learning.rl.context import ALGORITHMS, FinetuneContext
+        from robot_rl.learning.rl.algorithms import ALGORITHMS
+        from robot_rl.learning.rl.context import FinetuneContext
         from robot_rl.learning.rl.online import OnlineConfig
 
         algo = str(self.param("algo"))
         if algo not in ALGORITHMS:
             raise ConfigError(f"{self.where('algo')}: {algo!r} is not one of {list(ALGORITHMS)}")
-        make_agent = getattr(importlib.import_module(f"robot_rl.learning.rl.{algo}"), "make_agent", None)
+        make_agent = ALGORITHMS[algo].make_agent
         if make_agent is None:
             raise ConfigError(f"{self.where('algo')}: {algo} has no actor side (make_agent); actor mode runs the "
                               "off-policy algorithms (residual, rlpd)")
         overrides = str(self.param("algo_overrides")).split()
         cfg = compose("finetune", [f"algo={algo}", *overrides])
-        self.online = OnlineConfig(**to_plain(cfg.online), seed=int(cfg.seed))
+        self.online = OnlineConfig(**to_plain(cfg.online) | {"seed": int(cfg.seed)})   # the run's seed, as finetune
         ctx = FinetuneContext(base=base, store=None, make_env=None, evaluate=None, config=to_plain(cfg.get(algo) or {}),
                               online=self.online, out=Path(str(self.param("spool_dir"))), seed=int(cfg.seed),
                               device=str(self.param("device")), progress=False)
