@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -56,8 +56,11 @@ class FilteredBCConfig:
     resume: bool = True               # continue from <out>/train_state when present
 
     def __post_init__(self) -> None:
-        if self.utd < 0 or self.warmup_env_steps < 0 or self.lr <= 0:
-            raise ConfigError("filtered_bc: utd and warmup_env_steps must be >= 0 and lr > 0")
+        for name in ("utd", "warmup_env_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"filtered_bc.{name}={getattr(self, name)}: must be >= 0")
+        if not self.lr > 0:
+            raise ConfigError(f"filtered_bc.lr={self.lr}: must be > 0")
         if self.batch_size < 2:
             raise ConfigError(f"filtered_bc.batch_size={self.batch_size}: must be >= 2")
         if not 0.0 <= self.prior_fraction <= 1.0:
@@ -123,7 +126,11 @@ class FilteredBC:
 
     # ---- learning ----------------------------------------------------------------------------------
     def allowed_updates(self, n_transitions: int) -> int:
-        return 0 if self.seen.env_steps < self.cfg.warmup_env_steps else int(self.cfg.utd * n_transitions)
+        """utd per chunk transition after the warm-up, once there is a successful window to learn from
+        (a prior store without successes waits for the run's first success, then catches up)."""
+        if self.seen.env_steps < self.cfg.warmup_env_steps or (self.prior is None and self.online is None):
+            return 0
+        return int(self.cfg.utd * n_transitions)
 
     def batch(self) -> dict[str, torch.Tensor]:
         """prior_fraction of the rows from the demos, the rest from the run's successes (all from whichever
