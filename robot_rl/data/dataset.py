@@ -234,6 +234,16 @@ def endless_loader(batches: EpochBatches, num_workers: int = 2) -> DataLoader:
                       persistent_workers=num_workers > 0)
 
 
+def endless_batches(store: EpisodeStore | str | Path, spec: PolicySpec, batch_size: int, seed: int = 0,
+                    num_workers: int = 0, **sampler_kwargs):
+    """An endless iterator of whole batches of the store's windows (sampler_kwargs select them, e.g.
+    success=True), reshuffled every epoch (EpochBatches); None when the store has no such window."""
+    train_set, _ = make_datasets(store, spec, val_ratio=0.0, seed=seed, **sampler_kwargs)
+    if len(train_set) == 0:
+        return None
+    return iter(endless_loader(EpochBatches(train_set, min(batch_size, len(train_set)), seed), num_workers))
+
+
 def make_datasets(store: EpisodeStore | str | Path, spec: PolicySpec, val_ratio: float = 0.0, seed: int = 0,
                   augment: ImageAugment | None = None, **sampler_kwargs) -> tuple[WindowDataset, WindowDataset]:
     """(train, val) datasets split by whole episodes; val uses the augment's eval mode.

@@ -253,14 +253,13 @@ def distill_dagger(teacher, student: OneStepPolicy, make_env: Callable[[], Any],
 # ---- data ----------------------------------------------------------------------------------------------
 def store_batches(store_path: str, spec, cfg: DistillConfig) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches of observation windows {key: (B, n_obs, *shape)} from the store (actions dropped)."""
-    from robot_rl.data.dataset import EpochBatches, endless_loader, make_datasets
+    from robot_rl.data.dataset import endless_batches
     from robot_rl.data.episode_store import EpisodeStore
 
-    train_set, _ = make_datasets(EpisodeStore.open(store_path), spec, val_ratio=0.0, seed=cfg.seed)
-    if len(train_set) == 0:
+    batches = endless_batches(EpisodeStore.open(store_path), spec, cfg.batch_size, cfg.seed, cfg.num_workers)
+    if batches is None:
         raise ConfigError(f"store={store_path}: no observation windows for the teacher's spec")
-    batches = EpochBatches(train_set, min(cfg.batch_size, len(train_set)), cfg.seed)
-    for batch in endless_loader(batches, cfg.num_workers):
+    for batch in batches:
         yield {k: v for k, v in batch.items() if k != spec.action.key}
 
 

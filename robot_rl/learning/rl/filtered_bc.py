@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 
 from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
-from robot_rl.data.dataset import EpochBatches, endless_loader, make_datasets
+from robot_rl.data.dataset import endless_batches
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_finetuned
 from robot_rl.learning.rl.online import OnlineProgress, run_online
@@ -67,14 +67,6 @@ class FilteredBCConfig:
             raise ConfigError(f"filtered_bc.prior_fraction={self.prior_fraction}: must be in [0, 1]")
 
 
-def successful_windows(store, spec, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]] | None:
-    """Endless batches of the store's successful windows (None when it has none)."""
-    train_set, _ = make_datasets(store, spec, val_ratio=0.0, seed=seed, success=True)
-    if len(train_set) == 0:
-        return None
-    return iter(endless_loader(EpochBatches(train_set, min(batch_size, len(train_set)), seed), num_workers=0))
-
-
 class FilteredBC:
     """The OnlineAlgorithm of robot_rl.learning.rl.online: act with the EMA policy, imitate successes."""
 
@@ -86,7 +78,7 @@ class FilteredBC:
         self.opt = Optimization(self.policy, OptimConfig(lr=cfg.lr, warmup_steps=0, grad_clip=cfg.grad_clip,
                                                          ema=True, ema_power=cfg.ema_power,
                                                          ema_max_decay=cfg.ema_max_decay), max(1, total_updates))
-        self.prior = successful_windows(prior_store, self.spec, cfg.batch_size, seed) if prior_store else None
+        self.prior = endless_batches(prior_store, self.spec, cfg.batch_size, seed, success=True) if prior_store else None
         self.online_store, self.online = (Path(online_store) if online_store else None), None
         self.online_successes = 0
         self.generator = torch.Generator(device=self.policy.device).manual_seed(seed)
@@ -121,8 +113,8 @@ class FilteredBC:
 
     def reload_online(self) -> None:
         if self.online_store is not None and self.online_store.exists():
-            self.online = successful_windows(EpisodeStore.open(self.online_store), self.spec, self.cfg.batch_size,
-                                             self.seed + self.online_successes)
+            self.online = endless_batches(EpisodeStore.open(self.online_store), self.spec, self.cfg.batch_size,
+                                          self.seed + self.online_successes, success=True)
 
     # ---- learning ----------------------------------------------------------------------------------
     def allowed_updates(self, n_transitions: int) -> int:

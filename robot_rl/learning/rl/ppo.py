@@ -94,16 +94,12 @@ def trainable_copy(base: DiffusionPolicy, **cfg_changes) -> DiffusionPolicy:
 
 def bc_batches(store, spec, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
     """Endless batches of successful store windows {obs keys, action key} for the BC regularizer."""
-    from robot_rl.data.dataset import batch_loader, make_datasets
+    from robot_rl.data.dataset import endless_batches
 
-    train_set, _ = make_datasets(store, spec, val_ratio=0.0, seed=seed, success=True)
-    if len(train_set) == 0:
+    batches = endless_batches(store, spec, batch_size, seed, success=True)
+    if batches is None:
         raise ConfigError(f"ppo.bc_coef > 0: {store.path} has no successful windows for the policy's spec")
-    epoch = 0
-    while True:
-        yield from batch_loader(train_set, min(batch_size, len(train_set)), shuffle=True, num_workers=0,
-                                drop_last=True, seed=seed + epoch)
-        epoch += 1
+    return batches
 
 
 class DiffusionPPO:
