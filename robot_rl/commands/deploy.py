@@ -9,6 +9,8 @@ chunks blended) -> absolute timestamped EE targets -> the ControlLoopProcess (tw
 wall-clock rate) -> success from the task check. Reports success rate, time to success, runner timing
 (achieved rate, inference p50/p99, observation age, dropped actions, held cycles) and loop timing
 (tick p50/p99, deadline misses) in results.json, and the per-cycle log in cycles.csv.
+A camera policy's frames are rendered in this process by the twin camera source (robot_rl.sim.twin_cameras)
+from the scene the loop publishes, at each camera's fps: the loop process never renders.
 `policy=scripted` runs the reference reach policy (no checkpoint) to check the runtime alone.
 twin=false needs a real arm backend (robot=<rig>, configs/robot/<rig>.yaml `backend:`).
 """
@@ -40,6 +42,7 @@ FIELDS = {
     "runtime.poll_hz": number(0.0, min_open=True),
     "runtime.lookahead_steps": integer(0),
     "runtime.max_staleness_s": number(0.0, min_open=True),
+    "runtime.max_frame_age_s": number(0.0, min_open=True),
     "runtime.scheduler": choice("crossfade", "ensemble", "replace"),
     "runtime.blend_steps": integer(0),
     "runtime.ensemble_k": number(0.0),
@@ -66,6 +69,22 @@ def _real_rig_error(rig) -> ConfigError:
         f"the robot_rl.arms device group (known: {sorted(available('arms'))}) or a 'module:function' factory), "
         f"and an episode success signal for it; this version of robot_rl ships only the MuJoCo twin backend, "
         f"so nothing was run. Use twin=true to deploy in the twin.")
+
+
+def _twin_cameras(policy_dir, spec, rig, task: dict):
+    """The twin camera source for a policy's camera streams (None when it reads none): rendered in this
+    process from the scene the loop publishes, at each camera's fps (configs/robot/<rig>.yaml)."""
+    if not spec.images:
+        return None
+    from robot_rl.sim.twin_cameras import TwinCameraSource, camera_stream
+
+    known = {camera_stream(n): n for n in rig.cameras}
+    bad = [f"{f.key} (stream {f.stream}, kind {f.kind})" for f in spec.images
+           if f.kind != "rgb" or f.stream not in known]
+    if bad:
+        raise ConfigError(f"deploy {policy_dir}: the policy's image feature(s) {bad} are not twin camera streams; "
+                          f"the twin renders rgb streams {sorted(known)} (configs/robot/{rig.name}.yaml cameras)")
+    return TwinCameraSource(rig, task, [known[f.stream] for f in spec.images])
 
 
 def run(cfg, args: list[str]) -> int:
@@ -102,6 +121,7 @@ def run(cfg, args: list[str]) -> int:
             raise ConfigError(f"deploy policy=scripted: the scripted reference policy does reach only, got task={task}")
         policy = GoalReachPolicy(rig.policy_hz)
         policy_name = "scripted"
+        cameras = None
     else:
         import torch
 
@@ -111,10 +131,7 @@ def run(cfg, args: list[str]) -> int:
             torch.set_num_threads(int(cfg.torch_threads))
         loaded = load_policy(cfg.policy, device=cfg.device)
         spec = loaded.spec
-        if spec.images:
-            raise ConfigError(f"deploy {cfg.policy}: the policy reads camera streams "
-                              f"{[f.stream for f in spec.images]}; the loop process publishes arm and task state "
-                              "only in this version (deploy state-observation policies)")
+        cameras = _twin_cameras(cfg.policy, spec, rig, {"name": task, "params": task_params})
         if spec.action.shape != (7,):
             raise ConfigError(f"deploy {cfg.policy}: spec.action.shape={list(spec.action.shape)}, expected [7] "
                               "(end-effector delta action dx dy dz drx dry drz gripper, as TwinEnv)")
@@ -131,7 +148,11 @@ def run(cfg, args: list[str]) -> int:
         L = loop.rig.safety
         print(f"deploy {policy_name} on twin task {task}: {episodes} episodes, actions at {policy.action_hz:g} Hz, "
               f"latency compensation {dcfg.latency_s or 'none'}, 1 kHz loop process (SCHED_FIFO: {loop.realtime})")
-        result = run_deploy(policy, loop, dcfg, L.workspace_min, L.workspace_max, time_limit)
+        try:
+            result = run_deploy(policy, loop, dcfg, L.workspace_min, L.workspace_max, time_limit, cameras=cameras)
+        finally:
+            if cameras is not None:
+                cameras.close()
         torch_in_loop = loop.torch_loaded
     data = result.to_dict()
     data["loop"]["torch_loaded"] = torch_in_loop

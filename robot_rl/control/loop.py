@@ -43,7 +43,7 @@ from robot_rl.control.shared import (
     H_CPU, H_DEADLINE_MISSES, H_DMA_LATENCY, H_EPISODE_REQ, H_EPISODE_SEED, H_ESTOP, H_FAULTED, H_GC_FROZEN,
     H_INJECT_DELAY_US, H_LAW_COMPILED, H_MISS_BRAKED, H_MISS_HELD, H_MISS_LATE_WAKEUP, H_MLOCKED, H_PID, H_PROFILE,
     H_PROFILE_REQ, H_RESET, H_SHUTDOWN, H_REALTIME, H_TICK_COUNT, H_TICKS, H_TORCH_LOADED, STATE_LAYOUT,
-    TASK_STATE_MAX, TICK_RING, LoopChannels, LoopSnapshot,
+    SCENE_MAX, TASK_STATE_MAX, TICK_RING, LoopChannels, LoopSnapshot,
 )
 from robot_rl.core.clock import now
 from robot_rl.core.types import EETarget
@@ -256,6 +256,14 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
         n_cnt = lay["counts"][1]
         o_ep, o_ep0, o_tdim, o_ts = lay["episode"][0], lay["episode_t0"][0], lay["task_dim"][0], lay["task_state"][0]
         o_dense, o_succ, o_succ_t = lay["dense"][0], lay["success"][0], lay["success_t"][0]
+        # a simulated backend publishes its scene, so cameras render outside this process (never in the loop)
+        n_scene = int(backend.scene_size) if hasattr(backend, "write_scene") else 0
+        if n_scene > SCENE_MAX:
+            raise ValueError(f"loop backend {rig.backend}: scene of {n_scene} floats exceeds SCENE_MAX={SCENE_MAX} "
+                             "(robot_rl.control.shared)")
+        o_scene_t, o_scene = lay["scene_t"][0], lay["scene"][0]
+        scene_out = st[o_scene:o_scene + n_scene]
+        st[lay["scene_dim"][0]] = n_scene
         episode, episode_t0, success_t = 0, now(), 0.0
         ticks_ring, loops_ring = ch.ticks, ch.loops
         tick_max = 0.0
@@ -337,6 +345,8 @@ def loop_main(shm_name: str, rig_cfg: dict, task, profiles: list[str], ready) ->
                 st[o_dense] = dense
                 st[o_succ] = float(success)
                 st[o_succ_t] = success_t
+            if n_scene:
+                st[o_scene_t] = backend.write_scene(scene_out)
             h[H_TICKS] = n
             h[H_FAULTED] = int(ctrl.mode == ControllerMode.STOPPED)
             if h[H_INJECT_DELAY_US]:       # test hook: this iteration overruns by the requested time

@@ -38,6 +38,7 @@ H_MISS_HELD, H_MISS_BRAKED, H_INJECT_DELAY_US, H_MLOCKED, H_CPU, H_GC_FROZEN, H_
 H_MISS_LATE_WAKEUP, H_DMA_LATENCY = 25, 26
 HEADER = 32
 TASK_STATE_MAX = 32   # floats of a task's privileged state published with every snapshot
+SCENE_MAX = 64        # floats of a simulated backend's scene (qpos, mocap poses, site positions)
 
 # state layout: name -> (offset, size)
 _FIELDS = [("t", 1), ("q", 7), ("dq", 7), ("ee_pos", 3), ("ee_quat", 4), ("tau", 7), ("f_ext", 6),
@@ -47,7 +48,11 @@ _FIELDS = [("t", 1), ("q", 7), ("dq", 7), ("ee_pos", 3), ("ee_quat", 4), ("tau",
            # state (first task_dim floats), its dense reward and success now, and the time of the first
            # success since the episode started (0: none yet)
            ("episode", 1), ("episode_t0", 1), ("task_dim", 1), ("task_state", TASK_STATE_MAX), ("dense", 1),
-           ("success", 1), ("success_t", 1)]
+           ("success", 1), ("success_t", 1),
+           # simulated backends only (zeros otherwise): the scene a renderer outside the loop needs
+           # (robot_rl.sim.twin_arm.pack_scene: qpos, mocap poses, site positions; the first scene_dim
+           # floats) and the loop-clock time it describes
+           ("scene_t", 1), ("scene_dim", 1), ("scene", SCENE_MAX)]
 STATE_LAYOUT: dict[str, tuple[int, int]] = {}
 _o = 0
 for _n, _s in _FIELDS:
@@ -75,6 +80,12 @@ class LoopSnapshot:
         """The task's privileged state (task_dim floats; empty without a task backend)."""
         o, _ = STATE_LAYOUT["task_state"]
         return self.values[o:o + int(self.values[STATE_LAYOUT["task_dim"][0]])].copy()
+
+    @property
+    def scene_state(self) -> np.ndarray:
+        """The simulated scene (scene_dim floats; empty for a real arm), at loop time `scene_t`."""
+        o, _ = STATE_LAYOUT["scene"]
+        return self.values[o:o + int(self.values[STATE_LAYOUT["scene_dim"][0]])].copy()
 
 
 class LoopChannels:

@@ -89,12 +89,18 @@ class LoopObservationSource:
 
     loop: anything with state() -> LoopSnapshot (ControlLoopProcess). The sample's receive time is the
     snapshot's `t` (when the loop read the arm state); a loop that stops publishing leaves the samples
-    to age until the assembler calls them stale."""
+    to age until the assembler calls them stale.
+    cameras: a frame source for the camera streams (`streams`, and `frames(snap)` -> [(stream, capture
+    time, image)] of the frames that arrived since the last call; e.g. robot_rl.sim.twin_cameras'
+    TwinCameraSource, which renders the snapshot's scene). Its frames take a real camera's path: stamped
+    with their capture time, held until the next one, stale when the source stops."""
 
-    def __init__(self, loop, assembler: ObservationAssembler) -> None:
+    def __init__(self, loop, assembler: ObservationAssembler, cameras=None) -> None:
         self.loop = loop
         self.assembler = assembler
-        self.streams = list(assembler.sensors)
+        self.cameras = cameras
+        camera_streams = set(cameras.streams) if cameras is not None else set()
+        self.streams = [s for s in assembler.sensors if s not in camera_streams]
         self.last = None
 
     def poll(self):
@@ -104,9 +110,13 @@ class LoopObservationSource:
         missing = [s for s in self.streams if s not in values]
         if missing:
             raise KeyError(f"the loop publishes {sorted(values)}, the policy needs {missing} as well "
-                           "(task_state needs a task backend: deploy twin=true task=<name>)")
+                           "(task_state needs a task backend: deploy twin=true task=<name>; camera streams a "
+                           "camera source)")
         for s in self.streams:
             self.assembler.push(s, values[s], snap.t)
+        if self.cameras is not None:
+            for stream, t, frame in self.cameras.frames(snap):
+                self.assembler.push(stream, frame, t)
         return snap
 
 

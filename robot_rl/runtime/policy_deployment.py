@@ -52,6 +52,7 @@ class DeployConfig:
     poll_hz: float = 500.0              # loop state polling and target dispatch rate
     lookahead_steps: int = 0            # actions sent ahead of the due one (each target is sent once)
     max_staleness_s: float = 0.05       # the oldest state sample the policy may act on
+    max_frame_age_s: float = 0.1        # the oldest camera frame the policy may act on (3 frames at 30 fps)
     latency_s: dict = field(default_factory=dict)   # per-stream latency compensation {stream: s}
     scheduler: str = "crossfade"        # crossfade | ensemble | replace
     blend_steps: int = 3
@@ -78,6 +79,8 @@ class DeployConfig:
         return DeployConfig(**d)
 
     def __post_init__(self) -> None:
+        if not self.max_frame_age_s > 0:
+            raise ConfigError(f"runtime.max_frame_age_s={self.max_frame_age_s}: must be > 0")
         if self.replan_steps is not None and int(self.replan_steps) < 1:
             raise ConfigError(f"runtime.replan_steps={self.replan_steps}: must be >= 1 (or null: auto)")
         if self.poll_hz <= 0 or (self.rate_hz is not None and self.rate_hz <= 0):
@@ -136,6 +139,8 @@ class StreamPolicy:
         self.action_hz = float(self.spec.rate_hz)
         self.n_obs_steps = int(self.spec.n_obs_steps)
         self.n_action_steps = int(self.spec.n_action_steps)
+        # camera streams: {stream: (H, W, C)} frames are resized to (the spec says (C, H, W))
+        self.image_shapes = {f.stream: (f.shape[1], f.shape[2], f.shape[0]) for f in self.spec.images}
 
     def reset(self) -> None:
         self.policy.reset()
@@ -257,13 +262,25 @@ def runner_summary(episodes: list[list[CycleLog]], rate_hz: float) -> dict:
     }
 
 
-def episode_runtime(policy, loop, cfg: DeployConfig, converter: DeltaTargetConverter, replan_s: float = 0.0
-                    ) -> tuple[PolicyRunner, LoopObservationSource, LoopActionSink]:
+def episode_runtime(policy, loop, cfg: DeployConfig, converter: DeltaTargetConverter, replan_s: float = 0.0,
+                    cameras=None) -> tuple[PolicyRunner, LoopObservationSource, LoopActionSink]:
     """A fresh runner wired to `loop` for one episode: assembler (empty history), source, sink; it plans
-    every `replan_s` when driven by runner.step()."""
+    every `replan_s` when driven by runner.step(). cameras: the frame source of the policy's camera
+    streams (LoopObservationSource), needed when it reads any."""
+    image_shapes = dict(getattr(policy, "image_shapes", {}) or {})
+    if image_shapes:
+        if cameras is None:
+            raise ConfigError(f"deploy: the policy reads camera streams {sorted(image_shapes)} and no camera source "
+                              "was given")
+        absent = sorted(set(image_shapes) - set(cameras.streams))
+        if absent:
+            raise ConfigError(f"deploy: the policy reads camera streams {absent} that the camera source does not "
+                              f"provide (it provides {sorted(cameras.streams)})")
+        cameras.reset()
     asm = make_assembler(list(policy.streams), int(policy.n_obs_steps), float(policy.action_hz),
-                         cfg.max_staleness_s, cfg.latency_s)
-    source = LoopObservationSource(loop, asm)
+                         cfg.max_staleness_s, cfg.latency_s, image_shapes=image_shapes,
+                         max_age_s={s: cfg.max_frame_age_s for s in image_shapes})
+    source = LoopObservationSource(loop, asm, cameras if image_shapes else None)
     converter.reset()
     sink = LoopActionSink(loop, converter, source, lookahead_steps=cfg.lookahead_steps)
     runner = PolicyRunner(policy, asm, ActionScheduler(cfg.scheduler, cfg.blend_steps, cfg.ensemble_k,
@@ -284,9 +301,9 @@ def settle(source: LoopObservationSource, seconds: float, poll_s: float) -> None
         time.sleep(min(poll_s, max(0.0, end - now())))
 
 
-def time_inference(policy, loop, cfg: DeployConfig, converter, repeats: int = 3) -> float:
+def time_inference(policy, loop, cfg: DeployConfig, converter, repeats: int = 3, cameras=None) -> float:
     """Slowest of `repeats` act() calls on live observations (also warms the policy up), in seconds."""
-    runner, source, _ = episode_runtime(policy, loop, cfg, converter)
+    runner, source, _ = episode_runtime(policy, loop, cfg, converter, cameras=cameras)
     settle(source, 3.0 / float(policy.action_hz), 1.0 / cfg.poll_hz)
     times = []
     for _ in range(repeats):
@@ -299,14 +316,14 @@ def time_inference(policy, loop, cfg: DeployConfig, converter, repeats: int = 3)
     return max(times)
 
 
-def run_episode(policy, loop, cfg: DeployConfig, converter, seed: int, cycle_s: float, time_limit: float
-                ) -> tuple[dict, list[CycleLog], float, Any]:
+def run_episode(policy, loop, cfg: DeployConfig, converter, seed: int, cycle_s: float, time_limit: float,
+                cameras=None) -> tuple[dict, list[CycleLog], float, Any]:
     """One episode: reset from `seed`, settle, then poll / dispatch at poll_hz and run a runner cycle every
     `cycle_s` until success, a safety stop or the time limit. Returns (episode row, cycles, t_start, snap)."""
     from robot_rl.control.controller import ControllerMode
 
     loop.reset_episode(seed)
-    runner, source, sink = episode_runtime(policy, loop, cfg, converter, cycle_s)
+    runner, source, sink = episode_runtime(policy, loop, cfg, converter, cycle_s, cameras)
     runner.reset()
     poll_s = 1.0 / cfg.poll_hz
     settle(source, cfg.settle_s, poll_s)
@@ -334,8 +351,9 @@ def run_episode(policy, loop, cfg: DeployConfig, converter, seed: int, cycle_s: 
 
 
 def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, time_limit_s: float,
-               on_episode: Callable[[dict], None] | None = None) -> DeployResult:
+               on_episode: Callable[[dict], None] | None = None, cameras=None) -> DeployResult:
     """Run cfg.episodes episodes of `policy` through `loop` (a started ControlLoopProcess with a task).
+    cameras: the frame source of the policy's camera streams (robot_rl.sim.twin_cameras in the twin).
 
     policy: reset()/act(obs) -> ActionChunk, obs keyed by stream names plus "t"; it must also say which
     streams it reads (`streams`), its history length (`n_obs_steps`), its action rate (`action_hz`) and
@@ -349,7 +367,8 @@ def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, ti
     time_limit = float(cfg.time_limit_s or time_limit_s)
     converter = make_converter(policy, cfg, workspace_min, workspace_max)
     loop.reset_episode(int(cfg.seed_offset))
-    inference_s = time_inference(policy, loop, cfg, converter)
+    inference_s = time_inference(policy, loop, cfg, converter, cameras=cameras)
+    rendered0 = getattr(cameras, "rendered", 0)
     if cfg.rate_hz:
         rate = float(cfg.rate_hz)
         replan = action_hz / rate
@@ -367,7 +386,7 @@ def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, ti
     bar = progress_bar(range(cfg.episodes), desc="deploy", unit="ep", enabled=cfg.progress, leave=False)
     for i in bar:
         ep, cycles, t_start, snap = run_episode(policy, loop, cfg, converter, int(cfg.seed_offset) + i,
-                                                1.0 / rate, time_limit)
+                                                1.0 / rate, time_limit, cameras)
         fault_totals += snap.counts.astype(np.int64)
         all_cycles.append(cycles)
         rows += cycle_rows(i, cycles, t_start)
@@ -395,7 +414,9 @@ def run_deploy(policy, loop, cfg: DeployConfig, workspace_min, workspace_max, ti
     times = [e["time_to_success_s"] for e in per_episode if e["success"]]
     runner = runner_summary(all_cycles, rate) | {
         "action_hz": action_hz, "replan_steps": replan, "warmup_inference_ms": inference_s * 1e3,
-        "poll_hz": cfg.poll_hz, "latency_s": dict(cfg.latency_s)}
+        "poll_hz": cfg.poll_hz, "latency_s": dict(cfg.latency_s),
+        "camera_streams": sorted(getattr(policy, "image_shapes", {}) or {}),
+        "camera_frames": getattr(cameras, "rendered", 0) - rendered0}
     return DeployResult(
         success_rate=float(np.mean([e["success"] for e in per_episode])) if per_episode else 0.0,
         episodes=len(per_episode),

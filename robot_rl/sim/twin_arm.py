@@ -24,6 +24,33 @@ ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 GRIPPER_MAX_WIDTH = 0.08  # m, both fingers (Franka Hand stroke)
 
 
+def scene_size(model: mujoco.MjModel) -> int:
+    """Floats of `pack_scene` for this model."""
+    return model.nq + 7 * model.nmocap + 3 * model.nsite
+
+
+def pack_scene(model: mujoco.MjModel, data: mujoco.MjData, out: np.ndarray) -> None:
+    """Everything a renderer needs to redraw the scene in its own copy of the model: the generalized
+    position (arm, fingers, free objects), the mocap poses (fixtures) and the site positions (goal
+    markers a task moves at reset). Velocities, contacts and forces do not change a frame."""
+    nq, nm, ns = model.nq, model.nmocap, model.nsite
+    out[:nq] = data.qpos
+    if nm:
+        out[nq:nq + 3 * nm] = data.mocap_pos.ravel()
+        out[nq + 3 * nm:nq + 7 * nm] = data.mocap_quat.ravel()
+    out[nq + 7 * nm:nq + 7 * nm + 3 * ns] = model.site_pos.ravel()
+
+
+def unpack_scene(model: mujoco.MjModel, data: mujoco.MjData, scene: np.ndarray) -> None:
+    """The inverse of `pack_scene` into another instance of the same model (positions only)."""
+    nq, nm, ns = model.nq, model.nmocap, model.nsite
+    data.qpos[:] = scene[:nq]
+    if nm:
+        data.mocap_pos[:] = scene[nq:nq + 3 * nm].reshape(nm, 3)
+        data.mocap_quat[:] = scene[nq + 3 * nm:nq + 7 * nm].reshape(nm, 4)
+    model.site_pos[:] = scene[nq + 7 * nm:nq + 7 * nm + 3 * ns].reshape(ns, 3)
+
+
 class TwinArm:
     """ArmBackend + GripperBackend over an MjModel built from hardware/panda/panda_cell.xml.
 
@@ -138,6 +165,18 @@ class TwinArm:
         self.sim_time = d.time
         for hook in self.after_tick:
             hook()
+
+    @property
+    def scene_size(self) -> int:
+        return scene_size(self.model)
+
+    def write_scene(self, out: np.ndarray) -> float:
+        """Pack the scene (`pack_scene`) into `out`; returns the time it describes on the state clock
+        (after write_torque: physics has advanced past the state read_state reported)."""
+        pack_scene(self.model, self.data, out)
+        if self.clock is None:
+            return float(self.data.time)
+        return float(self.state.t if self._clock0 is None else self._clock0 + self.data.time)
 
     def command(self, closure: float) -> None:
         """Gripper: closure 0 = open (80 mm), 1 = closed; the servo is force-limited to 70 N."""
