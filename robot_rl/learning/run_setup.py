@@ -8,20 +8,25 @@ from functools import partial
 from pathlib import Path
 
 from robot_rl.core.config import to_plain
+from robot_rl.core.errors import ConfigError
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.sim.env import TwinEnv
 from robot_rl.sim.gym_tasks import gym_env_factory, is_gym_task, task_overrides
 from robot_rl.sim.tasks import TASKS
 
 
-def twin_env_factory(task_cfg, spec, seed: int = 0):
+def twin_env_factory(task_cfg, spec, seed: int = 0, randomization: dict | None = None):
     """An env factory for a task config matching the spec (cameras iff it has images): a TwinEnv for
-    {name, params}, a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks)."""
+    {name, params}, a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks). randomization: the
+    twin's domain randomization (RandomizationParams fields; twin tasks only)."""
     if is_gym_task(task_cfg):
+        if randomization:
+            raise ConfigError(f"task=gym ({task_cfg.get('id')}): domain randomization is the twin's; a Gymnasium task "
+                              "has no randomization hooks (drop randomize=true)")
         return gym_env_factory(task_cfg, cameras=bool(spec.images), seed=seed)
     cams = [f.stream[len("cam_"):-len("_rgb")] for f in spec.images]
     return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
-                   cameras=cams or False, privileged=True, seed=seed)
+                   cameras=cams or False, privileged=True, seed=seed, randomization=randomization)
 
 
 def resolve_task(task_cfg, store) -> dict | None:

@@ -3,6 +3,10 @@
 Each hook scales or jitters a nominal value saved at construction, so randomization never drifts
 across episodes. Ranges are (low, high); zero-width ranges switch a hook off.
 Object poses are randomized by the task's reset distribution; `object_pos_jitter` widens it.
+
+The appearance hooks (colour, texture) draw from a stream jumped ahead of the episode's generator, which
+they do not advance: switching them on leaves every other draw of a seed (arm noise, object and goal
+placement) unchanged, so an evaluation with and without them compares the same episodes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class RandomizationParams:
     camera_pos_jitter: float = 0.0            # m, uniform per axis
     camera_rot_jitter: float = 0.0            # rad, uniform rotation vector per axis
     object_pos_jitter: float = 0.0            # m, extra xy jitter of free bodies after the task reset
+    color_jitter: float = 0.0                 # added to each RGB channel of object geoms and materials
+    texture_scale: tuple = (1.0, 1.0)         # multiplies every material's texrepeat (the table's checker size)
 
     @staticmethod
     def from_dict(d: Mapping[str, Any] | None) -> "RandomizationParams":
@@ -34,6 +40,18 @@ class RandomizationParams:
     def default_on() -> "RandomizationParams":
         """Moderate ranges for sim-to-real training data."""
         return RandomizationParams((0.7, 1.3), (0.7, 1.5), (0.6, 1.4), 0.2, 0.01, 0.02, 0.0)
+
+    @staticmethod
+    def visual() -> "RandomizationParams":
+        """Appearance only (lighting, colours and textures, camera pose), physics nominal: the held-out
+        evaluation of pixel policies (`robot-rl eval randomize=true`)."""
+        return RandomizationParams(light_scale=(0.5, 1.5), light_pos_jitter=0.3, camera_pos_jitter=0.01,
+                                   camera_rot_jitter=0.02, color_jitter=0.15, texture_scale=(0.5, 2.0))
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 class DomainRandomizer:
@@ -53,6 +71,11 @@ class DomainRandomizer:
         self._light_pos = model.light_pos.copy()
         self._cam_pos = model.cam_pos.copy()
         self._cam_quat = model.cam_quat.copy()
+        # object geoms without a material (one with a material is coloured by it: tinted there)
+        self.plain_geoms = [g for g in self.object_geoms if model.geom_matid[g] < 0]
+        self._geom_rgba = model.geom_rgba.copy()
+        self._mat_rgba = model.mat_rgba.copy()
+        self._texrepeat = model.mat_texrepeat.copy()
 
     def apply(self, rng: np.random.Generator) -> dict:
         """Draw and apply the model-level randomization; returns what was drawn (episode metadata)."""
@@ -78,7 +101,21 @@ class DomainRandomizer:
             mujoco.mju_mulQuat(q, dq, self._cam_quat[i])
             m.cam_quat[i] = q
         drawn.update(friction_scale=f, mass_scale=s, light_scale=ls)
+        if p.color_jitter > 0 or p.texture_scale[0] != p.texture_scale[1]:
+            drawn.update(self._appearance(np.random.Generator(rng.bit_generator.jumped())))
         return drawn
+
+    def _appearance(self, rng: np.random.Generator) -> dict:
+        """Colours of object geoms and materials (a material's rgba tints its texture) and texture scale."""
+        m, p = self.model, self.p
+        c = p.color_jitter
+        m.geom_rgba[:] = self._geom_rgba
+        g = self.plain_geoms
+        m.geom_rgba[g, :3] = np.clip(self._geom_rgba[g, :3] + rng.uniform(-c, c, (len(g), 3)), 0.0, 1.0)
+        m.mat_rgba[:, :3] = np.clip(self._mat_rgba[:, :3] + rng.uniform(-c, c, (m.nmat, 3)), 0.0, 1.0)
+        ts = rng.uniform(*p.texture_scale)
+        m.mat_texrepeat[:] = self._texrepeat * ts
+        return {"texture_scale": ts}
 
     def jitter_objects(self, rng: np.random.Generator, data: mujoco.MjData, skip: tuple = ()) -> None:
         """Extra xy jitter of free bodies (after the task placed them); `skip`: free-joint names."""
