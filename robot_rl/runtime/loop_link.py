@@ -104,6 +104,11 @@ class LoopObservationSource:
         self.last = None
 
     def poll(self):
+        if self.cameras is not None:
+            # frames first (a render takes milliseconds), then the state: the cycle that follows acts on a
+            # fresh state sample, not one as old as the renders
+            for stream, t, frame in self.cameras.frames(self.loop.state()):
+                self.assembler.push(stream, frame, t)
         snap = self.loop.state()
         self.last = snap
         values = snapshot_streams(snap)
@@ -114,9 +119,6 @@ class LoopObservationSource:
                            "camera source)")
         for s in self.streams:
             self.assembler.push(s, values[s], snap.t)
-        if self.cameras is not None:
-            for stream, t, frame in self.cameras.frames(snap):
-                self.assembler.push(stream, frame, t)
         return snap
 
 

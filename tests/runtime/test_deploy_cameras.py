@@ -66,14 +66,18 @@ class SeenPolicy(StreamPolicy):
 
 
 class LoggedCameras(TwinCameraSource):
-    """The twin camera source, logging each frame's stream and stamp; `stop_after_s` injects a camera that
-    stops delivering that long (loop clock) after its first frame."""
+    """The twin camera source, logging each frame of the current episode; `stop_after_s` injects a camera that
+    stops delivering that long (loop clock) after the episode's first frame."""
 
     stop_after_s: float | None = None
+    log: list = []
+    t_first: float | None = None
+
+    def reset(self):        # a new episode (or the warm-up before the first): the stop counts from its first frame
+        super().reset()
+        self.log, self.t_first = [], None
 
     def frames(self, snap):
-        if not hasattr(self, "log"):
-            self.log, self.t_first = [], None
         if self.stop_after_s is not None and self.t_first is not None and snap.scene_t > self.t_first + self.stop_after_s:
             return []
         out = super().frames(snap)
