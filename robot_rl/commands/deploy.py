@@ -42,7 +42,7 @@ FIELDS = {
     "runtime.poll_hz": number(0.0, min_open=True),
     "runtime.lookahead_steps": integer(0),
     "runtime.max_staleness_s": number(0.0, min_open=True),
-    "runtime.max_frame_age_s": number(0.0, min_open=True),
+    "runtime.max_frame_age_s": optional(number(0.0, min_open=True)),
     "runtime.scheduler": choice("crossfade", "ensemble", "replace"),
     "runtime.blend_steps": integer(0),
     "runtime.ensemble_k": number(0.0),

@@ -52,7 +52,7 @@ class DeployConfig:
     poll_hz: float = 500.0              # loop state polling and target dispatch rate
     lookahead_steps: int = 0            # actions sent ahead of the due one (each target is sent once)
     max_staleness_s: float = 0.05       # the oldest state sample the policy may act on
-    max_frame_age_s: float = 0.1        # the oldest camera frame the policy may act on (3 frames at 30 fps)
+    max_frame_age_s: float | None = None   # the oldest camera frame the policy may act on; None: 3 frame periods
     latency_s: dict = field(default_factory=dict)   # per-stream latency compensation {stream: s}
     scheduler: str = "crossfade"        # crossfade | ensemble | replace
     blend_steps: int = 3
@@ -79,7 +79,7 @@ class DeployConfig:
         return DeployConfig(**d)
 
     def __post_init__(self) -> None:
-        if not self.max_frame_age_s > 0:
+        if self.max_frame_age_s is not None and not self.max_frame_age_s > 0:
             raise ConfigError(f"runtime.max_frame_age_s={self.max_frame_age_s}: must be > 0")
         if self.replan_steps is not None and int(self.replan_steps) < 1:
             raise ConfigError(f"runtime.replan_steps={self.replan_steps}: must be >= 1 (or null: auto)")
@@ -262,6 +262,17 @@ def runner_summary(episodes: list[list[CycleLog]], rate_hz: float) -> dict:
     }
 
 
+FRAME_PERIODS_STALE = 3   # default frame-age bound: three frame periods of the camera
+
+
+def frame_age_bound(cfg: DeployConfig, cameras, stream: str) -> float:
+    """The oldest frame of `stream` the policy may act on: runtime.max_frame_age_s, else three frame periods
+    of the camera (its `fps`; 0.1 s at 30 fps): one late frame is tolerated, a stopped camera is not."""
+    if cfg.max_frame_age_s is not None:
+        return float(cfg.max_frame_age_s)
+    return FRAME_PERIODS_STALE / float(getattr(cameras, "fps", {}).get(stream, 30.0))
+
+
 def episode_runtime(policy, loop, cfg: DeployConfig, converter: DeltaTargetConverter, replan_s: float = 0.0,
                     cameras=None) -> tuple[PolicyRunner, LoopObservationSource, LoopActionSink]:
     """A fresh runner wired to `loop` for one episode: assembler (empty history), source, sink; it plans
@@ -279,7 +290,7 @@ def episode_runtime(policy, loop, cfg: DeployConfig, converter: DeltaTargetConve
         cameras.reset()
     asm = make_assembler(list(policy.streams), int(policy.n_obs_steps), float(policy.action_hz),
                          cfg.max_staleness_s, cfg.latency_s, image_shapes=image_shapes,
-                         max_age_s={s: cfg.max_frame_age_s for s in image_shapes})
+                         max_age_s={s: frame_age_bound(cfg, cameras, s) for s in image_shapes})
     source = LoopObservationSource(loop, asm, cameras if image_shapes else None)
     converter.reset()
     sink = LoopActionSink(loop, converter, source, lookahead_steps=cfg.lookahead_steps)

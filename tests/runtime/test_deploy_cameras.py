@@ -15,7 +15,8 @@ from robot_rl.cli import main
 from robot_rl.control.loop import ControlLoopProcess
 from robot_rl.control.rig import load_rig
 from robot_rl.core.errors import ConfigError
-from robot_rl.runtime.policy_deployment import DeployConfig, StreamPolicy, episode_runtime, make_converter, run_deploy
+from robot_rl.runtime.policy_deployment import (DeployConfig, StreamPolicy, episode_runtime, frame_age_bound,
+                                               make_converter, run_deploy)
 from robot_rl.sim.twin_cameras import TwinCameraSource
 
 STATE_TIMEOUT = 0.5     # the runtime path is under test, not the real-time set-up of a loaded CI host
@@ -126,15 +127,26 @@ def test_a_camera_that_stops_makes_the_runner_hold(loop, rig):
     cams = LoggedCameras(rig, TASK, ["front"])
     cams.stop_after_s = 0.2
     try:
-        result = _deploy(loop, policy, cams, max_frame_age_s=0.1)
+        result = _deploy(loop, policy, cams)      # default bound: 3 frame periods of the 30 fps camera
     finally:
         cams.close()
     held = result.per_episode[0]["held_cycles"]
     assert held > 0 and result.runner["held_cycles"] == held
-    assert any(r.startswith("observation cam_front_rgb: newest sample is") for r in result.runner["hold_reasons"])
+    assert any(r.startswith("observation cam_front_rgb: newest sample is") and r.endswith("(max 100.0 ms)")
+               for r in result.runner["hold_reasons"])
     last_frame = max(t for _, t, _ in cams.log)
     # no acted cycle used an observation taken more than max_frame_age_s after the last frame
     assert all(o["t"] <= last_frame + 0.1 + 1e-6 for o in policy.seen)
+
+
+def test_the_frame_age_bound_follows_the_camera_rate_unless_set():
+    from types import SimpleNamespace
+
+    slow = SimpleNamespace(fps={"cam_front_rgb": 10.0})
+    assert frame_age_bound(DeployConfig(), slow, "cam_front_rgb") == pytest.approx(0.3)
+    assert frame_age_bound(DeployConfig(max_frame_age_s=0.05), slow, "cam_front_rgb") == 0.05
+    with pytest.raises(ConfigError, match="max_frame_age_s"):
+        DeployConfig(max_frame_age_s=0.0)
 
 
 def test_a_policy_reading_cameras_needs_a_camera_source(loop):
