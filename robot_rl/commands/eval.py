@@ -69,7 +69,8 @@ def run(cfg, args: list[str]) -> int:
     write_results(out / "results.json", stage="eval", policy=str(cfg.policy), task=task,
                   randomize=randomization is not None, randomization=randomization, **result.to_dict())
     low, high = result.success_ci95 or (0.0, 0.0)
-    print(f"{task}{' (randomized rendering)' if randomization else ''}: success {result.success_rate:.0%} over {result.episodes} episodes "
+    label = f"{task} (randomized rendering)" if randomization else task
+    print(f"{label}: success {result.success_rate:.0%} over {result.episodes} episodes "
           f"(95 % interval {low:.0%}-{high:.0%}); "
           f"latency p50 {result.latency_ms_p50:.2f} ms p99 {result.latency_ms_p99:.2f} ms -> {out / 'results.json'}")
     return 0

@@ -43,8 +43,8 @@ class TwinCameraSource:
         self.model, _, calibration = build_model(rig, task_obj)
         unknown = sorted(set(cameras) - set(calibration))
         if unknown or not cameras:
-            raise ConfigError(f"twin cameras {list(cameras)}: {'unknown ' + str(unknown) if unknown else 'none named'}; "
-                              f"{rig.calibration} calibrates {sorted(calibration)}")
+            what = f"unknown {unknown}" if unknown else "none named"
+            raise ConfigError(f"twin cameras {list(cameras)}: {what}; {rig.calibration} calibrates {sorted(calibration)}")
         self.data = mujoco.MjData(self.model)
         fps = dict(fps or {})
         rates = {n: float(fps.get(n, rig.cameras.get(n, {}).get("fps", 30))) for n in cameras}

@@ -79,7 +79,8 @@ class LoggedCameras(TwinCameraSource):
         self.log, self.t_first = [], None
 
     def frames(self, snap):
-        if self.stop_after_s is not None and self.t_first is not None and snap.scene_t > self.t_first + self.stop_after_s:
+        stopped = self.stop_after_s is not None and self.t_first is not None
+        if stopped and snap.scene_t > self.t_first + self.stop_after_s:
             return []
         out = super().frames(snap)
         for stream, t, frame in out:
