@@ -37,7 +37,7 @@ def loop(rig):
         yield lp
 
 
-def _tiny_camera_policy():
+def _tiny_camera_policy(stream: str = "cam_front_rgb"):
     """An untrained, tiny diffusion policy over proprio + the front camera (plumbing only)."""
     import torch
 
@@ -47,7 +47,7 @@ def _tiny_camera_policy():
 
     torch.manual_seed(0)
     spec = PolicySpec(obs=(FeatureSpec("state", (8,), stream="ee_pos+ee_quat+gripper_pos"),
-                           FeatureSpec("front", (3, IMAGE, IMAGE), "rgb", stream="cam_front_rgb", normalize="image")),
+                           FeatureSpec("front", (3, IMAGE, IMAGE), "rgb", stream=stream, normalize="image")),
                       action=FeatureSpec("action", (7,)), n_obs_steps=2, horizon=8, n_action_steps=4, rate_hz=20.0)
     cfg = PolicyConfig(denoiser="mlp", mlp_hidden_dim=32, mlp_num_blocks=1, step_embed_dim=16, state_dims=(16,),
                        image_width=8, image_blocks=(1, 1, 1, 1), num_keypoints=4, num_inference_steps=2)
@@ -170,6 +170,16 @@ def test_deploy_cli_runs_a_camera_checkpoint(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["runner"]["camera_streams"] == ["cam_front_rgb"] and res["runner"]["camera_frames"] > 0
     assert res["env_steps"] > 0 and res["loop"]["torch_loaded"] is False
+
+
+def test_deploy_refuses_a_camera_the_twin_does_not_have(tmp_path, capsys):
+    from robot_rl.policies.io import save_policy
+
+    ckpt = tmp_path / "side_camera"
+    save_policy(_tiny_camera_policy("cam_side_rgb"), ckpt)
+    assert main(["deploy", f"policy={ckpt}", "twin=true", "task=reach", "episodes=1", f"out={tmp_path / 'out'}"]) == 1
+    err = capsys.readouterr().err
+    assert "cam_side_rgb" in err and "['cam_front_rgb', 'cam_wrist_rgb']" in err and "panda_twin.yaml" in err
 
 
 @pytest.mark.parametrize("task", ["reach", "insert"])   # a goal site the task moves; a mocap fixture
