@@ -19,6 +19,7 @@ from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import (Invalid, Rule, Unusable, choice, existing_path, integer, key_of, number,
                                   optional)
+from robot_rl.learning.spec_builder import OBS_KINDS, check_obs
 
 
 def _policy_source(v):
@@ -32,6 +33,7 @@ def _policy_source(v):
 
 FIELDS = {
     "policy": optional(Rule(_policy_source)),
+    "obs": optional(choice(*OBS_KINDS)),
     "calibration": optional(existing_path),
     "episodes": integer(1),
     "profile": optional(key_of("robot.control.profiles")),
@@ -111,6 +113,7 @@ def run(cfg, args: list[str]) -> int:
             torch.set_num_threads(int(cfg.torch_threads))
         loaded = load_policy(cfg.policy, device=cfg.device)
         spec = loaded.spec
+        check_obs(cfg.obs, spec, cfg.policy)
         if spec.images:
             raise ConfigError(f"deploy {cfg.policy}: the policy reads camera streams "
                               f"{[f.stream for f in spec.images]}; the loop process publishes arm and task state "

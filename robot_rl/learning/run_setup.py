@@ -15,13 +15,16 @@ from robot_rl.sim.tasks import TASKS
 
 
 def twin_env_factory(task_cfg, spec, seed: int = 0):
-    """An env factory for a task config matching the spec (cameras iff it has images): a TwinEnv for
-    {name, params}, a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks)."""
+    """An env factory for a task config matching the spec (cameras iff it has images, the twin's privileged
+    task_state iff it reads it: an image policy's env has none to leak): a TwinEnv for {name, params}, a
+    GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks)."""
+    from robot_rl.learning.spec_builder import privileged_streams
+
     if is_gym_task(task_cfg):
         return gym_env_factory(task_cfg, cameras=bool(spec.images), seed=seed)
     cams = [f.stream[len("cam_"):-len("_rgb")] for f in spec.images]
     return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
-                   cameras=cams or False, privileged=True, seed=seed)
+                   cameras=cams or False, privileged=bool(privileged_streams(spec)), seed=seed)
 
 
 def resolve_task(task_cfg, store) -> dict | None:
