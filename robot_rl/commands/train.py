@@ -95,6 +95,16 @@ def state_hint(store) -> str:
     return f"; this store's observations: {state_override(own)}"
 
 
+def obs_hint(obs: str, store, task_cfg) -> str:
+    """obs=state on a store without the privileged stream but with obs=image's (a rig's): that preset."""
+    from robot_rl.learning.spec_builder import PRIVILEGED_STREAMS, obs_preset
+
+    image = {s for f in obs_preset("image", task_cfg).values() for s in f["stream"].split("+")}
+    if obs != "state" or set(PRIVILEGED_STREAMS) <= set(store.streams) or not image <= set(store.streams):
+        return ""
+    return "; this store has no privileged task_state (a real rig's): train on its cameras with obs=image"
+
+
 def run(cfg, args: list[str]) -> int:
     from omegaconf import OmegaConf
 
@@ -113,12 +123,13 @@ def run(cfg, args: list[str]) -> int:
     if not cfg.store:
         raise ConfigError("store=<path> is required (an episode store, e.g. from `robot-rl collect`)")
     store = EpisodeStore.open(cfg.store)
-    section = spec_section(cfg.obs, to_plain(cfg.spec), to_plain(cfg.task) if cfg.get("task") else None)
+    task_cfg = to_plain(cfg.task) if cfg.get("task") else None
+    section = spec_section(cfg.obs, to_plain(cfg.spec), task_cfg)
     OmegaConf.update(cfg, "spec", section, merge=False)   # the run config saved with the policy names its features
     try:
         spec = build_spec(section, store)
     except ConfigError as e:
-        raise ConfigError(f"{e}{state_hint(store)}") from None
+        raise ConfigError(f"{e}{state_hint(store)}{obs_hint(cfg.obs, store, task_cfg)}") from None
     if cfg.algo == "reward":
         return _train_reward(cfg, store, spec)
     train_cfg = BCConfig.from_dict(to_plain(cfg.train) | {"seed": cfg.seed})

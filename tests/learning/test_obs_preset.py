@@ -144,3 +144,43 @@ def test_commands_loading_the_image_checkpoint_refuse_obs_state(image_checkpoint
 def test_collect_refuses_obs_image_without_cameras(capsys):
     assert main(["collect", "obs=image", "cameras=false"]) == 1
     assert "cameras=false: obs=image records the cameras; drop cameras=false or use obs=state" in capsys.readouterr().err
+
+
+def rig_store(path, steps=12):
+    """What a real rig records: proprio, two cameras and the action, no task_state."""
+    import numpy as np
+
+    from robot_rl.data.schema import StreamSpec
+    from robot_rl.data.writer import EpisodeMeta, EpisodeWriter
+
+    streams = [StreamSpec("action", "float32", (7,), 10.0), StreamSpec("ee_pos", "float64", (3,), 10.0),
+               StreamSpec("ee_quat", "float64", (4,), 10.0, interp="slerp"),
+               StreamSpec("gripper_pos", "float64", (1,), 10.0)] + [
+        StreamSpec(f"cam_{c}_rgb", "uint8", (16, 16, 3), 10.0, codec="jpeg", interp="hold") for c in ("front", "wrist")]
+    store = EpisodeStore.create(path, streams)
+    rng = np.random.default_rng(0)
+    with EpisodeWriter(store) as w:
+        for e in range(2):
+            w.begin_episode(EpisodeMeta(task="rig_pick", source="teleop", rig="my_rig"))
+            for i in range(steps):
+                for s in streams:
+                    if s.name == "ee_quat":
+                        value = np.array([1.0, 0, 0, 0])
+                    elif s.codec == "jpeg":
+                        value = rng.integers(0, 255, s.shape)
+                    else:
+                        value = np.full(s.shape, 0.01 * i + e)
+                    w.append(s.name, value.astype(s.dtype), e * 10.0 + i / 10.0)
+            w.commit(success=True)
+    return path
+
+
+def test_train_on_a_rig_store_without_task_state_names_obs_image_and_that_works(tmp_path, capsys):
+    store = rig_store(tmp_path / "rig.zarr")
+    assert main(["train", f"store={store}", f"out={tmp_path / 'a'}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "stream 'task_state' is not in" in err
+    assert err.endswith("this store has no privileged task_state (a real rig's): train on its cameras with obs=image")
+    assert main(["train", f"store={store}", "obs=image", f"out={tmp_path / 'b'}", *TINY_TRAIN, "progress=false"]) == 0
+    read = {s for f in checkpoint_spec(tmp_path / "b" / "checkpoints" / "best").obs for s in f.streams}
+    assert read == {"ee_pos", "ee_quat", "gripper_pos", "cam_front_rgb", "cam_wrist_rgb"}
