@@ -7,7 +7,8 @@
 one-line summaries in a log, nothing with false.
 
 Each command lives in `robot_rl/commands/<command>.py` as `run(cfg, args) -> int`, with optional
-`FIELDS` (robot_rl.core.fields rules for its keys) checked before it runs.
+`FIELDS` (robot_rl.core.fields rules for its keys) checked before it runs and optional
+`preset_overrides(overrides) -> overrides` (config group choices a preset implies, before the user's).
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = [a for a in rest if "=" in a and not a.startswith("-")]
         positional = [a for a in rest if a not in overrides]
         progress, overrides = _progress_option(overrides)
+        if hasattr(module, "preset_overrides"):   # a preset's group choices, e.g. train obs=image -> its model
+            overrides = module.preset_overrides(overrides)
         overrides = _free_form(name, overrides)
         declared = compose(name)
         overrides = set_declared(overrides, declared)

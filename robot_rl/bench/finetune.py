@@ -1,6 +1,7 @@
-"""`robot-rl bench finetune [json=<file>] [out=<dir>] [quick=true] [finetune.<option>=...]`
+"""`robot-rl bench finetune [json=<file>] [out=<dir>] [quick=true] [finetune.obs=state|image] [finetune.<option>=...]`
 
-Fine-tuning methods side by side on the twin (state observations, CPU), per task of `tasks`
+Fine-tuning methods side by side on the twin (CPU; `obs`: state observations by default, image: cameras +
+proprio, passed as obs= to every stage), per task of `tasks`
 (default lift and insert; a Gymnasium id with the `gym` option, docs/environments.md): one mixed-quality
 demo set (`collect noise=0.3`), one BC base trained on it, then for `seeds` seeds (a count, or a list:
 one job's share) and the same online budget (`env_steps`, evaluated every `eval_every` steps on the same fixed seeds):
@@ -54,9 +55,11 @@ HELDOUT_SEED = 200_000       # final policies' held-out evaluation: seeds no lea
 @dataclass
 class FinetuneBenchConfig:
     """`robot-rl bench finetune`'s options (configs/bench.yaml's `finetune:` section): success vs env steps of
-    each fine-tuning method (twin, state observations, CPU)."""
+    each fine-tuning method (twin, CPU)."""
 
     tasks: tuple[str, ...] = ("lift", "insert")   # twin tasks, or Gymnasium ids (see gym)
+    obs: str = "state"                # every stage's obs=: state (proprio + the twin's privileged task_state) |
+                                      # image (proprio + cameras: demos with cameras, an image BC base)
     methods: tuple[str, ...] = METHODS
     seeds: Any = 3                    # fine-tuning seeds per method, or a list of seeds (one job's share);
                                       # one demo set and one BC base per task
@@ -95,6 +98,10 @@ class FinetuneBenchConfig:
                         "offline.best_of_n=0", "offline.rollout_episodes=1"]}})
 
     def __post_init__(self) -> None:
+        from robot_rl.learning.spec_builder import OBS_KINDS
+
+        if self.obs not in OBS_KINDS:
+            raise ConfigError(f"bench finetune.obs={self.obs}: expected one of {', '.join(OBS_KINDS)}")
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ConfigError(f"bench finetune.methods: unknown {unknown}; known {list(METHODS)}")
@@ -214,7 +221,7 @@ class FinetuneBench:
 
     def _eval(self, policy: Path | str, task: str, episodes: int, seed_offset: int, out: Path) -> float:
         """Success rate of `robot-rl eval` on seeds seed_offset + i (reused when out has it)."""
-        return float(self._stage(out, ["eval", f"policy={policy}", *self.task_sel(task),
+        return float(self._stage(out, ["eval", f"policy={policy}", *self.task_sel(task), f"obs={self.cfg.obs}",
                                        f"episodes={episodes}", f"seed_offset={seed_offset}", f"out={out}",
                                        f"device={self.device}"])["success_rate"])
 
@@ -224,14 +231,14 @@ class FinetuneBench:
         store = d / "demos.zarr"
         self._stage(d / "collect", ["collect", *self.task_sel(task, "collect"), f"episodes={self.cfg.demos}",
                                     f"noise={self.cfg.noise}", f"store={store}", f"out={d / 'collect'}",
-                                    "progress=false"])
-        self._stage(d / "bc", ["train", f"store={store}", *self.task_sel(task, "train"), f"out={d / 'bc'}",
-                               f"train.device={self.device}", *self.cfg.train])
+                                    f"obs={self.cfg.obs}", "progress=false"])
+        self._stage(d / "bc", ["train", f"store={store}", *self.task_sel(task, "train"), f"obs={self.cfg.obs}",
+                               f"out={d / 'bc'}", f"train.device={self.device}", *self.cfg.train])
         return store, d / "bc" / "checkpoints" / "best"
 
     def _finetune(self, algo: str, base: Path, store: Path, task: str, seed: int, out: Path, env_steps: int) -> dict:
         return self._stage(out, ["finetune", f"algo={algo}", f"policy={base}", f"store={store}",
-                                 *self.task_sel(task, algo), f"seed={seed}", f"out={out}", f"device={self.device}",
+                                 *self.task_sel(task, algo), f"obs={self.cfg.obs}", f"seed={seed}", f"out={out}", f"device={self.device}",
                                  f"online.env_steps={env_steps}", f"online.eval_every={self.cfg.eval_every}",
                                  f"online.eval_episodes={self.cfg.eval_episodes}", f"online.eval_seed={EVAL_SEED}",
                                  *(self.cfg.overrides or {}).get(algo, [])],

@@ -12,7 +12,8 @@ from __future__ import annotations
 from robot_rl.bench.all import BenchConfig, load_benchmark, section_config
 from robot_rl.core.config import register_schema
 from robot_rl.core.errors import ConfigError
-from robot_rl.core.fields import Invalid, Rule, integer, integers
+from robot_rl.core.fields import Invalid, Rule, choice, integer, integers
+from robot_rl.learning.spec_builder import OBS_KINDS
 
 BENCHMARKS = ("store", "twin", "policy", "finetune", "ros", "all")
 register_schema("bench", BenchConfig)   # configs/bench.yaml's defaults: BenchConfig and its sections' dataclasses
@@ -26,7 +27,7 @@ def _seeds(v):
         raise Invalid("a number of seeds >= 1 or a list of seeds, e.g. [0,1,2]") from None
 
 
-FIELDS = {"finetune.seeds": Rule(_seeds)}
+FIELDS = {"finetune.seeds": Rule(_seeds), "finetune.obs": choice(*OBS_KINDS)}
 
 
 def run(cfg, args: list[str]) -> int:

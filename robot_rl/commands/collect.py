@@ -1,6 +1,6 @@
 """Record episodes in the MuJoCo twin into an episode store: scripted teleop or a teleop device.
 
-    robot-rl collect task=<reach|push|lift|insert> episodes=<n> store=<path> noise=<0..1> cameras=true|false
+    robot-rl collect task=<reach|push|lift|insert> episodes=<n> store=<path> noise=<0..1> obs=state|image
     robot-rl collect task=gym task.id=<Gymnasium id> source=expert expert=<module>:<attr> noise=<0..1> episodes=<n>
     robot-rl collect source=<spacemouse|keyboard|gamepad|plug-in> options.<arg>=<value> session_keys=<kbd event device>
                      session.reset_s=<s> live_view=off|http|window
@@ -12,6 +12,8 @@ start, stop-and-save, discard and mark success/failure (the label is the operato
 motion, the gripper toggles; after each episode the twin draws the next scene and `session.reset_s` passes
 before the next start. keyboard and gamepad are read from their Linux event device (options.path=); a
 2-button SpaceMouse has no session keys: add session_keys=<keyboard event device> or session.auto_start=true.
+obs=image records the cameras (cameras=true) for image policies; the twin's task_state is recorded either way,
+so state and image policies train on the same demos (an obs=image policy does not read it).
 Prints a summary and writes results.json in the run directory.
 """
 
@@ -35,7 +37,8 @@ FIELDS = {
     "noise": number(0.0, 1.0),
     "store": optional(directory_target),
     "source": text,
-    "cameras": boolean,
+    "obs": choice("state", "image"),
+    "cameras": optional(boolean),
     "policy_hz": optional(number(1.0, 100.0)),   # as the rig's control.policy_hz
     "profile": optional(key_of("robot.control.profiles")),
     "session.reset_s": number(0.0),
@@ -50,6 +53,15 @@ FIELDS = {
     "live_view_port": integer(0, 65535),
     "live_view_fps": number(0.0, min_open=True),
 }
+
+
+def cameras_on(cfg) -> bool:
+    """cameras=, else whether obs=image (an image policy's demos need the frames)."""
+    if cfg.cameras is None:
+        return cfg.obs == "image"
+    if cfg.obs == "image" and not cfg.cameras:
+        raise ConfigError("cameras=false: obs=image records the cameras; drop cameras=false or use obs=state")
+    return bool(cfg.cameras)
 
 
 def run(cfg, args) -> int:
@@ -95,7 +107,7 @@ def record(cfg, source: str, episodes: int, noise: float, device=None, keys=None
     store_path = Path(cfg.store) if cfg.store else out / "episodes.zarr"
     rig = load_rig(cfg.robot)
     teleop_config = getattr(getattr(device, "state", None), "config", None)   # BoundInputs devices
-    env = TwinEnv(task=str(cfg.task.name), rig=rig, policy_hz=cfg.policy_hz, cameras=bool(cfg.cameras),
+    env = TwinEnv(task=str(cfg.task.name), rig=rig, policy_hz=cfg.policy_hz, cameras=cameras_on(cfg),
                   privileged=True, task_params=dict(cfg.task.get("params") or {}), profile=cfg.profile,
                   seed=int(cfg.seed), randomization=RandomizationParams.default_on() if cfg.randomize else None,
                   action_frame=env_action_frame(teleop_config.frame) if teleop_config is not None else "base")
@@ -170,7 +182,7 @@ def record_expert(cfg, source: str, episodes: int, noise: float) -> int:
     if twin_only:
         raise ConfigError(f"collect: {twin_only} set the twin's rate, gains and randomization; a Gymnasium task takes "
                           "its rate from task.rate_hz (default: the env's) and its options from +task.kwargs.<name>=")
-    env = make_gym_env(task_cfg, cameras=bool(cfg.cameras), seed=int(cfg.seed))
+    env = make_gym_env(task_cfg, cameras=cameras_on(cfg), seed=int(cfg.seed))
     try:
         driver = ExpertDriver(str(cfg.expert or ""), env, noise, seed=int(cfg.seed))
         env.reset(seed=int(cfg.seed))

@@ -21,6 +21,7 @@ from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import (Invalid, Rule, Unusable, choice, existing_path, integer, key_of, number,
                                   optional)
+from robot_rl.learning.spec_builder import OBS_KINDS, check_obs
 
 
 def _policy_source(v):
@@ -34,6 +35,7 @@ def _policy_source(v):
 
 FIELDS = {
     "policy": optional(Rule(_policy_source)),
+    "obs": optional(choice(*OBS_KINDS)),
     "calibration": optional(existing_path),
     "episodes": integer(1),
     "profile": optional(key_of("robot.control.profiles")),
@@ -131,6 +133,7 @@ def run(cfg, args: list[str]) -> int:
             torch.set_num_threads(int(cfg.torch_threads))
         loaded = load_policy(cfg.policy, device=cfg.device)
         spec = loaded.spec
+        check_obs(cfg.obs, spec, cfg.policy)
         cameras = _twin_cameras(cfg.policy, spec, rig, {"name": task, "params": task_params})
         if spec.action.shape != (7,):
             raise ConfigError(f"deploy {cfg.policy}: spec.action.shape={list(spec.action.shape)}, expected [7] "

@@ -18,6 +18,7 @@ from robot_rl.core.fields import choice, existing_path, integer, number, optiona
 from robot_rl.core.rundir import make_run_dir
 from robot_rl.learning.one_step_distill import DistillConfig
 from robot_rl.learning.run_setup import default_store, run_task, twin_env_factory
+from robot_rl.learning.spec_builder import OBS_KINDS, check_obs
 
 DistillSection = section_schema(DistillConfig, without=("seed",), flatten="optim")   # distill.lr= etc. flat
 
@@ -29,6 +30,8 @@ class DistillRunConfig:
     out: str | None = None            # output directory; default runs/distill/<UTC timestamp>
     seed: int = 0
     teacher: str | None = None        # teacher checkpoint directory (e.g. <train out>/checkpoints/best); required
+    obs: str | None = None            # image | state: what the teacher reads, checked against it; null: the teacher's
+                                      # (image: twin rollouts with cameras and no privileged task_state)
     store: str | None = None          # episode store of observations; default: the teacher's training store, if it exists
     task: Any = None                  # twin task for evaluation and rollouts (config group configs/task)
     distill: DistillSection = field(default_factory=DistillSection)   # robot_rl.learning.one_step_distill.DistillConfig
@@ -38,6 +41,7 @@ register_schema("distill", DistillRunConfig)
 
 FIELDS = {
     "teacher": optional(existing_path),
+    "obs": optional(choice(*OBS_KINDS)),
     "store": optional(existing_path),
     "distill.mode": choice("auto", "same_noise", "dagger"),
     "distill.obs_source": choice("auto", "store", "twin"),
@@ -60,6 +64,7 @@ def run(cfg, args: list[str]) -> int:
                           "[distill.<field>=<value> ...]")
     distill_cfg = DistillConfig.from_dict(to_plain(cfg.distill) | {"seed": cfg.seed})
     teacher = load_policy(cfg.teacher, device=distill_cfg.device)
+    check_obs(cfg.obs, teacher.spec, cfg.teacher)
     teacher_run = load_checkpoint(cfg.teacher).config
     store = default_store(cfg, teacher_run)
     task = run_task(cfg, teacher_run, store)

@@ -1,6 +1,9 @@
 """Evaluate a policy checkpoint in the twin on fixed seeds: success rate, time to success and
 per-step latency, written to results.json; optionally records the episodes into a store.
 
+The env gives what the checkpoint's spec reads: cameras for an image policy (and then no privileged
+task_state), task_state for a state policy; obs=image|state, when given, must agree with the checkpoint.
+
 randomize=true evaluates under held-out appearance randomization (lighting, object and material colours,
 texture scale, camera pose jitter; RandomizationParams.visual(), ranges overridable with
 randomization.<field>=...). The appearance draws leave every other draw of a seed alone, so the same
@@ -11,13 +14,15 @@ from __future__ import annotations
 
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
-from robot_rl.core.fields import directory_target, existing_path, integer, optional
+from robot_rl.core.fields import choice, directory_target, existing_path, integer, optional
 from robot_rl.core.results import write_results
 from robot_rl.core.rundir import make_run_dir
 from robot_rl.data.writer import EpisodeWriter
+from robot_rl.learning.spec_builder import OBS_KINDS, check_obs
 
 FIELDS = {
     "policy": optional(existing_path),
+    "obs": optional(choice(*OBS_KINDS)),
     "episodes": integer(1),
     "record": optional(directory_target),
 }
@@ -46,6 +51,7 @@ def run(cfg, args: list[str]) -> int:
     if args or not cfg.policy:
         raise ConfigError("usage: robot-rl eval policy=<checkpoint dir> task=<twin task> episodes=<n>")
     policy = load_policy(cfg.policy, device=cfg.device)
+    check_obs(cfg.obs, policy.spec, cfg.policy)
     task_cfg = to_plain(cfg.task)
     task = task_label(task_cfg)
     randomization = _randomization(cfg)

@@ -24,6 +24,7 @@ from robot_rl.core.rundir import make_run_dir
 from robot_rl.learning.rl.algorithms import ALGORITHMS
 from robot_rl.learning.rl.context import build_context
 from robot_rl.learning.rl.online import OnlineConfig
+from robot_rl.learning.spec_builder import OBS_KINDS, check_obs, checkpoint_spec
 from robot_rl.runtime.finetune_roles import run_actor, run_learner
 from robot_rl.runtime.learner import LearnerConfig
 
@@ -38,6 +39,8 @@ class FinetuneRunConfig:
     seed: int = 0
     algo: str = "filtered_bc"         # a name of robot_rl.learning.rl.algorithms.ALGORITHMS (docs/rl.md: why this one)
     policy: str | None = None         # base checkpoint (a diffusion policy from `robot-rl train`); required except for rlpd
+    obs: str | None = None            # image | state: what the base reads, checked against it; null: the base's
+                                      # (image: twin with cameras and no privileged task_state; state: twin only)
     store: str | None = None          # prior data: demos (mixed quality), interventions, earlier rollouts;
                                       # default: the base's training store
     device: str = "auto"
@@ -67,6 +70,7 @@ def _run_seed(v, config):
 FIELDS = {
     "algo": choice(*ALGORITHMS),
     "policy": optional(existing_path),
+    "obs": optional(choice(*OBS_KINDS)),
     "store": optional(existing_path),
     "corrector": optional(choice("scripted")),
     "actors": integer(0),
@@ -126,6 +130,8 @@ def run(cfg, args: list[str]) -> int:
         raise ConfigError(f"finetune takes no positional arguments, got {args}; see robot-rl finetune --help")
     if cfg.algo not in ALGORITHMS:
         raise ConfigError(f"finetune: algo={cfg.algo!r}, expected one of {list(ALGORITHMS)}")
+    if cfg.policy:   # before anything is built: obs= must name what the base reads
+        check_obs(cfg.obs, checkpoint_spec(cfg.policy), cfg.policy)
     out = make_run_dir(cfg, "finetune")
     ctx, task = build_context(cfg, out)
     ctx.progress = progress_enabled()   # `progress=false` reaches the algorithms' own bars

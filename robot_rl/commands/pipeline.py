@@ -2,6 +2,7 @@
 
     robot-rl pipeline                                  # lift, state observations, full profile (<= 30 min, 2 cores)
     robot-rl pipeline profile=quick out=runs/smoke     # a few minutes (the CI smoke test)
+    robot-rl pipeline obs=image profile=quick          # cameras + proprio, no privileged state (a real rig's)
     robot-rl pipeline task=insert obs=image device=auto
 
 collect (scripted teleop, mixed quality) -> bc -> offline (IQL + RL-100 rounds) -> online (residual by
@@ -10,6 +11,8 @@ impedance loop process). Every stage is an ordinary `robot-rl` command writing i
 (the exact command lines are in <out>/commands.txt); each policy is then evaluated on the same fixed
 seeds. A stage that finished is not run again: re-running with the same out= resumes at the first
 unfinished stage. Writes <out>/report.md (table + plots) and <out>/results.json (`stages` list).
+obs=image|state reaches every stage as its own obs= (robot_rl.learning.spec_builder): image demos with
+cameras, an image policy (no privileged task_state), and the later stages check it against their checkpoint.
 """
 
 from __future__ import annotations
@@ -77,9 +80,6 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
     for name in STAGES:
         if name not in cfg.stages:
             continue
-        if name in RL_STAGES and cfg.obs == "image":
-            skipped.append(f"{name}: the RL stages train on state observations (obs=image)")
-            continue
         if name == "deploy" and gym:
             skipped.append("deploy: a Gymnasium task has no 1 kHz impedance loop (the eval rows run the policy at "
                            "the env's own rate)")
@@ -89,36 +89,35 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
         d = out / name
         extra = [str(a) for a in prof.get(name, [])]
         if name == "collect":
-            argv = ["collect", *common, f"store={store}", "progress=false"] + (["cameras=true"] if cfg.obs == "image"
-                                                                                else [])
+            argv = ["collect", *common, f"store={store}", "progress=false", f"obs={cfg.obs}"]
             argv += ["source=expert", f"expert={cfg.expert}"] if gym else []
             stages.append(Stage(name, argv + [f"out={d}", *extra], None, d))
             continue
         if name == "bc":
-            argv = ["train", f"store={store}", *common, "train.success_only=true", f"train.device={cfg.device}"]
+            argv = ["train", f"store={store}", *common, f"obs={cfg.obs}", "train.success_only=true",
+                    f"train.device={cfg.device}"]
             if gym:   # the policy's state: every observation stream of the env
                 argv += [state_override(gym_state_streams(task_cfg))]
-            if cfg.obs == "image":
-                argv += ["model=diffusion_unet_small"] + (["++spec.obs.render.stream=cam_render_rgb"] if gym else
-                                                          ["++spec.obs.front.stream=cam_front_rgb",
-                                                           "++spec.obs.wrist.stream=cam_wrist_rgb"])
             produced = d / "checkpoints" / "best"
         elif name == "offline":
-            argv = ["finetune", "algo=offline", f"policy={policy}", f"store={store}", *common, f"device={cfg.device}"]
+            argv = ["finetune", "algo=offline", f"policy={policy}", f"store={store}", *common, f"obs={cfg.obs}",
+                    f"device={cfg.device}"]
             produced = d / "policy"
         elif name == "online":
             argv = ["finetune", f"algo={cfg.online_algo}", f"policy={policy}", f"store={store}", *common,
-                    f"device={cfg.device}"]
+                    f"obs={cfg.obs}", f"device={cfg.device}"]
             if gym and cfg.online_algo == "residual":   # the default bounds name the twin's 7-D action's dimensions
                 argv += ["residual.dim_scales=null"]
             if cfg.corrector and not gym:   # the scripted corrector knows the twin's tasks only
                 argv += [f"corrector={cfg.corrector}"]
             produced = d / "policy"
         elif name == "distill":
-            argv = ["distill", f"teacher={policy}", f"store={store}", *common, f"distill.device={cfg.device}"]
+            argv = ["distill", f"teacher={policy}", f"store={store}", *common, f"obs={cfg.obs}",
+                    f"distill.device={cfg.device}"]
             produced = d / "checkpoints" / "student"
         else:
-            argv = ["deploy", f"policy={policy}", "twin=true", *common, f"device={cfg.device}", "progress=false"]
+            argv = ["deploy", f"policy={policy}", "twin=true", *common, f"obs={cfg.obs}", f"device={cfg.device}",
+                    "progress=false"]
             produced = None
         stages.append(Stage(name, argv + [f"out={d}", *extra], produced, d))
         policy = produced or policy
@@ -144,7 +143,7 @@ def task_args(task_cfg: dict) -> list[str]:
     return task_overrides(task_cfg) if is_gym_task(task_cfg) else [f"task={task_cfg['name']}"]
 
 
-def stage_row(stage: Stage, eval_episodes: int, task: list[str]) -> dict:
+def stage_row(stage: Stage, eval_episodes: int, task: list[str], obs: str = "state") -> dict:
     """Run the stage's evaluation (policy stages) and assemble its row of results.json."""
     res = _read(stage.out / "results.json")
     row = {"name": stage.name, "command": "robot-rl " + " ".join(stage.argv)}
@@ -161,8 +160,8 @@ def stage_row(stage: Stage, eval_episodes: int, task: list[str]) -> dict:
                       "mean_time_to_success_s": res.get("mean_time_to_success_s"),
                       "control_rate_hz": runner.get("achieved_hz"), "loop": res.get("loop")}
     ev_dir = stage.out / "eval"
-    _run(["eval", f"policy={stage.policy}", *task, f"episodes={eval_episodes}", f"seed_offset={EVAL_SEED}",
-          f"out={ev_dir}"])
+    _run(["eval", f"policy={stage.policy}", *task, f"obs={obs}", f"episodes={eval_episodes}",
+          f"seed_offset={EVAL_SEED}", f"out={ev_dir}"])
     ev = _read(ev_dir / "results.json")
     return row | {"success_rate": ev["success_rate"], "episodes": ev["episodes"], "env_steps": train_steps,
                   "eval_env_steps": ev["env_steps"], "latency_ms_p50": ev["latency_ms_p50"],
@@ -195,7 +194,8 @@ def run(cfg, args: list[str]) -> int:
         print(f"[{i + 1}/{len(stages)}] {stage.name}: robot-rl {' '.join(stage.argv)}", flush=True)
         t_stage = time.monotonic()
         _run(stage.argv)
-        row = stage_row(stage, eval_episodes, task_args(to_plain(cfg.task))) | {"wall_s": time.monotonic() - t_stage}
+        row = stage_row(stage, eval_episodes, task_args(to_plain(cfg.task)), str(cfg.obs)) | {
+            "wall_s": time.monotonic() - t_stage}
         marker.write_text(json.dumps(row, indent=1, default=float))
         rows.append(row)
     summary = [{k: v for k, v in r.items() if k != "latencies_ms"} for r in rows]

@@ -16,6 +16,7 @@ from robot_rl.core.rundir import make_run_dir
 from robot_rl.learning.bc import BCConfig
 from robot_rl.learning.reward_classifier import RewardConfig
 from robot_rl.learning.run_setup import resolve_task, twin_env_factory
+from robot_rl.learning.spec_builder import OBS_KINDS, spec_section
 from robot_rl.policies.model_config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTION_TYPES, PolicyConfig
 
 BCSection = section_schema(BCConfig, without=("seed",), flatten="optim")   # the optimizer's fields flat: train.lr=
@@ -30,9 +31,12 @@ class TrainConfig:
     out: str | None = None            # output directory; default runs/train/<UTC timestamp>
     seed: int = 0
     algo: str = "bc"                  # bc: diffusion policy by imitation | reward: success classifier
+    obs: str = "state"                # image: proprio + cameras (a real rig's; model diffusion_unet_small unless
+                                      # model= is given) | state: proprio + task_state (privileged: twin only)
     store: str | None = None          # episode store (path or fsspec URL) to train on; required
     task: Any = None                  # twin task for evaluation rollouts (config group configs/task)
-    spec: dict = field(default_factory=dict)   # observation/action spec (configs/train.yaml); shapes from the store
+    spec: dict = field(default_factory=dict)   # observation/action spec (configs/train.yaml) over obs='s features;
+                                               # shapes from the store
     model: PolicyConfig = field(default_factory=PolicyConfig)   # the architecture (config group configs/model)
     train: BCSection = field(default_factory=BCSection)          # algo=bc: robot_rl.learning.bc.BCConfig
     reward: RewardSection = field(default_factory=RewardSection)   # algo=reward: reward_classifier.RewardConfig
@@ -40,8 +44,21 @@ class TrainConfig:
 
 register_schema("train", TrainConfig)
 
+IMAGE_MODEL = "diffusion_unet_small"   # obs=image's model (configs/model) when no model= is given
+
+
+def preset_overrides(overrides: list[str]) -> list[str]:
+    """The command line with obs=image's model choice first (model= given on it wins): the default MLP model is
+    sized for state vectors."""
+    given = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
+    if given.get("obs") == "image" and "model" not in given:
+        return [f"model={IMAGE_MODEL}", *overrides]
+    return overrides
+
+
 FIELDS = {
     "algo": choice("bc", "reward"),
+    "obs": choice(*OBS_KINDS),
     "store": optional(existing_path),
     "train.eval_episodes": integer(1),   # evaluation is turned off with train.eval_every=0, not with 0 episodes
     "spec.n_obs_steps": integer(1),
@@ -78,7 +95,19 @@ def state_hint(store) -> str:
     return f"; this store's observations: {state_override(own)}"
 
 
+def obs_hint(obs: str, store, task_cfg) -> str:
+    """obs=state on a store without the privileged stream but with obs=image's (a rig's): that preset."""
+    from robot_rl.learning.spec_builder import PRIVILEGED_STREAMS, obs_preset
+
+    image = {s for f in obs_preset("image", task_cfg).values() for s in f["stream"].split("+")}
+    if obs != "state" or set(PRIVILEGED_STREAMS) <= set(store.streams) or not image <= set(store.streams):
+        return ""
+    return "; this store has no privileged task_state (a real rig's): train on its cameras with obs=image"
+
+
 def run(cfg, args: list[str]) -> int:
+    from omegaconf import OmegaConf
+
     from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.learning.bc import train_bc
     from robot_rl.learning.spec_builder import build_spec
@@ -94,10 +123,13 @@ def run(cfg, args: list[str]) -> int:
     if not cfg.store:
         raise ConfigError("store=<path> is required (an episode store, e.g. from `robot-rl collect`)")
     store = EpisodeStore.open(cfg.store)
+    task_cfg = to_plain(cfg.task) if cfg.get("task") else None
+    section = spec_section(cfg.obs, to_plain(cfg.spec), task_cfg)
+    OmegaConf.update(cfg, "spec", section, merge=False)   # the run config saved with the policy names its features
     try:
-        spec = build_spec(to_plain(cfg.spec), store)
+        spec = build_spec(section, store)
     except ConfigError as e:
-        raise ConfigError(f"{e}{state_hint(store)}") from None
+        raise ConfigError(f"{e}{state_hint(store)}{obs_hint(cfg.obs, store, task_cfg)}") from None
     if cfg.algo == "reward":
         return _train_reward(cfg, store, spec)
     train_cfg = BCConfig.from_dict(to_plain(cfg.train) | {"seed": cfg.seed})

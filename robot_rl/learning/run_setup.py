@@ -10,14 +10,16 @@ from pathlib import Path
 from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.learning.spec_builder import privileged_streams
 from robot_rl.sim.env import TwinEnv
 from robot_rl.sim.gym_tasks import gym_env_factory, is_gym_task, task_overrides
 from robot_rl.sim.tasks import TASKS
 
 
 def twin_env_factory(task_cfg, spec, seed: int = 0, randomization: dict | None = None):
-    """An env factory for a task config matching the spec (cameras iff it has images): a TwinEnv for
-    {name, params}, a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks). randomization: the
+    """An env factory for a task config matching the spec (cameras iff it has images, the twin's privileged
+    task_state iff it reads it: an image policy's env has none to leak): a TwinEnv for {name, params}, a
+    GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks). randomization: the
     twin's domain randomization (RandomizationParams fields; twin tasks only)."""
     if is_gym_task(task_cfg):
         if randomization:
@@ -26,7 +28,8 @@ def twin_env_factory(task_cfg, spec, seed: int = 0, randomization: dict | None =
         return gym_env_factory(task_cfg, cameras=bool(spec.images), seed=seed)
     cams = [f.stream[len("cam_"):-len("_rgb")] for f in spec.images]
     return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
-                   cameras=cams or False, privileged=True, seed=seed, randomization=randomization)
+                   cameras=cams or False, privileged=bool(privileged_streams(spec)), seed=seed,
+                   randomization=randomization)
 
 
 def resolve_task(task_cfg, store) -> dict | None:

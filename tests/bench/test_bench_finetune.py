@@ -75,3 +75,25 @@ def test_quick_bench_runs_the_methods_through_the_cli(tmp_path):
     assert again[:2] == curves[:2] and again[2] == {"method": "ppo", "seed": 0, "status": "not run",
                                                    "reason": again[2]["reason"], "curve": []}
     assert not (out / "lift" / "ppo").exists()
+
+
+def test_obs_reaches_every_stage_the_bench_runs(tmp_path, monkeypatch):
+    """finetune.obs=image: the demos, the BC base, every fine-tuning run and every evaluation get obs=image."""
+    bench = FinetuneBench(FinetuneBenchConfig(obs="image", heldout_episodes=1), out=tmp_path)
+    ran: list[list[str]] = []
+
+    def stage(out, args, finished=lambda results: True):
+        ran.append([str(a) for a in args])
+        return {"success_rate": 0.5, "env_steps": 0, "curve": [], "policy": str(tmp_path / "policy")}
+
+    monkeypatch.setattr(bench, "_stage", stage)
+    store, base = bench.prepare("lift")
+    for method in ("bc", "residual", "offline_residual"):
+        assert bench.run_method(method, "lift", store, base, 0).status == "ok"
+    assert {a[0] for a in ran} == {"collect", "train", "finetune", "eval"}
+    assert all("obs=image" in a for a in ran), [a for a in ran if "obs=image" not in a]
+
+
+def test_bench_obs_is_state_or_image(capsys):
+    assert main(["bench", "finetune", "finetune.obs=depth"]) == 1
+    assert "finetune.obs='depth': expected one of state, image" in capsys.readouterr().err

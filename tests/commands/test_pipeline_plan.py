@@ -28,11 +28,15 @@ def test_the_offline_stage_when_asked_for_sits_between_bc_and_online(tmp_path):
     assert not any(a.startswith("corrector=") for a in by["online"].argv)
 
 
-def test_image_observations_skip_the_rl_stages(tmp_path):
-    stages, skipped = plan(compose("pipeline", ["obs=image", "task=reach"]), tmp_path)
-    assert [s.name for s in stages] == ["collect", "bc", "distill", "deploy"]
-    assert len(skipped) == 1 and "cameras=true" in stages[0].argv
-    assert f"teacher={stages[1].policy}" in stages[2].argv
+@pytest.mark.parametrize("obs", ["image", "state"])
+def test_obs_reaches_every_stage_and_image_skips_none(tmp_path, obs):
+    every = "stages=[collect,bc,offline,online,distill,deploy]"
+    stages, skipped = plan(compose("pipeline", [f"obs={obs}", "task=reach", every]), tmp_path)
+    assert [s.name for s in stages] == ["collect", "bc", "offline", "online", "distill", "deploy"] and not skipped
+    for stage in stages:
+        assert f"obs={obs}" in stage.argv, stage.name
+        assert not any(a.lstrip("+").startswith(("spec.obs", "model=", "cameras=")) for a in stage.argv), stage.name
+    assert f"teacher={stages[3].policy}" in stages[4].argv
 
 
 @pytest.mark.parametrize("override, message", [("profile=huge", "profile='huge'"), ("obs=depth", "obs='depth'"),
