@@ -20,6 +20,7 @@ features are in use (the RL stages freeze them; `FrozenFeatures` sets requires_g
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Mapping
 
@@ -30,6 +31,7 @@ from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.policies.observation_tensors import to_chw
 
 FEATURE_BATCH = 256      # frames per encoder call
+CACHE_FRAMES = 4096      # features of the most recent distinct frames kept (act-time frames reach the replay later)
 
 
 def feature_view(spec: PolicySpec, dims: Mapping[str, int]) -> PolicySpec:
@@ -52,6 +54,7 @@ class FrozenFeatures:
             cam.requires_grad_(False)
         self.view: PolicySpec = feature_view(self.spec, {k: c.out_dim for k, c in self.cameras.items()})
         self.images = {f.key: f for f in self.spec.images}
+        self._cache: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
 
     @property
     def device(self) -> torch.device:
@@ -77,36 +80,41 @@ class FrozenFeatures:
 
     def obs(self, obs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Raw obs {key: (..., *shape)} (arrays or tensors) -> the feature view {key: float32 tensor} on the
-        encoder's device (images encoded, low-dim as float32)."""
-        out = {}
-        for f in self.spec.obs:
-            if f.key not in obs:
-                raise ValueError(f"observation {f.key!r} missing (got keys {sorted(obs)})")
-            v = obs[f.key]
-            out[f.key] = (self.encode(f.key, v) if f.kind != "low_dim"
-                          else torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v).to(
-                              self.device, torch.float32))
-        return out
+        encoder's device (frames through `arrays`, so each distinct one is encoded once; low-dim as float32)."""
+        missing = [f.key for f in self.spec.obs if f.key not in obs]
+        if missing:
+            raise ValueError(f"observation(s) {missing} missing (got keys {sorted(obs)})")
+        host = {f.key: obs[f.key].cpu().numpy() if torch.is_tensor(obs[f.key]) else np.asarray(obs[f.key])
+                for f in self.spec.obs}
+        return {k: torch.as_tensor(v).to(self.device, torch.float32) for k, v in self.arrays(host)[0].items()}
 
     def arrays(self, *groups: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Raw obs dicts {key: (N, S, *shape)} (e.g. a batch's obs and next_obs) -> the same dicts in the
-        feature view as float32 numpy arrays. Each distinct frame is encoded once across all groups (frames
-        repeat: a chunk's next observation is the next chunk's observation, a history overlaps its
-        neighbour's); identical bytes give the identical feature, so the dedup changes nothing but the cost."""
+        feature view as float32 numpy arrays. Each distinct frame is encoded once: frames repeat (a chunk's
+        next observation is the next chunk's observation, a history overlaps its neighbour's, the frames act()
+        saw arrive again in the episode's transitions), so features are looked up by the frame's bytes (blake2b)
+        among this call's and the last CACHE_FRAMES distinct frames'. Identical bytes give the identical
+        feature (the encoder is frozen and in eval mode), so the lookup changes nothing but the cost."""
         out = [dict(g) for g in groups]
         for key in self.images:
             frames = [np.asarray(g[key]) for g in groups]
             flat = np.concatenate([f.reshape(-1, *f.shape[-3:]) for f in frames])
-            index: dict[bytes, int] = {}
-            first = []
-            which = np.empty(len(flat), np.int64)
-            for i, frame in enumerate(flat):
-                digest = hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest()
-                j = index.setdefault(digest, len(first))
-                if j == len(first):
-                    first.append(i)
-                which[i] = j
-            feats = self.encode(key, flat[first]).cpu().numpy()[which]
+            digests = [(key, hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest())
+                       for frame in flat]
+            new = {}
+            for i, d in enumerate(digests):
+                if d not in self._cache and d not in new:
+                    new[d] = i
+            if new:
+                encoded = self.encode(key, flat[list(new.values())]).cpu().numpy()
+                for d, feature in zip(new, encoded):
+                    self._cache[d] = feature
+            for d in digests:
+                self._cache.move_to_end(d)
+            feats = np.stack([self._cache[d] for d in digests]) if digests else np.zeros((0, self.cameras[key].out_dim),
+                                                                                         np.float32)
+            while len(self._cache) > CACHE_FRAMES:
+                self._cache.popitem(last=False)
             pos = 0
             for g, f in zip(out, frames):
                 n = int(np.prod(f.shape[:-3]))

@@ -8,9 +8,10 @@ An empty side gives its share to the other.
 
 Pixels: the buffers hold the feature view (robot_rl.policies.frozen_features: the base's frozen camera
 encoders), never frames. Memory per 100k transitions (obs + next_obs of n_obs_steps = 2, actions 8 x 7,
-n-step extras; the twin's two 128x128 RGB cameras with 64-d features (32 spatial-softmax keypoints) + 8-d
-proprio): ~0.3 GB with features, ~79 GB were the frames kept (2 x 2 x 2 x 49 152 B per transition);
-`ReplayBuffer.nbytes` gives the real figure (docs/rl.md, "Pixels in the RL stages").
+the residual's two base chunks; the twin's two 128x128 RGB cameras as 64-d features (32 spatial-softmax
+keypoints) + 8-d proprio): 0.29 GB (2,871 B per transition) with features, 39 GB were the uint8 frames kept
+(2 x 2 x 2 x 49,152 B per transition). `ReplayBuffer.nbytes` gives the real figure of a buffer (docs/rl.md,
+"Pixels in the RL stages").
 """
 
 from __future__ import annotations

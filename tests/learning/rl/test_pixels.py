@@ -160,10 +160,16 @@ def run_online_episode(agent, seed: int) -> None:
     agent.observe(t)
 
 
-def test_residual_learns_from_camera_store_and_episodes_with_features_in_the_replay(base, pixel_store, tmp_path):
+def test_residual_learns_from_camera_store_and_episodes_with_features_in_the_replay(base, pixel_store, tmp_path,
+                                                                                   monkeypatch):
     agent = ResidualAgent(base, residual_cfg())
     assert agent.load_prior(pixel_store) > 0
+    frozen, encoded = agent.learner.frozen, []
+    real = frozen.encode
+    monkeypatch.setattr(frozen, "encode", lambda key, x: encoded.append(len(x)) or real(key, x))
     run_online_episode(agent, seed=1)
+    # act() saw frames 0, 3, 4, 7, 8; the transitions add 11, 12: each frame encoded once, act time included
+    assert sum(encoded) == 7
     for buffer in (agent.replay.prior, agent.replay.online):
         assert all(v.dtype == np.float32 and v.ndim == 3 for v in buffer._data["obs"].values())
         assert buffer._data["extras"]["next_base_action"].shape[1:] == (4, 3)
@@ -200,3 +206,63 @@ def test_rlpd_from_pixels_updates_and_its_checkpoint_acts_on_frames(base, pixel_
     again = load_policy(tmp_path / "rlpd", device="cpu")
     hist = raw_history(camera_episode(seed=4), 3)
     np.testing.assert_allclose(agent.export_policy().act(hist).actions, again.act(hist).actions, rtol=1e-5, atol=1e-6)
+
+
+# ---- DSRL ------------------------------------------------------------------------------------------------
+def test_dsrl_steers_an_image_base_from_features_and_its_checkpoint_acts_on_frames(base, tmp_path):
+    from robot_rl.learning.rl.dsrl import DSRL, DSRLConfig
+
+    algo = DSRL(base, DSRLConfig(warmup_chunks=0, batch_size=4, actor_hidden=(16,), critic_hidden=(16,)), seed=0)
+    run_online_episode(algo, seed=5)
+    assert algo.replay.data["obs"].shape == (3, algo.features.obs_dim)   # flat features, no frame
+    assert algo.features.obs_dim == 2 * (FrozenFeatures(base).view.obs[0].shape[0] + 5)
+    m = algo.update()
+    assert np.isfinite(m["critic_loss"])
+    save_policy(algo.export_policy(), tmp_path / "dsrl")
+    again = load_policy(tmp_path / "dsrl", device="cpu")
+    assert again.kind == "noise_steered"
+    hist = raw_history(camera_episode(seed=6), 5)
+    torch.manual_seed(1)
+    a = algo.export_policy().act(hist).actions
+    torch.manual_seed(1)
+    np.testing.assert_allclose(a, again.act(hist).actions, rtol=1e-5, atol=1e-6)
+
+
+# ---- PPO over the denoising chain ----------------------------------------------------------------------
+def test_ppo_on_pixels_holds_frames_for_one_rollout_and_trains_from_features(base):
+    from robot_rl.learning.rl.ppo import DiffusionPPO, PPOConfig
+
+    cfg = PPOConfig(rollout_chunks=3, epochs=1, minibatch_size=3, num_inference_steps=2, critic_hidden=(16,),
+                    critic_warmup_iterations=0, train_encoder=True)
+    algo = DiffusionPPO(base, cfg)
+    assert not any(p.requires_grad for p in algo.policy.encoder.cameras.parameters())
+    assert any(p.requires_grad for p in algo.policy.encoder.state.parameters())      # proprio encoder trains
+    before = {k: v.clone() for k, v in algo.policy.state_dict().items()}
+    run_online_episode(algo, seed=7)
+    assert algo.rollout[0].obs["front"].dtype == np.uint8                        # frames until the iteration
+    assert algo.allowed_updates(3) == 1
+    m = algo.update()
+    assert algo.rollout == [] and np.isfinite(m["value_loss"]) and "approx_kl" in m
+    after = algo.policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and not any(k.startswith("encoder.cameras") for k in changed)
+
+
+# ---- offline IQL + the RL-100 improvement, best-of-N -----------------------------------------------------
+def test_offline_iql_round_from_a_camera_store_exports_a_best_of_n_that_acts_on_frames(base, pixel_store, tmp_path):
+    from robot_rl.learning.rl.context import FinetuneContext
+    from robot_rl.learning.rl.offline import run
+    from robot_rl.learning.rl.online import OnlineConfig
+
+    config = {"rounds": 1, "critic_steps": 5, "critic_hidden": [16], "batch_size": 8, "improve_steps": 2,
+              "improve_batch": 4, "gate_every": 1, "chain_steps": 2, "dynamics_models": 2, "dynamics_hidden": [16],
+              "dynamics_steps": 3, "ope_horizon": 2, "ope_starts": 4, "best_of_n": 3, "export": "best_of_n"}
+    ctx = FinetuneContext(base=base, store=pixel_store, make_env=None, evaluate=None, config=config,
+                          online=OnlineConfig(), out=tmp_path / "offline", device="cpu", progress=False)
+    res = run(ctx)
+    [r0] = res.metrics["rounds"]
+    assert r0["transitions"] == 3 * EPISODE_STEPS - 0 and len(r0["gate"]) == 2 and np.isfinite(r0["am_q"])
+    bon = load_policy(res.policy_path, device="cpu")
+    assert bon.kind == "best_of_n" and bon.spec.images[0].key == "front"
+    chunk = bon.act({k: v[0] for k, v in camera_episode(seed=8).items()})
+    assert chunk.actions.shape == (4, 3) and np.isfinite(chunk.info["q"])
