@@ -3,8 +3,8 @@ scores highest (min over the Q heads of the executed part of each chunk).
 
 No gradient step on the base: a cheap way to turn IQL critics into a better policy, and a baseline for the
 RL-100 improvement. With cameras the base's condition and the critic read the base's frozen camera features
-(robot_rl.policies.frozen_features), each frame encoded once per call. Saved as a composite checkpoint: the Q heads in the directory itself, the base as a
-normal checkpoint in <path>/base.
+(robot_rl.policies.frozen_features), each frame encoded once per call. Saved as a composite checkpoint:
+the Q heads in the directory itself, the base as a normal checkpoint in <path>/base.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ history and initial noise; the base is deterministic given that noise (DDIM with
 whole policy is too. The residual's last layer starts at zero, so a fresh ResidualPolicy acts exactly
 like its base, and |a - a_base| <= the dimension's bound (normalized units; 0 outside `dims`) holds
 for any weights. With cameras, the residual and the base's condition read the base's frozen camera
-features (robot_rl.policies.frozen_features), computed here from the raw frames, each frame once. Checkpoint: the actor as a normal checkpoint directory (policy.type = residual) with
-the base checkpoint inside it at <path>/base.
+features (robot_rl.policies.frozen_features), computed here from the raw frames, each frame once.
+Checkpoint: the actor as a normal checkpoint directory (policy.type = residual) with the base checkpoint
+inside it at <path>/base.
 """
 
 from __future__ import annotations

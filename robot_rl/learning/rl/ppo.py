@@ -155,7 +155,8 @@ class DiffusionPPO:
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], explore: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Observation history {key: (n_obs, D), cameras (n_obs, H, W, C)} -> raw executed actions (n_act, Da)
-        and, when exploring, extras {chain (K+1, horizon, Da), log_prob (K,)} of the stochastic chain that produced them."""
+        and, when exploring, extras {chain (K+1, horizon, Da), log_prob (K,)} of the stochastic chain that
+        produced them."""
         raw = {f.key: torch.as_tensor(np.asarray(obs[f.key])[None]) for f in self.spec.obs}
         cond = condition(self.policy, self.frozen, self.frozen.obs(raw) if self.frozen is not None else raw)
         if not explore:

@@ -31,6 +31,8 @@ subset of 2 target heads, actor on the mean Q (every `actor_every` updates), n-s
 chunk transition after `warmup_env_steps` steps of the base alone (the first of them train the critic
 only), symmetric sampling of prior data (store demos, critic on their executed actions, actor input
 a_base = the base's chunk at the demo state, computed once at load; plus every intervention) and online data.
+Pixels: the residual, the critic and the base's chunks at insert time read the base's frozen camera features
+(robot_rl.policies.frozen_features; docs/rl.md, "Pixels in the RL stages"); the replay holds no frame.
 """
 
 from __future__ import annotations

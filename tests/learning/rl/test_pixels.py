@@ -142,7 +142,8 @@ def test_replay_memory_per_transition_features_versus_frames(base):
 # ---- residual (the default off-policy stage) -------------------------------------------------------------
 def residual_cfg(**kw) -> ResidualConfig:
     return ResidualConfig(**{"critic_heads": 2, "critic_hidden": (16,), "actor_hidden": (16,), "batch_size": 8,
-                             "warmup_env_steps": 0, "log_every": 0, "utd": 1.0, "actor_every": 1, "dim_scales": None} | kw)
+                             "warmup_env_steps": 0, "log_every": 0, "utd": 1.0, "actor_every": 1,
+                             "dim_scales": None} | kw)
 
 
 def run_online_episode(agent, seed: int) -> None:
