@@ -267,3 +267,26 @@ def test_offline_iql_round_from_a_camera_store_exports_a_best_of_n_that_acts_on_
     assert bon.kind == "best_of_n" and bon.spec.images[0].key == "front"
     chunk = bon.act({k: v[0] for k, v in camera_episode(seed=8).items()})
     assert chunk.actions.shape == (4, 3) and np.isfinite(chunk.info["q"])
+
+
+def test_pixel_mistakes_are_clear_errors(base, pixel_store, tmp_path):
+    import shutil
+
+    from robot_rl.core.errors import CheckpointError, ConfigError
+    from robot_rl.learning.rl.offpolicy import OffPolicyLearner
+    from robot_rl.policies.gaussian_chunk import GaussianChunkPolicy
+
+    with pytest.raises(ConfigError, match="frozen encoder"):
+        OffPolicyLearner(base.spec, base.normalizer, residual_cfg())
+    with pytest.raises(ConfigError, match="cameras \\['front'\\]"):
+        GaussianChunkPolicy(base.spec, base.normalizer)
+    with pytest.raises(ValueError, match="'front'.*neither"):       # a frame of another size than the spec's
+        FrozenFeatures(base).obs({"front": np.zeros((1, 2, 8, 8, 3), np.uint8), "state": np.zeros((1, 2, 5))})
+    other = DiffusionPolicy(PolicySpec(obs=(FeatureSpec("front", (3, HW, HW), "rgb", "cam_front_rgb", "image"),),
+                                       action=FeatureSpec("action", (3,)), horizon=8, n_action_steps=4), TINY_IMAGE)
+    with pytest.raises(ConfigError, match="another spec"):
+        store_transitions(pixel_store, base.spec, 0.99, features=FrozenFeatures(other))
+    save_policy(GaussianChunkPolicy(base.spec, base.normalizer, (16,), encoder=base), tmp_path / "g")
+    shutil.rmtree(tmp_path / "g" / "base")
+    with pytest.raises(CheckpointError, match="base: missing"):
+        load_policy(tmp_path / "g", device="cpu")
