@@ -290,3 +290,23 @@ def test_pixel_mistakes_are_clear_errors(base, pixel_store, tmp_path):
     shutil.rmtree(tmp_path / "g" / "base")
     with pytest.raises(CheckpointError, match="base: missing"):
         load_policy(tmp_path / "g", device="cpu")
+
+
+def test_the_documented_replay_figures_for_the_twin_pixel_spec():
+    """docs/rl.md's table: 2 cameras 128x128 (64-d features) + 8-d proprio, n_obs 2, chunks 8 x 7 with the
+    residual's two base chunks: 2,871 B per transition as features, 394,039 B as frames."""
+    from robot_rl.learning.rl.transitions import Transitions
+
+    def twin(n: int, features: bool) -> Transitions:
+        cam = (lambda: np.zeros((n, 2, 64), np.float32)) if features else (
+            lambda: np.zeros((n, 2, 128, 128, 3), np.uint8))
+        obs = lambda: {"front": cam(), "wrist": cam(), "state": np.zeros((n, 2, 8), np.float32)}  # noqa: E731
+        chunk = lambda: np.zeros((n, 8, 7), np.float32)  # noqa: E731
+        return Transitions(obs(), chunk(), np.zeros(n, np.float32), np.zeros(n, np.float32), obs(),
+                           np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, np.uint8), np.zeros(n, np.int64),
+                           np.zeros(n, bool), {"base_action": chunk(), "next_base_action": chunk()})
+
+    for features, per_transition in ((True, 2_871), (False, 394_039)):
+        buffer = ReplayBuffer(8)
+        buffer.add(twin(2, features))
+        assert buffer.bytes_per_transition == per_transition
