@@ -27,6 +27,7 @@ from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.core.types import ActionChunk
 from robot_rl.policies.critics import mlp
+from robot_rl.policies.frozen_features import FrozenFeatures
 from robot_rl.policies.normalizer import Normalizer
 from robot_rl.policies.observation_tensors import single_obs
 
@@ -107,20 +108,25 @@ class GaussianActor(nn.Module):
 
 class LowDimHistory:
     """Raw low-dim observation history for act(): one step per call (padded by repeating the first step
-    after reset(), as ChunkPolicy.act does) or a full history (n_obs, D) that replaces it."""
+    after reset(), as ChunkPolicy.act does) or a full history (n_obs, D) that replaces it. With `features`
+    (robot_rl.policies.frozen_features.FrozenFeatures of an image policy) camera frames are encoded as they
+    arrive (each frame once) and the history is the feature view."""
 
-    def __init__(self, spec: PolicySpec) -> None:
-        if spec.images:
-            raise ConfigError(f"RL actors read low-dim observations; spec has images {[f.key for f in spec.images]}")
-        self.spec = spec
+    def __init__(self, spec: PolicySpec, features: FrozenFeatures | None = None) -> None:
+        if spec.images and features is None:
+            raise ConfigError(f"RL actors read low-dim observations; spec has images {[f.key for f in spec.images]} "
+                              f"and no frozen encoder features were given")
+        self.spec, self.features = spec, features
         self._steps: deque[dict[str, np.ndarray]] = deque(maxlen=spec.n_obs_steps)
 
     def reset(self) -> None:
         self._steps.clear()
 
     def push(self, obs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """obs as given to act() -> {key: (1, n_obs, D) float32 tensor}."""
+        """obs as given to act() -> {key: (1, n_obs, D) float32 tensor} (the feature view of an image policy)."""
         arrays, single = single_obs(self.spec, obs)
+        if self.features is not None:
+            arrays = self.features.arrays(arrays)[0]
         if single:
             step = {k: v[0, 0] for k, v in arrays.items()}
             if not self._steps:

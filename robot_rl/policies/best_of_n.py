@@ -2,8 +2,9 @@
 scores highest (min over the Q heads of the executed part of each chunk).
 
 No gradient step on the base: a cheap way to turn IQL critics into a better policy, and a baseline for the
-RL-100 improvement. Saved as a composite checkpoint: the Q heads in the directory itself, the base as a
-normal checkpoint in <path>/base.
+RL-100 improvement. With cameras the base's condition and the critic read the base's frozen camera features
+(robot_rl.policies.frozen_features), each frame encoded once per call. Saved as a composite checkpoint:
+the Q heads in the directory itself, the base as a normal checkpoint in <path>/base.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from robot_rl.core.config import to_plain
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.types import ActionChunk
 from robot_rl.policies.critics import ChunkFeatures, QEnsemble
+from robot_rl.policies.frozen_features import condition, frozen_features, view_spec
 from robot_rl.policies.observation_tensors import batch_obs, single_obs
 
 
@@ -38,7 +40,8 @@ class BestOfNPolicy(nn.Module):
         self.base, self.q, self.n = base, q, int(n)
         self.q_config = dict(to_plain(dict(q_config)))
         self.spec, self.normalizer = base.spec, base.normalizer
-        self.features = ChunkFeatures(base.spec, base.normalizer)
+        self.frozen = frozen_features(base)
+        self.features = ChunkFeatures(view_spec(base), base.normalizer)
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.spec.n_obs_steps)
 
     @property
@@ -50,13 +53,14 @@ class BestOfNPolicy(nn.Module):
                           ) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw obs {key: (B, n_obs, D)} -> (N candidate chunks (B, N, horizon, Da) raw, their Q (B, N))."""
         x = batch_obs(self.spec, obs, self.device)
-        x = {k: v[:, :self.spec.n_obs_steps].float() for k, v in x.items()}
+        x = {k: v[:, :self.spec.n_obs_steps] for k, v in x.items()}
+        view = self.frozen.obs(x) if self.frozen is not None else {k: v.float() for k, v in x.items()}
         B = next(iter(x.values())).shape[0]
-        cond = self.base.encode(x).repeat_interleave(self.n, dim=0)
+        cond = condition(self.base, self.frozen, view).repeat_interleave(self.n, dim=0)
         chunks = self.base.unnormalize_action(self.base.sample_actions(cond, None, generator))   # (B*N, H, Da)
         start = self.spec.n_obs_steps - 1
         executed = chunks[:, start:start + self.spec.n_action_steps]
-        o = self.features.obs(x).repeat_interleave(self.n, dim=0)
+        o = self.features.obs(view).repeat_interleave(self.n, dim=0)
         q = self.q(o, self.features.action(executed)).min(0).values
         return chunks.reshape(B, self.n, *chunks.shape[1:]), q.reshape(B, self.n)
 
@@ -108,7 +112,7 @@ class BestOfNPolicy(nn.Module):
             raise CheckpointError(f"{Path(path) / 'config.yaml'}: policy.critic must hold the Q ensemble's n and "
                                   f"hidden, got {critic!r}")
         base = load_policy(Path(path) / BASE_DIR, device)
-        features = ChunkFeatures(base.spec, base.normalizer)
+        features = ChunkFeatures(view_spec(base), base.normalizer)
         q = QEnsemble(features.obs_dim, features.action_dim, int(critic["n"]), tuple(critic["hidden"]),
                       bool(critic.get("layer_norm", True)))
         check_shapes({k: tuple(v.shape) for k, v in q.state_dict().items()}, ckpt.weights, str(Path(path) / WEIGHTS))

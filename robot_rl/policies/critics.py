@@ -2,7 +2,8 @@
 
 Inputs are the policy's normalized observation history flattened (B, n_obs * D) and the normalized
 action chunk flattened (B, n_act * Da); `ChunkFeatures` makes both from raw tensors with the base
-policy's normalizer, so every critic sees the same scale the policy was trained on. LayerNorm after
+policy's normalizer (an image policy's cameras enter as the frozen encoder's features, passed as they are:
+robot_rl.policies.frozen_features), so every critic sees the same scale the policy was trained on. LayerNorm after
 every hidden layer (RLPD) keeps ensembles calibrated under high update-to-data ratios.
 """
 
@@ -32,7 +33,8 @@ class ChunkFeatures(nn.Module):
     def __init__(self, spec: PolicySpec, normalizer: Normalizer) -> None:
         super().__init__()
         if spec.images:
-            raise ValueError(f"critics read low-dim observations; spec has images {[f.key for f in spec.images]}")
+            raise ValueError(f"critics read low-dim observations; spec has images {[f.key for f in spec.images]} "
+                             f"(give the feature view: robot_rl.policies.frozen_features.view_spec(policy))")
         self.spec, self.normalizer = spec, normalizer
         self.obs_dim = spec.n_obs_steps * sum(f.shape[0] for f in spec.obs)
         self.action_dim = spec.n_action_steps * spec.action_dim

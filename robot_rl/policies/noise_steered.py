@@ -7,6 +7,8 @@ deterministic given the noise (DDIM, eta 0); a small actor picks the noise w fro
 act() samples w, as the base samples its own noise: a Gaussian in 112 dimensions puts its mass far from
 its mode, and a diffusion policy run from the atypical w = 0 gives an averaged chunk (measured on lift:
 the base from w = 0 succeeds less often than from N(0, I)). deterministic=True takes the mode instead.
+With cameras the actor and the base's condition read the base's frozen camera features (the feature view,
+robot_rl.policies.frozen_features), each frame encoded once as it arrives.
 
 Checkpoint: a robot_rl checkpoint directory whose model.safetensors holds the actor, config.yaml
 {"policy": {"type": "noise_steered", "spec", "actor"}}, and the base as a normal checkpoint in <path>/base.
@@ -15,6 +17,7 @@ Checkpoint: a robot_rl checkpoint directory whose model.safetensors holds the ac
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,8 +30,9 @@ from robot_rl.core.checkpoint import WEIGHTS, check_shapes, load_checkpoint
 from robot_rl.core.errors import CheckpointError
 from robot_rl.core.spec import PolicySpec
 from robot_rl.core.types import ActionChunk
-from robot_rl.policies.actors import LOG_STD_MAX, LOG_STD_MIN, GaussianActor, LowDimHistory
+from robot_rl.policies.actors import LOG_STD_MAX, LOG_STD_MIN, GaussianActor, LowDimHistory, observation_time
 from robot_rl.policies.critics import ChunkFeatures
+from robot_rl.policies.frozen_features import condition, frozen_features, view_spec
 
 class NoiseActor(nn.Module):
     """A tanh-Gaussian actor (robot_rl.policies.actors.GaussianActor) over the base's initial noise, scaled
@@ -71,21 +75,34 @@ class NoiseSteeredPolicy(nn.Module):
             base.cfg = replace(base.cfg, eta=0.0)
         self.base, self.actor, self.deterministic = base, actor, deterministic
         self.spec: PolicySpec = base.spec
-        self.features = ChunkFeatures(base.spec, base.normalizer)
-        self._history = LowDimHistory(self.spec)
+        self.frozen = frozen_features(base)
+        self.features = ChunkFeatures(view_spec(base), base.normalizer)
+        self._history = LowDimHistory(self.spec, self.frozen)
 
     @property
     def device(self) -> torch.device:
         return self.base.device
 
+    def view(self, obs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Raw obs {key: (B, n_obs, ...)} -> the view the actor reads (camera features, raw low-dim)."""
+        if self.frozen is not None:
+            return self.frozen.obs(obs)
+        return {f.key: torch.as_tensor(obs[f.key], device=self.device) for f in self.spec.obs}
+
     def noise(self, obs: Mapping[str, Any], deterministic: bool | None = None,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Raw obs {key: (B, n_obs, D)} -> initial noise (B, horizon, Da) from the actor (default: the
-        policy's own deterministic setting; sampled noise comes from `generator` or torch's global RNG)."""
-        obs_flat = self.features.obs({k: torch.as_tensor(obs[k], device=self.device) for k in
+              generator: torch.Generator | None = None, in_view: bool = False) -> torch.Tensor:
+        """Raw obs {key: (B, n_obs, ...)} (or the view, in_view=True) -> initial noise (B, horizon, Da) from the
+        actor (default: the policy's own deterministic setting; sampled noise comes from `generator` or
+        torch's global RNG)."""
+        view = obs if in_view else self.view(obs)
+        obs_flat = self.features.obs({k: torch.as_tensor(view[k], device=self.device) for k in
                                       (f.key for f in self.spec.obs)})
         deterministic = self.deterministic if deterministic is None else deterministic
         return self.actor(obs_flat, deterministic=deterministic, generator=generator)[0]
+
+    def chunks(self, view: Mapping[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+        """The base's normalized chunks (B, horizon, Da) from the view and initial noise (DDIM, eta 0)."""
+        return self.base.sample_actions(condition(self.base, self.frozen, view), noise)
 
     def reset(self) -> None:
         self.base.reset()
@@ -95,12 +112,20 @@ class NoiseSteeredPolicy(nn.Module):
     def act(self, obs: Mapping[str, Any]) -> ActionChunk:
         """Batch-1 numpy obs (one step or a full history, as DiffusionPolicy.act) -> the base's executable
         actions from the actor's noise, with absolute target times."""
-        return self.base.act(obs, init_noise=self.noise(self._history.push(obs)))
+        t_start = time.monotonic()
+        t_obs = observation_time(obs)
+        history = {k: v.to(self.device) for k, v in self._history.push(obs).items()}
+        actions = self.base.unnormalize_action(self.chunks(history, self.noise(history, in_view=True)))
+        start = self.spec.n_obs_steps - 1
+        chunk = actions[0, start:start + self.spec.n_action_steps].float().cpu().numpy()
+        return ActionChunk(chunk, t_obs + np.arange(len(chunk)) / self.spec.rate_hz,
+                           info={"t_obs": t_obs, "inference_s": time.monotonic() - t_start})
 
     @torch.no_grad()
     def predict_action(self, obs: Mapping[str, Any], init_noise: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         """Batched raw obs {key: (B, n_obs, D)} -> (B, horizon, Da) raw actions (init_noise is the actor's)."""
-        return self.base.predict_action(obs, init_noise=self.noise(obs), eta=0.0)
+        view = self.view(obs)
+        return self.base.unnormalize_action(self.chunks(view, self.noise(view, in_view=True)))
 
     # ---- checkpoints ------------------------------------------------------------------------------
     def checkpoint_parts(self):
@@ -122,7 +147,7 @@ class NoiseSteeredPolicy(nn.Module):
         spec = PolicySpec.from_dict(section["spec"])
         if spec != base.spec:
             raise CheckpointError(f"{where}: spec differs from the base's in {Path(path) / 'base'}")
-        features = ChunkFeatures(spec, base.normalizer)
+        features = ChunkFeatures(view_spec(base), base.normalizer)
         try:
             actor = NoiseActor(features.obs_dim, (spec.horizon, spec.action_dim), section["actor"]["hidden"],
                                section["actor"]["max_noise"])

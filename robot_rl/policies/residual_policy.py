@@ -8,12 +8,15 @@ on the action dimensions `dims` (default all; the others stay exactly the base's
 history and initial noise; the base is deterministic given that noise (DDIM with eta = 0), so the
 whole policy is too. The residual's last layer starts at zero, so a fresh ResidualPolicy acts exactly
 like its base, and |a - a_base| <= the dimension's bound (normalized units; 0 outside `dims`) holds
-for any weights. Checkpoint: the actor as a normal checkpoint directory (policy.type = residual) with
-the base checkpoint inside it at <path>/base.
+for any weights. With cameras, the residual and the base's condition read the base's frozen camera
+features (robot_rl.policies.frozen_features), computed here from the raw frames, each frame once.
+Checkpoint: the actor as a normal checkpoint directory (policy.type = residual) with the base checkpoint
+inside it at <path>/base.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,9 +27,11 @@ from torch import nn
 
 from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.core.types import ActionChunk
-from robot_rl.policies.actors import LowDimHistory, ResidualActor, load_actor_checkpoint, load_actor_weights
+from robot_rl.policies.actors import (LowDimHistory, ResidualActor, load_actor_checkpoint,
+                                      load_actor_weights, observation_time)
 from robot_rl.policies.base import ChunkPolicy
 from robot_rl.policies.critics import ChunkFeatures
+from robot_rl.policies.frozen_features import condition, frozen_features, view_spec
 
 
 
@@ -43,7 +48,8 @@ class ResidualPolicy(nn.Module):
         if getattr(base.cfg, "eta", 0.0):   # the residual is learned on a base that is a function of its noise
             base.cfg = replace(base.cfg, eta=0.0)
         self.base = base.eval().requires_grad_(False)
-        self.features = ChunkFeatures(base.spec, base.normalizer)
+        self.frozen = frozen_features(base)
+        self.features = ChunkFeatures(view_spec(base), base.normalizer)
         Da = base.spec.action_dim
         dims = list(range(Da)) if dims is None else sorted(int(d) for d in dims)
         if any(not 0 <= d < Da for d in dims):
@@ -60,7 +66,7 @@ class ResidualPolicy(nn.Module):
         self.actor_cfg = {"scale": self.scale, "hidden": [int(h) for h in hidden], "layer_norm": bool(layer_norm),
                           "dims": dims, "per_step": bool(per_step),
                           "dim_scales": {str(d): s for d, s in sorted(dim_scales.items())}}
-        self._history = LowDimHistory(base.spec)
+        self._history = LowDimHistory(base.spec, self.frozen)
 
     @property
     def spec(self):
@@ -78,10 +84,14 @@ class ResidualPolicy(nn.Module):
     # ---- batched pieces (training) ---------------------------------------------------------------
     @torch.no_grad()
     def base_actions(self, obs: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Raw obs {key: (B, n_obs, D)} + initial noise (B, horizon, Da) -> the base's executable raw
-        actions (B, n_act, Da)."""
+        """Obs {key: (B, n_obs, D)} in the view (raw low-dim, camera features) + initial noise (B, horizon, Da)
+        -> the base's executable raw actions (B, n_act, Da)."""
         start = self.spec.n_obs_steps - 1
-        return self.base.predict_action(obs, noise)[:, start:start + self.spec.n_action_steps]
+        cond = condition(self.base, self.frozen, obs)
+        if noise is not None:
+            noise = self.base.check_noise(noise, cond.shape[0])
+        actions = self.base.unnormalize_action(self.base.sample_actions(cond, noise))
+        return actions[:, start:start + self.spec.n_action_steps]
 
     def chunk(self, obs_flat: torch.Tensor, base_flat: torch.Tensor) -> torch.Tensor:
         """Normalized flat features (B, O) and base chunk (B, A) -> the policy's normalized chunk (B, A)."""
@@ -95,18 +105,24 @@ class ResidualPolicy(nn.Module):
     @torch.no_grad()
     def act(self, obs: Mapping[str, Any], init_noise: torch.Tensor | None = None) -> ActionChunk:
         """Like ChunkPolicy.act: one step or a full history (+ optional obs["t"]) -> executable actions with
-        absolute target times; info["base_action"] holds the base's chunk."""
-        base = self.base.act(obs, init_noise)
+        absolute target times; info["base_action"] holds the base's chunk. The base acts on the same history
+        (camera frames encoded once, into the feature view both read)."""
+        t_start = time.monotonic()
+        t_obs = observation_time(obs)
         history = {k: v.to(self.device) for k, v in self._history.push(obs).items()}
+        noise = None if init_noise is None else torch.as_tensor(init_noise).reshape(
+            1, self.spec.horizon, self.spec.action_dim)
         was_training = self.actor.training
         self.actor.eval()
         try:
-            base_raw = torch.as_tensor(base.actions, dtype=torch.float32, device=self.device)[None]
+            base_raw = self.base_actions(history, noise)
             a = self.chunk(self.features.obs(history), self.features.action(base_raw))
         finally:
             self.actor.train(was_training)
         raw = self.base.unnormalize_action(a.view(1, *base_raw.shape[1:]))[0].cpu().numpy()
-        return ActionChunk(raw, base.t, info=base.info | {"base_action": np.asarray(base.actions)})
+        return ActionChunk(raw, t_obs + np.arange(len(raw)) / self.spec.rate_hz,
+                           info={"t_obs": t_obs, "inference_s": time.monotonic() - t_start,
+                                 "base_action": base_raw[0].cpu().numpy()})
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def checkpoint_parts(self):

@@ -14,7 +14,7 @@ Shared by the offline stage (old policy frozen between OPE-gated advances) and o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -95,14 +95,18 @@ class DenoisingPPO:
     """PPO updates of a DiffusionPolicy through its denoising chain: one optimizer step per denoising step.
 
     train_encoder: recompute the condition with gradients at every step (the observation encoder learns too);
-    otherwise it is computed once without gradients."""
+    otherwise it is computed once without gradients. encode: observations -> the policy's condition (default
+    policy.encode on raw observations; an image policy's RL stages pass the feature view and
+    robot_rl.policies.frozen_features.condition, so only the proprio encoder can learn)."""
 
     def __init__(self, policy, optimizer: torch.optim.Optimizer, chain: ChainConfig, clip: float,
-                 grad_clip: float = 1.0, train_encoder: bool = True, steps: slice | None = None) -> None:
+                 grad_clip: float = 1.0, train_encoder: bool = True, steps: slice | None = None,
+                 encode: Callable[[Mapping[str, Any]], torch.Tensor] | None = None) -> None:
         if not 0.0 < clip < 1.0:
             raise ConfigError(f"ppo clip={clip}: must be in (0, 1)")
         self.policy, self.optimizer, self.chain, self.clip = policy, optimizer, chain, float(clip)
         self.grad_clip, self.train_encoder = grad_clip, train_encoder
+        self.encode = encode or policy.encode
         self.steps = range(chain.num_steps)[steps or slice(None)]     # DPPO: e.g. slice(-5, None)
 
     def update(self, obs: Mapping[str, Any], chain: torch.Tensor, old_log_probs: torch.Tensor,
@@ -112,10 +116,10 @@ class DenoisingPPO:
         cond = None
         if not self.train_encoder:
             with torch.no_grad():
-                cond = self.policy.encode(obs)
+                cond = self.encode(obs)
         totals: dict[str, float] = {}
         for k in self.steps:
-            c = self.policy.encode(obs) if self.train_encoder else cond
+            c = self.encode(obs) if self.train_encoder else cond
             loss, m = denoising_ppo_loss(self.policy, c, chain, old_log_probs, advantages, self.clip, self.chain,
                                          slice(k, k + 1))
             self.optimizer.zero_grad(set_to_none=True)

@@ -15,7 +15,9 @@ the executed actions).
 Before training, the base is evaluated with its standard-normal noise, with noise sampled from the actor's
 initial (bounded, tanh-squashed) distribution, which is the curve's first point, and from the actor's mode
 w = 0; all three go into the result metrics. Exported: a NoiseSteeredPolicy (base + actor) that samples
-its noise like the base does. The state (weights, optimizers, replay, counters) is saved at every episode
+its noise like the base does. With cameras, actor and critic read the base's frozen camera features (the
+feature view, robot_rl.policies.frozen_features): frames arrive raw and are encoded once per frame before
+the replay, which holds only flat features. The state (weights, optimizers, replay, counters) is saved at every episode
 in <out>/train_state (robot_rl.learning.train_state.save_learner_state).
 """
 
@@ -37,11 +39,12 @@ from robot_rl.core.errors import CheckpointError, ConfigError
 from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_finetuned
 from robot_rl.learning.rl.denoising_ppo import executed_actions
 from robot_rl.learning.rl.online import CurvePoint, OnlineProgress, run_online
-from robot_rl.learning.rl.transitions import Transitions
+from robot_rl.learning.rl.transitions import Transitions, feature_transitions
 from robot_rl.learning.train_state import has_learner_state, load_learner_state, save_learner_state
 from robot_rl.policies.critics import ChunkFeatures, QEnsemble
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
+from robot_rl.policies.frozen_features import frozen_features, view_spec
 from robot_rl.policies.noise_steered import NoiseActor, NoiseSteeredPolicy
 
 REPLAY = "replay.safetensors"
@@ -134,7 +137,8 @@ class DSRL:
         base = base.to(device).eval().requires_grad_(False)
         self.spec = base.spec
         noise_shape = (self.spec.horizon, self.spec.action_dim)
-        self.features = ChunkFeatures(self.spec, base.normalizer)
+        self.frozen = frozen_features(base)
+        self.features = ChunkFeatures(view_spec(base), base.normalizer)
         actor = NoiseActor(self.features.obs_dim, noise_shape, cfg.actor_hidden, cfg.max_noise).to(device)
         self.policy = NoiseSteeredPolicy(base, actor)
         self.actor = actor
@@ -168,12 +172,12 @@ class DSRL:
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], explore: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Observation history {key: (n_obs, D)} -> the base's executed raw actions (n_act, Da) from the
-        actor's noise (sampled when exploring, else its mode), and extras {noise (horizon, Da)}."""
-        batch = {k: torch.as_tensor(np.asarray(v)[None], device=self.device) for k, v in obs.items()}
-        w = self.policy.noise(batch, deterministic=not explore, generator=self.generator)
-        base = self.policy.base
-        actions = executed_actions(base, base.sample(base.encode(batch), w, eta=0.0).actions)
+        """Observation history {key: (n_obs, D), cameras (n_obs, H, W, C)} -> the base's executed raw actions
+        (n_act, Da) from the actor's noise (sampled when exploring, else its mode), and extras {noise
+        (horizon, Da)}."""
+        view = self.policy.view({f.key: np.asarray(obs[f.key])[None] for f in self.spec.obs})
+        w = self.policy.noise(view, deterministic=not explore, generator=self.generator, in_view=True)
+        actions = executed_actions(self.policy.base, self.policy.chunks(view, w))
         return actions[0].cpu().numpy(), {"noise": w[0].cpu().numpy()}
 
     # ---- learning ----------------------------------------------------------------------------------
@@ -186,7 +190,7 @@ class DSRL:
         if n and keep.any():
             if "noise" not in transitions.extras:
                 raise ValueError("dsrl: transitions lack the 'noise' extras (the noise each chunk came from)")
-            t = transitions.select(keep).torch(self.device)
+            t = feature_transitions(transitions.select(keep), self.frozen).torch(self.device)
             with torch.no_grad():
                 self.replay.add(obs=self.features.obs(t["obs"]), next_obs=self.features.obs(t["next_obs"]),
                                 noise=t["extras"]["noise"].flatten(1), rewards=t["rewards"], discounts=t["discounts"])

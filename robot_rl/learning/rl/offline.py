@@ -16,6 +16,9 @@
         (validate_rounds) the round is kept only if they succeed at least as often as the last kept policy's,
         otherwise the policy reverts to it
 The last kept policy (or best-of-N over it, `export`) is <out>/policy.
+Pixels: the data, the critics, the dynamics model and the improvement's condition use the base's frozen
+camera features (robot_rl.policies.frozen_features; each store frame encoded once), so the policy's camera
+encoders stay as BC left them (train_encoder then trains the proprio encoder) and no frame is held in memory.
 The learning rate is a knife edge, and AM-Q can rise while twin success falls (the policy exploits Q and
 model errors the same way), so the rollout-validated round gate is on by default; the OPE gate still
 limits each step (docs/rl.md, "Why the defaults are what they are").
@@ -44,6 +47,7 @@ from robot_rl.learning.rl.transitions import Transitions, store_transitions
 from robot_rl.policies.best_of_n import BestOfNPolicy
 from robot_rl.policies.critics import ChunkFeatures
 from robot_rl.policies.device import resolve_device
+from robot_rl.policies.frozen_features import FrozenFeatures, condition, frozen_features, view_spec
 from robot_rl.policies.io import save_policy
 from robot_rl.data.writer import EpisodeWriter
 
@@ -119,21 +123,23 @@ def episode_starts(t: Transitions) -> dict[str, np.ndarray]:
 
 
 def improve(policy, critics: IQLCritics, batches: TransitionBatches, gate: OPEGate | None, cfg: OfflineConfig,
-            progress: bool = True, desc: str = "improve") -> dict[str, Any]:
+            progress: bool = True, desc: str = "improve", frozen: FrozenFeatures | None = None) -> dict[str, Any]:
     """RL-100 policy improvement of `policy` in place against the frozen critics (see the module docstring).
-    Without a gate the old policy advances after every gate_every updates unconditionally."""
+    Without a gate the old policy advances after every gate_every updates unconditionally. frozen: the camera
+    features of an image policy (batches then hold the feature view)."""
     chain = cfg.chain()
     old = gate.old if gate is not None else copy.deepcopy(policy).eval().requires_grad_(False)
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1.0 - i / max(1, cfg.improve_steps)))
-    ppo = DenoisingPPO(policy, opt, chain, cfg.clip, cfg.grad_clip, cfg.train_encoder)
+    ppo = DenoisingPPO(policy, opt, chain, cfg.clip, cfg.grad_clip, cfg.train_encoder,
+                       encode=lambda o: condition(policy, frozen, o))
     decisions, metrics = [], []
     bar = progress_bar(range(cfg.improve_steps), desc=desc, enabled=progress, leave=False)
     policy.eval()   # no dropout/batch statistics: the new and old log-probs use the same network mode
     for u in bar:
         obs = batches.sample(cfg.improve_batch)["obs"]
         with torch.no_grad():
-            res = sample_stochastic_chain(old, old.encode(obs), chain)
+            res = sample_stochastic_chain(old, condition(old, frozen, obs), chain)
             adv = critics.advantage(obs, executed_actions(old, res.actions))
             adv = ((adv - adv.mean()) / (adv.std() + 1e-6)).clamp(-cfg.advantage_clip, cfg.advantage_clip)
         m = ppo.update(obs, res.chain, res.log_probs, adv)
@@ -159,7 +165,8 @@ def improve(policy, critics: IQLCritics, batches: TransitionBatches, gate: OPEGa
 class RolloutCollector:
     """Records twin episodes of a policy into <out>/rollouts.zarr and returns their chunk transitions."""
 
-    def __init__(self, ctx: FinetuneContext, spec, gamma: float, reward: str) -> None:
+    def __init__(self, ctx: FinetuneContext, spec, gamma: float, reward: str,
+                 frozen: FrozenFeatures | None = None) -> None:
         from robot_rl.data.episode_store import EpisodeStore
         from robot_rl.sim.gym_tasks import GymTaskEnv, stream_specs
 
@@ -167,7 +174,7 @@ class RolloutCollector:
         self.task = probe.task_id if isinstance(probe, GymTaskEnv) else probe.task.name
         self.store = EpisodeStore.create(ctx.out / "rollouts.zarr", stream_specs(probe), exist_ok=True)
         probe.close()
-        self.ctx, self.spec, self.gamma, self.reward = ctx, spec, gamma, reward
+        self.ctx, self.spec, self.gamma, self.reward, self.frozen = ctx, spec, gamma, reward, frozen
         self.env_steps = 0
 
     def collect(self, policy, episodes: int, seed: int, note: str) -> tuple[Transitions, float]:
@@ -180,7 +187,8 @@ class RolloutCollector:
         self.store.refresh()
         self.env_steps += r.env_steps
         t = store_transitions(self.store, self.spec, self.gamma, episodes=range(first, len(self.store)),
-                              reward="success" if self.reward == "sparse" else "reward", stride=1)
+                              reward="success" if self.reward == "sparse" else "reward", stride=1,
+                              features=self.frozen)
         return t, r.success_rate
 
 
@@ -200,20 +208,22 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
     gamma, reward = ctx.online.gamma, ctx.online.reward
     spec = base.spec
     base = base.to(device).eval().requires_grad_(False)
+    frozen = frozen_features(base)
     t0 = time.monotonic()
 
     data = store_transitions(ctx.store, spec, gamma, reward="success" if reward == "sparse" else "reward",
-                             stride=1, progress=ctx.progress)
+                             stride=1, progress=ctx.progress, features=frozen)
     if len(data) == 0:
         raise ConfigError(f"{ctx.store.path}: no transitions for the policy's spec (empty store?)")
     starts = [episode_starts(data)]
-    features = ChunkFeatures(spec, base.normalizer)
+    features = ChunkFeatures(view_spec(base), base.normalizer)
     critics = IQLCritics(features, cfg.iql()).to(device)
     dynamics = DynamicsEnsemble(features, DynamicsConfig(cfg.dynamics_models, cfg.dynamics_hidden)).to(device)
     policy = copy.deepcopy(base).requires_grad_(True)
+    policy.encoder.cameras.requires_grad_(False)     # its features are the cached ones (frozen)
     collector = None
     if ctx.make_env is not None and cfg.rollout_episodes:
-        collector = RolloutCollector(ctx, spec, gamma, reward)
+        collector = RolloutCollector(ctx, spec, gamma, reward, frozen)
     rounds_dir = ctx.out / "rounds"
     q_config = {"n": cfg.n_q, "hidden": list(cfg.critic_hidden), "layer_norm": True}
     base_success = ctx.evaluate(base) if ctx.evaluate is not None else None
@@ -249,10 +259,10 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
             round_m["dynamics"] = dynamics.fit(batches, cfg.dynamics_steps if r == 0 else cfg.dynamics_steps // 2,
                                                ctx.progress)
             start_obs = _start_batch(starts, cfg.ope_starts, device, seed)
-            gate = OPEGate(policy, lambda p: am_q(p, critics.q_value, dynamics, start_obs, cfg.ope_horizon, seed),
-                           cfg.gate_threshold)
+            gate = OPEGate(policy, lambda p: am_q(p, critics.q_value, dynamics, start_obs, cfg.ope_horizon, seed,
+                                                  frozen), cfg.gate_threshold)
             round_m["am_q_before"] = gate.reference
-        round_m.update(improve(policy, critics, batches, gate, cfg, ctx.progress, f"round {r} improve"))
+        round_m.update(improve(policy, critics, batches, gate, cfg, ctx.progress, f"round {r} improve", frozen))
         updates += cfg.improve_steps
         policy.eval()
 

@@ -17,6 +17,9 @@ own act() and update() (the actor loss included) from the learner's steps; nothi
 the algorithm except the `prepare` function it hands over (residual: base chunks as transition extras).
 The learner state (networks, optimizers, counters) saves to <out>/learner and resumes with the replay
 rebuilt from the prior store plus the run's own recorded episodes (<out>/online.zarr).
+Pixels: with `frozen` (the base's frozen camera encoders, robot_rl.policies.frozen_features) every batch of
+transitions is turned into the feature view on arrival (each frame encoded once), before `prepare`, so the
+replay, the critic and the actor never hold a frame; act() encodes the raw history the same way.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ from robot_rl.core.spec import PolicySpec
 from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_finetuned
 from robot_rl.learning.rl.online import OnlineProgress, run_online
 from robot_rl.learning.rl.replay import SymmetricReplay, n_step_transitions
-from robot_rl.learning.rl.transitions import SOURCES, Transitions, store_transitions
+from robot_rl.learning.rl.transitions import SOURCES, Transitions, feature_transitions, store_transitions
 from robot_rl.learning.train_state import PROGRESS, has_learner_state, load_learner_state, save_learner_state
 from robot_rl.policies.critics import ChunkFeatures, QEnsemble
 from robot_rl.policies.device import resolve_device
+from robot_rl.policies.frozen_features import FrozenFeatures
 from robot_rl.policies.normalizer import Normalizer
 
 WARMUP_OVER = "_learner.warmup_over"      # actor_weights entry: the learner has left its warm-up
@@ -94,11 +98,15 @@ class OffPolicyLearner:
     """
 
     def __init__(self, spec: PolicySpec, normalizer: Normalizer, cfg: OffPolicyConfig, device="cpu",
-                 seed: int = 0, gamma: float = 0.99) -> None:
-        self.spec, self.cfg, self.gamma = spec, cfg, gamma
+                 seed: int = 0, gamma: float = 0.99, frozen: FrozenFeatures | None = None) -> None:
+        """frozen: the frozen camera features of an image spec (required then)."""
+        if spec.images and frozen is None:
+            raise ConfigError(f"off-policy RL on cameras {[f.key for f in spec.images]} needs the base policy's "
+                              f"frozen encoder (robot_rl.policies.frozen_features)")
+        self.spec, self.cfg, self.gamma, self.frozen = spec, cfg, gamma, frozen
         self.device = resolve_device(device)
         torch.manual_seed(seed)
-        self.features = ChunkFeatures(spec, normalizer).to(self.device)
+        self.features = ChunkFeatures(frozen.view if frozen else spec, normalizer).to(self.device)
         O, A = self.features.obs_dim, self.features.action_dim
         self.critic = QEnsemble(O, A, cfg.critic_heads, cfg.critic_hidden, layer_norm=True).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -127,7 +135,11 @@ class OffPolicyLearner:
         return self.warmup_transitions is None
 
     def obs_tensors(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """Observation history {key: (n_obs, D)} -> raw tensors {key: (1, n_obs, D)} on the device."""
+        """Observation history {key: (n_obs, D) or camera frames (n_obs, H, W, C)} -> the view as tensors
+        {key: (1, n_obs, D)} on the device (raw low-dim, camera features)."""
+        if self.frozen is not None:
+            return {k: v.to(self.device) for k, v in
+                    self.frozen.obs({f.key: np.asarray(obs[f.key])[None] for f in self.spec.obs}).items()}
         return {f.key: torch.as_tensor(np.asarray(obs[f.key]), dtype=torch.float32, device=self.device)[None]
                 for f in self.spec.obs}
 
@@ -164,12 +176,13 @@ class OffPolicyLearner:
     def remember(self, t: Transitions) -> None:
         """An episode into the online replay buffer, counters untouched (observe, or a resumed learner
         refilling the buffer with episodes its restored counters already hold)."""
-        self.replay.add_online(self.prepare(n_step_transitions(t, self.cfg.n_step)))
+        self.replay.add_online(self.prepare(n_step_transitions(feature_transitions(t, self.frozen), self.cfg.n_step)))
 
     def load_prior(self, store, progress: bool = False) -> int:
         """Store episodes (demos of mixed quality, interventions) -> the prior buffer, every start step
         (stride 1); the critic learns on their executed actions. Returns the number of transitions."""
-        t = store_transitions(store, self.spec, self.gamma, reward="success", stride=1, progress=progress)
+        t = store_transitions(store, self.spec, self.gamma, reward="success", stride=1, progress=progress,
+                              features=self.frozen)
         if self.cfg.prior_success_only:
             t = t.select(t.success)
         if len(t) == 0:
@@ -179,7 +192,8 @@ class OffPolicyLearner:
 
     def load_online_store(self, store) -> int:
         """Recorded online episodes (this run's online.zarr) back into the online buffer, chunked as executed."""
-        t = store_transitions(store, self.spec, self.gamma, reward="success", stride=self.spec.n_action_steps)
+        t = store_transitions(store, self.spec, self.gamma, reward="success", stride=self.spec.n_action_steps,
+                              features=self.frozen)
         if len(t) == 0:
             return 0
         t.sources = np.where(t.interventions, SOURCES["intervention"], SOURCES["online"]).astype(np.uint8)

@@ -1,6 +1,7 @@
 """Off-policy evaluation for the offline stage: a learned dynamics ensemble, the AM-Q score and the gate.
 
-`DynamicsEnsemble`: n MLPs over the critics' latent inputs (the normalized, flattened observation history
+`DynamicsEnsemble` (for an image policy: on the feature view, predicting the next frozen camera features):
+n MLPs over the critics' latent inputs (the normalized, flattened observation history
 and action chunk) predicting the next history (as a delta), the chunk return and the termination logit;
 trained on the store's chunk transitions, each member on its own minibatch stream.
 `am_q`: roll a policy in the ensemble from dataset start states (a random member per rollout and step, fixed
@@ -26,6 +27,7 @@ from robot_rl.core.errors import ConfigError
 from robot_rl.learning.rl.denoising_ppo import executed_actions
 from robot_rl.learning.rl.iql import TransitionBatches
 from robot_rl.policies.critics import ChunkFeatures
+from robot_rl.policies.frozen_features import FrozenFeatures, condition
 
 QFunction = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]   # raw obs, raw actions -> (B,)
 
@@ -128,10 +130,11 @@ class DynamicsEnsemble(nn.Module):
 
 @torch.no_grad()
 def am_q(policy, q: QFunction, model: DynamicsEnsemble, start_obs: Mapping[str, torch.Tensor], horizon: int,
-         seed: int = 0) -> float:
+         seed: int = 0, frozen: FrozenFeatures | None = None) -> float:
     """Mean Q along `horizon` chunk steps of model rollouts of `policy` (its deployed DDIM sampler) from the raw
     start observations {k: (S, n_obs, D)}, weighted by the predicted probability of not having terminated.
-    Deterministic given `seed` (same starts, sampling noise and ensemble members for every policy)."""
+    Deterministic given `seed` (same starts, sampling noise and ensemble members for every policy).
+    frozen: an image policy's camera features; observations, model and Q are then in the feature view."""
     gen = torch.Generator().manual_seed(int(seed))
     step_gen = torch.Generator(device=policy.device).manual_seed(int(seed) + 1)    # eta > 0 samplers
     obs = {k: v.to(policy.device) for k, v in start_obs.items()}
@@ -140,7 +143,7 @@ def am_q(policy, q: QFunction, model: DynamicsEnsemble, start_obs: Mapping[str, 
     total = weight = 0.0
     for _ in range(horizon):
         noise = torch.randn((S, policy.spec.horizon, policy.spec.action_dim), generator=gen).to(policy.device)
-        actions = executed_actions(policy, policy.sample_actions(policy.encode(obs), noise, step_gen))
+        actions = executed_actions(policy, policy.sample_actions(condition(policy, frozen, obs), noise, step_gen))
         total += float((alive * q(obs, actions)).sum())
         weight += float(alive.sum())
         obs, _, done = model.step(obs, actions, gen)

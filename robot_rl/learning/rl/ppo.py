@@ -10,6 +10,12 @@ clipped surrogate of robot_rl.learning.rl.denoising_ppo at every denoising step 
 step, RL-100; `finetune_steps` = K' restricts it to the last K' steps, DPPO), a value regression, and an
 optional BC step (the DDPM loss on the prior store's successful windows). The rollout is then discarded.
 
+Pixels: the camera encoders stay frozen (train_encoder then trains the proprio encoder only). The rollout
+holds its uint8 frames until its iteration (rollout_chunks x 2 histories x n_obs_steps frames per camera:
+~79 MB for 200 chunks of two 128x128 cameras at n_obs_steps 2); the iteration encodes each distinct frame
+once (robot_rl.policies.frozen_features), and the value net, the surrogate's condition and the minibatches
+read those features; the frames are dropped with the rollout.
+
 The exported policy is a DiffusionPolicy with the fine-tuned weights, acting with `export_eta` over the
 same K steps (all K steps share the weights, so the checkpoint is a plain diffusion policy). Training state
 (weights, optimizers, counters) is saved after every iteration in <out>/train_state (a rerun with the
@@ -34,11 +40,12 @@ from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_f
 from robot_rl.learning.rl.denoising_ppo import ChainConfig, DenoisingPPO, executed_actions, sample_stochastic_chain
 from robot_rl.learning.rl.gae import episode_ends, gae
 from robot_rl.learning.rl.online import OnlineProgress, run_online
-from robot_rl.learning.rl.transitions import Transitions
+from robot_rl.learning.rl.transitions import Transitions, feature_transitions
 from robot_rl.learning.train_state import has_learner_state, load_learner_state, save_learner_state
 from robot_rl.policies.critics import ChunkFeatures, ValueNet
 from robot_rl.policies.device import resolve_device
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
+from robot_rl.policies.frozen_features import condition, frozen_features, view_spec
 
 
 @dataclass
@@ -115,7 +122,8 @@ class DiffusionPPO:
         self.policy = trainable_copy(base.to(device), num_inference_steps=cfg.num_inference_steps,
                                      eta=cfg.export_eta)
         self.chain = ChainConfig(cfg.num_inference_steps, cfg.eta, cfg.min_std, cfg.log_prob_reduce)
-        self.features = ChunkFeatures(self.spec, self.policy.normalizer)
+        self.frozen = frozen_features(self.policy)     # cameras: frozen, read as cached features
+        self.features = ChunkFeatures(view_spec(self.policy), self.policy.normalizer)
         self.value = ValueNet(self.features.obs_dim, cfg.critic_hidden).to(device)
         if not cfg.train_encoder:
             self.policy.encoder.requires_grad_(False)
@@ -124,7 +132,7 @@ class DiffusionPPO:
         self.critic_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.critic_lr)
         steps = slice(-cfg.finetune_steps, None) if cfg.finetune_steps else None
         self.ppo = DenoisingPPO(self.policy, self.actor_opt, self.chain, cfg.clip, cfg.grad_clip, cfg.train_encoder,
-                                steps)
+                                steps, encode=lambda o: condition(self.policy, self.frozen, o))
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.bc = bc_batches(store, self.spec, cfg.bc_batch_size, seed) if cfg.bc_coef > 0 and store else None
@@ -146,9 +154,11 @@ class DiffusionPPO:
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], explore: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Observation history {key: (n_obs, D)} -> raw executed actions (n_act, Da) and, when exploring,
-        extras {chain (K+1, horizon, Da), log_prob (K,)} of the stochastic chain that produced them."""
-        cond = self.policy.encode({k: torch.as_tensor(np.asarray(v)[None]) for k, v in obs.items()})
+        """Observation history {key: (n_obs, D), cameras (n_obs, H, W, C)} -> raw executed actions (n_act, Da)
+        and, when exploring, extras {chain (K+1, horizon, Da), log_prob (K,)} of the stochastic chain that
+        produced them."""
+        raw = {f.key: torch.as_tensor(np.asarray(obs[f.key])[None]) for f in self.spec.obs}
+        cond = condition(self.policy, self.frozen, self.frozen.obs(raw) if self.frozen is not None else raw)
         if not explore:
             noise = self.policy.make_noise(1, self.generator)
             normalized = self.policy.sample(cond, noise, self.chain.num_steps, self.cfg.export_eta).actions
@@ -179,7 +189,7 @@ class DiffusionPPO:
     def update(self) -> dict[str, float]:
         """One PPO iteration on the buffered rollout (then discarded). Returns its metrics."""
         cfg, dev = self.cfg, self.device
-        batch = Transitions.concat(self.rollout)
+        batch = feature_transitions(Transitions.concat(self.rollout), self.frozen)   # frames: each encoded once
         self.rollout = []
         t = batch.torch(dev)
         obs_flat = self.features.obs(t["obs"])

@@ -5,6 +5,13 @@ Symmetric sampling (RLPD): every batch takes round(prior_fraction * B) transitio
 (store demos, relabelled by the algorithm as needed, plus every human-intervention transition as it
 arrives online: HIL-SERL) and the rest from the online buffer. An intervention transition goes to both.
 An empty side gives its share to the other.
+
+Pixels: the buffers hold the feature view (robot_rl.policies.frozen_features: the base's frozen camera
+encoders), never frames. Memory per 100k transitions (obs + next_obs of n_obs_steps = 2, actions 8 x 7,
+the residual's two base chunks; the twin's two 128x128 RGB cameras as 64-d features (32 spatial-softmax
+keypoints) + 8-d proprio): 0.29 GB (2,871 B per transition) with features, 39 GB were the uint8 frames kept
+(2 x 2 x 2 x 49,152 B per transition). `ReplayBuffer.nbytes` gives the real figure of a buffer (docs/rl.md,
+"Pixels in the RL stages").
 """
 
 from __future__ import annotations
@@ -70,6 +77,17 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         return self.size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the preallocated arrays (capacity rows; 0 before the first add)."""
+        if self._data is None:
+            return 0
+        return sum(a.nbytes for v in self._data.values() for a in (v.values() if isinstance(v, dict) else [v]))
+
+    @property
+    def bytes_per_transition(self) -> float:
+        return self.nbytes / self.capacity
 
     def _allocate(self, t: Transitions) -> None:
         def like(a: np.ndarray) -> np.ndarray:

@@ -31,6 +31,8 @@ subset of 2 target heads, actor on the mean Q (every `actor_every` updates), n-s
 chunk transition after `warmup_env_steps` steps of the base alone (the first of them train the critic
 only), symmetric sampling of prior data (store demos, critic on their executed actions, actor input
 a_base = the base's chunk at the demo state, computed once at load; plus every intervention) and online data.
+Pixels: the residual, the critic and the base's chunks at insert time read the base's frozen camera features
+(robot_rl.policies.frozen_features; docs/rl.md, "Pixels in the RL stages"); the replay holds no frame.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult
 from robot_rl.learning.rl.offpolicy import OffPolicyConfig, OffPolicyLearner, UsesLearner, train_online
 from robot_rl.learning.rl.transitions import Transitions
 from robot_rl.policies.base import ChunkPolicy
+from robot_rl.policies.frozen_features import frozen_features
 from robot_rl.policies.residual_policy import ResidualPolicy
 
 BASE_BATCH = 1024   # rows per base-policy call when relabelling stored transitions
@@ -90,7 +93,7 @@ class ResidualAgent(UsesLearner):
         """dims: the action dimensions of the residual (default cfg.dims, else all)."""
         self.base, self.cfg, self.spec = base, cfg, base.spec
         self.dims = list(cfg.dims) if cfg.dims is not None else dims
-        self.learner = OffPolicyLearner(base.spec, base.normalizer, cfg, device, seed, gamma)
+        self.learner = OffPolicyLearner(base.spec, base.normalizer, cfg, device, seed, gamma, frozen_features(base))
         self.device, self.features = self.learner.device, self.learner.features
         self.policy = ResidualPolicy(base, cfg.scale, cfg.actor_hidden, cfg.actor_layer_norm, self.dims,
                                      cfg.per_step, cfg.dim_scales)
@@ -100,7 +103,8 @@ class ResidualAgent(UsesLearner):
     # ---- acting: a = a_base + r, r explored with clipped Gaussian noise once the warm-up is over ---------
     @torch.no_grad()
     def act(self, obs, explore: bool = True):
-        """Observation history {key: (n_obs, D)} -> (raw actions (n_act, Da), {"base_action": raw base chunk})."""
+        """Observation history {key: (n_obs, D), cameras (n_obs, H, W, C)} -> (raw actions (n_act, Da),
+        {"base_action": raw base chunk}); base and residual read the same view (camera features)."""
         x = self.learner.obs_tensors(obs)
         base_raw = self.policy.base_actions(x, self.base.make_noise(1))
         base = self.features.action(base_raw)
@@ -144,8 +148,8 @@ class ResidualAgent(UsesLearner):
     # ---- data: the base's chunks at obs and at the n-step next obs, once at insert time ---------------------
     @torch.no_grad()
     def base_chunks(self, obs: dict) -> torch.Tensor:
-        """Raw obs {key: (N, n_obs, D)} arrays -> the base's raw executable chunks (N, n_act, Da) on the CPU,
-        each from its own fresh noise."""
+        """Obs {key: (N, n_obs, D)} arrays in the view (raw low-dim, camera features) -> the base's raw
+        executable chunks (N, n_act, Da) on the CPU, each from its own fresh noise."""
         n = len(next(iter(obs.values())))
         parts = []
         for i in range(0, n, BASE_BATCH):

@@ -4,8 +4,9 @@ The baseline the residual default is measured against: the same chunk MDP, repla
 sampling, n-step), LayerNorm critic ensemble (10 heads, min over a random subset of 2) and update code
 (robot_rl.learning.rl.offpolicy), with a SAC actor instead of a residual: a tanh-Gaussian over the
 normalized action chunk, no base policy, a learned temperature (target entropy -|A|/2) in the actor
-loss and none in the backup (RLPD). It uses the base checkpoint only for the spec and the normalizer.
-Exported as a GaussianChunkPolicy (tanh of the mean).
+loss and none in the backup (RLPD). It uses the base checkpoint only for the spec and the normalizer, and
+with cameras for its frozen camera encoders (the actor and critic read their features, as the residual's
+do; the exported policy keeps that encoder). Exported as a GaussianChunkPolicy (tanh of the mean).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult
 from robot_rl.learning.rl.offpolicy import OffPolicyConfig, OffPolicyLearner, UsesLearner, train_online
+from robot_rl.policies.frozen_features import frozen_features
 from robot_rl.policies.gaussian_chunk import GaussianChunkPolicy
 
 
@@ -49,11 +51,14 @@ class RLPDAgent(UsesLearner):
     """A SAC actor and its temperature, its update, and an OffPolicyLearner for the critic, the replay,
     the counters and the learner state (its reads: observe, allowed_updates, save_state, ...)."""
 
-    def __init__(self, spec, normalizer, cfg: RLPDConfig, device="cpu", seed: int = 0, gamma: float = 0.99):
+    def __init__(self, spec, normalizer, cfg: RLPDConfig, device="cpu", seed: int = 0, gamma: float = 0.99,
+                 encoder=None):
+        """encoder: with cameras, the (base) policy whose frozen camera encoders make the image features."""
         self.cfg, self.spec = cfg, spec
-        self.learner = OffPolicyLearner(spec, normalizer, cfg, device, seed, gamma)
+        frozen = frozen_features(encoder) if spec.images and encoder is not None else None
+        self.learner = OffPolicyLearner(spec, normalizer, cfg, device, seed, gamma, frozen)
         self.device, self.features = self.learner.device, self.learner.features
-        self.policy = GaussianChunkPolicy(spec, normalizer, cfg.actor_hidden)
+        self.policy = GaussianChunkPolicy(spec, normalizer, cfg.actor_hidden, encoder=encoder)
         self.actor = self.policy.actor
         self.temperature = Temperature(cfg.init_temperature).to(self.device)
         self.temperature_opt = torch.optim.Adam(self.temperature.parameters(), lr=cfg.temperature_lr)
@@ -64,7 +69,8 @@ class RLPDAgent(UsesLearner):
 
     @torch.no_grad()
     def act(self, obs, explore: bool = True):
-        """Observation history {key: (n_obs, D)} -> (raw actions (n_act, Da), no extras); samples while
+        """Observation history {key: (n_obs, D), cameras (n_obs, H, W, C)} -> (raw actions (n_act, Da), no
+        extras); samples while
         exploring, the warm-up included (the untrained actor is the warm-up's exploration)."""
         a, _ = self.actor(self.features.obs(self.learner.obs_tensors(obs)), deterministic=not explore)
         return self.learner.raw_chunk(a), {}
@@ -101,7 +107,8 @@ def make_agent(ctx: FinetuneContext) -> tuple[RLPDAgent, RLPDConfig]:
     if ctx.base is None:
         raise ConfigError("finetune algo=rlpd needs policy=<checkpoint> for its observation/action spec and "
                           "normalizer (its weights are not used)")
-    return RLPDAgent(ctx.base.spec, ctx.base.normalizer, cfg, ctx.device, ctx.seed, ctx.online.gamma), cfg
+    return RLPDAgent(ctx.base.spec, ctx.base.normalizer, cfg, ctx.device, ctx.seed, ctx.online.gamma,
+                     encoder=ctx.base if ctx.base.spec.images else None), cfg
 
 
 def run(ctx: FinetuneContext) -> FinetuneResult:

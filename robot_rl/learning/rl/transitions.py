@@ -10,7 +10,7 @@ offline data and online data mean exactly the same thing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ import torch
 from robot_rl.core.progress import progress_bar
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.core.spec import PolicySpec
+from robot_rl.policies.frozen_features import FrozenFeatures
 
 # where a transition came from; prior data (demos, interventions) vs the learner's own rollouts
 SOURCES = {"demo": 0, "policy": 1, "online": 2, "intervention": 3}
@@ -27,7 +28,9 @@ SOURCES = {"demo": 0, "policy": 1, "online": 2, "intervention": 3}
 class Transitions:
     """N chunk transitions as typed arrays (nothing pickled: every field is a plain ndarray).
 
-    obs / next_obs: feature key -> (N, n_obs_steps, D) raw (unnormalized) float32 features;
+    obs / next_obs: feature key -> (N, n_obs_steps, D) raw (unnormalized) float32 features, or for a camera
+    (N, n_obs_steps, H, W, C) uint8 frames as the env gives them (robot_rl.policies.frozen_features turns them
+    into (N, n_obs_steps, D) features before a replay holds them);
     actions: (N, n_action_steps, Da) raw executed actions (padded by repeating the last executed
     action when the episode ended inside the chunk); rewards: (N,) chunk returns; discounts: (N,)
     gamma^steps, 0 after termination; steps: (N,) executed env steps; interventions: (N,) any step
@@ -91,6 +94,15 @@ class Transitions:
         return out
 
 
+def feature_transitions(t: Transitions, features: FrozenFeatures | None) -> Transitions:
+    """t with its camera frames replaced by frozen features (the feature view; each distinct frame encoded
+    once); t itself without features or frames (a low-dim policy, or transitions already in the view)."""
+    if features is None or not any(k in t.obs and t.obs[k].ndim > 3 for k in features.images):
+        return t
+    obs, next_obs = features.arrays(t.obs, t.next_obs)
+    return replace(t, obs=obs, next_obs=next_obs)
+
+
 def chunk_return(rewards: np.ndarray, gamma: float) -> float:
     """sum_k gamma^k r_k of one chunk's per-step rewards."""
     r = np.asarray(rewards, dtype=np.float64)
@@ -103,7 +115,8 @@ def chunk_transitions(obs: dict[str, np.ndarray], actions: np.ndarray, rewards: 
                       extras: dict[str, np.ndarray] | None = None) -> Transitions:
     """Chunk transitions of one episode of T env steps.
 
-    obs: feature key -> (T + 1, D) features at steps 0..T (after reset, then after every action);
+    obs: feature key -> (T + 1, D) features at steps 0..T (after reset, then after every action), or for a
+    camera (T + 1, H, W, C) uint8 frames (kept uint8: a float32 copy of a frame is 4x its bytes);
     actions: (T, Da) executed; rewards: (T,) reward of each step; terminated: the episode ended in
     a terminal state at step T (success), not a time limit. Chunks start every `stride` steps
     (default n_action_steps: the chunks a policy actually executed; 1 uses every step of a demo).
@@ -141,17 +154,24 @@ def chunk_transitions(obs: dict[str, np.ndarray], actions: np.ndarray, rewards: 
             raise ValueError(f"chunk_transitions: extras[{k!r}] has {len(v)} rows for {n} chunks")
     src = np.where(any_flag, SOURCES["intervention"], SOURCES[source]).astype(np.uint8)
     return Transitions(
-        obs={k: np.asarray(v, np.float32)[obs_idx] for k, v in obs.items()},
+        obs={k: _obs_array(v)[obs_idx] for k, v in obs.items()},
         actions=np.asarray(actions, np.float32)[act_idx],
         rewards=returns.astype(np.float32), discounts=discounts.astype(np.float32),
-        next_obs={k: np.asarray(v, np.float32)[next_idx] for k, v in obs.items()},
+        next_obs={k: _obs_array(v)[next_idx] for k, v in obs.items()},
         steps=steps.astype(np.int32), interventions=any_flag, sources=src,
         episodes=np.full(n, episode, np.int64), success=np.full(n, bool(success)), extras=extras)
 
 
+def _obs_array(v) -> np.ndarray:
+    """Frames stay uint8; everything else becomes float32."""
+    a = np.asarray(v)
+    return a if a.dtype == np.uint8 else a.astype(np.float32, copy=False)
+
+
 def _empty(spec: PolicySpec) -> Transitions:
     z = lambda *s: np.zeros((0, *s), np.float32)  # noqa: E731
-    obs = {f.key: z(spec.n_obs_steps, *f.shape) for f in spec.obs}
+    obs = {f.key: z(spec.n_obs_steps, *f.shape) if f.kind == "low_dim"
+           else np.zeros((0, spec.n_obs_steps, *f.shape[1:], f.shape[0]), np.uint8) for f in spec.obs}
     return Transitions(obs, z(spec.n_action_steps, spec.action_dim), z(), z(), {k: v.copy() for k, v in obs.items()},
                        np.zeros(0, np.int32), np.zeros(0, bool), np.zeros(0, np.uint8), np.zeros(0, np.int64),
                        np.zeros(0, bool))
@@ -182,19 +202,21 @@ def step_rewards(store, episode: int, query: np.ndarray, reward: str) -> np.ndar
 
 
 def store_transitions(store, spec: PolicySpec, gamma: float, episodes=None, reward: str = "success",
-                      stride: int = 1, progress: bool = False) -> Transitions:
+                      stride: int = 1, progress: bool = False, features: FrozenFeatures | None = None) -> Transitions:
     """Chunk transitions of store episodes (default all) on the policy grid of the action stream.
 
     Each action sample defines a step; observations are read at the action times and one period after the
     last action (the final state); rewards come from `step_rewards`; an `intervention` stream (if recorded)
     marks human/corrector steps. An episode with a success reward terminates at its first success.
+    Camera features: with `features` (the base's frozen encoders) each episode's frames are encoded once,
+    before chunking, and the transitions hold the feature view; without, they hold uint8 frames (H, W, C),
+    which a stride-1 chunking copies 2 * n_obs_steps times per frame (fine for a few episodes, not a store).
     """
 
     from robot_rl.data.align import align_episode
 
-    if spec.images:
-        raise ConfigError(f"RL stages read low-dim observations; spec has image features "
-                          f"{[f.key for f in spec.images]} (train the RL stages on a state-observation policy)")
+    if features is not None and features.spec.to_dict() != spec.to_dict():
+        raise ConfigError("store_transitions: features were made for another spec than the one given")
     a_stream = spec.action.stream
     if a_stream not in store.streams:
         raise StoreError(f"{store.path}: action stream {a_stream!r} not in the store")
@@ -211,13 +233,16 @@ def store_transitions(store, spec: PolicySpec, gamma: float, episodes=None, rewa
         t_act = np.asarray(t_act, np.float64)
         query = np.append(t_act, t_act[-1] + 1.0 / spec.rate_hz)
         values = align_episode(store, int(ep), streams, query)
-        obs = {f.key: f.from_streams(values).reshape(len(query), -1) for f in spec.obs}
+        obs = {f.key: f.from_streams(values).reshape(len(query), -1) if f.kind == "low_dim"
+               else np.asarray(f.from_streams(values)) for f in spec.obs}
         rewards = step_rewards(store, int(ep), query[1:], reward)
         meta = store.episode_meta(int(ep))
         terminated = False
         if reward == "success" and rewards.any():   # cut at the first success: that is the terminal state
             T = int(np.argmax(rewards > 0)) + 1
             actions, rewards, obs, terminated = actions[:T], rewards[:T], {k: v[:T + 1] for k, v in obs.items()}, True
+        if features is not None and spec.images:     # each frame of the episode encoded once
+            obs = features.arrays(obs)[0]
         flags = None
         if "intervention" in store.streams:
             fv, ft = store.read("intervention", int(ep))
@@ -226,7 +251,7 @@ def store_transitions(store, spec: PolicySpec, gamma: float, episodes=None, rewa
         parts.append(chunk_transitions(obs, actions, rewards, terminated, spec, gamma, interventions=flags,
                                        stride=stride, source=source if source in SOURCES else "demo",
                                        episode=int(ep), success=bool(meta.get("success"))))
-    return Transitions.concat(parts) if any(len(p) for p in parts) else _empty(spec)
+    return Transitions.concat(parts) if any(len(p) for p in parts) else _empty(features.view if features else spec)
 
 
 def align_episode_flags(values: np.ndarray, times: np.ndarray, query: np.ndarray) -> np.ndarray:
