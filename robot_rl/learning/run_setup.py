@@ -13,15 +13,20 @@ from robot_rl.sim.env import TwinEnv
 from robot_rl.sim.gym_tasks import gym_env_factory, is_gym_task, task_overrides
 from robot_rl.sim.tasks import TASKS
 
+PRIVILEGED_STREAM = "task_state"   # the twin's object poses: no real robot has it
+
 
 def twin_env_factory(task_cfg, spec, seed: int = 0):
-    """An env factory for a task config matching the spec (cameras iff it has images): a TwinEnv for
-    {name, params}, a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks)."""
+    """An env factory for a task config matching the spec: a TwinEnv for {name, params} with the cameras the
+    spec reads, rendered once per policy step (policy rollouts read nothing in between; `collect` records at
+    camera rate), and the privileged task_state only when the spec reads it (a pixel policy's env has none,
+    as on the real robot); a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks)."""
     if is_gym_task(task_cfg):
         return gym_env_factory(task_cfg, cameras=bool(spec.images), seed=seed)
     cams = [f.stream[len("cam_"):-len("_rgb")] for f in spec.images]
+    privileged = any(PRIVILEGED_STREAM in f.streams for f in spec.obs)
     return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
-                   cameras=cams or False, privileged=True, seed=seed)
+                   cameras=cams or False, privileged=privileged, seed=seed, camera_rate="policy")
 
 
 def resolve_task(task_cfg, store) -> dict | None:

@@ -1,7 +1,8 @@
 """The chunk-level view of a Gymnasium env that RL agents act in.
 
 `reset()` / `step(actions)` take and give what a chunk policy sees: an observation history
-{feature key: (n_obs_steps, D)} and a chunk of raw actions (k <= n_action_steps, Da). Each env
+{feature key: (n_obs_steps, D)} (float32; an image feature: (n_obs_steps, H, W, C) uint8 frames in the
+env's layout, never float copies) and a chunk of raw actions (k <= n_action_steps, Da). Each env
 step's observation, action, reward and intervention flag are kept, so `episode_transitions()`
 turns the finished episode into `Transitions` with the same rule as store episodes. An optional
 `corrector(obs, action) -> action | None` takes over individual steps (a human at the SpaceMouse;
@@ -48,9 +49,6 @@ class ChunkEnv:
     def __init__(self, env, spec: PolicySpec, gamma: float = 0.99, reward: str = "sparse",
                  corrector: Corrector | None = None, recorder=None, max_steps: int | None = None,
                  success_fn: Callable[[dict], bool] | None = None) -> None:
-        if spec.images:
-            raise ValueError("ChunkEnv: RL stages use low-dim observations; the spec has image features "
-                             f"{[f.key for f in spec.images]}")
         if reward not in ("sparse", "dense"):
             raise ValueError(f"ChunkEnv: reward={reward!r}, expected 'sparse' or 'dense'")
         self.env, self.spec, self.gamma, self.reward = env, spec, gamma, reward
@@ -71,8 +69,11 @@ class ChunkEnv:
         self.env_steps = 0
 
     def features(self) -> dict[str, np.ndarray]:
-        stacked = {k: np.stack([h[k] for h in self._history]) for k in self._history[0]}
-        return {k: np.asarray(v, np.float32) for k, v in self.spec.obs_from_streams(stacked).items()}
+        """The observation history {key: (n_obs_steps, *step shape)} from the per-step log's rows."""
+        n = self.spec.n_obs_steps
+        rows = self._obs_log[-n:]
+        rows = [rows[0]] * (n - len(rows)) + rows          # padded by the reset observation
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
         obs, info = self.env.reset(seed=seed)
@@ -88,7 +89,19 @@ class ChunkEnv:
         return self.features()
 
     def _step_features(self, obs: dict) -> dict[str, np.ndarray]:
-        return {f.key: np.asarray(f.from_streams(obs), np.float32).reshape(-1) for f in self.spec.obs}
+        """One step's features: low-dim (D,) float32; images (H, W, C) uint8 as the env gives them."""
+        out = {}
+        for f in self.spec.obs:
+            if f.kind == "low_dim":
+                out[f.key] = np.asarray(f.from_streams(obs), np.float32).reshape(-1)
+                continue
+            x = np.asarray(f.from_streams(obs))
+            C, H, W = f.shape
+            if x.dtype != np.uint8 or x.shape != (H, W, C):
+                raise ValueError(f"ChunkEnv: image feature {f.key!r} (stream {f.stream}) is {x.dtype} {x.shape}; "
+                                 f"the spec reads uint8 frames (H, W, C) = {(H, W, C)}")
+            out[f.key] = x
+        return out
 
     def step(self, actions: np.ndarray, extras: dict[str, np.ndarray] | None = None) -> ChunkStep:
         """Execute up to n_action_steps raw actions (stops early at termination/truncation).
