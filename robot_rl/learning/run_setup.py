@@ -16,17 +16,19 @@ from robot_rl.sim.tasks import TASKS
 PRIVILEGED_STREAM = "task_state"   # the twin's object poses: no real robot has it
 
 
-def twin_env_factory(task_cfg, spec, seed: int = 0):
+def twin_env_factory(task_cfg, spec, seed: int = 0, also=(), **env_kwargs):
     """An env factory for a task config matching the spec: a TwinEnv for {name, params} with the cameras the
     spec reads, rendered once per policy step (policy rollouts read nothing in between; `collect` records at
     camera rate), and the privileged task_state only when the spec reads it (a pixel policy's env has none,
-    as on the real robot); a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks)."""
+    as on the real robot); a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks). also: more specs whose
+    streams the env must give (e.g. a reward classifier's); env_kwargs: more TwinEnv arguments."""
+    specs = (spec, *also)
     if is_gym_task(task_cfg):
-        return gym_env_factory(task_cfg, cameras=bool(spec.images), seed=seed)
-    cams = [f.stream[len("cam_"):-len("_rgb")] for f in spec.images]
-    privileged = any(PRIVILEGED_STREAM in f.streams for f in spec.obs)
+        return gym_env_factory(task_cfg, cameras=any(s.images for s in specs), seed=seed)
+    cams = list(dict.fromkeys(f.stream[len("cam_"):-len("_rgb")] for s in specs for f in s.images))
+    privileged = any(PRIVILEGED_STREAM in f.streams for s in specs for f in s.obs)
     return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
-                   cameras=cams or False, privileged=privileged, seed=seed, camera_rate="policy")
+                   cameras=cams or False, privileged=privileged, seed=seed, camera_rate="policy", **env_kwargs)
 
 
 def resolve_task(task_cfg, store) -> dict | None:

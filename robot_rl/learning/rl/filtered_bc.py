@@ -186,7 +186,7 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
     recorder = OnlineRecorder(out / "online.zarr", task=task_label(ctx.task) if ctx.task else "")
     try:
         curve = run_online(algo, recorder.wrap(ctx.make_env), ctx.online, out, ctx.evaluate, ctx.make_corrector,
-                           recorder, ctx.progress, start)
+                           recorder, ctx.progress, start, make_success_fn=ctx.make_success_fn)
     finally:
         recorder.close()
     algo.save_state()
