@@ -94,8 +94,7 @@ class EpisodeRecord:
         T, n_chunks = self.env_steps, -(-self.env_steps // spec.n_action_steps)
         if T < 1:
             raise InvalidEpisode(f"{source}: no actions (an episode needs at least one env step)")
-        want = {f.key: ((T + 1, *f.shape), "float32") if f.kind == "low_dim" else
-                ((T + 1, f.shape[1], f.shape[2], f.shape[0]), "uint8") for f in spec.obs}
+        want = {f.key: ((T + 1, *feature_layout(f)[0]), feature_layout(f)[1]) for f in spec.obs}
         if set(self.obs) != set(want):
             raise InvalidEpisode(f"{source}: observation keys {sorted(self.obs)}, the run's spec has {sorted(want)}")
         arrays = {f"obs[{k!r}]": (self.obs[k], shape, dtype) for k, (shape, dtype) in want.items()}
@@ -115,6 +114,15 @@ class EpisodeRecord:
             if v.dtype.kind == "f" and not np.isfinite(v).all():
                 bad = np.argwhere(~np.isfinite(v))[0].tolist()
                 raise InvalidEpisode(f"{source}: {name} holds a non-finite value ({v[tuple(bad)]} at index {bad})")
+
+
+def feature_layout(f) -> tuple[tuple[int, ...], str]:
+    """(per-step shape, dtype) of a spec feature in an episode record: low-dim (D,) float32, an image
+    (H, W, C) uint8 (the env's layout; the spec describes it as the model's (C, H, W))."""
+    if f.kind == "low_dim":
+        return tuple(f.shape), "float32"
+    C, H, W = f.shape
+    return (H, W, C), "uint8"
 
 
 def obs_dtype(v: np.ndarray):
