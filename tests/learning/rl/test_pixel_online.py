@@ -20,6 +20,8 @@ from robot_rl.policies.io import load_policy
 
 from .pixel_policy import REACH, pixel_spec, save_pixel_policy
 
+SHORT_REACH = {"name": "reach", "params": {"time_limit": 1.0}}       # 20 steps at 20 Hz
+
 
 def test_chunk_env_keeps_frames_uint8_in_env_layout_through_record_wire_and_store(tmp_path):
     spec = pixel_spec()
@@ -104,3 +106,36 @@ def test_finetune_filtered_bc_from_pixels_learns_from_its_online_image_windows(t
     assert results["online_successes"] > 0 and results["updates"] > 0   # image windows of its own successes
     frames, _ = online.read("cam_front_rgb", 0)
     assert frames.dtype == np.uint8 and len(frames) == len(online.read("action", 0)[0]) + 1
+
+
+def test_evaluation_of_a_pixel_policy_runs_on_frames_without_privileged_state(tmp_path):
+    from robot_rl.data.writer import EpisodeWriter
+    from robot_rl.learning.evaluate import evaluate
+    from robot_rl.sim.gym_tasks import stream_specs
+
+    policy = load_policy(save_pixel_policy(tmp_path / "base"), device="cpu")
+    make_env = twin_env_factory(SHORT_REACH, policy.spec)
+    probe = make_env()
+    store = EpisodeStore.create(tmp_path / "eval.zarr", stream_specs(probe))
+    probe.close()
+    with EpisodeWriter(store) as w:
+        ev = evaluate(policy, make_env, policy.spec, episodes=1, writer=w, progress=False)
+    assert ev.episodes == 1 and ev.env_steps == 20                  # one frame per step
+    assert "task_state" not in store.streams
+    frames, t = EpisodeStore.open(tmp_path / "eval.zarr").read("cam_front_rgb", 0)
+    assert frames.dtype == np.uint8 and len(frames) == 21 and t[0] == 0.0
+
+
+def test_dagger_distillation_from_pixels_rolls_out_in_the_camera_env(tmp_path):
+    from robot_rl.learning.one_step_distill import DistillConfig, distill
+
+    teacher = load_policy(save_pixel_policy(tmp_path / "base"), device="cpu")
+    cfg = DistillConfig.from_dict({"mode": "dagger", "steps": 2, "batch_size": 4, "dagger_rounds": 2,
+                                   "dagger_episodes": 1, "eval_episodes": 1, "latency_repeats": 2, "probe_size": 4,
+                                   "num_workers": 0, "device": "cpu"})
+    res = distill(teacher, cfg, tmp_path / "d", twin_env_factory(SHORT_REACH, teacher.spec))
+    student = load_policy(res.student, device="cpu")
+    assert student.kind == "one_step" and student.spec.images == teacher.spec.images
+    rounds = res.results["dagger_rounds"]
+    assert [r["env_steps"] for r in rounds] == [20, 20] and rounds[1]["student_chunks"] > 0   # the student drove too
+    assert res.results["student_eval"]["episodes"] == 1
