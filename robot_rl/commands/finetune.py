@@ -46,7 +46,7 @@ class FinetuneRunConfig:
     corrector: str | None = None      # null | scripted: a scripted expert takes over when a twin episode goes wrong
     reward: str = "twin"              # twin: the twin's success check | classifier: the learned detector reward_model
                                       # (the real-robot path; the twin's check is still logged as ground truth)
-    reward_model: str | None = None   # reward=classifier: a reward classifier (`robot-rl train algo=reward`: <out>/reward)
+    reward_model: str | None = None   # reward=classifier: its checkpoint (`robot-rl train algo=reward` writes <out>/reward)
     reward_consecutive: int = 2       # reward=classifier: positive frames in a row that declare success
     actors: int = 0                   # N > 0: N twin actor processes feed a learner in this process (residual, rlpd)
     role: str = "local"               # local | learner (serve actors started elsewhere) | actor (one twin actor)

@@ -1,8 +1,8 @@
 """Observation histories for distillation: a growable buffer and twin rollouts that fill it.
 
 `ObsBuffer` holds observation histories {key: (N, n_obs, *shape)} (raw units, images HWC uint8 as the
-twin gives them, each frame stored once) and, for DAgger, the teacher's executable actions per history (N, n_action_steps, Da)
-in raw units. `collect()` rolls out a beta-mixture of teacher and student in the twin (one coin per
+twin gives them, each frame stored once) and, for DAgger, the teacher's executable actions per history
+(N, n_action_steps, Da) in raw units. `collect()` rolls out a beta-mixture of teacher and student in the twin (one coin per
 chunk: the teacher's chunk with probability beta, else the student's) and labels visited histories
 with the teacher's `act()` (the black-box policy interface: reset() / act(obs) -> ActionChunk).
 """
@@ -115,7 +115,8 @@ class ObsBuffer:
             tensors = load_file(str(path))
         except Exception as e:  # noqa: BLE001 - any parse failure is a corrupt file
             raise CheckpointError(f"{path}: unreadable distillation buffer ({e})") from None
-        need = [k for f in self.spec.obs for k in ((f.key,) if f.kind == "low_dim" else (f"frames/{f.key}", f"index/{f.key}"))]
+        need = [k for f in self.spec.obs
+                for k in ((f.key,) if f.kind == "low_dim" else (f"frames/{f.key}", f"index/{f.key}"))]
         missing = [k for k in need if k not in tensors]
         if missing:
             raise CheckpointError(f"{path}: buffer lacks observation arrays {missing}")

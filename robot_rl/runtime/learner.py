@@ -87,7 +87,8 @@ def expected_extras(algo, spec: PolicySpec) -> dict[str, tuple[tuple[int, ...], 
     returns (asked once, on a zero observation, without disturbing its random state)."""
     import torch
 
-    obs = {f.key: np.zeros((spec.n_obs_steps, *shape), dtype) for f in spec.obs for shape, dtype in [feature_layout(f)]}
+    layouts = {f.key: feature_layout(f) for f in spec.obs}
+    obs = {k: np.zeros((spec.n_obs_steps, *shape), dtype) for k, (shape, dtype) in layouts.items()}
     with torch.random.fork_rng(devices=[]):
         _, extras = algo.act(obs, explore=False)
     return {k: (np.shape(v), str(np.asarray(v).dtype)) for k, v in (extras or {}).items()}
@@ -95,7 +96,8 @@ def expected_extras(algo, spec: PolicySpec) -> dict[str, tuple[tuple[int, ...], 
 
 def store_streams(spec: PolicySpec, extras: dict[str, tuple[tuple[int, ...], str]]):
     """The StreamSpecs of a learner's store: fixed by the run's spec and algorithm, never by an episode."""
-    template = EpisodeRecord({f.key: np.zeros((1, *shape), dtype) for f in spec.obs for shape, dtype in [feature_layout(f)]},
+    layouts = {f.key: feature_layout(f) for f in spec.obs}
+    template = EpisodeRecord({k: np.zeros((1, *shape), dtype) for k, (shape, dtype) in layouts.items()},
                              np.zeros((0, spec.action_dim), np.float32), np.zeros(0, np.float32), np.zeros(0, bool),
                              False, False, {k: np.zeros((0, *shape), dtype) for k, (shape, dtype) in extras.items()})
     return record_streams(template, spec.rate_hz, spec.n_action_steps)

@@ -137,7 +137,8 @@ def record_streams(record: EpisodeRecord, rate_hz: float, n_action_steps: int):
 
     S = StreamSpec
     specs = [S(f"obs_{k}", "uint8", v.shape[1:], rate_hz, codec="png", interp="hold", description=f"camera frames {k}")
-             if obs_dtype(v) == np.uint8 else S(f"obs_{k}", "float32", v.shape[1:], rate_hz, description=f"policy feature {k}")
+             if obs_dtype(v) == np.uint8 else
+             S(f"obs_{k}", "float32", v.shape[1:], rate_hz, description=f"policy feature {k}")
              for k, v in record.obs.items()]
     specs += [S("action", "float32", record.actions.shape[1:], rate_hz, interp="hold",
                 description="executed action (raw units)"),

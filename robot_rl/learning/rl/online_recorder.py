@@ -3,7 +3,8 @@
 `OnlineRecorder` writes every twin step of the online loop (the robot_rl.sim.episode_recorder streams, the
 per-step `intervention` flag included) into <run>/online.zarr, one committed episode per rollout
 (source "policy"; its success is the one the loop used, a learned detector's when there is one, with the
-env's own verdict beside it as meta `true_success`), so a crashed run can rebuild its replay from the store and later stages can train on it.
+env's own verdict beside it as meta `true_success`), so a crashed run can rebuild its replay from the store
+and later stages can train on it.
 """
 
 from __future__ import annotations
