@@ -8,6 +8,8 @@ eval, distill and deploy read:
     robot-rl finetune algo=dsrl policy=<ckpt> task=lift                           # latent-noise steering
     robot-rl finetune algo=rlpd store=data/lift.zarr task=lift                    # from scratch, demos in the batch
     robot-rl finetune algo=residual policy=<ckpt> task=lift actors=4              # 4 twin actor processes, 1 learner
+    robot-rl finetune policy=<ckpt> task=lift reward=classifier reward_model=<train algo=reward out>/reward
+                                                                                  # success from the learned detector
 The policy lands in <out>/policy; results.json holds the learning curve and the final success rate.
 """
 
@@ -45,6 +47,10 @@ class FinetuneRunConfig:
                                       # default: the base's training store
     device: str = "auto"
     corrector: str | None = None      # null | scripted: a scripted expert takes over when a twin episode goes wrong
+    reward: str = "twin"              # twin: the twin's success check | classifier: the learned detector reward_model
+                                      # (the real-robot path; the twin's check is still logged as ground truth)
+    reward_model: str | None = None   # reward=classifier: its checkpoint (`robot-rl train algo=reward` writes <out>/reward)
+    reward_consecutive: int = 2       # reward=classifier: positive frames in a row that declare success
     actors: int = 0                   # N > 0: N twin actor processes feed a learner in this process (residual, rlpd)
     role: str = "local"               # local | learner (serve actors started elsewhere) | actor (one twin actor)
     actor_id: str | None = None       # role=actor: its name (its spool: <out>/spool/<actor_id>); default actor<seed>
@@ -73,6 +79,9 @@ FIELDS = {
     "obs": optional(choice(*OBS_KINDS)),
     "store": optional(existing_path),
     "corrector": optional(choice("scripted")),
+    "reward": choice("twin", "classifier"),
+    "reward_model": optional(existing_path),
+    "reward_consecutive": integer(1),
     "actors": integer(0),
     "role": choice(*ROLES),
     "actor_id": optional(text),
@@ -151,6 +160,7 @@ def run(cfg, args: list[str]) -> int:
                   base=str(cfg.policy), task=task, success_rate=final,
                   eval_episodes=int(cfg.online.eval_episodes) if final is not None else None,
                   env_steps=result.curve[-1].env_steps if result.curve else 0,
-                  curve=[asdict(p) for p in result.curve], **result.metrics)
+                  curve=[asdict(p) for p in result.curve], reward=str(cfg.reward),
+                  detector=result.curve[-1].detector if result.curve else None, **result.metrics)
     print(f"{cfg.algo}: final success {final} -> {result.policy_path}")
     return 0

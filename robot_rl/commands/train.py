@@ -155,7 +155,8 @@ def _train_reward(cfg, store, spec) -> int:
     reward_cfg = RewardConfig.from_dict(to_plain(cfg.reward) | {"seed": cfg.seed})
     print(f"training a success classifier on {cfg.store} ({store.n_episodes} episodes; features "
           f"{[f.key for f in spec.obs]}) -> {out / 'reward'}")
-    _, metrics = train_reward_classifier(store, list(spec.obs), reward_cfg, out / "reward")
+    _, metrics = train_reward_classifier(store, list(spec.obs), reward_cfg, out / "reward",
+                                         PolicyConfig.from_dict(to_plain(cfg.model)))   # the run's encoder
     write_results(out / "results.json", stage="train", algo="reward", store=str(cfg.store), **metrics)
     print(f"threshold {metrics['threshold']:.3f}: validation precision {metrics['val_precision']}, recall "
           f"{metrics['val_recall']}, accuracy {metrics['val_accuracy']:.3f} -> {out / 'reward'}")

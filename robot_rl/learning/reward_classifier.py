@@ -23,6 +23,7 @@ from robot_rl.core.progress import progress_bar
 from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
+from robot_rl.policies.model_config import PolicyConfig
 from robot_rl.policies.reward_model import RewardModel
 
 
@@ -90,9 +91,11 @@ def pick_threshold(p: np.ndarray, y: np.ndarray, min_precision: float) -> float:
     return 0.5
 
 
-def train_reward_classifier(store, obs: list[FeatureSpec], cfg: RewardConfig, out: str | Path | None = None
-                            ) -> tuple[RewardModel, dict]:
-    """Train on `store` (opened EpisodeStore); returns the model and validation metrics; saves to `out`."""
+def train_reward_classifier(store, obs: list[FeatureSpec], cfg: RewardConfig, out: str | Path | None = None,
+                            model: PolicyConfig | None = None) -> tuple[RewardModel, dict]:
+    """Train on `store` (opened EpisodeStore); returns the model and validation metrics; saves to `out`.
+    obs: the features it reads (camera frames, uint8 in the store, and proprio: the real-robot inputs);
+    model: the observation encoder's settings (PolicyConfig; default: its defaults, the full ResNet-18)."""
     from robot_rl.data.dataset import make_datasets
     from robot_rl.data.normalizer_stats import compute_stats
     from robot_rl.policies.device import resolve_device
@@ -109,7 +112,7 @@ def train_reward_classifier(store, obs: list[FeatureSpec], cfg: RewardConfig, ou
                           "the classifier needs both successful and unsuccessful frames")
     device = resolve_device(cfg.device)
     stats = compute_stats(store, spec, episodes=train_ds.sampler.episodes)
-    model = RewardModel(spec, normalizer=Normalizer.from_stats(spec, stats.stats)).to(device)
+    model = RewardModel(spec, model, normalizer=Normalizer.from_stats(spec, stats.stats)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     pos_weight = torch.tensor((len(y_train) - n_pos) / n_pos, device=device)
     rng = np.random.default_rng(cfg.seed)

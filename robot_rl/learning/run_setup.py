@@ -16,20 +16,24 @@ from robot_rl.sim.gym_tasks import gym_env_factory, is_gym_task, task_overrides
 from robot_rl.sim.tasks import TASKS
 
 
-def twin_env_factory(task_cfg, spec, seed: int = 0, randomization: dict | None = None):
-    """An env factory for a task config matching the spec (cameras iff it has images, the twin's privileged
-    task_state iff it reads it: an image policy's env has none to leak): a TwinEnv for {name, params}, a
-    GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks). randomization: the
-    twin's domain randomization (RandomizationParams fields; twin tasks only)."""
+def twin_env_factory(task_cfg, spec, seed: int = 0, randomization: dict | None = None, also=(), **env_kwargs):
+    """An env factory for a task config matching the spec: a TwinEnv for {name, params} with the cameras the
+    spec reads, rendered once per policy step (policy rollouts read nothing in between; `collect` records at
+    camera rate), and the privileged task_state only when the spec reads it (a pixel policy's env has none,
+    as on the real robot); a GymTaskEnv for {name: gym, id, ...} (robot_rl.sim.gym_tasks). randomization: the
+    twin's domain randomization (RandomizationParams fields; twin tasks only); also: more specs whose streams
+    the env must give (e.g. a reward classifier's); env_kwargs: more TwinEnv arguments."""
+    specs = (spec, *also)
     if is_gym_task(task_cfg):
         if randomization:
             raise ConfigError(f"task=gym ({task_cfg.get('id')}): domain randomization is the twin's; a Gymnasium task "
                               "has no randomization hooks (drop randomize=true)")
-        return gym_env_factory(task_cfg, cameras=bool(spec.images), seed=seed)
-    cams = [f.stream[len("cam_"):-len("_rgb")] for f in spec.images]
+        return gym_env_factory(task_cfg, cameras=any(s.images for s in specs), seed=seed)
+    cams = list(dict.fromkeys(f.stream[len("cam_"):-len("_rgb")] for s in specs for f in s.images))
+    privileged = any(privileged_streams(s) for s in specs)
     return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
-                   cameras=cams or False, privileged=bool(privileged_streams(spec)), seed=seed,
-                   randomization=randomization)
+                   cameras=cams or False, privileged=privileged, seed=seed, camera_rate="policy",
+                   randomization=randomization, **env_kwargs)
 
 
 def resolve_task(task_cfg, store) -> dict | None:

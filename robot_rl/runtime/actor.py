@@ -45,14 +45,16 @@ class Actor:
 
     def __init__(self, algo, make_env: Callable[[], Any], address: tuple[str, int], actor_id: str,
                  spool_dir: str | Path, token: str = "", gamma: float = 0.99, reward: str = "sparse",
-                 max_steps: int | None = None, seed: int = 0, make_corrector=None) -> None:
+                 max_steps: int | None = None, seed: int = 0, make_corrector=None, make_success_fn=None) -> None:
         self.algo, self.address, self.actor_id, self.token = algo, tuple(address), str(actor_id), token
         self.spool = Path(spool_dir)
         self.rejected_dir = self.spool / "rejected"
         self.spool.mkdir(parents=True, exist_ok=True)
         raw = make_env()
         corrector = make_corrector(raw) if make_corrector is not None else None
-        self.env = ChunkEnv(raw, algo.spec, gamma, reward, corrector=corrector, max_steps=max_steps)
+        success_fn = make_success_fn(raw) if make_success_fn is not None else None   # a learned success detector
+        self.env = ChunkEnv(raw, algo.spec, gamma, reward, corrector=corrector, max_steps=max_steps,
+                            success_fn=success_fn)
         self.seed = seed
         state = self.spool / "actor.json"
         used = [int(p.stem) for d in (self.spool, self.rejected_dir) for p in d.glob("*.safetensors")]

@@ -44,7 +44,7 @@ def run_actor(cfg, ctx) -> int:
     link = cfg.learner
     actor = Actor(agent, ctx.make_env, (str(link.host), int(link.port)), actor_id, Path(ctx.out) / "spool" / actor_id,
                   token=str(link.token or ""), gamma=ctx.online.gamma, reward=ctx.online.reward, seed=int(cfg.seed),
-                  make_corrector=ctx.make_corrector)
+                  make_corrector=ctx.make_corrector, make_success_fn=ctx.make_success_fn)
     print(f"actor {actor_id} -> learner {link.host}:{link.port}")
     try:
         actor.run(episodes=int(cfg.actor_episodes) or None)
@@ -107,7 +107,8 @@ def run_learner(cfg, ctx):
 
     def evaluate() -> None:
         curve.append(CurvePoint.measure(agent, ctx.evaluate, learner.env_steps, learner.updates, learner.episodes,
-                                        learner.successes, lambda: time.monotonic() - t0))
+                                        learner.successes, lambda: time.monotonic() - t0,
+                                        detector=learner.detector))
 
     procs = _spawn_actors(cfg, out, learner.address[1]) if int(cfg.actors) > 0 else []
     try:

@@ -33,8 +33,9 @@ import zmq
 from robot_rl.core.config import load_yaml
 from robot_rl.core.errors import CheckpointError, ConfigError, RobotRLError, StoreError
 from robot_rl.core.spec import PolicySpec
-from robot_rl.learning.rl.episode_record import (EpisodeRecord, InvalidEpisode, read_record, record_streams,
-                                                 write_record)
+from robot_rl.learning.rl.episode_record import (EpisodeRecord, InvalidEpisode, feature_layout, read_record,
+                                                 record_streams, write_record)
+from robot_rl.learning.rl.online import DetectorTally
 from robot_rl.data.writer import EpisodeWriter
 from robot_rl.learning.train_state import PROGRESS, has_learner_state
 from robot_rl.runtime.rl_wire import (PayloadTooLarge, WireError, check_bind, check_token, decode, encode, endpoint,
@@ -42,7 +43,8 @@ from robot_rl.runtime.rl_wire import (PayloadTooLarge, WireError, check_bind, ch
 
 log = logging.getLogger(__name__)
 ACTOR_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-META_KEYS = ("actor_id", "seq", "weights_version")     # what an actor's episode meta holds, nothing else
+META_KEYS = ("actor_id", "seq", "weights_version")     # what an actor's episode meta holds, besides
+TRUTH_KEY = "true_success"   # an actor's env's own verdict beside a learned success detector (reward=classifier)
 TICK_MS = 20                 # the I/O thread's longest wait: the latency of an ack or a weight broadcast
 
 
@@ -85,7 +87,8 @@ def expected_extras(algo, spec: PolicySpec) -> dict[str, tuple[tuple[int, ...], 
     returns (asked once, on a zero observation, without disturbing its random state)."""
     import torch
 
-    obs = {f.key: np.zeros((spec.n_obs_steps, *f.shape), np.float32) for f in spec.obs}
+    layouts = {f.key: feature_layout(f) for f in spec.obs}
+    obs = {k: np.zeros((spec.n_obs_steps, *shape), dtype) for k, (shape, dtype) in layouts.items()}
     with torch.random.fork_rng(devices=[]):
         _, extras = algo.act(obs, explore=False)
     return {k: (np.shape(v), str(np.asarray(v).dtype)) for k, v in (extras or {}).items()}
@@ -93,7 +96,8 @@ def expected_extras(algo, spec: PolicySpec) -> dict[str, tuple[tuple[int, ...], 
 
 def store_streams(spec: PolicySpec, extras: dict[str, tuple[tuple[int, ...], str]]):
     """The StreamSpecs of a learner's store: fixed by the run's spec and algorithm, never by an episode."""
-    template = EpisodeRecord({f.key: np.zeros((1, *f.shape), np.float32) for f in spec.obs},
+    layouts = {f.key: feature_layout(f) for f in spec.obs}
+    template = EpisodeRecord({k: np.zeros((1, *shape), dtype) for k, (shape, dtype) in layouts.items()},
                              np.zeros((0, spec.action_dim), np.float32), np.zeros(0, np.float32), np.zeros(0, bool),
                              False, False, {k: np.zeros((0, *shape), dtype) for k, (shape, dtype) in extras.items()})
     return record_streams(template, spec.rate_hz, spec.n_action_steps)
@@ -110,8 +114,11 @@ def episode_key(meta, actor_id: str | None = None) -> tuple[str, int]:
     values (and, given the connection's `actor_id`, that one: an actor cannot file episodes for another)."""
     if not isinstance(meta, dict):
         raise InvalidEpisode(f"episode meta must be a JSON object, got {type(meta).__name__} {_brief(meta)}")
-    if set(meta) != set(META_KEYS):
-        raise InvalidEpisode(f"episode meta has keys {sorted(meta)}, expected exactly {list(META_KEYS)}")
+    if set(meta) - {TRUTH_KEY} != set(META_KEYS):
+        raise InvalidEpisode(f"episode meta has keys {sorted(meta)}, expected exactly {list(META_KEYS)} "
+                             f"(and optionally {TRUTH_KEY!r})")
+    if TRUTH_KEY in meta and type(meta[TRUTH_KEY]) is not bool:
+        raise InvalidEpisode(f"episode meta.{TRUTH_KEY}={_brief(meta[TRUTH_KEY])}: expected true or false")
     aid, seq, version = meta["actor_id"], meta["seq"], meta["weights_version"]
     if actor_id is not None and aid != actor_id:
         raise InvalidEpisode(f"episode meta.actor_id={_brief(aid)}: this connection's hello named {actor_id!r}")
@@ -143,6 +150,7 @@ class Learner:
         self.rejected = 0        # episodes refused as malformed (the actor is told why)
         self.version = 0
         self.successes: list[bool] = []
+        self.detector: DetectorTally | None = None   # episodes a learned detector judged, against ground truth
         self._seen: set[tuple[str, int]] = set()
         self._peers: dict[bytes, Peer] = {}      # touched by the I/O thread only
         self._closed = threading.Event()
@@ -234,6 +242,9 @@ class Learner:
         self.env_steps += record.env_steps
         self.episodes += 1
         self.successes.append(record.success)
+        if TRUTH_KEY in record.meta:
+            self.detector = self.detector or DetectorTally()
+            self.detector.add(record.success, bool(record.meta[TRUTH_KEY]))
 
     # ---- actor sessions: one I/O thread owns the ROUTER socket ---------------------------------
     def _io_loop(self) -> None:

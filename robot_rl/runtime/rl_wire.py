@@ -18,6 +18,10 @@ is parsed.
                                                    or restarted, say hello again
 
 A learner that listens beyond localhost refuses to start without a token.
+
+Camera frames travel as the env's uint8 (H, W, C), uncompressed (the learner stores them png, lossless):
+an episode of T steps carries (T + 1) x H x W x 3 bytes per camera, 98 kB per step for the twin's two
+128 x 128 cameras, 15.8 MB for an 8 s lift episode at 20 Hz (the learner takes up to max_episode_bytes, 1 GiB).
 """
 
 from __future__ import annotations

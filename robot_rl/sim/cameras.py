@@ -1,4 +1,5 @@
-"""Cameras of the twin: geometry from calibration files, headless rendering at each camera's own rate.
+"""Cameras of the twin: geometry from calibration files, headless rendering at each camera's own rate
+(recording) or once per policy step (rollouts that only read the step's last frame).
 
 Calibration files (calibration/<rig>/cameras.yaml) give OpenCV pinhole intrinsics and the pose of the
 optical frame (x right, y down, z forward) in a parent frame ("base" or "hand"). MuJoCo cameras look
@@ -87,7 +88,9 @@ class CameraRig:
     """Renders each camera headless at its own rate; frames carry their simulation timestamps.
 
     Call `poll(t)` after physics steps: every camera whose next frame time has come renders once and
-    its latest (t, image) is kept in `frames[name]`. Shadows and reflections are off (5x faster).
+    its latest (t, image) is kept in `frames[name]`. Or call `capture(t)` to render every camera now
+    (once per policy step: what a rollout reads, without the frames in between). Shadows and
+    reflections are off (5x faster).
     """
 
     def __init__(self, model, data, cams: dict[str, CameraCalibration], fps: dict[str, float]) -> None:
@@ -124,13 +127,21 @@ class CameraRig:
     def poll(self, t: float) -> None:
         for n in self.names:
             if t + 1e-9 >= self._next[n]:
-                img = self.render(n)
-                self.frames[n] = (t, img)
-                for fn in self.listeners:
-                    fn(n, t, img)
+                self._take(n, t)
                 self._next[n] += 1.0 / self.fps[n]
                 if self._next[n] <= t:  # fell behind (e.g. after a reset): no burst of catch-up frames
                     self._next[n] = t + 1.0 / self.fps[n]
+
+    def capture(self, t: float) -> None:
+        """Render every camera now, stamped t (a listener sees each frame, as with poll)."""
+        for n in self.names:
+            self._take(n, t)
+
+    def _take(self, name: str, t: float) -> None:
+        img = self.render(name)
+        self.frames[name] = (t, img)
+        for fn in self.listeners:
+            fn(name, t, img)
 
     def render(self, name: str) -> np.ndarray:
         r = self.renderers[name]

@@ -9,7 +9,8 @@ most max_target_lead so it never winds up against contact.
 
 Observation keys (episode-store stream names, so recorded data and live observations match):
 joint_pos (7) rad, joint_vel (7) rad/s, ee_pos (3) m, ee_quat (4) w,x,y,z, gripper_pos (1) m
-finger opening; cam_<name>_rgb (H, W, 3) uint8 when cameras are on; task_state when privileged.
+finger opening; cam_<name>_rgb (H, W, 3) uint8 when cameras are on (the latest frame: rendered at
+the camera's fps, or with camera_rate="policy" once at the end of every step); task_state when privileged.
 """
 
 from __future__ import annotations
@@ -39,14 +40,15 @@ class TwinEnv(gym.Env):
                  cameras: bool | Sequence[str] = False, privileged: bool = True, task_params: dict | None = None,
                  randomization: dict | None = None, profile: str | None = None, max_delta_pos: float | None = None,
                  max_delta_rot: float | None = None, max_target_lead: float = MAX_TARGET_LEAD, reward: str = "dense",
-                 action_frame: str = "base",
-                 terminate_on_success: bool = True, render_mode: str | None = None, seed: int = 0) -> None:
+                 action_frame: str = "base", terminate_on_success: bool = True, render_mode: str | None = None,
+                 seed: int = 0, camera_rate: str = "camera") -> None:
         if action_frame not in ("base", "tool"):
             raise ValueError(f"TwinEnv: action_frame={action_frame!r}, expected 'base' or 'tool'")
         self.action_frame = action_frame
         if reward not in ("dense", "sparse"):
             raise ValueError(f"TwinEnv: reward={reward!r}, expected 'dense' or 'sparse'")
-        self.twin = Twin(rig, task, task_params, cameras, seed, randomization, policy_hz, profile)
+        self.twin = Twin(rig, task, task_params, cameras, seed, randomization, policy_hz, profile,
+                         camera_rate=camera_rate)
         hz = self.twin.policy_hz
         self.policy_hz = hz
         self.max_delta_pos = float(max_delta_pos or MAX_DELTA_SPEED / hz)          # 0.4 m/s at full deflection
@@ -170,3 +172,28 @@ def quat_yaw(q: np.ndarray) -> float:
     """Heading (rad) of the frame's x axis projected on the base xy plane."""
     w, x, y, z = q
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+def env_step_rate(task: str = "lift", cameras: bool | Sequence[str] = True, camera_rate: str = "camera",
+                  steps: int = 200, seed: int = 0, privileged: bool = False) -> dict[str, float]:
+    """TwinEnv steps per wall second under zero actions (resets included when an episode ends), the
+    renders per step, and the CPU seconds per step: what `robot-rl bench images` reports for both
+    camera rates. Timed after one warm-up reset (renderer and context creation excluded)."""
+    import time
+
+    env = TwinEnv(task, cameras=cameras, privileged=privileged, camera_rate=camera_rate, seed=seed)
+    try:
+        env.reset(seed=seed)
+        cams = env.twin.cameras
+        rendered0 = cams.rendered if cams is not None else 0
+        action = np.zeros(7, np.float32)
+        w0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        renders = (cams.rendered - rendered0) if cams is not None else 0
+    finally:
+        env.close()
+    return {"steps_per_s": steps / wall, "cpu_ms_per_step": 1e3 * cpu / steps, "renders_per_step": renders / steps}

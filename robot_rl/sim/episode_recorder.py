@@ -63,10 +63,12 @@ class EpisodeRecorder:
     def _on_frame(self, name: str, t: float, img: np.ndarray) -> None:
         if self.active:
             self.w.append(f"cam_{name}_rgb", img, t)
+            self._framed.add(name)
 
     def begin(self, meta) -> None:
         self.w.begin_episode(meta)
         self._t_prev = None
+        self._framed: set[str] = set()
         self.active = True
 
     def on_step(self, obs, action, reward, info) -> None:
@@ -75,6 +77,10 @@ class EpisodeRecorder:
         if action is not None:
             w.append("action", np.asarray(action, np.float32), self._t_prev)
             w.append("intervention", np.array([bool(info.get("intervention", False))], np.uint8), self._t_prev)
+        elif env.twin.cameras is not None:   # begun after the reset rendered: its frames are the episode's first
+            for n, (tf, img) in env.twin.cameras.frames.items():
+                if n not in self._framed and abs(tf - t) < 1e-9:
+                    self._on_frame(n, tf, img)
         for k in ("joint_pos", "joint_vel", "ee_pos", "ee_quat", "gripper_pos"):
             w.append(k, obs[k], t)
         if "task_state" in obs:

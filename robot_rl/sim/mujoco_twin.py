@@ -22,6 +22,8 @@ from robot_rl.sim.randomization import DomainRandomizer, RandomizationParams
 from robot_rl.sim.tasks import Task, make_task
 from robot_rl.sim.twin_arm import TaskTwinArm, TwinArm
 
+CAMERA_RATES = ("camera", "policy")   # see Twin
+
 
 def build_model(rig: RigConfig, task: Task | None) -> tuple[mujoco.MjModel, str, dict]:
     """Compile the cell MJCF + calibrated cameras + the task's objects. Returns (model, calibration_id, cams)."""
@@ -37,13 +39,18 @@ class Twin:
     """Synchronous twin. cameras: False, True (all calibrated cameras) or a list of camera names.
 
     settle_time: seconds of holding after each reset before the episode clock starts (lets grasped
-    objects and the gripper come to rest).
+    objects and the gripper come to rest). camera_rate: "camera" renders each camera at its own fps
+    during the ticks (recording: the store gets every frame a real camera would give); "policy" renders
+    each camera once at the end of every step(), the only frame a policy reads (RL rollouts, evaluation).
     """
 
     def __init__(self, rig: RigConfig | str = "panda_twin", task: Task | str | None = None,
                  task_params: dict | None = None, cameras: bool | Sequence[str] = False, seed: int = 0,
                  randomization: RandomizationParams | dict | None = None, policy_hz: float | None = None,
-                 profile: str | None = None, settle_time: float = 0.2) -> None:
+                 profile: str | None = None, settle_time: float = 0.2, camera_rate: str = "camera") -> None:
+        if camera_rate not in CAMERA_RATES:
+            raise ValueError(f"Twin: camera_rate={camera_rate!r}, expected one of {CAMERA_RATES}")
+        self.camera_rate = camera_rate
         self.rig = rig if isinstance(rig, RigConfig) else load_rig(rig)
         self.task = make_task(task, task_params) if isinstance(task, str) else task
         self.model, self.calibration_id, self.camera_calibration = build_model(self.rig, self.task)
@@ -65,7 +72,8 @@ class Twin:
         self.cameras = None
         if names:
             cams = {n: self.camera_calibration[n] for n in names}
-            fps = {n: float(self.rig.cameras.get(n, {}).get("fps", 30)) for n in names}
+            fps = {n: self.policy_hz if camera_rate == "policy" else float(self.rig.cameras.get(n, {}).get("fps", 30))
+                   for n in names}
             self.cameras = CameraRig(self.model, self.data, cams, fps)
         self.home_q = np.array(self.rig.arm["home_q"], dtype=np.float64)
         self.t0 = 0.0
@@ -128,7 +136,10 @@ class Twin:
 
     def step(self) -> None:
         """Advance one policy period (ticks_per_step controller ticks)."""
-        self.run_ticks(self.ticks_per_step)
+        by_step = self.camera_rate == "policy"
+        self.run_ticks(self.ticks_per_step, cameras=not by_step)
+        if by_step and self.cameras is not None:
+            self.cameras.capture(self.time)
 
     def close(self) -> None:
         if self.cameras is not None:

@@ -174,3 +174,55 @@ def test_the_learner_takes_no_episode_past_its_budget_and_the_rest_stay_spooled(
     for a in actors:
         a.close()
     learner.close()
+
+
+PIXEL_SPEC = PolicySpec(obs=(FeatureSpec("state", (3,), stream="ee_pos"),
+                             FeatureSpec("front", (3, 128, 128), "rgb", "cam_front_rgb", "image")),
+                        action=FeatureSpec("action", (7,)), n_obs_steps=2, horizon=4, n_action_steps=4, rate_hz=20.0)
+
+
+class PixelLinear(LinearGaussian):
+    """LinearGaussian on a pixel spec: it checks that the frames it is given are uint8 in the env's layout."""
+
+    def __init__(self):
+        super().__init__()
+        self.spec = PIXEL_SPEC
+
+    def act(self, obs, explore=True):
+        assert obs["front"].dtype == np.uint8 and obs["front"].shape == (2, 128, 128, 3), obs["front"].dtype
+        return super().act(obs, explore)
+
+
+def test_an_actor_sends_uint8_frames_and_the_learner_stores_them_losslessly(tmp_path):
+    from robot_rl.learning.run_setup import twin_env_factory
+
+    make_env = twin_env_factory({"name": "reach", "params": {}}, PIXEL_SPEC)    # front camera, policy rate
+    learner = Learner(PixelLinear(), PIXEL_SPEC, tmp_path / "online.zarr", LearnerConfig(publish_every=1))
+    actor = Actor(PixelLinear(), make_env, learner.address, "cam0", tmp_path / "spool", max_steps=8)
+    sent = actor.run_episode()
+    assert sent.obs["front"].dtype == np.uint8 and sent.to_arrays()["obs.front"].nbytes == 9 * 128 * 128 * 3
+    learner.run(env_steps=8, timeout_s=60)
+    assert actor.drain(30) and learner.episodes == 1
+    assert learner.store.streams["obs_front"].dtype == "uint8" and learner.store.streams["obs_front"].codec == "png"
+    back = read_record(learner.store, 0)
+    np.testing.assert_array_equal(back.obs["front"], sent.obs["front"])
+    actor.close()
+    learner.close()
+
+
+def test_a_frame_sent_as_float_is_rejected_naming_it():
+    from robot_rl.learning.rl.episode_record import InvalidEpisode
+
+    rec = EpisodeRecord({"state": np.zeros((3, 3), np.float32), "front": np.zeros((3, 128, 128, 3), np.float32)},
+                        np.zeros((2, 7), np.float32), np.zeros(2, np.float32), np.zeros(2, bool), False, False)
+    with pytest.raises(InvalidEpisode, match=r"obs\['front'\] is float32 \(3, 128, 128, 3\), expected uint8"):
+        rec.check(PIXEL_SPEC)
+
+
+def test_an_episode_meta_may_carry_the_ground_truth_beside_a_learned_detector():
+    from robot_rl.learning.rl.episode_record import InvalidEpisode
+    from robot_rl.runtime.learner import episode_key
+
+    assert episode_key({"actor_id": "a", "seq": 1, "weights_version": 0, "true_success": False}) == ("a", 1)
+    with pytest.raises(InvalidEpisode, match="true_success='yes'"):
+        episode_key({"actor_id": "a", "seq": 1, "weights_version": 0, "true_success": "yes"})

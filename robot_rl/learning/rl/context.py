@@ -43,6 +43,7 @@ class FinetuneContext:
     seed: int = 0
     device: str = "auto"
     make_corrector: Callable | None = None       # env -> corrector (interventions), see ChunkEnv
+    make_success_fn: Callable | None = None      # env -> learned success detector (reward=classifier), see ChunkEnv
     progress: bool = True
     task: dict | None = None                      # twin task config {name, params}: saved with the policy
 
@@ -78,11 +79,14 @@ def build_context(cfg, out: Path):
     store = EpisodeStore.open(store_path) if store_path else None
     online = OnlineConfig(**to_plain(cfg.online) | {"seed": int(cfg.seed)})   # the loop runs on the run's seed
     spec = base.spec if base is not None else None
-    make_env = None
+    make_env = eval_env = None
+    detector = success_detector_model(cfg, online, task)
     if task:
         if spec is None:
             raise ConfigError("finetune algo=rlpd needs policy=<ckpt> for its observation/action spec")
-        make_env = twin_env_factory(task, spec, cfg.seed)
+        eval_env = make_env = twin_env_factory(task, spec, cfg.seed)
+        if detector is not None:   # the detector's streams too; episodes end when it fires, not at the twin's success
+            make_env = twin_env_factory(task, spec, cfg.seed, also=(detector.spec,), terminate_on_success=False)
         if is_gym_task(task):
             scales = (cfg.get("residual") or {}).get("dim_scales") or {}
             if cfg.algo == "residual" and any(int(d) >= spec.action_dim for d in scales):
@@ -90,9 +94,16 @@ def build_context(cfg, out: Path):
                                   f"{task_label(task)} has {spec.action_dim} action dimensions: add "
                                   "residual.dim_scales=null (or name its own)")
 
-    def success_rate(policy) -> float:
-        return evaluate(policy, make_env, policy.spec, online.eval_episodes, seed=online.eval_seed,
+    def success_rate(policy) -> float:   # always the twin's own success check: the ground truth
+        return evaluate(policy, eval_env, policy.spec, online.eval_episodes, seed=online.eval_seed,
                         progress=False).success_rate
+
+    make_success_fn = None
+    if detector is not None:
+        from robot_rl.learning.reward_classifier import SuccessDetector
+
+        consecutive = int(cfg.get("reward_consecutive", 2))
+        make_success_fn = lambda env: SuccessDetector(detector, consecutive=consecutive)  # noqa: E731
 
     make_corrector = None
     if cfg.corrector == "scripted" and is_gym_task(task):
@@ -104,4 +115,26 @@ def build_context(cfg, out: Path):
         raise ConfigError(f"finetune: corrector={cfg.corrector!r}, expected null or 'scripted'")
     return FinetuneContext(base=base, store=store, make_env=make_env, evaluate=success_rate if make_env else None,
                            config=to_plain(cfg.get(cfg.algo) or {}), online=online, out=out, seed=int(cfg.seed),
-                           device=str(cfg.device), make_corrector=make_corrector, task=task), task
+                           device=str(cfg.device), make_corrector=make_corrector, make_success_fn=make_success_fn,
+                           task=task), task
+
+
+def success_detector_model(cfg, online: OnlineConfig, task):
+    """reward=classifier: the reward classifier at reward_model= (a RewardModel), else None."""
+    reward = str(cfg.get("reward") or "twin")
+    if reward == "twin":
+        return None
+    if reward != "classifier":
+        raise ConfigError(f"finetune: reward={reward!r}, expected 'twin' or 'classifier'")
+    if not cfg.get("reward_model"):
+        raise ConfigError("finetune reward=classifier needs reward_model=<reward classifier checkpoint dir> "
+                          "(`robot-rl train algo=reward store=<store> out=<dir>` writes <dir>/reward)")
+    if online.reward != "sparse":
+        raise ConfigError(f"finetune reward=classifier: online.reward={online.reward!r}; the learned detector gives "
+                          "the sparse reward: use online.reward=sparse")
+    if task and is_gym_task(task):
+        raise ConfigError(f"finetune reward=classifier runs on the twin's tasks; task={task_label(task)} is a "
+                          "Gymnasium task: use reward=twin")
+    from robot_rl.policies.reward_model import RewardModel
+
+    return RewardModel.load(cfg.reward_model, device="cpu")

@@ -316,7 +316,7 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
     elif start is not None:
         print(f"dsrl: resumed at {start.env_steps} env steps, {algo.updates} updates")
     curve = run_online(algo, ctx.make_env, ctx.online, ctx.out, ctx.evaluate, ctx.make_corrector,
-                       progress=ctx.progress, start=start)
+                       progress=ctx.progress, start=start, make_success_fn=ctx.make_success_fn)
     path = save_finetuned(ctx, algo.policy, "dsrl", cfg,
                           meta={"updates": algo.updates, "env_steps": algo.seen.env_steps})
     metrics |= {"updates": algo.updates, "replay": len(algo.replay),

@@ -1,9 +1,10 @@
 """One online episode as typed arrays: what an actor sends to the learner and what lands in its store.
 
-Step arrays: obs features (T + 1, D) per key, actions (T, Da), rewards (T,), interventions (T,);
+Step arrays: obs features (T + 1, D) float32 per key (an image feature: (T + 1, H, W, C) uint8 frames in
+the env's layout), actions (T, Da), rewards (T,), interventions (T,);
 chunk arrays: extras (n_chunks, ...) (e.g. base actions, noise, log-probs). In an episode store it
 becomes streams `obs_<key>`, `action`, `reward`, `intervention` at the policy rate and `x_<extra>`
-at the chunk rate, read back row for row, so a learner that crashed rebuilds exactly the
+at the chunk rate (frames png, lossless), read back row for row, so a learner that crashed rebuilds exactly the
 transitions it had (`transitions()` applies the one chunk rule of robot_rl.learning.rl.transitions).
 """
 
@@ -46,7 +47,7 @@ class EpisodeRecord:
 
     # ---- flat typed arrays (the wire format: safetensors-compatible, never pickled) -------------
     def to_arrays(self) -> dict[str, np.ndarray]:
-        out = {f"obs.{k}": np.ascontiguousarray(v, np.float32) for k, v in self.obs.items()}
+        out = {f"obs.{k}": np.ascontiguousarray(v, obs_dtype(v)) for k, v in self.obs.items()}
         out |= {f"extras.{k}": np.ascontiguousarray(v) for k, v in self.extras.items()}
         out["actions"] = np.ascontiguousarray(self.actions, np.float32)
         out["rewards"] = np.ascontiguousarray(self.rewards, np.float32)
@@ -86,16 +87,17 @@ class EpisodeRecord:
     def check(self, spec: PolicySpec, extras: dict[str, tuple[tuple[int, ...], str]] | None = None,
               source: str = "episode") -> None:
         """Raise InvalidEpisode naming the first array that does not fit the run: obs keys and shapes of
-        `spec` (T + 1 steps), actions (T, action_dim), T >= 1, float32 throughout, every value finite, and
+        `spec` (T + 1 steps; images uint8 (H, W, C)), actions (T, action_dim), T >= 1, float32 otherwise,
+        every value finite, and
         one row of each extra per executed chunk with the per-chunk (shape, dtype) of `extras` (what the
         run's algorithm returns from act(); None: any). Whatever passes, the learner can store and learn from."""
         T, n_chunks = self.env_steps, -(-self.env_steps // spec.n_action_steps)
         if T < 1:
             raise InvalidEpisode(f"{source}: no actions (an episode needs at least one env step)")
-        want = {f.key: (T + 1, *f.shape) for f in spec.obs}
+        want = {f.key: ((T + 1, *feature_layout(f)[0]), feature_layout(f)[1]) for f in spec.obs}
         if set(self.obs) != set(want):
             raise InvalidEpisode(f"{source}: observation keys {sorted(self.obs)}, the run's spec has {sorted(want)}")
-        arrays = {f"obs[{k!r}]": (self.obs[k], shape, "float32") for k, shape in want.items()}
+        arrays = {f"obs[{k!r}]": (self.obs[k], shape, dtype) for k, (shape, dtype) in want.items()}
         arrays |= {"actions": (self.actions, (T, spec.action_dim), "float32"),
                    "rewards": (self.rewards, (T,), "float32")}
         if extras is not None and set(self.extras) != set(extras):
@@ -114,13 +116,29 @@ class EpisodeRecord:
                 raise InvalidEpisode(f"{source}: {name} holds a non-finite value ({v[tuple(bad)]} at index {bad})")
 
 
+def feature_layout(f) -> tuple[tuple[int, ...], str]:
+    """(per-step shape, dtype) of a spec feature in an episode record: low-dim (D,) float32, an image
+    (H, W, C) uint8 (the env's layout; the spec describes it as the model's (C, H, W))."""
+    if f.kind == "low_dim":
+        return tuple(f.shape), "float32"
+    C, H, W = f.shape
+    return (H, W, C), "uint8"
+
+
+def obs_dtype(v: np.ndarray):
+    """uint8 frames stay uint8; every other observation feature is float32."""
+    return np.uint8 if np.asarray(v).dtype == np.uint8 else np.float32
+
+
 # ---- episode store ----------------------------------------------------------------------------
 def record_streams(record: EpisodeRecord, rate_hz: float, n_action_steps: int):
     """StreamSpecs of a learner store for records shaped like `record`."""
     from robot_rl.data.schema import StreamSpec
 
     S = StreamSpec
-    specs = [S(f"obs_{k}", "float32", v.shape[1:], rate_hz, description=f"policy feature {k}")
+    specs = [S(f"obs_{k}", "uint8", v.shape[1:], rate_hz, codec="png", interp="hold", description=f"camera frames {k}")
+             if obs_dtype(v) == np.uint8 else
+             S(f"obs_{k}", "float32", v.shape[1:], rate_hz, description=f"policy feature {k}")
              for k, v in record.obs.items()]
     specs += [S("action", "float32", record.actions.shape[1:], rate_hz, interp="hold",
                 description="executed action (raw units)"),

@@ -93,7 +93,8 @@ class FilteredBC:
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], explore: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         policy = self.export_policy()
-        x = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=policy.device)[None] for k, v in obs.items()}
+        # frames stay uint8 (the normalizer scales uint8 by 1/255 and takes floats as [0, 1] already)
+        x = {k: torch.as_tensor(np.asarray(v), device=policy.device)[None] for k, v in obs.items()}
         start = self.spec.n_obs_steps - 1
         actions = policy.predict_action(x, policy.make_noise(1, self.generator))
         return actions[0, start:start + self.spec.n_action_steps].cpu().numpy(), {}
@@ -185,7 +186,7 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
     recorder = OnlineRecorder(out / "online.zarr", task=task_label(ctx.task) if ctx.task else "")
     try:
         curve = run_online(algo, recorder.wrap(ctx.make_env), ctx.online, out, ctx.evaluate, ctx.make_corrector,
-                           recorder, ctx.progress, start)
+                           recorder, ctx.progress, start, make_success_fn=ctx.make_success_fn)
     finally:
         recorder.close()
     algo.save_state()

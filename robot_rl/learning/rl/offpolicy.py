@@ -334,7 +334,7 @@ def train_online(agent, ctx: FinetuneContext, cfg: OffPolicyConfig, name: str) -
     make_env = recorder.wrap(ctx.make_env) if recorder is not None else ctx.make_env
     try:
         curve = run_online(agent, make_env, ctx.online, out, ctx.evaluate, ctx.make_corrector, recorder,
-                           ctx.progress, start)
+                           ctx.progress, start, make_success_fn=ctx.make_success_fn)
     finally:
         if recorder is not None:
             recorder.close()

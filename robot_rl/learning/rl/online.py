@@ -62,16 +62,50 @@ class CurvePoint:
     train_success_rate: float
     wall_s: float
     intervention_steps: int = 0       # env steps a corrector (human or scripted) took over, up to env_steps
+    detector: dict | None = None      # a learned success detector's episodes so far vs ground truth (DetectorTally)
 
     @classmethod
     def measure(cls, algo: OnlineAlgorithm, evaluate_fn: Callable[[Any], float] | None, env_steps: int,
                 updates: int, episodes: int, successes: list[float], elapsed: Callable[[], float],
-                intervention_steps: int = 0) -> "CurvePoint":
+                intervention_steps: int = 0, detector: "DetectorTally | None" = None) -> "CurvePoint":
         """Evaluate algo's exported policy (nan without evaluate_fn), beside the success rate of the last
         20 training episodes; wall time read after the evaluation."""
         rate = evaluate_fn(algo.export_policy()) if evaluate_fn is not None else float("nan")
         train = float(np.mean(successes[-20:])) if len(successes) else float("nan")
-        return cls(env_steps, updates, episodes, rate, train, elapsed(), intervention_steps)
+        return cls(env_steps, updates, episodes, rate, train, elapsed(), intervention_steps,
+                   detector.to_dict() if detector is not None else None)
+
+
+@dataclass
+class DetectorTally:
+    """Training episodes whose success a learned detector decided, against the env's own check (the twin's
+    ground truth): an episode is a true positive when the detector fired and the task was done by then."""
+
+    true_pos: int = 0
+    false_pos: int = 0
+    false_neg: int = 0
+    true_neg: int = 0
+
+    def add(self, detected: bool, true: bool) -> None:
+        name = ("true" if detected == true else "false") + ("_pos" if detected else "_neg")
+        setattr(self, name, getattr(self, name) + 1)
+
+    @property
+    def precision(self) -> float | None:
+        n = self.true_pos + self.false_pos
+        return self.true_pos / n if n else None
+
+    @property
+    def recall(self) -> float | None:
+        n = self.true_pos + self.false_neg
+        return self.true_pos / n if n else None
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"precision": self.precision, "recall": self.recall}
+
+    @staticmethod
+    def from_dict(d: dict | None) -> "DetectorTally":
+        return DetectorTally(**{k: int(v) for k, v in (d or {}).items() if k in DetectorTally.__dataclass_fields__})
 
 
 @dataclass
@@ -95,20 +129,26 @@ class OnlineProgress:
 
 def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineConfig, out: str | Path | None = None,
                evaluate_fn: Callable[[Any], float] | None = None, make_corrector=None, recorder=None,
-               progress: bool = True, start: OnlineProgress | None = None) -> list[CurvePoint]:
+               progress: bool = True, start: OnlineProgress | None = None,
+               make_success_fn: Callable[[Any], Callable] | None = None) -> list[CurvePoint]:
     """Collect cfg.env_steps environment steps with `algo`, updating it as allowed, evaluating every
     cfg.eval_every steps with `evaluate_fn(policy) -> success rate` (default: none). Writes curve.json
     to `out` after every evaluation. make_corrector(env) -> corrector enables interventions (ChunkEnv).
     start: resume with these counters (the algorithm restored its own state); cfg.env_steps stays the
-    total budget and episode seeds continue where they stopped. Returns the learning curve."""
+    total budget and episode seeds continue where they stopped. make_success_fn(env) -> success_fn: a learned
+    success detector decides success (ChunkEnv); each curve point then tallies it against the env's own check.
+    Returns the learning curve."""
     raw_env = make_env()
     corrector = make_corrector(raw_env) if make_corrector is not None else None
-    env = ChunkEnv(raw_env, algo.spec, cfg.gamma, cfg.reward, corrector=corrector, recorder=recorder)
+    success_fn = make_success_fn(raw_env) if make_success_fn is not None else None
+    env = ChunkEnv(raw_env, algo.spec, cfg.gamma, cfg.reward, corrector=corrector, recorder=recorder,
+                   success_fn=success_fn)
     start = start or OnlineProgress()
     curve: list[CurvePoint] = list(start.curve)
     t0, n_seen, updates, episodes, recent = time.monotonic(), start.transitions, start.updates, start.episodes, []
     wall0 = curve[-1].wall_s if curve else 0.0
     intervened = curve[-1].intervention_steps if curve else 0
+    tally = DetectorTally.from_dict(curve[-1].detector if curve else None) if success_fn is not None else None
     next_eval = cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
     while next_eval <= start.env_steps:
         next_eval += cfg.eval_every if cfg.eval_every > 0 else cfg.env_steps
@@ -117,7 +157,7 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
 
     def checkpoint_eval(steps: int) -> None:
         curve.append(CurvePoint.measure(algo, evaluate_fn, steps, updates, episodes, recent,
-                                        lambda: wall0 + time.monotonic() - t0, intervened))
+                                        lambda: wall0 + time.monotonic() - t0, intervened, tally))
         bar.set_postfix(success=f"{curve[-1].success_rate:.2f}", updates=updates)
         if out is not None:
             Path(out, "curve.json").write_text(json.dumps([asdict(p) for p in curve], indent=1))
@@ -140,6 +180,8 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
             t = env.episode_transitions()
             episodes += 1
             recent.append(float(env.success))
+            if tally is not None:
+                tally.add(env.success, env.true_success)
             algo.observe(t)
             n_seen += len(t)
             while updates < algo.allowed_updates(n_seen):

@@ -2,7 +2,9 @@
 
 `OnlineRecorder` writes every twin step of the online loop (the robot_rl.sim.episode_recorder streams, the
 per-step `intervention` flag included) into <run>/online.zarr, one committed episode per rollout
-(source "policy"), so a crashed run can rebuild its replay from the store and later stages can train on it.
+(source "policy"; its success is the one the loop used, a learned detector's when there is one, with the
+env's own verdict beside it as meta `true_success`), so a crashed run can rebuild its replay from the store
+and later stages can train on it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class OnlineRecorder:
         self._writer = None
         self._rec = None
         self._success = False
+        self._true: bool | None = None
 
     def wrap(self, make_env: Callable[[], Any]) -> Callable[[], Any]:
         def make():
@@ -45,19 +48,25 @@ class OnlineRecorder:
             raise RuntimeError("OnlineRecorder: no env attached; build the env through recorder.wrap(make_env)")
         if action is None:                                   # reset: a new episode
             if self._rec.active:
-                self._rec.end(self._success, notes="online rollout (cut short)")
+                self._end("online rollout (cut short)")
             self._rec.begin(EpisodeMeta(task=self.task, rig=self.rig, source="policy", notes="online rollout"))
-            self._success = False
+            self._success, self._true = False, None
             self._rec.on_step(obs, None, reward, {"controller_mode": 0} | info)
             return
         self._rec.on_step(obs, action, reward, info)
         self._success |= bool(info.get("is_success", False))
+        if "true_success" in info:
+            self._true = bool(self._true) | bool(info["true_success"])
         if info.get("terminated") or info.get("truncated"):
-            self._rec.end(self._success, notes="online rollout")
+            self._end("online rollout")
+
+    def _end(self, notes: str) -> None:
+        truth = {} if self._true is None else {"true_success": self._true}
+        self._rec.end(self._success, notes=notes, **truth)
 
     def close(self) -> None:
         if self._rec is not None and self._rec.active:
-            self._rec.end(self._success, notes="online rollout (cut short)")
+            self._end("online rollout (cut short)")
         if self._writer is not None:
             self._writer.close()
         self._writer = self._rec = None

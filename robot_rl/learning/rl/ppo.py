@@ -300,7 +300,7 @@ def run(ctx: FinetuneContext) -> FinetuneResult:
     if start is not None:
         print(f"ppo: resumed at iteration {algo.iterations}, {start.env_steps} env steps")
     curve = run_online(algo, ctx.make_env, ctx.online, ctx.out, ctx.evaluate, ctx.make_corrector,
-                       progress=ctx.progress, start=start)
+                       progress=ctx.progress, start=start, make_success_fn=ctx.make_success_fn)
     path = save_finetuned(ctx, algo.policy, "ppo", cfg,
                           meta={"iterations": algo.iterations, "env_steps": algo.seen.env_steps})
     metrics = {"iterations": algo.iterations, "base_success_rate": curve[0].success_rate if curve else math.nan,
