@@ -43,9 +43,6 @@ def test_image_pipeline_collects_with_cameras_and_trains_an_image_policy(out):
 
 @pytest.mark.slow
 @pytest.mark.pixels
-@pytest.mark.xfail(strict=False, reason="offline and online (the RL stages: ChunkEnv and transitions refuse image "
-                   "observations) and deploy (the 1 kHz loop process publishes no camera frames) are made to work "
-                   "from pixels on other branches")
 def test_image_pipeline_runs_all_six_stages(out):
     assert pipeline(out, STAGES) == 0
     res = json.loads((out / "results.json").read_text())

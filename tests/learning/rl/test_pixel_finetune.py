@@ -1,7 +1,6 @@
 """`robot-rl finetune` from pixels in the twin for every RL stage of the frozen-feature mechanism: a tiny
 untrained pixel policy (proprio + the front camera at 128x128, no task_state), a few online env steps, a
-policy checkpoint that acts on camera frames. Needs the pixel ChunkEnv (camera frames kept uint8); skipped,
-saying so, on a tree whose ChunkEnv still refuses image specs."""
+policy checkpoint that acts on camera frames."""
 
 import json
 
@@ -12,7 +11,6 @@ import torch
 from robot_rl.cli import main
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.episode_store import EpisodeStore
-from robot_rl.learning.rl.chunk_env import ChunkEnv
 from robot_rl.policies.diffusion_policy import DiffusionPolicy
 from robot_rl.policies.io import load_policy, save_policy
 from robot_rl.policies.model_config import PolicyConfig
@@ -37,18 +35,6 @@ ALGOS = {
 }
 KINDS = {"residual": "residual", "rlpd": "gaussian", "dsrl": "noise_steered", "ppo": "diffusion"}
 
-
-def pixel_chunk_env() -> bool:
-    try:
-        ChunkEnv(None, SPEC)
-    except ValueError as e:
-        return "image" not in str(e)
-    except Exception:      # noqa: BLE001 - it got past the spec check
-        return True
-    return True
-
-
-pytestmark = pytest.mark.skipif(not pixel_chunk_env(), reason="this tree's ChunkEnv refuses image specs")
 
 
 @pytest.fixture(scope="module")
