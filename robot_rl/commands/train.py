@@ -16,7 +16,8 @@ from robot_rl.core.rundir import make_run_dir
 from robot_rl.learning.bc import BCConfig
 from robot_rl.learning.reward_classifier import RewardConfig
 from robot_rl.learning.run_setup import resolve_task, twin_env_factory
-from robot_rl.policies.model_config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTION_TYPES, PolicyConfig
+from robot_rl.policies.model_config import (BETA_SCHEDULES, DENOISERS, IMAGE_ENCODERS, POOLS, PREDICTION_TYPES,
+                                           PolicyConfig)
 
 BCSection = section_schema(BCConfig, without=("seed",), flatten="optim")   # the optimizer's fields flat: train.lr=
 RewardSection = section_schema(RewardConfig, without=("seed", "progress"))
@@ -52,6 +53,9 @@ FIELDS = {
     "reward.min_precision": number(0.0, 1.0),
     "model.denoiser": choice(*DENOISERS),
     "model.image_pool": choice(*POOLS),
+    "model.image_encoder": choice(*IMAGE_ENCODERS),
+    "model.image_size": integer(0),
+    "model.conv_channels": integers(1),
     "model.beta_schedule": choice(*BETA_SCHEDULES),
     "model.prediction_type": choice(*PREDICTION_TYPES),
     "model.down_dims": integers(1),
