@@ -7,8 +7,8 @@ shapes (2 cameras 128x128 RGB + 8 proprio values, 2 observation steps, horizon 1
 
   bc_train_samples_per_s_<name>    BC training (loss, backward, AdamW + EMA step) on batches from a real
                                    episode store (JPEG frames through WindowDataset, in-process): median
-                                   over `windows` timed windows of `window_steps` steps, `train_threads`
-                                   torch threads (2: this machine's cores).
+                                   over `windows` timed windows of `window_steps` steps (the configurations'
+                                   windows take turns), `train_threads` torch threads.
   student_step_hz_<name>           the one-step student's act() on one thread: one new 128x128 frame per
                                    camera + proprio (HWC uint8 -> tensors -> encoder -> one denoiser
                                    forward); median over `step_calls` calls.
@@ -66,7 +66,8 @@ class ImagesBenchConfig:
     baseline: Any = "diffusion_unet"     # the ResNet-18 baseline, measured in the same run
     variants: dict = field(default_factory=dict)   # name -> PolicyConfig fields over `model`'s (trade-off rows)
     batch_size: int = 64
-    train_threads: int = 2
+    train_threads: int = 1            # torch threads of the training rows: on a shared 2-core machine 2 threads
+                                      # ran slower than 1 (docs/benchmarks.md); the loader has the other core
     windows: int = 5                  # timed training windows (the median is reported)
     window_steps: int = 4             # training steps per window
     step_calls: int = 50              # timed student act() calls
@@ -75,7 +76,7 @@ class ImagesBenchConfig:
     episodes: int = 4                 # episodes of the bench's episode store
     episode_steps: int = 100          # policy steps per episode (frames at the policy rate)
     quick_sizes: dict = field(default_factory=lambda: {   # quick=true: a smoke test (tiny sizes and baseline)
-        "batch_size": 4, "windows": 2, "window_steps": 1, "step_calls": 3, "env_steps": 5, "episodes": 1, "train_threads": 1,
+        "batch_size": 4, "windows": 2, "window_steps": 1, "step_calls": 3, "env_steps": 5, "episodes": 1,
         "episode_steps": 24, "baseline": {"image_width": 8, "down_dims": [32, 64, 128], "step_embed_dim": 16}})
 
     def quick(self) -> "ImagesBenchConfig":
@@ -126,27 +127,32 @@ def _normalizer(spec: PolicySpec, sampler: WindowSampler) -> Normalizer:
     return Normalizer.from_stats(spec, stats)
 
 
-def train_samples_per_s(cfg: PolicyConfig, dataset: WindowDataset, opts: ImagesBenchConfig, seed: int) -> float:
-    """Median samples/s of BC training steps (data loading included) over the timed windows."""
-    torch.manual_seed(seed)
-    policy = DiffusionPolicy(dataset.spec, cfg, _normalizer(dataset.spec, dataset.sampler))
-    total = opts.windows * opts.window_steps + 1
-    opt = Optimization(policy, OptimConfig(warmup_steps=1), total)
-    batches = iter(EpochBatches(dataset, min(opts.batch_size, len(dataset)), seed))
-    policy.train()
+def train_samples_per_s(configs: dict[str, PolicyConfig], sampler: WindowSampler, opts: ImagesBenchConfig,
+                        seed: int) -> dict[str, float]:
+    """Median samples/s of BC training steps (data loading included) per configuration. The configurations'
+    timed windows take turns, so a change in the machine's load falls on all of them alike."""
+    steps = {}
+    for name, cfg in configs.items():
+        torch.manual_seed(seed)
+        dataset = WindowDataset(sampler)
+        policy = DiffusionPolicy(dataset.spec, cfg, _normalizer(dataset.spec, sampler)).train()
+        opt = Optimization(policy, OptimConfig(warmup_steps=1), opts.windows * opts.window_steps + 1)
+        batches = iter(EpochBatches(dataset, min(opts.batch_size, len(dataset)), seed))
 
-    def train_step() -> int:
-        batch = dataset[next(batches)]
-        opt.step(policy.compute_loss(batch))
-        return len(batch["action"])
+        def train_step(dataset=dataset, policy=policy, opt=opt, batches=batches) -> int:
+            batch = dataset[next(batches)]
+            opt.step(policy.compute_loss(batch))
+            return len(batch["action"])
 
-    train_step()  # warm-up: allocations, first frame decodes
-    rates = []
+        train_step()  # warm-up: allocations, first frame decodes
+        steps[name] = train_step
+    rates: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(opts.windows):
-        t = time.perf_counter()
-        n = sum(train_step() for _ in range(opts.window_steps))
-        rates.append(n / (time.perf_counter() - t))
-    return statistics.median(rates)
+        for name, train_step in steps.items():
+            t = time.perf_counter()
+            n = sum(train_step() for _ in range(opts.window_steps))
+            rates[name].append(n / (time.perf_counter() - t))
+    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def camera_obs(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -228,8 +234,7 @@ def measure(opts: ImagesBenchConfig, repeats: int = 3, seed: int = 0) -> list[Be
         previous = torch.get_num_threads()
         try:
             torch.set_num_threads(opts.train_threads)
-            train = {name: train_samples_per_s(cfg, WindowDataset(sampler), opts, seed)
-                     for name, cfg in configs.items()}
+            train = train_samples_per_s(configs, sampler, opts, seed)
             torch.set_num_threads(1)
             students = {name: OneStepPolicy(spec, cfg, _normalizer(spec, sampler)).eval()
                         for name, cfg in configs.items()}
