@@ -15,7 +15,7 @@ from robot_rl.policies.encoders.spatial_softmax import SpatialSoftmax
 def random_crop(x: torch.Tensor, h: int, w: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, h, w), an independent random window per image.
 
-    One slice per image: a gather with broadcast 4-D indices costs more than the conv stack behind it on a CPU.
+    One slice per image: a gather with broadcast 4-D indices cost as much as a conv layer on a CPU.
     """
     N, C, H, W = x.shape
     top = torch.randint(0, H - h + 1, (N,), generator=generator).tolist()
