@@ -38,8 +38,8 @@ class PolicyConfig:
     image_size: int = 0  # > 0: resize every camera image to image_size x image_size first; 0: the camera's size
     image_width: int = 64  # ResNet-18 base width (64 = standard ResNet-18)
     image_blocks: tuple[int, ...] = (2, 2, 2, 2)  # basic blocks per stage
-    conv_channels: tuple[int, ...] = (32, 64, 128)  # conv: one 3x3 stride-2 conv per entry
-    image_pool: str = "spatial_softmax"  # spatial_softmax (2 x num_keypoints features) | avg (8 x width)
+    conv_channels: tuple[int, ...] = (16, 32, 64, 128)  # conv: one 3x3 stride-2 conv per entry
+    image_pool: str = "spatial_softmax"  # spatial_softmax (2 x num_keypoints features) | avg (backbone channels)
     num_keypoints: int = 32
     crop_ratio: float = 0.9  # random crop (train) / center crop (eval) to this fraction of H and W
     state_dims: tuple[int, ...] = (64, 64)  # per-step proprio MLP; () passes low-dim features through

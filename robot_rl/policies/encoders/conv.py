@@ -12,11 +12,11 @@ class ConvStack(nn.Module):
     """(N, C, H, W) float -> feature map (N, channels[-1], ~H / 2**len(channels), ~W / 2**len(channels)).
 
     One 3x3 stride-2 conv + GroupNorm + ReLU per entry of `channels`: every layer halves the map, so the
-    cost is dominated by the first layer's output size (a 58x58 crop: 29x29x32 after the first layer);
-    DrQ's stride-1 layers at full map size are several times slower on a CPU.
+    cost is dominated by the first layers (a 58x58 crop: 29x29x16 after the first layer); DrQ's encoder
+    keeps the map size after its first layer (stride 1), at several times the FLOPs.
     """
 
-    def __init__(self, in_channels: int = 3, channels=(32, 64, 128)):
+    def __init__(self, in_channels: int = 3, channels=(16, 32, 64, 128)):
         super().__init__()
         layers: list[nn.Module] = []
         prev = in_channels

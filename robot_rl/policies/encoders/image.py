@@ -50,7 +50,7 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, shape: tuple[int, int, int], crop_ratio: float = 0.9, width: int = 64,
                  blocks=(2, 2, 2, 2), pool: str = "spatial_softmax", num_keypoints: int = 32,
-                 backbone: str = "resnet18", image_size: int = 0, conv_channels=(32, 64, 128)):
+                 backbone: str = "resnet18", image_size: int = 0, conv_channels=(16, 32, 64, 128)):
         super().__init__()
         C, H, W = shape
         self.shape = tuple(shape)
