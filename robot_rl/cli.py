@@ -34,7 +34,8 @@ COMMANDS: dict[str, str] = {
 
 # Sections whose keys are names the user chooses (converter/device options, gym.make kwargs, observation
 # features, per-algorithm overrides): a new key needs no `+` where the command's config has the section.
-FREE_FORM = ("options", "task.kwargs", "spec.obs", "finetune.overrides", "finetune.task_params", "finetune.gym.kwargs")
+FREE_FORM = ("options", "task.kwargs", "spec.obs", "finetune.overrides", "finetune.task_params", "finetune.gym.kwargs",
+             "images.variants")
 COMMON_OPTIONS = ("progress=true|false   progress bars on a terminal, a summary line every 30 s or 10 % in a log; "
                   "false: none (default true)",)
 

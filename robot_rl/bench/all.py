@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 
 from robot_rl.core.progress import progress_bar
 from robot_rl.bench.finetune import FinetuneBenchConfig
+from robot_rl.bench.images import ImagesBenchConfig
 from robot_rl.bench.peers.lerobot_peer import LeRobotPeerConfig
 from robot_rl.bench.policy import PolicyBenchConfig
 from robot_rl.bench.ros import RosBenchConfig
@@ -40,7 +41,7 @@ from robot_rl.core.results import machine_summary, write_bench_json
 NAME = "all"
 BENCHES = ("store", "twin", "policy", "finetune")
 PEERS = ("lerobot",)
-SECTIONS = (*BENCHES, "ros", *PEERS, NAME)  # config sections: everything else in configs/bench.yaml is common
+SECTIONS = (*BENCHES, "ros", "images", *PEERS, NAME)  # config sections: everything else in configs/bench.yaml is common
 OK, NOT_AVAILABLE, SKIPPED, FAILED = "ok", "not available", "skipped", "failed"
 
 
@@ -75,6 +76,7 @@ class BenchConfig:
     policy: PolicyBenchConfig = field(default_factory=PolicyBenchConfig)
     ros: RosBenchConfig = field(default_factory=RosBenchConfig)
     finetune: FinetuneBenchConfig = field(default_factory=FinetuneBenchConfig)
+    images: ImagesBenchConfig = field(default_factory=ImagesBenchConfig)
     all: AllBenchConfig = field(default_factory=AllBenchConfig)
     lerobot: LeRobotPeerConfig = field(default_factory=LeRobotPeerConfig)
 

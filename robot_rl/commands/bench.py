@@ -1,4 +1,5 @@
-"""Benchmarks: `robot-rl bench <name> [json=<file>]` with name one of store, twin, policy, finetune, ros, all.
+"""Benchmarks: `robot-rl bench <name> [json=<file>]` with name one of store, twin, policy, finetune, images, ros,
+all.
 
 Each prints a table of rows (metric, value, unit, baseline, baseline value, ratio; ratio > 1 means
 better than the baseline measured in the same run) and, with json=<file>, writes the JSON contract
@@ -15,7 +16,7 @@ from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import Invalid, Rule, choice, integer, integers
 from robot_rl.learning.spec_builder import OBS_KINDS
 
-BENCHMARKS = ("store", "twin", "policy", "finetune", "ros", "all")
+BENCHMARKS = ("store", "twin", "policy", "finetune", "images", "ros", "all")
 register_schema("bench", BenchConfig)   # configs/bench.yaml's defaults: BenchConfig and its sections' dataclasses
 
 

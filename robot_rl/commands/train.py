@@ -17,7 +17,8 @@ from robot_rl.learning.bc import BCConfig
 from robot_rl.learning.reward_classifier import RewardConfig
 from robot_rl.learning.run_setup import resolve_task, twin_env_factory
 from robot_rl.learning.spec_builder import OBS_KINDS, spec_section
-from robot_rl.policies.model_config import BETA_SCHEDULES, DENOISERS, POOLS, PREDICTION_TYPES, PolicyConfig
+from robot_rl.policies.model_config import (BETA_SCHEDULES, DENOISERS, IMAGE_ENCODERS, POOLS, PREDICTION_TYPES,
+                                           PolicyConfig)
 
 BCSection = section_schema(BCConfig, without=("seed",), flatten="optim")   # the optimizer's fields flat: train.lr=
 RewardSection = section_schema(RewardConfig, without=("seed", "progress"))
@@ -31,7 +32,7 @@ class TrainConfig:
     out: str | None = None            # output directory; default runs/train/<UTC timestamp>
     seed: int = 0
     algo: str = "bc"                  # bc: diffusion policy by imitation | reward: success classifier
-    obs: str = "state"                # image: proprio + cameras (a real rig's; model diffusion_unet_small unless
+    obs: str = "state"                # image: proprio + cameras (a real rig's; model diffusion_cpu_image unless
                                       # model= is given) | state: proprio + task_state (privileged: twin only)
     store: str | None = None          # episode store (path or fsspec URL) to train on; required
     task: Any = None                  # twin task for evaluation rollouts (config group configs/task)
@@ -44,7 +45,7 @@ class TrainConfig:
 
 register_schema("train", TrainConfig)
 
-IMAGE_MODEL = "diffusion_unet_small"   # obs=image's model (configs/model) when no model= is given
+IMAGE_MODEL = "diffusion_cpu_image"   # obs=image's model (configs/model) when no model= is given
 
 
 def preset_overrides(overrides: list[str]) -> list[str]:
@@ -69,6 +70,9 @@ FIELDS = {
     "reward.min_precision": number(0.0, 1.0),
     "model.denoiser": choice(*DENOISERS),
     "model.image_pool": choice(*POOLS),
+    "model.image_encoder": choice(*IMAGE_ENCODERS),
+    "model.image_size": integer(0),
+    "model.conv_channels": integers(1),
     "model.beta_schedule": choice(*BETA_SCHEDULES),
     "model.prediction_type": choice(*PREDICTION_TYPES),
     "model.down_dims": integers(1),

@@ -7,7 +7,9 @@ Each item is a dict:
     action             (horizon, Da) float32
 Low-dim data lives in memory (the sampler's grid arrays, shared with DataLoader workers). Images are
 read per item from the store's zarr arrays, which each worker process opens for itself on first use
-(never shared across a fork); a frame used twice in a window (edge padding) is decoded once.
+(never shared across a fork); a frame used twice in a window (edge padding) is decoded once, and decoded
+frames are kept in memory up to `frame_cache_mb` per process, so an epoch after the first decodes nothing
+when the store's frames fit (decoding was most of the loader's time; docs/benchmarks.md).
 `dataset[list_of_indices]` returns a whole batch (leading axis B); `batch_loader()` builds a
 DataLoader that uses it, which is faster than per-item fetching plus collation.
 """
@@ -56,8 +58,9 @@ class FrameReader:
     positioned read and one JPEG/PNG decode. Anything else (URLs, other codecs) is read through zarr.
     """
 
-    def __init__(self, array, local_root: Path | None) -> None:
+    def __init__(self, array, local_root: Path | None, cache: "FrameCache | None" = None) -> None:
         self.array = array
+        self.cache = cache
         self.fast = False
         codecs = array.metadata.codecs
         sharding = codecs[0] if len(codecs) == 1 and isinstance(codecs[0], ShardingCodec) else None
@@ -76,13 +79,16 @@ class FrameReader:
     def read(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), H, W[, C]) frames."""
         unique, inverse = np.unique(rows, return_inverse=True)
-        if self.fast:
-            frames = np.stack([self._read_one(int(r)) for r in unique])
-        elif unique[-1] - unique[0] + 1 == len(unique):  # consecutive: one slice read
-            frames = np.asarray(self.array[int(unique[0]): int(unique[-1]) + 1])
-        else:
-            frames = np.asarray(self.array.get_orthogonal_selection((unique,)))
+        frames = self.cache.read(self, unique) if self.cache is not None else self.decode_rows(unique)
         return frames[inverse.reshape(-1)]
+
+    def decode_rows(self, unique: np.ndarray) -> np.ndarray:
+        """(len(unique), H, W[, C]) frames of sorted unique rows, read from the store."""
+        if self.fast:
+            return np.stack([self._read_one(int(r)) for r in unique])
+        if unique[-1] - unique[0] + 1 == len(unique):  # consecutive: one slice read
+            return np.asarray(self.array[int(unique[0]): int(unique[-1]) + 1])
+        return np.asarray(self.array.get_orthogonal_selection((unique,)))
 
     def _read_one(self, row: int) -> np.ndarray:
         shard, inner = divmod(row, self.shard_rows)
@@ -112,15 +118,43 @@ class FrameReader:
                              f"run `robot-rl data validate`") from None
 
 
+class FrameCache:
+    """Decoded frames of a process's FrameReaders, kept until `max_bytes` (shared by all of them) are held;
+    frames past the bound are decoded on every read. No eviction: windows are drawn uniformly, so any
+    resident set serves the same share of reads."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.nbytes = int(max_bytes), 0
+        self.frames: dict[tuple[int, int], np.ndarray] = {}
+
+    def read(self, reader: "FrameReader", rows: np.ndarray) -> np.ndarray:
+        """(len(rows), H, W[, C]) frames of sorted unique `rows`."""
+        key = id(reader)
+        cached = [self.frames.get((key, int(r))) for r in rows]
+        missing = [i for i, f in enumerate(cached) if f is None]
+        if missing:
+            fresh = reader.decode_rows(rows[missing])
+            for i, frame in zip(missing, fresh):
+                cached[i] = frame
+                if self.nbytes + frame.nbytes <= self.max_bytes:
+                    self.frames[(key, int(rows[i]))] = frame
+                    self.nbytes += frame.nbytes
+        return np.stack(cached)
+
+
 class WindowDataset(Dataset):
     """Windows of a WindowSampler as dicts of tensors (shapes in the module docstring).
 
     augment: ImageAugment applied to every image feature (None: no augmentation);
-    depth_scale: factor from stored depth units to the float32 output.
+    depth_scale: factor from stored depth units to the float32 output;
+    frame_cache_mb: decoded frames kept in memory per process (each DataLoader worker holds its own); 0: none.
     """
 
     def __init__(self, sampler: WindowSampler, augment: ImageAugment | None = None,
-                 depth_scale: float = 1e-3) -> None:
+                 depth_scale: float = 1e-3, frame_cache_mb: float = 1024.0) -> None:
+        if frame_cache_mb < 0:
+            raise ConfigError(f"frame_cache_mb={frame_cache_mb}: must be >= 0 (0: no cache)")
+        self.frame_cache_mb = float(frame_cache_mb)
         self.sampler = sampler
         self.spec: PolicySpec = sampler.spec
         self.augment = augment
@@ -149,7 +183,8 @@ class WindowDataset(Dataset):
             path = self.sampler.path
             store = EpisodeStore.open(path, storage_options=self.sampler.storage_options)
             local = None if _is_url(path) else Path(path)
-            self._arrays = {key: FrameReader(store.values(stream), local)
+            cache = FrameCache(int(self.frame_cache_mb * 2**20)) if self.frame_cache_mb > 0 else None
+            self._arrays = {key: FrameReader(store.values(stream), local, cache)
                             for key, stream in self.sampler.image_streams.items()}
             self._pid = os.getpid()
         return self._arrays

@@ -12,6 +12,7 @@ from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
 
 DENOISERS = ("unet", "mlp")
+IMAGE_ENCODERS = ("resnet18", "conv")
 POOLS = ("spatial_softmax", "avg")
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear")
 PREDICTION_TYPES = ("epsilon", "sample")
@@ -31,9 +32,14 @@ class PolicyConfig:
     mlp_num_blocks: int = 3
 
     # observation encoder
+    # per camera: resnet18 (GroupNorm ResNet-18: image_width, image_blocks) or conv (a strided conv stack:
+    # conv_channels, configs/model/diffusion_cpu_image.yaml); a saved config without the key is a resnet18
+    image_encoder: str = "resnet18"
+    image_size: int = 0  # > 0: resize every camera image to image_size x image_size first; 0: the camera's size
     image_width: int = 64  # ResNet-18 base width (64 = standard ResNet-18)
     image_blocks: tuple[int, ...] = (2, 2, 2, 2)  # basic blocks per stage
-    image_pool: str = "spatial_softmax"  # spatial_softmax (2 x num_keypoints features) | avg (8 x width)
+    conv_channels: tuple[int, ...] = (16, 32, 64, 128)  # conv: one 3x3 stride-2 conv per entry
+    image_pool: str = "spatial_softmax"  # spatial_softmax (2 x num_keypoints features) | avg (backbone channels)
     num_keypoints: int = 32
     crop_ratio: float = 0.9  # random crop (train) / center crop (eval) to this fraction of H and W
     state_dims: tuple[int, ...] = (64, 64)  # per-step proprio MLP; () passes low-dim features through
@@ -49,14 +55,20 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         self.down_dims = tuple(int(d) for d in self.down_dims)
         self.image_blocks = tuple(int(b) for b in self.image_blocks)
+        self.conv_channels = tuple(int(c) for c in self.conv_channels)
         self.state_dims = tuple(int(d) for d in self.state_dims)
-        for name, allowed in (("denoiser", DENOISERS), ("image_pool", POOLS),
+        for name, allowed in (("denoiser", DENOISERS), ("image_encoder", IMAGE_ENCODERS), ("image_pool", POOLS),
                               ("beta_schedule", BETA_SCHEDULES), ("prediction_type", PREDICTION_TYPES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"policy.{name}={getattr(self, name)!r}: expected one of {allowed}")
         if not self.down_dims:
             raise ConfigError("policy.down_dims: at least one level is required")
+        if not self.conv_channels:
+            raise ConfigError("policy.conv_channels: at least one layer is required")
+        if self.image_size < 0:
+            raise ConfigError(f"policy.image_size={self.image_size}: must be >= 0 (0: the camera's size)")
         sizes = {"down_dims": self.down_dims, "image_blocks": self.image_blocks, "kernel_size": self.kernel_size,
+                 "conv_channels": self.conv_channels,
                  "n_groups": self.n_groups, "mlp_hidden_dim": self.mlp_hidden_dim, "image_width": self.image_width,
                  "num_keypoints": self.num_keypoints, "num_train_timesteps": self.num_train_timesteps}
         for name, value in sizes.items():

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 from robot_rl.core.errors import ConfigError, StoreError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.augment import ImageAugment
-from robot_rl.data.dataset import FrameReader, WindowDataset, batch_loader, make_datasets
+from robot_rl.data.dataset import FrameCache, FrameReader, WindowDataset, batch_loader, make_datasets
 from robot_rl.data.sampler import WindowSampler
 from robot_rl.data.schema import StreamSpec
 from robot_rl.data.episode_store import EpisodeStore
@@ -168,3 +168,50 @@ def test_corrupt_shard_is_a_clear_error(tmp_path):
     reader = FrameReader(EpisodeStore.open(tmp_path / "s").values("cam"), tmp_path / "s")
     with pytest.raises(StoreError, match=r"cam/c/0/0/0/0: cannot read frame 0"):
         reader.read(np.array([0]))
+
+
+def _counting_decodes(reader, monkeypatch):
+    decoded = []
+    decode_rows = reader.decode_rows
+
+    def counting(rows):
+        decoded.extend(int(r) for r in rows)
+        return decode_rows(rows)
+
+    monkeypatch.setattr(reader, "decode_rows", counting)
+    return decoded
+
+
+def test_cached_frames_are_decoded_once_and_equal_fresh_reads(store, monkeypatch):
+    array = store.values("cam0")
+    reader = FrameReader(array, store.path, FrameCache(2**20))
+    decoded = _counting_decodes(reader, monkeypatch)
+    rows = np.array([3, 1, 3, 7])
+    first = reader.read(rows)
+    again = reader.read(np.array([7, 1, 3]))
+    assert sorted(decoded) == [1, 3, 7]            # the second read decoded nothing
+    np.testing.assert_array_equal(first, FrameReader(array, store.path).read(rows))
+    np.testing.assert_array_equal(again, first[[3, 1, 0]])
+
+
+def test_frames_past_the_cache_bound_are_decoded_again(store, monkeypatch):
+    frame_bytes = int(np.prod(store.values("cam0").shape[1:]))
+    reader = FrameReader(store.values("cam0"), store.path, FrameCache(2 * frame_bytes))
+    decoded = _counting_decodes(reader, monkeypatch)
+    reader.read(np.arange(5))
+    assert reader.cache.nbytes == 2 * frame_bytes     # the bound holds
+    got = reader.read(np.arange(5))
+    assert sorted(decoded) == [0, 1, 2, 2, 3, 3, 4, 4]
+    np.testing.assert_array_equal(got, FrameReader(store.values("cam0"), store.path).read(np.arange(5)))
+
+
+def test_dataset_items_are_the_same_with_and_without_the_frame_cache(store):
+    sampler = WindowSampler(store, make_spec(cameras=2))
+    cached, uncached = WindowDataset(sampler), WindowDataset(sampler, frame_cache_mb=0)
+    for index in ([0, 5, 9], [9, 0, 3], [5]):
+        a, b = cached[index], uncached[index]
+        for key in b:
+            torch.testing.assert_close(a[key], b[key])
+    assert uncached._image_arrays()["cam0"].cache is None
+    with pytest.raises(ConfigError, match="frame_cache_mb=-1"):
+        WindowDataset(sampler, frame_cache_mb=-1)

@@ -142,3 +142,31 @@ def test_model_size_check_counts_what_the_model_allocates():
     policy = DiffusionPolicy(spec, tiny_config())
     real = sum(p.numel() for p in policy.parameters()) + sum(b.numel() for b in policy.buffers())
     assert check_model_size(DiffusionPolicy, spec, tiny_config(), "test") == real
+
+
+def test_a_checkpoint_saved_before_the_encoder_choice_loads_as_the_resnet18_it_was(tmp_path):
+    import yaml
+
+    policy = trained_looking_policy()
+    save_policy(policy, tmp_path / "ckpt")
+    path = tmp_path / "ckpt"
+    cfg = yaml.safe_load((path / "config.yaml").read_text())
+    for field in ("image_encoder", "image_size", "conv_channels"):   # the fields an older config lacks
+        del cfg["policy"]["model"][field]
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rehash(path, "config.yaml")
+    loaded = load_policy(path, device="cpu")
+    assert loaded.cfg.image_encoder == "resnet18" and loaded.cfg.image_size == 0
+    obs, noise = random_obs(policy.spec), torch.randn(2, 8, 3)
+    assert torch.equal(loaded.predict_action(obs, init_noise=noise), policy.predict_action(obs, init_noise=noise))
+
+
+def test_a_conv_encoder_policy_round_trips(tmp_path):
+    spec = make_spec(2, image_hw=32)
+    policy = DiffusionPolicy(spec, tiny_config(image_encoder="conv", conv_channels=(8, 16), image_size=16),
+                             Normalizer.from_stats(spec, STATS)).eval()
+    save_policy(policy, tmp_path / "ckpt")
+    loaded = load_policy(tmp_path / "ckpt", device="cpu")
+    assert loaded.cfg == policy.cfg
+    obs, noise = random_obs(spec), torch.randn(2, 8, 3)
+    assert torch.equal(loaded.predict_action(obs, init_noise=noise), policy.predict_action(obs, init_noise=noise))

@@ -36,3 +36,18 @@ def test_horizon_incompatible_with_unet_levels_is_a_config_error():
 def test_executable_slice_outside_the_horizon_is_a_config_error():
     with pytest.raises(ConfigError, match="n_obs_steps - 1 \\+ n_action_steps = 9 exceeds horizon=8"):
         DiffusionPolicy(make_spec(horizon=8, n_obs=2, n_act=8), PolicyConfig(down_dims=(8, 16)))
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("image_encoder", "vit", r"policy.image_encoder='vit': expected one of \('resnet18', 'conv'\)"),
+    ("image_size", -1, r"policy.image_size=-1: must be >= 0"),
+    ("conv_channels", [16, 0], r"policy.conv_channels=\[16, 0\]: must be >= 1"),
+])
+def test_a_bad_encoder_choice_is_named(field, value, words):
+    with pytest.raises(ConfigError, match=words):
+        PolicyConfig.from_dict({field: value})
+
+
+def test_the_cpu_image_model_is_the_conv_encoder_on_downscaled_images():
+    cfg = PolicyConfig.from_dict(load_yaml(config_dir() / "model" / "diffusion_cpu_image.yaml"))
+    assert cfg.image_encoder == "conv" and cfg.image_size == 64 and cfg.denoiser == "mlp"

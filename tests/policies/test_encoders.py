@@ -61,3 +61,30 @@ def test_random_crop_takes_windows_of_the_input():
 def test_spatial_softmax_outputs_coordinates_in_unit_box():
     out = SpatialSoftmax(8, num_keypoints=5)(torch.randn(3, 8, 4, 6))
     assert out.shape == (3, 10) and out.abs().max() <= 1.0
+
+
+def test_conv_encoder_halves_the_map_per_layer_and_resizes_first():
+    enc = ImageEncoder((3, 128, 128), crop_ratio=0.9, pool="spatial_softmax", num_keypoints=4, backbone="conv",
+                       image_size=64, conv_channels=(8, 16))
+    assert enc.crop == (58, 58)            # of the 64x64 resize, not of the 128x128 camera image
+    feature_map = enc.backbone(torch.rand(1, 3, 58, 58))
+    assert feature_map.shape == (1, 16, 15, 15)
+    enc.eval()
+    assert enc(torch.rand(2, 3, 128, 128)).shape == (2, 8)
+
+
+def test_resize_averages_pixels_and_keeps_a_constant_image():
+    from robot_rl.policies.encoders.image import resize
+
+    x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
+    assert torch.equal(resize(x, (2, 2)), torch.tensor([[[[2.5, 4.5], [10.5, 12.5]]]]))
+    assert torch.allclose(resize(torch.full((1, 3, 128, 128), 0.25), (96, 96)), torch.full((1, 3, 96, 96), 0.25))
+
+
+def test_image_encoder_choice_is_a_config_field():
+    spec = make_spec(2, image_hw=32)
+    conv = ObsEncoder(spec, tiny_config(image_encoder="conv", conv_channels=(8, 16), image_size=16))
+    assert all(type(c.backbone).__name__ == "ConvStack" for c in conv.cameras.values())
+    assert all(isinstance(c.backbone, ResNet18GN) for c in ObsEncoder(spec, tiny_config()).cameras.values())
+    out = conv(normalized(spec, random_obs(spec, batch=2)))
+    assert out.shape == (2, spec.n_obs_steps * conv.step_dim)

@@ -27,7 +27,7 @@ class ObsEncoder(nn.Module):
         self.n_obs_steps = spec.n_obs_steps
         self.cameras = nn.ModuleDict({
             f.key: ImageEncoder(f.shape, cfg.crop_ratio, cfg.image_width, cfg.image_blocks, cfg.image_pool,
-                                cfg.num_keypoints)
+                                cfg.num_keypoints, cfg.image_encoder, cfg.image_size, cfg.conv_channels)
             for f in spec.images
         })
         low_dim = sum(math.prod(f.shape) for f in spec.low_dim)

@@ -1,0 +1,32 @@
+"""`robot-rl bench images quick=true` runs end to end and writes every row of its JSON contract."""
+
+import json
+
+from robot_rl.cli import main
+
+CANDIDATE_ROWS = {  # metric -> (unit, the baseline it is compared with)
+    "bc_train_samples_per_s_candidate": ("samples/s", "bc_train_samples_per_s_resnet18"),
+    "student_step_hz_candidate": ("Hz", "student_step_hz_resnet18"),
+    "bc_train_samples_per_s_no_crop": ("samples/s", "bc_train_samples_per_s_resnet18"),
+    "student_step_hz_no_crop": ("Hz", "student_step_hz_resnet18"),
+    "rollout_steps_per_s_candidate": ("steps/s", "rollout_steps_per_s_resnet18"),
+    "env_steps_per_s_2_cameras": ("steps/s", "env_steps_per_s_no_cameras"),
+    "loader_samples_per_s": ("samples/s", "loader_samples_per_s_uncached"),
+}
+
+
+def test_quick_run_writes_each_measurement_against_its_resnet18_baseline(tmp_path):
+    out = tmp_path / "images.json"
+    assert main(["bench", "images", "quick=true", f"json={out}", "images.variants.no_crop.crop_ratio=1.0",
+                 "progress=false"]) == 0
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "images"
+    rows = {r["metric"]: r for r in data["rows"]}
+    assert set(rows) == set(CANDIDATE_ROWS) | {"bc_train_samples_per_s_resnet18", "student_step_hz_resnet18",
+                                               "rollout_steps_per_s_resnet18"}
+    for metric, (unit, baseline) in CANDIDATE_ROWS.items():
+        row = rows[metric]
+        assert row["unit"] == unit and row["baseline"] == baseline and row["value"] > 0
+        assert row["ratio"] == row["value"] / row["baseline_value"]   # > 1: faster than the baseline
+        if baseline in rows:
+            assert row["baseline_value"] == rows[baseline]["value"]
