@@ -16,8 +16,8 @@ from robot_rl.learning.spec_builder import PRIVILEGED_STREAMS, check_obs, checkp
 
 PROPRIO = "ee_pos+ee_quat+gripper_pos"
 TINY_TRAIN = ["train.steps=2", "train.eval_every=0", "train.batch_size=4", "train.num_workers=0",
-              "train.warmup_steps=1", "train.checkpoint_every=2", "model.down_dims=[16,32]", "model.image_width=8",
-              "model.num_keypoints=4", "model.state_dims=[16]", "model.step_embed_dim=16", "spec.horizon=8",
+              "train.warmup_steps=1", "train.checkpoint_every=2", "model.mlp_hidden_dim=32", "model.mlp_num_blocks=1",
+              "model.conv_channels=[8,8]", "model.image_size=32", "model.num_keypoints=4", "model.state_dims=[16]", "model.step_embed_dim=16", "spec.horizon=8",
               "spec.n_action_steps=4"]
 
 
@@ -127,7 +127,7 @@ def test_an_obs_image_checkpoint_reads_no_privileged_stream_anywhere(image_check
     assert not read & set(PRIVILEGED_STREAMS)
     assert {f.key: f.kind for f in spec.images} == {"front": "rgb", "wrist": "rgb"}
     assert "task_state" not in str(config["spec"])   # the run config saved beside it names the same features
-    assert config["obs"] == "image" and config["model"]["denoiser"] == "unet"
+    assert config["obs"] == "image" and config["model"]["image_encoder"] == "conv"
 
 
 @pytest.mark.parametrize("command, key", [("eval", "policy"), ("finetune", "policy"), ("distill", "teacher"),
