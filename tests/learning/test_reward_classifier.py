@@ -137,3 +137,18 @@ def test_train_algo_reward_command(reach_store, tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["algo"] == "reward" and 0 < res["threshold"] < 1
     assert RewardModel.load(tmp_path / "reward").spec.obs[0].stream == "ee_pos+task_state"
+
+
+def test_a_classifier_short_of_the_precision_asked_is_reported_with_a_fix(tmp_path, capsys):
+    """Frames whose features cannot tell success apart (all-zero actions): no threshold reaches
+    min_precision, and the command says so instead of handing over a detector that fires at random."""
+    import json
+
+    from robot_rl.cli import main
+
+    _labelled_store(tmp_path / "s.zarr")
+    assert main(["train", "algo=reward", f"store={tmp_path / 's.zarr'}", f"out={tmp_path / 'r'}", "reward.steps=5",
+                 "reward.val_ratio=0", "reward.batch_size=16", "spec.obs.state.stream=action", "progress=false"]) == 0
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["val_precision"] < 0.95
+    err = capsys.readouterr().err
+    assert "no threshold reaches reward.min_precision=0.95" in err and "reward.steps=10" in err
