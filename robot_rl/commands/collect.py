@@ -6,7 +6,9 @@
                      session.reset_s=<s> live_view=off|http|window
 
 source=scripted (default): every episode is labelled with the task's success check; injected operator
-failures (hesitation, wrong approach, slip) are listed in the episode metadata.
+failures (hesitation, wrong approach, slip) are listed in the episode metadata. A successful episode keeps
+recording `hold_after_success_s` after the check succeeds, the operator holding still (as an operator holds
+the success state before marking it), so the store's `success` stream has frames of success to learn from.
 A device: an operator session at the twin's policy rate (robot_rl.runtime.teleop_session): the session keys
 start, stop-and-save, discard and mark success/failure (the label is the operator's), the deadman gates
 motion, the gripper toggles; after each episode the twin draws the next scene and `session.reset_s` passes
@@ -35,6 +37,7 @@ EVENT_DEVICES = {"keyboard": "kbd", "gamepad": "joystick"}
 FIELDS = {
     "episodes": integer(1),
     "noise": number(0.0, 1.0),
+    "hold_after_success_s": number(0.0),
     "store": optional(directory_target),
     "source": text,
     "obs": choice("state", "image"),
@@ -145,7 +148,8 @@ def collect_scripted(cfg, env, store, store_path, out, rig, episodes: int, noise
         for i in bar:
             rec.begin(EpisodeMeta(task=task, source="scripted", rig=rig.name, calibration_id=env.twin.calibration_id,
                                   notes=f"noise={noise}"))
-            r = run_episode(env, teleop, seed=int(cfg.seed) * 100003 + i, on_step=rec.on_step)
+            r = run_episode(env, teleop, seed=int(cfg.seed) * 100003 + i, on_step=rec.on_step,
+                            hold_after_success_s=float(cfg.hold_after_success_s))
             rec.end(r["success"], noise=noise, failures=r["failures"], policy_hz=env.policy_hz,
                     randomization=env.twin.randomization_drawn)
             results.append(r)

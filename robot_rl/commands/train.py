@@ -6,6 +6,8 @@ checkpoint by success rate. Multi-GPU/multi-node: launch with
 
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,4 +166,9 @@ def _train_reward(cfg, store, spec) -> int:
     write_results(out / "results.json", stage="train", algo="reward", store=str(cfg.store), **metrics)
     print(f"threshold {metrics['threshold']:.3f}: validation precision {metrics['val_precision']}, recall "
           f"{metrics['val_recall']}, accuracy {metrics['val_accuracy']:.3f} -> {out / 'reward'}")
+    if (metrics["val_precision"] or 0.0) < reward_cfg.min_precision:
+        print(f"warning: no threshold reaches reward.min_precision={reward_cfg.min_precision} on the validation "
+              f"episodes (precision {metrics['val_precision']}); a false success ends an online episode early: "
+              f"train longer (reward.steps={2 * reward_cfg.steps}) or record more demos before using it as a reward",
+              file=sys.stderr)
     return 0

@@ -1,8 +1,11 @@
 """Learned success rewards for the real robot, where no simulator says "done".
 
-Labels come from the store: a frame is positive where the per-step `success` stream is set, and in
-the last `positive_s` seconds of episodes labelled successful (operators mark success/failure with a
-key during the session; that label is the episode's `success`). The classifier is trained with
+Labels come from the store: a frame is positive where the episode's per-step `success` stream is set
+(the twin's check; scripted demos keep recording `hold_after_success_s` after it, so these include
+frames of the success state); an episode without a set stream (an operator marks success/failure with
+a key at the end; that label is the episode's `success`) counts its last `positive_s` seconds when it
+was marked successful. Every other frame, failed episodes' and successful ones' before success, is a
+negative. The classifier is trained with
 class-balanced BCE on whole-episode splits; its threshold is the lowest one whose validation
 precision reaches `min_precision` (a false "success" ends an episode early and teaches the learner
 the wrong thing, so precision matters more than recall). At run time `SuccessDetector` declares
@@ -33,7 +36,7 @@ class RewardConfig:
     batch_size: int = 128
     lr: float = 3e-4
     weight_decay: float = 1e-4
-    positive_s: float = 0.5        # last seconds of a successful episode that count as success frames
+    positive_s: float = 0.5        # episodes without a set `success` stream: last seconds of a successful one
     val_ratio: float = 0.2
     min_precision: float = 0.95    # threshold choice on the validation episodes
     seed: int = 0
@@ -55,7 +58,12 @@ def classifier_spec(obs: list[FeatureSpec], store) -> PolicySpec:
 
 
 def frame_labels(store, sampler, positive_s: float) -> np.ndarray:
-    """(N,) 0/1 label of every grid row of the sampler (see the module docstring)."""
+    """(N,) 0/1 label of every grid row of the sampler (see the module docstring).
+
+    An episode whose `success` stream is set anywhere is labelled by that stream alone: its frames before
+    success are negatives, so the classifier must tell "done" from "nearly done". Only an episode without
+    such a stream (an operator's mark at the end, nothing per step) falls back to its last `positive_s`
+    seconds, which is right when the operator held the success state that long before marking it."""
     from robot_rl.data.align import sample_at
 
     grid = sampler.grid
@@ -67,11 +75,12 @@ def frame_labels(store, sampler, positive_s: float) -> np.ndarray:
         t = grid.times[lo:hi]
         if "success" in store.streams:
             v, ts = store.read("success", int(ep))
-            if len(ts):
-                labels[lo:hi] = np.maximum(labels[lo:hi], (sample_at(v, ts, np.maximum(t, ts[0]), "hold")
-                                                           .reshape(len(t), -1)[:, 0] > 0))
+            if len(ts) and np.any(np.asarray(v) > 0):
+                flag = sample_at(v, ts, np.maximum(t, ts[0]), "hold").reshape(len(t), -1)[:, 0] > 0
+                labels[lo:hi] = flag
+                continue
         if store.episode_meta(int(ep)).get("success"):
-            labels[lo:hi] = np.maximum(labels[lo:hi], t >= t[-1] - positive_s)
+            labels[lo:hi] = t >= t[-1] - positive_s
     return labels
 
 

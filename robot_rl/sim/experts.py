@@ -225,8 +225,12 @@ def make_teleop(env: TwinEnv, noise: float = 0.0, seed: int = 0) -> ScriptedTele
     return TELEOPS[env.task.name](env, noise, seed)
 
 
-def run_episode(env: TwinEnv, teleop: ScriptedTeleop, seed: int | None = None, on_step=None) -> dict:
-    """Roll one scripted episode. on_step(obs, action, reward, info) is called after every step."""
+def run_episode(env: TwinEnv, teleop: ScriptedTeleop, seed: int | None = None, on_step=None,
+                hold_after_success_s: float = 0.0) -> dict:
+    """Roll one scripted episode. on_step(obs, action, reward, info) is called after every step.
+    hold_after_success_s: once the task's check succeeds, keep stepping (and recording) that long with the
+    operator holding still (no motion, the gripper as it was), as an operator holds the success state before
+    marking it: a learned success detector gets frames of success, not only the ones leading up to it."""
     obs, info = env.reset(seed=seed)
     teleop.reset()
     if on_step is not None:
@@ -242,5 +246,13 @@ def run_episode(env: TwinEnv, teleop: ScriptedTeleop, seed: int | None = None, o
             on_step(obs, action, r, info)
         if term or trunc:
             break
+    if success and hold_after_success_s > 0:
+        hold = np.zeros(7, np.float32)
+        hold[6] = action[6]
+        for _ in range(int(round(hold_after_success_s * env.policy_hz))):
+            obs, r, _, _, info = env.step(hold)
+            steps += 1
+            if on_step is not None:
+                on_step(obs, hold, r, info)
     return {"success": bool(success), "steps": steps, "return": ret, "failures": list(teleop.failures),
             "time": env.twin.time}
