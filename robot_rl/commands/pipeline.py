@@ -87,7 +87,7 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
         if name != "collect" and name != "bc" and policy is None:
             raise ConfigError(f"pipeline: stage {name} needs a policy from an earlier stage (stages={list(cfg.stages)})")
         d = out / name
-        extra = [str(a) for a in prof.get(name, [])]
+        extra = [str(a) for a in prof.get(name, []) + (prof.get("image", {}).get(name, []) if cfg.obs == "image" else [])]
         if name == "collect":
             argv = ["collect", *common, f"store={store}", "progress=false", f"obs={cfg.obs}"]
             argv += ["source=expert", f"expert={cfg.expert}"] if gym else []
