@@ -17,6 +17,15 @@ shapes (2 cameras 128x128 RGB + 8 proprio values, 2 observation steps, horizon 1
   env_steps_per_s_2_cameras        TwinEnv alone with 2 cameras (random actions), vs without cameras.
   loader_samples_per_s             the window loader alone (whole batches, in-process) with decoded frames
                                    cached (the default) vs decoding every frame (frame_cache_mb=0).
+  critic_update_ms_frozen_features one critic update (QEnsemble of `critic_heads` heads of 256 x 256:
+                                   regression loss, backward, Adam step) at `critic_batch_size` on the
+                                   camera features `model`'s frozen encoders computed once (what the RL
+                                   stages' replay holds), vs critic_update_ms_trainable_encoder: the same
+                                   critic with `model`'s camera encoders (a fresh copy, training mode: a random
+                                   crop per frame, DrQ-v2's random shift) learning from its loss, so every
+                                   update encodes the batch's frames (cameras x n_obs_steps, obs only) forward
+                                   and backward. Median over `critic_updates` updates of each, taking turns,
+                                   `train_threads` torch threads.
 `variants` adds candidate configurations (PolicyConfig fields over `model`'s) to the training and
 student rows, e.g. images.variants.size128.image_size=0 images.variants.no_crop.crop_ratio=1.0: the
 trade-offs of image size and crop in docs/benchmarks.md. Random-init weights: speed does not depend on
@@ -48,6 +57,9 @@ from robot_rl.data.schema import StreamSpec
 from robot_rl.data.writer import EpisodeWriter
 from robot_rl.learning.train_state import OptimConfig, Optimization
 from robot_rl.policies import DiffusionPolicy, OneStepPolicy, PolicyConfig
+from robot_rl.policies.critics import ChunkFeatures, QEnsemble
+from robot_rl.policies.encoders.obs import ObsEncoder
+from robot_rl.policies.frozen_features import FrozenFeatures
 from robot_rl.policies.normalizer import Normalizer
 
 NAME = "images"
@@ -75,9 +87,13 @@ class ImagesBenchConfig:
     task: str = "lift"
     episodes: int = 4                 # episodes of the bench's episode store
     episode_steps: int = 100          # policy steps per episode (frames at the policy rate)
+    critic_batch_size: int = 256      # the critic rows' batch (the off-policy stages' default)
+    critic_heads: int = 2             # Q heads of the critic rows
+    critic_updates: int = 3           # timed critic updates of each kind (the median is reported)
     quick_sizes: dict = field(default_factory=lambda: {   # quick=true: a smoke test (tiny sizes and baseline)
         "batch_size": 4, "windows": 2, "window_steps": 1, "step_calls": 3, "env_steps": 5, "episodes": 1,
-        "episode_steps": 24, "baseline": {"image_width": 8, "down_dims": [32, 64, 128], "step_embed_dim": 16}})
+        "episode_steps": 24, "critic_batch_size": 4, "critic_updates": 2,
+        "baseline": {"image_width": 8, "down_dims": [32, 64, 128], "step_embed_dim": 16}})
 
     def quick(self) -> "ImagesBenchConfig":
         """These options with quick_sizes applied."""
@@ -86,7 +102,7 @@ class ImagesBenchConfig:
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "windows", "window_steps", "step_calls", "env_steps", "episodes",
-                     "episode_steps", "train_threads"):
+                     "episode_steps", "train_threads", "critic_batch_size", "critic_heads", "critic_updates"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"bench images.{name}={getattr(self, name)}: must be >= 1")
 
@@ -153,6 +169,52 @@ def train_samples_per_s(configs: dict[str, PolicyConfig], sampler: WindowSampler
             n = sum(train_step() for _ in range(opts.window_steps))
             rates[name].append(n / (time.perf_counter() - t))
     return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def critic_update_ms(spec: PolicySpec, cfg: PolicyConfig, normalizer: Normalizer, opts: ImagesBenchConfig,
+                     seed: int) -> tuple[float, float]:
+    """Median ms of one critic update on cached frozen camera features and with trainable camera encoders.
+    Both critics read the same ChunkFeatures input (camera features + normalized proprio over n_obs_steps, the
+    action chunk), so the difference is the encoders' forward and backward pass over the batch's frames."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    B, S = opts.critic_batch_size, spec.n_obs_steps
+    raw = {n: rng.integers(0, 256, size=(B, S, *HW, 3), dtype=np.uint8) for n in CAMERAS}
+    raw["state"] = rng.normal(size=(B, S, PROPRIO)).astype(np.float32)
+    actions = torch.as_tensor(rng.uniform(-1, 1, (B, spec.n_action_steps, ACTION_DIM)), dtype=torch.float32)
+    target = torch.as_tensor(rng.normal(size=B), dtype=torch.float32)
+
+    frozen = FrozenFeatures(OneStepPolicy(spec, cfg, normalizer))
+    features = ChunkFeatures(frozen.view, normalizer)
+    cached = frozen.obs(raw)                       # encoded once, as the replay holds them
+
+    cameras = ObsEncoder(spec, cfg).cameras.train()
+    frames = {n: normalizer.normalize(n, torch.as_tensor(raw[n]).movedim(-1, -3)) for n in CAMERAS}
+    state = torch.as_tensor(raw["state"])
+
+    def pixel_obs() -> dict[str, torch.Tensor]:
+        out = {n: cameras[n](x.flatten(0, 1)).reshape(B, S, -1) for n, x in frames.items()}
+        return out | {"state": state}
+
+    def update_step(q: QEnsemble, opt: torch.optim.Optimizer, obs) -> None:
+        loss = (q(features.obs(obs()), features.action(actions)) - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    steps = {}
+    for name, params, obs in (("frozen", [], lambda: cached), ("trainable", list(cameras.parameters()), pixel_obs)):
+        q = QEnsemble(features.obs_dim, features.action_dim, opts.critic_heads, (256, 256))
+        opt = torch.optim.Adam([*params, *q.parameters()], lr=3e-4)
+        steps[name] = lambda q=q, opt=opt, obs=obs: update_step(q, opt, obs)
+        steps[name]()                              # warm-up: allocations
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(opts.critic_updates):
+        for name, step in steps.items():
+            t = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t)
+    return statistics.median(times["frozen"]) * 1e3, statistics.median(times["trainable"]) * 1e3
 
 
 def camera_obs(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -235,6 +297,8 @@ def measure(opts: ImagesBenchConfig, repeats: int = 3, seed: int = 0) -> list[Be
         try:
             torch.set_num_threads(opts.train_threads)
             train = train_samples_per_s(configs, sampler, opts, seed)
+            critic_frozen, critic_trainable = critic_update_ms(spec, configs["candidate"],
+                                                               _normalizer(spec, sampler), opts, seed)
             torch.set_num_threads(1)
             students = {name: OneStepPolicy(spec, cfg, _normalizer(spec, sampler)).eval()
                         for name, cfg in configs.items()}
@@ -265,6 +329,9 @@ def measure(opts: ImagesBenchConfig, repeats: int = 3, seed: int = 0) -> list[Be
                                  env_bare, higher_is_better=True))
     rows.append(BenchRow.compare("loader_samples_per_s", cached, "samples/s", "loader_samples_per_s_uncached",
                                  decoded, higher_is_better=True))
+    rows.append(BenchRow.compare("critic_update_ms_frozen_features", critic_frozen, "ms",
+                                 "critic_update_ms_trainable_encoder", critic_trainable, higher_is_better=False))
+    rows.append(BenchRow("critic_update_ms_trainable_encoder", critic_trainable, "ms"))
     return rows
 
 
