@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
+
+from robot_rl.bench.images import ImagesBenchConfig
 from robot_rl.cli import main
+from robot_rl.core.errors import ConfigError
 
 CANDIDATE_ROWS = {  # metric -> (unit, the baseline it is compared with)
     "bc_train_samples_per_s_candidate": ("samples/s", "bc_train_samples_per_s_resnet18"),
@@ -34,3 +38,8 @@ def test_quick_run_writes_each_measurement_against_its_baseline_from_the_same_ru
         assert row["ratio"] == faster   # > 1: faster than the baseline
         if baseline in rows:
             assert row["baseline_value"] == rows[baseline]["value"]
+
+
+def test_a_critic_row_option_below_one_is_refused_naming_it():
+    with pytest.raises(ConfigError, match=r"bench images\.critic_batch_size=0: must be >= 1"):
+        ImagesBenchConfig(critic_batch_size=0)
