@@ -11,7 +11,7 @@ placement) unchanged, so an evaluation with and without them compares the same e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import mujoco
@@ -38,8 +38,9 @@ class RandomizationParams:
 
     @staticmethod
     def default_on() -> "RandomizationParams":
-        """Moderate ranges for sim-to-real training data."""
-        return RandomizationParams((0.7, 1.3), (0.7, 1.5), (0.6, 1.4), 0.2, 0.01, 0.02, 0.0)
+        """Sim-to-real training data (`collect randomize=true`): moderate friction and mass ranges, and the
+        appearance ranges of `visual()`, so pixel policies see at training what held-out evaluation varies."""
+        return replace(RandomizationParams.visual(), friction_scale=(0.7, 1.3), mass_scale=(0.7, 1.5))
 
     @staticmethod
     def visual() -> "RandomizationParams":
