@@ -187,6 +187,7 @@ def run_online(algo: OnlineAlgorithm, make_env: Callable[[], Any], cfg: OnlineCo
             while updates < algo.allowed_updates(n_seen):
                 algo.update()
                 updates += 1
+            bar.set_postfix(success=f"{curve[-1].success_rate:.2f}" if curve else "-", updates=updates)
             if steps >= next_eval:
                 checkpoint_eval(steps)
                 while next_eval <= steps:
