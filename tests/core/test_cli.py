@@ -76,4 +76,4 @@ def test_help_shows_the_config_file_with_its_comments_and_the_common_options(cap
     out = capsys.readouterr().out
     assert "steps: 20000" in out and "# architecture (configs/model)" in out
     assert "progress=true|false" in out and "spec.obs.<name>=" in out
-    assert "model: diffusion_mlp, diffusion_unet" in out and "  ros:" not in out   # only the groups train uses
+    assert "model: diffusion_cpu_image, diffusion_mlp, diffusion_unet" in out and "  ros:" not in out   # only the groups train uses
