@@ -124,17 +124,13 @@ class FrozenFeatures:
 
     def condition(self, policy, view_obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The global condition policy.encode(raw obs) would give, from the feature view {key: (B, S >= n_obs,
-        D)}: per step the camera features (in the encoder's order) and the state encoder of the normalized
-        low-dim keys, as robot_rl.policies.encoders.ObsEncoder.encode_steps fuses them. `policy`: the one whose
-        camera encoders made the features (its state encoder and denoiser may train: gradients flow)."""
+        D)}: the camera features and the normalized low-dim keys fused by the encoder's own ObsEncoder.fuse.
+        `policy`: the one whose camera encoders made the features (its state encoder and denoiser may train:
+        gradients flow)."""
         n = self.spec.n_obs_steps
-        enc = policy.encoder
         x = {k: torch.as_tensor(v, device=self.device)[:, :n].float() for k, v in view_obs.items()}
-        parts = [x[k] for k in enc.cameras]
-        if enc.state is not None:
-            low = torch.cat([policy.normalizer.normalize(f.key, x[f.key]).flatten(2) for f in self.spec.low_dim], -1)
-            parts.append(enc.state(low))
-        return torch.cat(parts, dim=-1).flatten(1)
+        low = {f.key: policy.normalizer.normalize(f.key, x[f.key]) for f in self.spec.low_dim}
+        return policy.encoder.fuse({k: x[k] for k in self.images}, low).flatten(1)
 
 
 def frozen_features(policy) -> FrozenFeatures | None:

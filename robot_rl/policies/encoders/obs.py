@@ -44,7 +44,13 @@ class ObsEncoder(nn.Module):
             if tuple(x.shape) != (B, S, *f.shape):
                 raise ValueError(f"observation {f.key!r}: shape {tuple(x.shape)}, expected ({B}, {S}, "
                                  f"{', '.join(map(str, f.shape))}) (batch, steps, *spec shape)")
-        feats = [cam(obs[key].flatten(0, 1)).reshape(B, S, -1) for key, cam in self.cameras.items()]
+        return self.fuse({key: cam(obs[key].flatten(0, 1)).reshape(B, S, -1) for key, cam in self.cameras.items()},
+                         obs)
+
+    def fuse(self, camera_features: Mapping[str, torch.Tensor], obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Per-step camera features {key: (B, S, D)} and normalized low-dim obs {key: (B, S, *shape)} ->
+        (B, S, step_dim): the cameras in this encoder's order, then the state encoder over the low-dim keys."""
+        feats = [camera_features[key] for key in self.cameras]
         if self.state is not None:
             low = torch.cat([obs[f.key].flatten(2) for f in self.spec.low_dim], dim=-1)
             feats.append(self.state(low))
