@@ -78,7 +78,8 @@ def _twin_cameras(policy_dir, spec, rig, task: dict):
     process from the scene the loop publishes, at each camera's fps (configs/robot/<rig>.yaml)."""
     if not spec.images:
         return None
-    from robot_rl.sim.twin_cameras import TwinCameraSource, camera_stream
+    from robot_rl.sim.cameras import camera_stream
+    from robot_rl.sim.twin_cameras import TwinCameraSource
 
     known = {camera_stream(n): n for n in rig.cameras}
     bad = [f"{f.key} (stream {f.stream}, kind {f.kind})" for f in spec.images

@@ -11,6 +11,7 @@ from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.learning.spec_builder import privileged_streams
+from robot_rl.sim.cameras import camera_name
 from robot_rl.sim.env import TwinEnv
 from robot_rl.sim.gym_tasks import gym_env_factory, is_gym_task, task_overrides
 from robot_rl.sim.tasks import TASKS
@@ -29,7 +30,7 @@ def twin_env_factory(task_cfg, spec, seed: int = 0, randomization: dict | None =
             raise ConfigError(f"task=gym ({task_cfg.get('id')}): domain randomization is the twin's; a Gymnasium task "
                               "has no randomization hooks (drop randomize=true)")
         return gym_env_factory(task_cfg, cameras=any(s.images for s in specs), seed=seed)
-    cams = list(dict.fromkeys(f.stream[len("cam_"):-len("_rgb")] for s in specs for f in s.images))
+    cams = list(dict.fromkeys(camera_name(f.stream) for s in specs for f in s.images))
     privileged = any(privileged_streams(s) for s in specs)
     return partial(TwinEnv, task=str(task_cfg["name"]), task_params=dict(task_cfg.get("params") or {}),
                    cameras=cams or False, privileged=privileged, seed=seed, camera_rate="policy",

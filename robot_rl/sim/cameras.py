@@ -84,6 +84,16 @@ def add_cameras(spec, cams: dict[str, CameraCalibration], names=None) -> None:
         cam.principal_pixel = principal_pixel(c.width, c.height, c.cx, c.cy)   # its convention differs across versions
 
 
+def camera_stream(name: str) -> str:
+    """The observation / episode-store stream of twin camera `name`."""
+    return f"cam_{name}_rgb"
+
+
+def camera_name(stream: str) -> str:
+    """The twin camera whose stream is `stream` (the inverse of camera_stream)."""
+    return stream[len("cam_"):-len("_rgb")]
+
+
 class CameraRig:
     """Renders each camera headless at its own rate; frames carry their simulation timestamps.
 

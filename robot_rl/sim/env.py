@@ -24,6 +24,7 @@ from gymnasium import spaces
 
 from robot_rl.core.rotations import quat_mul, quat_normalize, quat_to_mat, rotvec_to_quat
 from robot_rl.core.types import EETarget
+from robot_rl.sim.cameras import camera_stream
 from robot_rl.sim.mujoco_twin import Twin
 
 PROPRIO = {"joint_pos": 7, "joint_vel": 7, "ee_pos": 3, "ee_quat": 4, "gripper_pos": 1}
@@ -63,7 +64,7 @@ class TwinEnv(gym.Env):
         if self.twin.cameras is not None:
             for n in self.twin.cameras.names:
                 c = self.twin.camera_calibration[n]
-                obs[f"cam_{n}_rgb"] = spaces.Box(0, 255, (c.height, c.width, 3), np.uint8)
+                obs[camera_stream(n)] = spaces.Box(0, 255, (c.height, c.width, 3), np.uint8)
         if privileged:
             self.twin.reset(seed)
             k = self.twin.task.privileged_state().shape[0]
@@ -123,7 +124,7 @@ class TwinEnv(gym.Env):
         cams = self.twin.cameras
         if cams is not None:
             for n in cams.names:
-                o[f"cam_{n}_rgb"] = cams.frames[n][1]
+                o[camera_stream(n)] = cams.frames[n][1]
         if self.privileged:
             o["task_state"] = self.twin.task.privileged_state()
         return o

@@ -11,6 +11,7 @@ import numpy as np
 
 from robot_rl.control.controller import N_FAULTS
 from robot_rl.data.schema import StreamSpec
+from robot_rl.sim.cameras import camera_stream
 from robot_rl.sim.env import TwinEnv
 
 
@@ -45,7 +46,7 @@ def twin_stream_specs(env: TwinEnv) -> list[StreamSpec]:
     if cams is not None:
         for n in cams.names:
             c = env.twin.camera_calibration[n]
-            specs.append(S(f"cam_{n}_rgb", "uint8", (c.height, c.width, 3), cams.fps[n], codec="jpeg", interp="hold",
+            specs.append(S(camera_stream(n), "uint8", (c.height, c.width, 3), cams.fps[n], codec="jpeg", interp="hold",
                            description=f"camera {n}, calibration {env.twin.calibration_id}"))
     return specs
 
@@ -62,7 +63,7 @@ class EpisodeRecorder:
 
     def _on_frame(self, name: str, t: float, img: np.ndarray) -> None:
         if self.active:
-            self.w.append(f"cam_{name}_rgb", img, t)
+            self.w.append(camera_stream(name), img, t)
             self._framed.add(name)
 
     def begin(self, meta) -> None:

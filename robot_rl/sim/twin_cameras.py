@@ -17,15 +17,10 @@ import mujoco
 import numpy as np
 
 from robot_rl.core.errors import ConfigError
-from robot_rl.sim.cameras import CameraRig
+from robot_rl.sim.cameras import CameraRig, camera_stream
 from robot_rl.sim.mujoco_twin import build_model
 from robot_rl.sim.tasks import make_task
 from robot_rl.sim.twin_arm import scene_size, unpack_scene
-
-
-def camera_stream(name: str) -> str:
-    """The episode-store stream of twin camera `name` (cam_<name>_rgb)."""
-    return f"cam_{name}_rgb"
 
 
 class TwinCameraSource:
