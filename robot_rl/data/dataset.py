@@ -273,10 +273,15 @@ def endless_batches(store: EpisodeStore | str | Path, spec: PolicySpec, batch_si
                     num_workers: int = 0, **sampler_kwargs):
     """An endless iterator of whole batches of the store's windows (sampler_kwargs select them, e.g.
     success=True), reshuffled every epoch (EpochBatches); None when the store has no such window."""
-    train_set, _ = make_datasets(store, spec, val_ratio=0.0, seed=seed, **sampler_kwargs)
-    if len(train_set) == 0:
+    return sampler_batches(WindowSampler(store, spec, **sampler_kwargs), batch_size, seed, num_workers)
+
+
+def sampler_batches(sampler: WindowSampler, batch_size: int, seed: int = 0, num_workers: int = 0):
+    """endless_batches over the windows of a sampler (e.g. one narrowed by WindowSampler.keep)."""
+    dataset = WindowDataset(sampler)
+    if len(dataset) == 0:
         return None
-    return iter(endless_loader(EpochBatches(train_set, min(batch_size, len(train_set)), seed), num_workers))
+    return iter(endless_loader(EpochBatches(dataset, min(batch_size, len(dataset)), seed), num_workers))
 
 
 def make_datasets(store: EpisodeStore | str | Path, spec: PolicySpec, val_ratio: float = 0.0, seed: int = 0,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -186,7 +187,9 @@ class WindowSampler:
     def __init__(self, store: EpisodeStore | str | Path, spec: PolicySpec, episodes=None, *,
                  success: bool | None = None, sources=None, tasks=None, grid_stream: str | None = None,
                  max_staleness: float | dict | None = None, on_stale: str = "raise",
-                 storage_options: dict | None = None) -> None:
+                 storage_options: dict | None = None, flag_streams: Sequence[str] = ()) -> None:
+        """flag_streams: more low-dim streams to align to the grid (in `grid.low_dim`), not policy inputs:
+        per-step flags a caller selects windows by (e.g. `intervention`, with executed_rows and keep)."""
         if not isinstance(store, EpisodeStore):
             store = EpisodeStore.open(store, storage_options=storage_options)
         self.path = store.path
@@ -195,7 +198,7 @@ class WindowSampler:
         if episodes is None:
             episodes = select_episodes(store.meta_list(), success, sources, tasks)
         low_features = [*spec.low_dim, spec.action]
-        low_streams = sorted({s for f in low_features for s in feature_streams(f)})
+        low_streams = sorted({s for f in low_features for s in feature_streams(f)} | set(flag_streams))
         image_streams = sorted({feature_streams(f)[0] for f in spec.images})
         # every row used is checked before any is: low-dim values are loaded into memory here (decode
         # them all, refuse non-finite ones); image frames are decoded later, one by one
@@ -243,6 +246,22 @@ class WindowSampler:
         p = self._win_pos[index]
         steps = window_steps(self._win_start[index], self._lengths[p], self.spec.horizon)
         return self.grid.offsets[p][..., None] + steps
+
+    def executed_rows(self) -> np.ndarray:
+        """(len(self), n_action_steps) grid rows of the actions each window's policy step executes (the
+        action chunk from the last observation step on)."""
+        start = self.spec.n_obs_steps - 1
+        return self.rows(np.arange(len(self)))[:, start:start + self.spec.n_action_steps]
+
+    def keep(self, mask) -> "WindowSampler":
+        """A sampler over the windows where `mask` (len(self),) is true, sharing this sampler's grid data."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (len(self),):
+            raise ValueError(f"keep: mask of shape {mask.shape} for {len(self)} windows")
+        other = object.__new__(WindowSampler)
+        other.__dict__.update(self.__dict__)
+        other._win_pos, other._win_start = self._win_pos[mask], self._win_start[mask]
+        return other
 
     def window_episode(self, index: int) -> int:
         """Store episode index of window `index`."""

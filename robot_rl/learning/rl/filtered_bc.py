@@ -11,7 +11,10 @@ chunk transition collected, each on a batch drawn `prior_fraction` from the prio
 demos and the rest from the run's own successful episodes (symmetric sampling, as RLPD does with demos),
 through the BC optimizer recipe (AdamW, cosine decay over the run's budget, gradient clipping, EMA). The
 exported and acting policy is the EMA copy. A successful interventions' episode (corrector=scripted) is a
-successful episode like any other, so the corrector's actions are imitated where the policy went wrong.
+successful episode like any other, so the corrector's actions are imitated where the policy went wrong;
+`lead_in_steps` leaves out the windows that execute the policy's own steps just before a takeover (the
+steps the corrector or operator judged wrong), and `intervention_fraction` draws that share of the run's
+part of each batch from the windows that execute a takeover's steps.
 
 The learner state (weights, EMA, optimizer, schedule, counters) is saved to <out>/train_state every
 `save_every_episodes` episodes and at the end; a rerun with the same out= continues from it, its
@@ -29,8 +32,9 @@ import torch
 
 from robot_rl.core.config import dataclass_from_dict
 from robot_rl.core.errors import ConfigError
-from robot_rl.data.dataset import endless_batches
+from robot_rl.data.dataset import endless_batches, sampler_batches
 from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.data.sampler import WindowSampler
 from robot_rl.learning.rl.context import FinetuneContext, FinetuneResult, save_finetuned
 from robot_rl.learning.rl.online import OnlineProgress, run_online
 from robot_rl.learning.rl.online_recorder import OnlineRecorder
@@ -52,19 +56,39 @@ class FilteredBCConfig:
     ema_power: float = 0.75           # EMA of the weights (the exported and acting policy), as in BC
     ema_max_decay: float = 0.999
     warmup_env_steps: int = 0         # env steps of the base alone before the first update
+    lead_in_steps: int = 0            # leave out windows executing the policy's last this-many steps before a
+                                      # takeover (the scripted corrector's patience - 1 = 3 disagreeing steps)
+    intervention_fraction: float = 0.0    # share of the run's rows from windows executing a takeover's steps
     save_every_episodes: int = 10     # learner state to <out>/train_state every this many episodes
     resume: bool = True               # continue from <out>/train_state when present
 
     def __post_init__(self) -> None:
-        for name in ("utd", "warmup_env_steps"):
+        for name in ("utd", "warmup_env_steps", "lead_in_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"filtered_bc.{name}={getattr(self, name)}: must be >= 0")
         if not self.lr > 0:
             raise ConfigError(f"filtered_bc.lr={self.lr}: must be > 0")
         if self.batch_size < 2:
             raise ConfigError(f"filtered_bc.batch_size={self.batch_size}: must be >= 2")
-        if not 0.0 <= self.prior_fraction <= 1.0:
-            raise ConfigError(f"filtered_bc.prior_fraction={self.prior_fraction}: must be in [0, 1]")
+        for name in ("prior_fraction", "intervention_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"filtered_bc.{name}={getattr(self, name)}: must be in [0, 1]")
+
+
+def takeover_windows(sampler: WindowSampler, lead_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per window of `sampler` (built with flag_streams=("intervention",)): whether the steps it executes
+    include a takeover's (the corrector's), and whether they include one of the policy's `lead_in` steps
+    just before a takeover began in the same episode."""
+    grid = sampler.grid
+    took = grid.low_dim["intervention"][:, 0] > 0.5
+    episode = np.repeat(np.arange(len(grid.episodes)), grid.lengths())
+    first = np.r_[True, episode[1:] != episode[:-1]]
+    began = took & (first | ~np.r_[False, took[:-1]])
+    lead = np.zeros_like(took)
+    for k in range(1, lead_in + 1):
+        lead[:-k] |= began[k:] & (episode[k:] == episode[:-k])
+    rows = sampler.executed_rows()
+    return took[rows].any(axis=1), (lead & ~took)[rows].any(axis=1)
 
 
 class FilteredBC:
@@ -79,7 +103,7 @@ class FilteredBC:
                                                          ema=True, ema_power=cfg.ema_power,
                                                          ema_max_decay=cfg.ema_max_decay), max(1, total_updates))
         self.prior = endless_batches(prior_store, self.spec, cfg.batch_size, seed, success=True) if prior_store else None
-        self.online_store, self.online = (Path(online_store) if online_store else None), None
+        self.online_store, self.online, self.took_over = (Path(online_store) if online_store else None), None, None
         self.online_successes = 0
         self.generator = torch.Generator(device=self.policy.device).manual_seed(seed)
         self.seen = OnlineProgress()
@@ -113,9 +137,19 @@ class FilteredBC:
             self.save_state()
 
     def reload_online(self) -> None:
-        if self.online_store is not None and self.online_store.exists():
-            self.online = endless_batches(EpisodeStore.open(self.online_store), self.spec, self.cfg.batch_size,
-                                          self.seed + self.online_successes, success=True)
+        """The run's successful windows (less the takeovers' lead-ins), and those that execute a takeover."""
+        if self.online_store is None or not self.online_store.exists():
+            return
+        store = EpisodeStore.open(self.online_store)
+        flags = ("intervention",) if "intervention" in store.streams else ()
+        sampler = WindowSampler(store, self.spec, success=True, flag_streams=flags)
+        took_over = lead_in = np.zeros(len(sampler), bool)
+        if flags:
+            took_over, lead_in = takeover_windows(sampler, self.cfg.lead_in_steps)
+        seed = self.seed + self.online_successes
+        self.online = sampler_batches(sampler.keep(~lead_in), self.cfg.batch_size, seed)
+        self.took_over = (sampler_batches(sampler.keep(took_over & ~lead_in), self.cfg.batch_size, seed)
+                          if self.cfg.intervention_fraction > 0 else None)
 
     # ---- learning ----------------------------------------------------------------------------------
     def allowed_updates(self, n_transitions: int) -> int:
@@ -127,14 +161,17 @@ class FilteredBC:
 
     def batch(self) -> dict[str, torch.Tensor]:
         """prior_fraction of the rows from the demos, the rest from the run's successes (all from whichever
-        source exists while the other has nothing)."""
+        source exists while the other has nothing), intervention_fraction of those from windows that execute
+        a takeover's steps once there are any."""
         n = self.cfg.batch_size
         n_prior = n if self.online is None else 0 if self.prior is None else round(n * self.cfg.prior_fraction)
-        parts = [b for b, k in ((self.prior, n_prior), (self.online, n - n_prior)) if b is not None and k > 0]
+        n_took = round((n - n_prior) * self.cfg.intervention_fraction) if self.took_over is not None else 0
+        sources = ((self.prior, n_prior), (self.online, n - n_prior - n_took), (self.took_over, n_took))
+        parts = [(b, k) for b, k in sources if b is not None and k > 0]
         if not parts:
             raise ConfigError("filtered_bc: no successful windows yet: give store=<demos> or a base that succeeds")
-        rows = [n_prior, n - n_prior] if len(parts) == 2 else [n]
-        batches = [next(b) for b in parts]
+        rows = [k for _, k in parts]
+        batches = [next(b) for b, _ in parts]
         return {k: torch.cat([b[k][:r] for b, r in zip(batches, rows)]).to(self.policy.device)
                 for k in batches[0]}
 
