@@ -39,6 +39,20 @@ def test_rows_compare_final_success_with_bc_and_speed_up_with_rlpd():
     heldout = rows["heldout_success_residual_vs_bc_lift"]
     assert heldout.value == (0.8 + 0.7) / 2 and heldout.baseline_value == 0.4
     assert "heldout_success_rlpd_vs_bc_lift" not in rows          # no held-out evaluation, no row
+    assert "env_steps_to_90_residual_vs_rlpd_at_least_lift" not in rows   # RLPD got there: the ratio is exact
+
+
+def test_an_rlpd_that_never_gets_there_bounds_the_speed_up_by_the_steps_it_ran():
+    runs = [Run("filtered_bc", 0, [(0, 0.5), (5000, 0.8), (10000, 0.92)]),
+            Run("rlpd", 0, [(0, 0.0), (15000, 0.0), (30000, 0.05)]),
+            Run("rlpd", 1, [(0, 0.0), (25000, 0.1)])]
+    rows = {r.metric: r for r in rows_for("lift", runs, rate_hz=10.0)}
+    assert rows["env_steps_to_90_filtered_bc_vs_rlpd_lift"].ratio is None or math.isnan(
+        rows["env_steps_to_90_filtered_bc_vs_rlpd_lift"].ratio)
+    bound = rows["env_steps_to_90_filtered_bc_vs_rlpd_at_least_lift"]
+    assert bound.baseline_value == 25000 and bound.ratio == 2.5      # the shorter RLPD run bounds it
+    assert rows["env_steps_to_80_filtered_bc_vs_rlpd_at_least_lift"].ratio == 5.0
+    assert "env_steps_to_95_filtered_bc_vs_rlpd_at_least_lift" not in rows   # neither got there: no bound
 
 
 def test_seeds_are_a_count_or_one_jobs_list():
