@@ -29,7 +29,7 @@ import numpy as np
 from robot_rl.core.errors import ConfigError, StaleDataError, StoreError
 from robot_rl.core.spec import FeatureSpec, PolicySpec
 from robot_rl.data.align import (EpisodeGrid, effective_interp, episode_grid, hold_indices, sample_at,
-                                 staleness_bounds, stream_times)
+                                 staleness_bounds)
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.data.validate import require_valid_values
 
@@ -100,6 +100,34 @@ def _warn_trimmed(store: EpisodeStore, g: EpisodeGrid, covered: dict[str, np.nda
                       f"and {g.dropped_tail} after streams {early} end")
 
 
+class _StreamSpan:
+    """The rows of some streams over the row span of some episodes, each array read from the store once:
+    reading per episode and stream costs a store round trip each, which was most of the time aligning a few
+    hundred short episodes took (filtered BC realigns its online store after every success).
+    values: streams whose values are read too; times_only: streams whose timestamps alone are."""
+
+    def __init__(self, store: EpisodeStore, episodes: np.ndarray, values, times_only) -> None:
+        self.store, self.start, self._values, self._times = store, {}, {}, {}
+        for s in {*values, *times_only}:
+            rows = [store.episode_rows(int(e), s) for e in episodes]
+            lo, hi = (min(r[0] for r in rows), max(r[1] for r in rows)) if rows else (0, 0)
+            self.start[s] = lo
+            self._times[s] = np.asarray(store.times(s)[lo:hi], dtype=np.float64)
+            if s in values:
+                self._values[s] = np.asarray(store.values(s)[lo:hi])
+
+    def _slice(self, stream: str, episode: int) -> slice:
+        lo, hi = self.store.episode_rows(episode, stream)
+        return slice(lo - self.start[stream], hi - self.start[stream])
+
+    def times(self, stream: str, episode: int) -> np.ndarray:
+        return self._times[stream][self._slice(stream, episode)]
+
+    def read(self, stream: str, episode: int) -> tuple[np.ndarray, np.ndarray]:
+        at = self._slice(stream, episode)
+        return self._values[stream][at], self._times[stream][at]
+
+
 def align_to_grid(store: EpisodeStore, episodes, low_dim: list[str], images: list[str],
                   grid_stream: str | None = None, max_staleness: float | dict | None = None,
                   on_stale: str = "raise") -> GridData:
@@ -114,26 +142,28 @@ def align_to_grid(store: EpisodeStore, episodes, low_dim: list[str], images: lis
         raise ConfigError(f"on_stale must be 'raise' or 'skip', got {on_stale!r}")
     bounds = staleness_bounds(store, sorted({grid_stream, *low_dim, *images}), max_staleness)
     kept, times, lows, rows = [], [], {s: [] for s in low_dim}, {s: [] for s in images}
-    for ep in np.asarray(episodes, dtype=np.int64):
+    episodes = np.asarray(episodes, dtype=np.int64)
+    span = _StreamSpan(store, episodes, {grid_stream, *low_dim}, images)
+    for ep in episodes:
         ep = int(ep)
-        lo, _ = store.episode_rows(ep, grid_stream)
-        low = {s: store.read(s, ep) for s in low_dim if s != grid_stream}
-        covered = {s: np.asarray(t, dtype=np.float64) for s, (_, t) in low.items()}
-        covered |= {s: stream_times(store, ep, s) for s in images}
-        g = episode_grid(store, ep, list(covered), grid_stream, times=covered)
+        low = {s: span.read(s, ep) for s in low_dim if s != grid_stream}
+        covered = {s: t for s, (_, t) in low.items()}
+        covered |= {s: span.times(s, ep) for s in images}
+        g = episode_grid(store, ep, list(covered), grid_stream,
+                         times=covered | {grid_stream: span.times(grid_stream, ep)})
         if g.index_rows == 0 or any(len(t) == 0 for t in covered.values()):
             empty = [s for s, t in covered.items() if len(t) == 0]
             warnings.warn(f"{store.path}: skipping episode {ep}: no samples in {empty or [grid_stream]}")
             continue
         grid = g.times
         if covered and (g.dropped_head or g.dropped_tail):
-            _warn_trimmed(store, g, covered, stream_times(store, ep, grid_stream), bounds, str(store.path))
+            _warn_trimmed(store, g, covered, span.times(grid_stream, ep), bounds, str(store.path))
         try:
             ep_low = {}
             for s in low_dim:
                 where = f"{store.path}:{s}[episode {ep}]"
                 if s == grid_stream:
-                    v = np.asarray(store.values(s)[lo + g.head:lo + g.stop])
+                    v = span.read(s, ep)[0][g.head:g.stop]
                 else:
                     v = sample_at(*low[s], grid, effective_interp(store.streams[s]), bounds[s], name=where)
                 ep_low[s] = np.asarray(v, dtype=np.float32).reshape(len(grid), -1)
