@@ -95,12 +95,16 @@ def report_bench(benchmark: str, rows: list[BenchRow], json_path: str | Path | N
 
 
 def format_bench_table(benchmark: str, rows: Iterable[BenchRow]) -> str:
+    """The rows as a text table, the metric and baseline columns as wide as their longest entry."""
+    rows = list(rows)
+    m = max([44, *(len(r.metric) for r in rows)])
+    b = max([28, *(len(r.baseline or "") for r in rows)])
     lines = [f"benchmark: {benchmark}  ({machine_summary()})",
-             f"{'metric':44s} {'value':>12s} {'unit':10s} {'baseline':28s} {'base value':>12s} {'ratio':>7s}"]
+             f"{'metric':{m}s} {'value':>12s} {'unit':10s} {'baseline':{b}s} {'base value':>12s} {'ratio':>7s}"]
     for r in rows:
         bv = "" if r.baseline_value is None else f"{r.baseline_value:12.4g}"
         ratio = "" if r.ratio is None else f"{r.ratio:7.2f}"
-        lines.append(f"{r.metric:44s} {r.value:12.4g} {r.unit:10s} {(r.baseline or ''):28s} {bv:>12s} {ratio:>7s}")
+        lines.append(f"{r.metric:{m}s} {r.value:12.4g} {r.unit:10s} {(r.baseline or ''):{b}s} {bv:>12s} {ratio:>7s}")
     return "\n".join(lines)
 
 
