@@ -27,6 +27,7 @@ from robot_rl.core.errors import ConfigError, RobotRLError
 from robot_rl.core.fields import Invalid, Rule, choice, integer, key_of, optional
 
 STAGES = ("collect", "bc", "offline", "online", "distill", "deploy")
+COMPOSITE_ALGOS = ("residual", "dsrl")   # online algorithms whose policy wraps the frozen diffusion base
 RL_STAGES = ("offline", "online")
 EVAL_SEED = 100_000
 
@@ -77,6 +78,7 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
     store = out / "demos.zarr"
     common = [*task_args(task_cfg), f"seed={cfg.seed}"]
     stages, skipped, policy = [], [], None
+    composite = False     # the policy so far wraps a frozen base (residual, DSRL): distillation runs DAgger
     for name in STAGES:
         if name not in cfg.stages:
             continue
@@ -111,9 +113,12 @@ def plan(cfg, out: Path) -> tuple[list[Stage], list[str]]:
             if cfg.corrector and not gym:   # the scripted corrector knows the twin's tasks only
                 argv += [f"corrector={cfg.corrector}"]
             produced = d / "policy"
+            composite = cfg.online_algo in COMPOSITE_ALGOS
         elif name == "distill":
             argv = ["distill", f"teacher={policy}", f"store={store}", *common, f"obs={cfg.obs}",
                     f"distill.device={cfg.device}"]
+            if not composite:   # a diffusion teacher distils by same-noise regression: no DAgger rounds
+                extra = [a for a in extra if not a.startswith("distill.dagger_")]
             produced = d / "checkpoints" / "student"
         else:
             argv = ["deploy", f"policy={policy}", "twin=true", *common, f"obs={cfg.obs}", f"device={cfg.device}",

@@ -28,7 +28,7 @@ Output directory:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -321,6 +321,11 @@ def distill(teacher, cfg: DistillConfig, out: str | Path, make_env: Callable[[],
     if mode == "same_noise" and not isinstance(teacher, DiffusionPolicy):
         raise ConfigError(f"distill.mode=same_noise needs a DiffusionPolicy teacher (a K-step DDIM chain); got "
                           f"{type(teacher).__name__}: use distill.mode=dagger")
+    unused = [f"distill.{f.name}={getattr(cfg, f.name)}" for f in fields(cfg)
+              if f.name.startswith("dagger_") and getattr(cfg, f.name) != f.default]
+    if mode == "same_noise" and unused:    # a DAgger setting that would silently do nothing
+        raise ConfigError(f"{' '.join(unused)}: DAgger settings, but distill.mode={cfg.mode} runs same_noise for "
+                          f"this {type(teacher).__name__} teacher; add distill.mode=dagger, or leave them out")
     if isinstance(teacher, ChunkPolicy):
         teacher = teacher.to(device).eval()
     if student is None:

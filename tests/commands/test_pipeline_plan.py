@@ -18,6 +18,13 @@ def test_default_plan_chains_each_stage_to_the_previous_policy(tmp_path):
     assert "episodes=4" in by["collect"].argv and "task=lift" in by["collect"].argv
 
 
+@pytest.mark.parametrize("algo, dagger", [("filtered_bc", False), ("ppo", False), ("residual", True), ("dsrl", True)])
+def test_distill_gets_dagger_settings_only_for_a_teacher_that_wraps_a_frozen_base(tmp_path, algo, dagger):
+    by = {s.name: s for s in plan(compose("pipeline", ["profile=full", f"online_algo={algo}"]), tmp_path)[0]}
+    assert ("distill.dagger_rounds=10" in by["distill"].argv) == dagger     # distill refuses them for same_noise
+    assert "distill.steps=10000" in by["distill"].argv
+
+
 def test_the_offline_stage_when_asked_for_sits_between_bc_and_online(tmp_path):
     cfg = compose("pipeline", ["profile=quick", "stages=[collect,bc,offline,online]", "online_algo=residual",
                                "corrector=null"])

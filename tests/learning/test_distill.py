@@ -146,6 +146,18 @@ def test_dagger_round_on_a_black_box_teacher(teacher_ckpt, tmp_path):
     assert more["buffer_size"] > r["buffer_size"]
 
 
+def test_a_dagger_setting_the_resolved_mode_would_ignore_is_refused(teacher_ckpt, reach_store, tmp_path, capsys):
+    teacher = load_policy(teacher_ckpt, device="cpu")
+    with pytest.raises(ConfigError, match="distill.dagger_rounds=3: DAgger settings, but distill.mode=auto runs "
+                                          "same_noise .* add distill.mode=dagger"):
+        distill(teacher, fast(dagger_rounds=3), tmp_path, store=reach_store)
+    args = ["distill", f"teacher={teacher_ckpt}", f"out={tmp_path / 'd'}", "task=reach", "distill.steps=2",
+            "distill.batch_size=8", "distill.num_workers=0", "distill.eval_episodes=0", "distill.latency_repeats=2",
+            "distill.dagger_rounds=1", "distill.dagger_episodes=1", "distill.device=cpu"]
+    assert main(args) != 0 and "add distill.mode=dagger" in capsys.readouterr().err
+    assert main([*args, "distill.mode=dagger"]) == 0          # the suggested fix, pasted, runs
+
+
 def test_same_noise_on_states_the_teacher_visits_in_the_twin(teacher_ckpt, tmp_path):
     teacher = load_policy(teacher_ckpt, device="cpu")
     cfg = fast(obs_source="twin", twin_episodes=1, steps=3, batch_size=8, latency_repeats=2)
