@@ -8,7 +8,11 @@ randomize=true evaluates under held-out appearance randomization (lighting, obje
 texture scale, camera pose jitter; RandomizationParams.visual(), ranges overridable with
 randomization.<field>=...). The appearance draws leave every other draw of a seed alone, so the same
 seeds with and without it place the same objects, and the two results.json (both record `randomize` and
-the ranges) give the drop the rendering alone causes."""
+the ranges) give the drop the rendering alone causes.
+
+action_steps=<n> executes n actions of each predicted chunk before predicting the next (a diffusion or
+one-step policy; the checkpoint's n_action_steps by default): the deploy runner replans every 6 of the
+twin's 8, so `action_steps=6` evaluates what it executes."""
 
 from __future__ import annotations
 
@@ -25,7 +29,27 @@ FIELDS = {
     "obs": optional(choice(*OBS_KINDS)),
     "episodes": integer(1),
     "record": optional(directory_target),
+    "action_steps": optional(integer(1)),
 }
+
+RECEDING_KINDS = ("diffusion", "one_step")   # policies whose act() runs any prefix of the predicted chunk
+
+
+def with_action_steps(policy, n: int, where):
+    """`policy` executing `n` actions of each predicted chunk (at most the chunk's steps after the last
+    observation); policies built on a fixed chunk length (residual, steered noise, ...) are refused."""
+    from dataclasses import replace
+
+    spec = policy.spec
+    most = spec.horizon - spec.n_obs_steps + 1
+    if policy.kind not in RECEDING_KINDS:
+        raise ConfigError(f"eval action_steps={n}: {where} is a {policy.kind} policy, whose chunks have a fixed "
+                          f"length; action_steps applies to {' and '.join(RECEDING_KINDS)} policies")
+    if n > most:
+        raise ConfigError(f"eval action_steps={n}: {where} predicts {spec.horizon} actions from {spec.n_obs_steps} "
+                          f"observation steps, so at most {most} can run; use action_steps={most} or less")
+    policy.spec = replace(spec, n_action_steps=n)
+    return policy
 
 
 def _randomization(cfg) -> dict | None:
@@ -52,6 +76,8 @@ def run(cfg, args: list[str]) -> int:
         raise ConfigError("usage: robot-rl eval policy=<checkpoint dir> task=<twin task> episodes=<n>")
     policy = load_policy(cfg.policy, device=cfg.device)
     check_obs(cfg.obs, policy.spec, cfg.policy)
+    if cfg.get("action_steps") is not None:
+        policy = with_action_steps(policy, int(cfg.action_steps), cfg.policy)
     task_cfg = to_plain(cfg.task)
     task = task_label(task_cfg)
     randomization = _randomization(cfg)
@@ -73,7 +99,8 @@ def run(cfg, args: list[str]) -> int:
         if writer is not None:
             writer.close()
     write_results(out / "results.json", stage="eval", policy=str(cfg.policy), task=task,
-                  randomize=randomization is not None, randomization=randomization, **result.to_dict())
+                  randomize=randomization is not None, randomization=randomization,
+                  action_steps=policy.spec.n_action_steps, **result.to_dict())
     low, high = result.success_ci95 or (0.0, 0.0)
     label = f"{task} (randomized rendering)" if randomization else task
     print(f"{label}: success {result.success_rate:.0%} over {result.episodes} episodes "

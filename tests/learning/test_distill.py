@@ -158,6 +158,21 @@ def test_a_dagger_setting_the_resolved_mode_would_ignore_is_refused(teacher_ckpt
     assert main([*args, "distill.mode=dagger"]) == 0          # the suggested fix, pasted, runs
 
 
+def test_eval_runs_a_prefix_of_each_chunk_with_action_steps(teacher_ckpt, tmp_path, capsys, monkeypatch):
+    args = ["eval", f"policy={teacher_ckpt}", "task=reach", "task.params.time_limit=1.0", "episodes=1",
+            "device=cpu"]
+    calls, act = [], DiffusionPolicy.act
+    monkeypatch.setattr(DiffusionPolicy, "act", lambda self, obs, *a, **k: calls.append(1) or act(self, obs, *a, **k))
+    for n in (4, 1):     # the checkpoint's 4 (horizon 8, 2 observation steps), then replanning every step
+        calls.clear()
+        assert main([*args, f"action_steps={n}", f"out={tmp_path / str(n)}"]) == 0
+        r = json.loads((tmp_path / str(n) / "results.json").read_text())
+        assert r["action_steps"] == n and len(calls) == -(-r["env_steps"] // n)   # one chunk per n env steps
+    assert main([*args, "action_steps=8", f"out={tmp_path / '8'}"]) != 0
+    assert "at most 7 can run; use action_steps=7 or less" in capsys.readouterr().err
+    assert main([*args, "action_steps=7", f"out={tmp_path / '7'}"]) == 0      # the suggested value, pasted
+
+
 def test_same_noise_on_states_the_teacher_visits_in_the_twin(teacher_ckpt, tmp_path):
     teacher = load_policy(teacher_ckpt, device="cpu")
     cfg = fast(obs_source="twin", twin_episodes=1, steps=3, batch_size=8, latency_repeats=2)
