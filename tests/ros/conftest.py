@@ -87,13 +87,23 @@ class Graph:
                 raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
             self.executor.spin_once(timeout_sec=0.02)
 
-    def call(self, srv_type, name: str, request=None, timeout_s: float = 10.0):
+    def call(self, srv_type, name: str, request=None, timeout_s: float = 10.0, resend_s: float | None = None):
+        """One service call. resend_s: for an idempotent request, send it again every resend_s seconds until a
+        reply arrives: a new client can see the service before the reply's route to it is matched, and then
+        the first reply is lost."""
         client = self.node.create_client(srv_type, name)
         try:
             self.spin_until(lambda: client.service_is_ready(), timeout_s, f"service {name}")
-            future = client.call_async(request or srv_type.Request())
-            self.spin_until(future.done, timeout_s, f"reply of {name}")
-            return future.result()
+            deadline = time.monotonic() + timeout_s
+            while True:
+                future = client.call_async(request or srv_type.Request())
+                left = deadline - time.monotonic()
+                try:
+                    self.spin_until(future.done, left if resend_s is None else min(resend_s, left), f"reply of {name}")
+                    return future.result()
+                except AssertionError:
+                    if resend_s is None or time.monotonic() >= deadline:
+                        raise AssertionError(f"timed out after {timeout_s} s waiting for reply of {name}") from None
         finally:
             self.node.destroy_client(client)
 

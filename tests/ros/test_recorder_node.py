@@ -42,7 +42,7 @@ class Recorder:
         return self.graph.call(ChangeState, "/recorder/change_state", request, timeout_s=20).success
 
     def state(self) -> str:
-        return self.graph.call(GetState, "/recorder/get_state", timeout_s=20).current_state.label
+        return self.graph.call(GetState, "/recorder/get_state", timeout_s=20, resend_s=2).current_state.label
 
     def trigger(self, name: str):
         return self.graph.call(Trigger, f"/recorder/{name}")
@@ -182,7 +182,7 @@ def test_configure_fails_naming_the_bad_parameter(graph, tmp_path, capfd):
     graph.executor.add_node(node)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert graph.call(GetState, "/recorder/get_state").current_state.label == "unconfigured"
+        assert graph.call(GetState, "/recorder/get_state", resend_s=2).current_state.label == "unconfigured"
     finally:
         graph.executor.remove_node(node)
         node.destroy_node()
