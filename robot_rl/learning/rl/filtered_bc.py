@@ -141,7 +141,8 @@ class FilteredBC:
         if self.online_store is None or not self.online_store.exists():
             return
         store = EpisodeStore.open(self.online_store)
-        flags = ("intervention",) if "intervention" in store.streams else ()
+        selects = self.cfg.lead_in_steps > 0 or self.cfg.intervention_fraction > 0
+        flags = ("intervention",) if selects and "intervention" in store.streams else ()
         sampler = WindowSampler(store, self.spec, success=True, flag_streams=flags)
         took_over = lead_in = np.zeros(len(sampler), bool)
         if flags:
