@@ -41,7 +41,7 @@ def with_action_steps(policy, n: int, where):
     from dataclasses import replace
 
     spec = policy.spec
-    most = spec.horizon - spec.n_obs_steps + 1
+    most = spec.max_action_steps
     if policy.kind not in RECEDING_KINDS:
         raise ConfigError(f"eval action_steps={n}: {where} is a {policy.kind} policy, whose chunks have a fixed "
                           f"length; action_steps applies to {' and '.join(RECEDING_KINDS)} policies")

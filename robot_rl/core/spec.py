@@ -98,6 +98,11 @@ class PolicySpec:
             raise ConfigError(f"spec.n_obs_steps must be >= 1, got {self.n_obs_steps}")
 
     @property
+    def max_action_steps(self) -> int:
+        """The most actions a chunk can execute: those from the last observation step to the horizon's end."""
+        return self.horizon - self.n_obs_steps + 1
+
+    @property
     def low_dim(self) -> tuple[FeatureSpec, ...]:
         return tuple(f for f in self.obs if f.kind == "low_dim")
 

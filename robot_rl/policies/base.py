@@ -48,7 +48,7 @@ class ChunkPolicy(nn.Module):
 
     def __init__(self, spec: PolicySpec, cfg: PolicyConfig | None = None, normalizer: Normalizer | None = None):
         super().__init__()
-        if spec.n_obs_steps - 1 + spec.n_action_steps > spec.horizon:
+        if spec.n_action_steps > spec.max_action_steps:
             raise ConfigError(f"spec: n_obs_steps - 1 + n_action_steps = {spec.n_obs_steps - 1 + spec.n_action_steps} "
                               f"exceeds horizon={spec.horizon}; the executable actions must lie inside the chunk")
         self.spec = spec
