@@ -45,7 +45,7 @@ FIELDS = {
     "runtime.lookahead_steps": integer(0),
     "runtime.max_staleness_s": number(0.0, min_open=True),
     "runtime.max_frame_age_s": optional(number(0.0, min_open=True)),
-    "runtime.scheduler": choice("crossfade", "ensemble", "replace"),
+    "runtime.scheduler": choice("replace", "crossfade", "ensemble"),
     "runtime.blend_steps": integer(0),
     "runtime.ensemble_k": number(0.0),
     "runtime.min_lead_s": number(0.0),

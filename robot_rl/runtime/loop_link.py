@@ -22,9 +22,12 @@ reference pose instead.
 in time: `dispatch()` (called at every poll) converts the action that became due with the newest
 snapshot, so each action's lead clip sees the TCP measured when the action starts, exactly as
 TwinEnv.step does, however long ago the chunk was planned (the first action of a plan that starts in
-the future is sent at once: the controller then holds a target until the plan begins). Each target is sent once: its stamp (the
-time the EE is to be at the pose) is its action's time plus one action period, and stamps only
-increase; a replanned chunk takes effect from its first action after the last one sent.
+the future is sent at once: the controller then holds a target until the plan begins). Each action of
+a plan is sent once: its target's stamp (the time the EE is to be at the pose) is its action's time
+plus one action period. A replanned chunk takes effect from its first action, whose target supersedes
+one sent for the same time: the runner keeps the action at the observation time while its target is
+still ahead (the scheduler's `late_s`), so the decision made from the newest observation is the one
+executed, as in TwinEnv.
 `lookahead_steps` > 0 also sends that many actions ahead of the due one (each still once, converted
 with the TCP measured when it was sent): they bridge a late dispatch, not a stalled runner. Targets
 beyond the lookahead are not sent: if the runner stalls, the controller reaches the last target it has
@@ -237,8 +240,12 @@ class LoopActionSink:
                     self.stops += 1
             return
         self._stopped = False
-        self.dispatch()   # an action of the old plan that fell due while the new one was computed still goes out
+        if pending[0].t > self.clock():
+            self.dispatch()   # the new plan starts later: the old plan's action that fell due meanwhile goes out
         self._plan = list(pending)
+        # the new plan takes over from its first action: a target already sent for that action's time (the old
+        # plan's, same stamp on the scheduler's shared grid) is superseded
+        self._last_action_t = min(self._last_action_t, pending[0].t - 0.5 * self.converter.period)
         self.dispatch()
 
     def next_due(self) -> float | None:

@@ -3,7 +3,7 @@
     LoopObservationSource (the loop's state polled at poll_hz, host monotonic timestamps)
       -> PolicyRunner (observations assembled with per-stream latency compensation, history frames
          interpolated at the policy period, max staleness -> hold)
-      -> ActionChunk (absolute action times t_obs + k / rate; past actions dropped; chunks blended)
+      -> ActionChunk (absolute action times t_obs + k / rate; actions whose target passed dropped)
       -> LoopActionSink + DeltaTargetConverter (TwinEnv's delta-action semantics: each action, when it
          becomes due, is integrated from the commanded target with the TCP measured then)
       -> ControlLoopProcess (1 kHz impedance loop in its own process; the twin's physics runs at
@@ -15,8 +15,10 @@ of each chunk open loop): the runner observes and plans every `replan_steps` act
 A diffusion policy samples every chunk from fresh noise, so replanning at every action switches between
 modes of the action distribution and loses most of its success (measured on reach: 15-50 % vs 55-65 %
 for chunk execution, same checkpoint and seeds). The next inference starts while the current chunk
-still runs (auto: replan_steps = n_action_steps - ceil(inference time / action period) - 1), so the
-new chunk arrives before the old one runs out; the one action of overlap is blended (crossfade).
+still runs (auto: replan_steps = n_action_steps - ceil(inference time / action period) - 1): the old
+chunk's action at the new observation time stands in while the new chunk is computed, then the new
+chunk's first action replaces it (its target is still ahead), and the new chunk runs as it came
+(`scheduler: replace`, as in eval; blending the boundary, `crossfade`, cost a pixel policy 21 points).
 
 Each episode: the loop resets the task from a fixed seed (same draw as Twin.reset(seed), so runs
 compare like for like with `robot-rl eval`), the arm settles for `settle_s` while observations
@@ -54,7 +56,7 @@ class DeployConfig:
     max_staleness_s: float = 0.05       # the oldest state sample the policy may act on
     max_frame_age_s: float | None = None   # the oldest camera frame the policy may act on; None: 3 frame periods
     latency_s: dict = field(default_factory=dict)   # per-stream latency compensation {stream: s}
-    scheduler: str = "crossfade"        # crossfade | ensemble | replace
+    scheduler: str = "replace"          # replace | crossfade | ensemble
     blend_steps: int = 3
     ensemble_k: float = 0.5
     min_lead_s: float = 0.0             # actions due sooner than this after inference are dropped too
@@ -123,8 +125,8 @@ def stream_latencies(streams, explicit: dict | None, calibrated: dict | None) ->
 
 def auto_replan_steps(n_action_steps: int, inference_s: float, action_hz: float) -> int:
     """Actions to execute per chunk so the next one is ready in time: the chunk's executable actions minus
-    those that pass while the next inference runs (at least the one at its observation time), minus one
-    action of margin that becomes the blended overlap when inference is on time."""
+    those that stand in while the next inference runs (at least the one at its observation time, which the
+    new chunk replaces when inference takes under a period), minus one action of margin."""
     late = max(1, math.ceil(inference_s * action_hz - 1e-9))
     return max(1, int(n_action_steps) - late - 1)
 
@@ -294,9 +296,14 @@ def episode_runtime(policy, loop, cfg: DeployConfig, converter: DeltaTargetConve
     source = LoopObservationSource(loop, asm, cameras if image_shapes else None)
     converter.reset()
     sink = LoopActionSink(loop, converter, source, lookahead_steps=cfg.lookahead_steps)
-    runner = PolicyRunner(policy, asm, ActionScheduler(cfg.scheduler, cfg.blend_steps, cfg.ensemble_k,
-                                                       cfg.min_lead_s), sink, replan_s=replan_s)
+    runner = PolicyRunner(policy, asm, make_scheduler(cfg, converter), sink, replan_s=replan_s)
     return runner, source, sink
+
+
+def make_scheduler(cfg: DeployConfig, converter: DeltaTargetConverter) -> ActionScheduler:
+    """The runner's scheduler for delta actions: an action may start up to one action period late, since its
+    target is reached a period after its time (robot_rl.runtime.loop_link)."""
+    return ActionScheduler(cfg.scheduler, cfg.blend_steps, cfg.ensemble_k, cfg.min_lead_s, late_s=converter.period)
 
 
 def make_converter(policy, cfg: DeployConfig, workspace_min, workspace_max) -> DeltaTargetConverter:

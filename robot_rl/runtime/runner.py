@@ -7,8 +7,9 @@ hand every pending action (absolute target times) to the sink, which forwards th
 controller's interpolator. Every cycle is logged: observation age, inference time, dropped actions.
 
 `step()` is the loop body of a chunked runner, called at the sensor polling rate: a cycle every
-`replan_s` (a chunk's worth of actions minus the inference time, see robot_rl.runtime.policy_deployment), and in
-between the sink's `dispatch()` (if it has one) sends the actions that became due.
+`replan_s` (a chunk's worth of actions minus the inference time, see robot_rl.runtime.policy_deployment), and at
+every call the sink's `dispatch()` (if it has one) first sends the actions that became due: at a cycle, the old
+plan's action due then stands in until the new chunk, computed from the newer observation, replaces it.
 """
 
 from __future__ import annotations
@@ -83,13 +84,13 @@ class PolicyRunner:
         self.next_cycle = None
 
     def step(self) -> CycleLog | None:
-        """Run a cycle if one is due (the first call, then every `replan_s`; after an overrun the next one
-        starts at once instead of bursting), else let the sink dispatch. Returns the cycle's log or None."""
+        """Let the sink dispatch, then run a cycle if one is due (the first call, then every `replan_s`; after an
+        overrun the next one starts at once instead of bursting). Returns the cycle's log or None."""
         t = self.clock()
+        dispatch = getattr(self.sink, "dispatch", None)
+        if dispatch is not None:
+            dispatch()   # before a cycle too: the old plan's action due now stands in while the next is computed
         if self.next_cycle is not None and t < self.next_cycle:
-            dispatch = getattr(self.sink, "dispatch", None)
-            if dispatch is not None:
-                dispatch()
             return None
         self.next_cycle = (t if self.next_cycle is None else self.next_cycle) + self.replan_s
         log = self.cycle()

@@ -92,12 +92,14 @@ def test_policy_node_acts_on_every_cycle_at_a_real_rigs_rates_and_sends_each_tar
     # it took (nearly) every input, 640x480 frames included (resized for the 128x128 policy)
     for stream, topic in INPUTS.items():   # before the fix: 1-3 % of the poses
         assert final["received"][stream] >= 0.6 * sent[topic], (stream, final["received"], sent)
-    # each target once: one pose and one gripper closure per target, no stamp twice, stamps increasing but
-    # for the one target a hold sends to stop the plan sooner (it supersedes the rest), each published
-    # before its stamp (the time the EE is to be there)
+    # each target once: one pose and one gripper closure per target, stamps increasing but for the one
+    # target a hold sends to stop the plan sooner (it supersedes the rest) and for a replan's first action,
+    # whose stamp repeats once: the old plan's action stands in while the new chunk is computed, then the
+    # new chunk's replaces it; each published before its stamp (the time the EE is to be there)
     stamps = np.array([ns for ns, _ in listen.got["/arm/target_pose"]], np.int64)
     assert len(stamps) == final["targets_sent"] == len(listen.got["/gripper/command"]) > WINDOW_CYCLES
-    assert len(np.unique(stamps)) == len(stamps)
+    _, repeats = np.unique(stamps, return_counts=True)
+    assert repeats.max() <= 2 and np.sum(repeats == 2) <= final["cycles"], np.sum(repeats == 2)
     assert np.sum(np.diff(stamps) < 0) <= final["plan_stops"] <= final["held_cycles"]
     assert [ns for ns, _ in listen.got["/gripper/command"]] == stamps.tolist()
     assert final["target_lead_ms"]["p5"] > 0

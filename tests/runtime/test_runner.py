@@ -177,6 +177,27 @@ def test_crossfade_over_a_one_action_overlap_takes_half_of_each():
     np.testing.assert_allclose([a.action[0] for a in sched.pending(1.15)], [0.5, 1.0, 1.0])
 
 
+def test_an_action_less_than_late_s_late_is_kept_and_a_replan_keeps_the_action_grid():
+    """Inference returns 8 ms after the observation: with late_s of one 50 ms period the action at the
+    observation time is kept (its target is still ahead), one a full period late is dropped. A replanned
+    chunk observed 1.5 ms off the old grid is moved onto it, so the action it replaces keeps its time."""
+    late = ActionScheduler(mode="replace", late_s=0.05)
+    t = 1.0 + 0.05 * np.arange(8)
+    assert late.add(ActionChunk(np.zeros((8, 1)), t), 1.008) == 0
+    assert [round(a.t, 3) for a in late.pending(1.008)][:2] == [1.0, 1.05]
+    assert ActionScheduler(mode="replace").add(ActionChunk(np.zeros((8, 1)), t), 1.008) == 1   # late_s 0
+    assert late.add(ActionChunk(np.ones((8, 1)), 1.3015 + 0.05 * np.arange(8)), 1.35) == 0     # 48.5 ms: kept
+    pending = late.pending(1.35)
+    np.testing.assert_allclose([a.t for a in pending], 1.3 + 0.05 * np.arange(8))
+    assert late.add(ActionChunk(np.ones((8, 1)), 1.5 + 0.05 * np.arange(8)), 1.551) == 1       # 51 ms: dropped
+    assert all(a.action[0] == 1.0 for a in pending)                                       # replace: the new chunk
+    cross = ActionScheduler(mode="crossfade", blend_steps=3, late_s=0.05)
+    cross.add(ActionChunk(np.zeros((8, 1)), t), 1.008)
+    cross.add(ActionChunk(np.ones((8, 1)), 1.3015 + 0.05 * np.arange(8)), 1.308)
+    np.testing.assert_allclose([a.t for a in cross.pending(1.308)], 1.3 + 0.05 * np.arange(8))
+    np.testing.assert_allclose([a.action[0] for a in cross.pending(1.308)][:3], [1 / 3, 2 / 3, 1.0])
+
+
 def test_an_empty_scheduler_has_nothing_pending():
     sched = ActionScheduler()
     assert sched.pending(0.0) == [] and sched.pop_due(1.0) == [] and len(sched) == 0
@@ -194,7 +215,7 @@ class DispatchingSink(list):
         self.dispatches += 1
 
 
-def test_step_plans_every_replan_period_and_dispatches_in_between():
+def test_step_plans_every_replan_period_and_dispatches_at_every_call():
     clock = FakeClock()
     policy = LinearPolicy(clock, latency=0.02)
     sink = DispatchingSink()
@@ -205,7 +226,7 @@ def test_step_plans_every_replan_period_and_dispatches_in_between():
         asm.push("state", np.zeros(3), clock.t)
         cycled.append(runner.step() is not None)
         clock.t += 0.01
-    assert policy.calls == 2 and sink.dispatches == sum(not c for c in cycled) == 38
+    assert policy.calls == 2 and sum(cycled) == 2 and sink.dispatches == 40   # before a cycle too: the stand-in
     starts = [c.t for c in runner.stats.cycles]
     assert starts[1] - starts[0] == pytest.approx(0.3)   # anchored at the schedule, not at the last return
     policy.latency = 0.5                          # an overrun: the next cycle starts at once, no burst

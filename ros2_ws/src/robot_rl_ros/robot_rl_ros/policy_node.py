@@ -161,10 +161,9 @@ class PolicyNode(ShellNode):
 
     # -- activate -------------------------------------------------------------------------------
     def _fresh_runtime(self) -> None:
-        from robot_rl.runtime.policy_deployment import make_converter
+        from robot_rl.runtime.policy_deployment import make_converter, make_scheduler
         from robot_rl.runtime.loop_link import LoopActionSink, make_assembler
         from robot_rl.runtime.runner import PolicyRunner
-        from robot_rl.runtime.scheduler import ActionScheduler
 
         p, c = self.policy, self.cfg
         o = self.options
@@ -174,10 +173,9 @@ class PolicyNode(ShellNode):
             self.obs = TopicObservations(self.routes, self.unchecked, asm, o.qos)
         else:
             self.obs.replace(asm)
-        self.sink = LoopActionSink(self.targets, make_converter(p, c, *self.workspace), self.arm,
-                                   lookahead_steps=c.lookahead_steps)
-        self.runner = PolicyRunner(p, self.obs, ActionScheduler(c.scheduler, c.blend_steps, c.ensemble_k,
-                                                                 c.min_lead_s), self.sink, replan_s=self._replan_s())
+        converter = make_converter(p, c, *self.workspace)
+        self.sink = LoopActionSink(self.targets, converter, self.arm, lookahead_steps=c.lookahead_steps)
+        self.runner = PolicyRunner(p, self.obs, make_scheduler(c, converter), self.sink, replan_s=self._replan_s())
         self.runner.reset()
         self._auto_replan = not (c.rate_hz or c.replan_steps)
 
