@@ -14,12 +14,8 @@ import argparse
 import numpy as np
 
 from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.learning.rl.filtered_bc import takeover_began
 from robot_rl.sim.tasks import InsertTask
-
-
-def takeover_starts(flag: np.ndarray) -> np.ndarray:
-    took = flag.reshape(-1) > 0.5
-    return np.flatnonzero(took & ~np.r_[False, took[:-1]])
 
 
 def main() -> None:
@@ -33,7 +29,7 @@ def main() -> None:
     peg = []       # insert: (axis offset mm, bottom above the rim mm) at each takeover's first step
     for i, meta in enumerate(metas):
         flag = store.read("intervention", i)[0]
-        starts = takeover_starts(flag)
+        starts = np.flatnonzero(takeover_began(flag.reshape(-1) > 0.5))
         rows.append((bool(meta.get("success")), len(flag), int((flag > 0.5).sum()), len(starts)))
         if meta.get("task") == "insert" and "task_state" in store.streams:
             state = store.read("task_state", i)[0]

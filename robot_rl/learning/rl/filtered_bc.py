@@ -75,6 +75,16 @@ class FilteredBCConfig:
                 raise ConfigError(f"filtered_bc.{name}={getattr(self, name)}: must be in [0, 1]")
 
 
+def takeover_began(took: np.ndarray, episode: np.ndarray | None = None) -> np.ndarray:
+    """Per step: whether it is the first of a takeover (a run of steps with the intervention flag `took`,
+    within one episode; `episode`: each step's episode index when the steps of several are concatenated)."""
+    took = np.asarray(took, bool).reshape(-1)
+    prev = np.r_[False, took[:-1]]
+    if episode is not None:
+        prev &= np.r_[False, episode[1:] == episode[:-1]]
+    return took & ~prev
+
+
 def takeover_windows(sampler: WindowSampler, lead_in: int) -> tuple[np.ndarray, np.ndarray]:
     """Per window of `sampler` (built with flag_streams=("intervention",)): whether the steps it executes
     include a takeover's (the corrector's), and whether they include one of the policy's `lead_in` steps
@@ -82,8 +92,7 @@ def takeover_windows(sampler: WindowSampler, lead_in: int) -> tuple[np.ndarray, 
     grid = sampler.grid
     took = grid.low_dim["intervention"][:, 0] > 0.5
     episode = np.repeat(np.arange(len(grid.episodes)), grid.lengths())
-    first = np.r_[True, episode[1:] != episode[:-1]]
-    began = took & (first | ~np.r_[False, took[:-1]])
+    began = takeover_began(took, episode)
     lead = np.zeros_like(took)
     for k in range(1, lead_in + 1):
         lead[:-k] |= began[k:] & (episode[k:] == episode[:-k])
