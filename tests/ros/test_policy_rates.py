@@ -1,10 +1,10 @@
 """policy_node at a real rig's rates, driven by independent publishers (robot_rl.bench.ros_rig: plain rclpy
 in its own process; pose 200 Hz, gripper 50 Hz, goal 10 Hz, a 640x480 camera at 30 Hz) against an image
 policy that reads 128x128 frames: the node takes (nearly) every input, acts on every control cycle with
-fresh observations, and publishes each target once, ahead of its stamp. Before the fix (a
-MultiThreadedExecutor and reliable depth-1000 queues) the same node took 32-76 of 2,400 poses in 12 s,
-held on observations up to 10 s old and sent no target; with the camera at 640x480 and the policy at
-128x128 it rejected every frame."""
+fresh observations, and publishes each target once (a replan's first action replaces its stand-in), ahead
+of its stamp. Before the fix (a MultiThreadedExecutor and reliable depth-1000 queues) the same node took
+32-76 of 2,400 poses in 12 s, held on observations up to 10 s old and sent no target; with the camera at
+640x480 and the policy at 128x128 it rejected every frame."""
 
 import json
 import signal
