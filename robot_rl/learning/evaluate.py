@@ -41,7 +41,17 @@ def is_success(info: dict) -> bool:
 
 
 def rollout(policy, env, spec: PolicySpec, seed: int, recorder=None, max_steps: int | None = None) -> dict:
-    """One episode. Returns {seed, success, steps, time_to_success_s, latencies_s}."""
+    """One episode. Returns {seed, success, steps, time_to_success_s, latencies_s}. The policy's sampling
+    noise (torch's global generators) is drawn from `seed` too, in a fork of their state: an evaluation
+    repeats exactly, and a training run that evaluates keeps its own random stream."""
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _rollout(policy, env, spec, seed, recorder, max_steps)
+
+
+def _rollout(policy, env, spec: PolicySpec, seed: int, recorder, max_steps: int | None) -> dict:
     obs, info = env.reset(seed=seed)
     policy.reset()
     history = collections.deque([obs] * spec.n_obs_steps, maxlen=spec.n_obs_steps)

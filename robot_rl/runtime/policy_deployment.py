@@ -28,6 +28,7 @@ accumulate, then the runner cycles until the task reports success or the time li
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -337,9 +338,13 @@ def time_inference(policy, loop, cfg: DeployConfig, converter, repeats: int = 3,
 def run_episode(policy, loop, cfg: DeployConfig, converter, seed: int, cycle_s: float, time_limit: float,
                 cameras=None) -> tuple[dict, list[CycleLog], float, Any]:
     """One episode: reset from `seed`, settle, then poll / dispatch at poll_hz and run a runner cycle every
-    `cycle_s` until success, a safety stop or the time limit. Returns (episode row, cycles, t_start, snap)."""
+    `cycle_s` until success, a safety stop or the time limit. Returns (episode row, cycles, t_start, snap).
+    A torch policy's sampling noise starts from `seed` too, as in `robot-rl eval`."""
     from robot_rl.control.controller import ControllerMode
 
+    torch = sys.modules.get("torch")   # loaded by a checkpoint policy; the scripted one runs without it
+    if torch is not None:
+        torch.manual_seed(seed)
     loop.reset_episode(seed)
     runner, source, sink = episode_runtime(policy, loop, cfg, converter, cycle_s, cameras)
     runner.reset()
