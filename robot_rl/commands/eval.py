@@ -11,8 +11,8 @@ seeds with and without it place the same objects, and the two results.json (both
 the ranges) give the drop the rendering alone causes.
 
 action_steps=<n> executes n actions of each predicted chunk before predicting the next (a diffusion or
-one-step policy; the checkpoint's n_action_steps by default): the deploy runner replans every 6 of the
-twin's 8, so `action_steps=6` evaluates what it executes."""
+one-step policy; the checkpoint's n_action_steps by default, which the deploy runner also executes; deploy
+`runtime.replan_steps=<n>` executes the same n)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, directory_target, existing_path, integer, optional
 from robot_rl.core.results import write_results
+from robot_rl.core.spec import RECEDING_KINDS
 from robot_rl.core.rundir import make_run_dir
 from robot_rl.data.writer import EpisodeWriter
 from robot_rl.learning.spec_builder import OBS_KINDS, check_obs
@@ -32,7 +33,6 @@ FIELDS = {
     "action_steps": optional(integer(1)),
 }
 
-RECEDING_KINDS = ("diffusion", "one_step")   # policies whose act() runs any prefix of the predicted chunk
 
 
 def with_action_steps(policy, n: int, where):

@@ -66,6 +66,11 @@ class FeatureSpec:
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
 
+# policy kinds whose act() can return any number of the chunk's actions after the last observation step (up to
+# PolicySpec.max_action_steps); the others (residual, steered noise, Gaussian chunks) are built on a fixed length
+RECEDING_KINDS = ("diffusion", "one_step")
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     """Observation features, the action, and the chunking of a policy.

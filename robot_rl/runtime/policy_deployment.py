@@ -15,10 +15,12 @@ of each chunk open loop): the runner observes and plans every `replan_steps` act
 A diffusion policy samples every chunk from fresh noise, so replanning at every action switches between
 modes of the action distribution and loses most of its success (measured on reach: 15-50 % vs 55-65 %
 for chunk execution, same checkpoint and seeds). The next inference starts while the current chunk
-still runs (auto: replan_steps = n_action_steps - ceil(inference time / action period) - 1): the old
+still runs (auto: replan_steps = chunk length - ceil(inference time / action period) - 1): the old
 chunk's action at the new observation time stands in while the new chunk is computed, then the new
 chunk's first action replaces it (its target is still ahead), and the new chunk runs as it came
 (`scheduler: replace`, as in eval; blending the boundary, `crossfade`, cost a pixel policy 21 points).
+A diffusion or one-step policy's chunks carry two actions past its n_action_steps (StreamPolicy), so with
+inference under one action period the runner executes n_action_steps of each chunk, as `robot-rl eval`.
 
 Each episode: the loop resets the task from a fixed seed (same draw as Twin.reset(seed), so runs
 compare like for like with `robot-rl eval`), the arm settles for `settle_s` while observations
@@ -30,7 +32,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +40,7 @@ import numpy as np
 
 from robot_rl.core.clock import now
 from robot_rl.core.errors import ConfigError
+from robot_rl.core.spec import RECEDING_KINDS
 from robot_rl.core.types import ActionChunk
 from robot_rl.runtime.loop_link import (
     DeltaActionParams, DeltaTargetConverter, LoopActionSink, LoopObservationSource, make_assembler,
@@ -132,10 +135,21 @@ def auto_replan_steps(n_action_steps: int, inference_s: float, action_hz: float)
     return max(1, int(n_action_steps) - late - 1)
 
 
+STANDBY_ACTIONS = 2   # actions past n_action_steps in a deployed chunk: one stands in during inference, one margin
+
+
 class StreamPolicy:
-    """Adapts a ChunkPolicy (model features keyed by spec keys) to observations keyed by stream names."""
+    """Adapts a ChunkPolicy (model features keyed by spec keys) to observations keyed by stream names.
+
+    A diffusion or one-step policy returns STANDBY_ACTIONS more actions than its n_action_steps (when its
+    horizon has them), so the runner's auto replan executes n_action_steps of each chunk, as eval does:
+    `n_action_steps` here is the length of the chunks act() returns."""
 
     def __init__(self, policy) -> None:
+        spec = policy.spec
+        longer = spec.n_action_steps + STANDBY_ACTIONS
+        if getattr(policy, "kind", None) in RECEDING_KINDS and longer <= spec.max_action_steps:
+            policy.spec = replace(spec, n_action_steps=longer)
         self.policy = policy
         self.spec = policy.spec
         self.streams = sorted({s for f in self.spec.obs for s in f.streams})

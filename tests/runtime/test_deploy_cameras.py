@@ -7,6 +7,7 @@ One loop process (reach: its goal marker is a site the task moves at reset) is s
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -148,6 +149,22 @@ def test_the_frame_age_bound_follows_the_camera_rate_unless_set():
     assert frame_age_bound(DeployConfig(max_frame_age_s=0.05), slow, "cam_front_rgb") == 0.05
     with pytest.raises(ConfigError, match="max_frame_age_s"):
         DeployConfig(max_frame_age_s=0.0)
+
+
+def test_a_deployed_diffusion_chunk_carries_two_standby_actions_so_the_runner_executes_what_eval_does():
+    """n_action_steps 4 of a horizon 8 from 2 observation steps (7 executable): the deployed chunk holds 6, and
+    with inference under one action period the auto replan executes 4 of each, as eval."""
+    from robot_rl.runtime.policy_deployment import auto_replan_steps
+
+    policy = StreamPolicy(_tiny_camera_policy())
+    assert policy.n_action_steps == 6 and auto_replan_steps(policy.n_action_steps, 0.01, 20.0) == 4
+    obs = {"ee_pos": np.zeros((2, 3), np.float32), "ee_quat": np.tile([1.0, 0, 0, 0], (2, 1)).astype(np.float32),
+           "gripper_pos": np.zeros((2, 1), np.float32), "cam_front_rgb": np.zeros((2, IMAGE, IMAGE, 3), np.uint8),
+           "t": 1.0}
+    assert len(policy.act(obs).actions) == 6
+    tight = _tiny_camera_policy()
+    tight.spec = replace(tight.spec, n_action_steps=6)            # 6 + 2 > 7 executable: left as it is
+    assert StreamPolicy(tight).n_action_steps == 6
 
 
 def test_a_policy_reading_cameras_needs_a_camera_source(loop):
