@@ -106,14 +106,16 @@ class ChunkPolicy(nn.Module):
         self._features.clear()
 
     @torch.no_grad()
-    def act(self, obs: Mapping[str, Any], init_noise: torch.Tensor | None = None) -> ActionChunk:
+    def act(self, obs: Mapping[str, Any], init_noise: torch.Tensor | None = None,
+            n_actions: int | None = None) -> ActionChunk:
         """Batch-1 numpy obs -> the executable actions with absolute target times.
 
         obs[key]: one step (*shape; images HWC uint8 or CHW) appended to an internal history (padded by
         repeating the first step after reset(); past steps' features are cached), or a full history
         (n_obs, *shape). obs["t"] (optional): observation time in seconds on the host monotonic clock (last
-        element if an array); defaults to now. Returns actions[n_obs-1 : n_obs-1+n_action_steps] at times
-        t_obs + k / rate_hz, k = 0..n_action_steps-1.
+        element if an array); defaults to now. Returns actions[n_obs-1 : n_obs-1+n] at times t_obs + k / rate_hz,
+        k = 0..n-1, n = n_actions (at most spec.max_action_steps; the runtime asks for actions to stand in while
+        it computes the next chunk) or n_action_steps.
         """
         t_start = time.monotonic()
         t_obs = float(np.asarray(obs["t"], dtype=np.float64).reshape(-1)[-1]) if "t" in obs else t_start
@@ -140,6 +142,7 @@ class ChunkPolicy(nn.Module):
         finally:
             self.train(was_training)
         start = self.spec.n_obs_steps - 1
-        chunk = actions[0, start:start + self.spec.n_action_steps].float().cpu().numpy()
+        n = self.spec.n_action_steps if n_actions is None else min(int(n_actions), self.spec.max_action_steps)
+        chunk = actions[0, start:start + n].float().cpu().numpy()
         t = t_obs + np.arange(len(chunk)) / self.spec.rate_hz
         return ActionChunk(chunk, t, info={"t_obs": t_obs, "inference_s": time.monotonic() - t_start})

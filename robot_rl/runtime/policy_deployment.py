@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -146,16 +146,14 @@ class StreamPolicy:
     `n_action_steps` here is the length of the chunks act() returns."""
 
     def __init__(self, policy) -> None:
-        spec = policy.spec
-        longer = spec.n_action_steps + STANDBY_ACTIONS
-        if getattr(policy, "kind", None) in RECEDING_KINDS and longer <= spec.max_action_steps:
-            policy.spec = replace(spec, n_action_steps=longer)
         self.policy = policy
-        self.spec = policy.spec
+        self.spec = spec = policy.spec
         self.streams = sorted({s for f in self.spec.obs for s in f.streams})
         self.action_hz = float(self.spec.rate_hz)
         self.n_obs_steps = int(self.spec.n_obs_steps)
-        self.n_action_steps = int(self.spec.n_action_steps)
+        longer = spec.n_action_steps + STANDBY_ACTIONS
+        self._longer = getattr(policy, "kind", None) in RECEDING_KINDS and longer <= spec.max_action_steps
+        self.n_action_steps = longer if self._longer else int(spec.n_action_steps)
         # camera streams: {stream: (H, W, C)} frames are resized to (the spec says (C, H, W))
         self.image_shapes = {f.stream: (f.shape[1], f.shape[2], f.shape[0]) for f in self.spec.images}
 
@@ -165,7 +163,7 @@ class StreamPolicy:
     def act(self, obs: dict) -> ActionChunk:
         features = self.spec.obs_from_streams(obs)
         features["t"] = obs["t"]
-        return self.policy.act(features)
+        return self.policy.act(features, n_actions=self.n_action_steps) if self._longer else self.policy.act(features)
 
 
 class GoalReachPolicy:

@@ -162,6 +162,7 @@ def test_a_deployed_diffusion_chunk_carries_two_standby_actions_so_the_runner_ex
            "gripper_pos": np.zeros((2, 1), np.float32), "cam_front_rgb": np.zeros((2, IMAGE, IMAGE, 3), np.uint8),
            "t": 1.0}
     assert len(policy.act(obs).actions) == 6
+    assert policy.policy.spec.n_action_steps == 4      # the checkpoint's policy is left as it is (an actor shares it)
     tight = _tiny_camera_policy()
     tight.spec = replace(tight.spec, n_action_steps=6)            # 6 + 2 > 7 executable: left as it is
     assert StreamPolicy(tight).n_action_steps == 6
