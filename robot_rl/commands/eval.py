@@ -20,8 +20,8 @@ from robot_rl.core.config import to_plain
 from robot_rl.core.errors import ConfigError
 from robot_rl.core.fields import choice, directory_target, existing_path, integer, optional
 from robot_rl.core.results import write_results
-from robot_rl.core.spec import RECEDING_KINDS
 from robot_rl.core.rundir import make_run_dir
+from robot_rl.core.spec import RECEDING_KINDS
 from robot_rl.data.writer import EpisodeWriter
 from robot_rl.learning.spec_builder import OBS_KINDS, check_obs
 
@@ -32,7 +32,6 @@ FIELDS = {
     "record": optional(directory_target),
     "action_steps": optional(integer(1)),
 }
-
 
 
 def with_action_steps(policy, n: int, where):

@@ -147,13 +147,13 @@ class StreamPolicy:
 
     def __init__(self, policy) -> None:
         self.policy = policy
-        self.spec = spec = policy.spec
+        self.spec = policy.spec
         self.streams = sorted({s for f in self.spec.obs for s in f.streams})
         self.action_hz = float(self.spec.rate_hz)
         self.n_obs_steps = int(self.spec.n_obs_steps)
-        longer = spec.n_action_steps + STANDBY_ACTIONS
-        self._longer = getattr(policy, "kind", None) in RECEDING_KINDS and longer <= spec.max_action_steps
-        self.n_action_steps = longer if self._longer else int(spec.n_action_steps)
+        longer = self.spec.n_action_steps + STANDBY_ACTIONS
+        self._longer = getattr(policy, "kind", None) in RECEDING_KINDS and longer <= self.spec.max_action_steps
+        self.n_action_steps = longer if self._longer else int(self.spec.n_action_steps)
         # camera streams: {stream: (H, W, C)} frames are resized to (the spec says (C, H, W))
         self.image_shapes = {f.stream: (f.shape[1], f.shape[2], f.shape[0]) for f in self.spec.images}
 
